@@ -1,0 +1,160 @@
+"""Tensor plumbing shared by every layer: dtypes, conversion, names and the call context.
+
+Nothing in here knows about layers; layers and models import from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+_FLOATX = "float32"
+
+_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+def floatx() -> str:
+    """The default float type, as a string (`"float32"`)."""
+    return _FLOATX
+
+
+def standardize_dtype(dtype: Any) -> str:
+    """Returns the canonical name (`"float32"`, `"int64"`...) of a dtype-like object.
+
+    Accepts strings, `torch.dtype`, NumPy dtypes and Keras-style serialized
+    `DTypePolicy` dicts. `None` means `floatx()`.
+    """
+    if dtype is None:
+        return floatx()
+    if isinstance(dtype, dict):  # serialized DTypePolicy
+        dtype = dtype.get("config", {}).get("name", floatx())
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPE_NAMES:
+            raise ValueError(f"Unsupported dtype: {dtype}")
+        return _DTYPE_NAMES[dtype]
+    if hasattr(dtype, "name") and not isinstance(dtype, str):  # DTypePolicy-like
+        dtype = dtype.name
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name in ("float", "double"):
+        name = {"float": "float32", "double": "float64"}[name]
+    if name not in _DTYPES:
+        raise ValueError(f"Invalid dtype: {dtype!r}. Expected one of {sorted(_DTYPES)}.")
+    return name
+
+
+def torch_dtype(dtype: Any) -> torch.dtype:
+    """The `torch.dtype` for a dtype-like object."""
+    return _DTYPES[standardize_dtype(dtype)]
+
+
+def is_float_dtype(dtype: Any) -> bool:
+    return torch_dtype(dtype).is_floating_point
+
+
+def serialize_dtype_policy(dtype: str) -> dict:
+    """The `dtype` entry of a layer config, in Keras 3's `DTypePolicy` form."""
+    return {
+        "module": "keras",
+        "class_name": "DTypePolicy",
+        "config": {"name": dtype},
+        "registered_name": None,
+    }
+
+
+def convert_to_tensor(x: Any, dtype: Any = None, device: Any = None) -> torch.Tensor:
+    """Converts NumPy arrays, lists and scalars to a torch tensor.
+
+    NumPy float64 becomes `floatx()` unless `dtype` says otherwise, as in Keras.
+    """
+    if isinstance(x, torch.Tensor):
+        out = x
+    else:
+        arr = np.asarray(x)
+        if arr.dtype == np.float64 and dtype is None:
+            arr = arr.astype(floatx())
+        if arr.dtype == object:
+            raise TypeError(f"Cannot convert {type(x).__name__} to a tensor.")
+        out = torch.from_numpy(np.ascontiguousarray(arr))
+    if dtype is not None:
+        out = out.to(torch_dtype(dtype))
+    if device is not None:
+        out = out.to(device)
+    return out
+
+
+def to_numpy(x: Any) -> Any:
+    """Converts a tensor (or nested structure of tensors) to NumPy."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_numpy(v) for v in x)
+    if isinstance(x, dict):
+        return {k: to_numpy(v) for k, v in x.items()}
+    return x
+
+
+def to_snake_case(name: str) -> str:
+    """`"GlobalAveragePooling1D"` -> `"global_average_pooling1d"`, as Keras names layers."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    name = re.sub(r"([a-z])([A-Z])", r"\1_\2", name)
+    return name.lower()
+
+
+_name_counts: defaultdict[str, int] = defaultdict(int)
+_name_lock = threading.Lock()
+
+
+def unique_name(base: str) -> str:
+    """`base`, then `base_1`, `base_2`... for each later request in this process."""
+    with _name_lock:
+        count = _name_counts[base]
+        _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def reset_uids() -> None:
+    """Restarts automatic layer naming (like `keras.backend.clear_session()`)."""
+    with _name_lock:
+        _name_counts.clear()
+
+
+class _CallContext(threading.local):
+    def __init__(self) -> None:
+        self.training: list[bool | None] = []
+
+
+_call_context = _CallContext()
+
+
+def current_training() -> bool | None:
+    """The `training` value of the innermost enclosing layer call, if any."""
+    stack = _call_context.training
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def training_scope(training: bool | None):
+    """Makes `training` the default for nested layer calls."""
+    _call_context.training.append(training)
+    try:
+        yield
+    finally:
+        _call_context.training.pop()

@@ -1,0 +1,1 @@
+"""Runnable examples (`python -m birnn.examples.japanese_vowels`)."""

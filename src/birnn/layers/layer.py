@@ -1,0 +1,744 @@
+"""`Layer`: a `torch.nn.Module` with Keras's lazy build, weights, masks and config."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from birnn import backend
+from birnn.keras_tensor import KerasTensor, is_symbolic
+
+_BASE_KWARGS = frozenset(
+    {
+        "name",
+        "trainable",
+        "dtype",
+        "autocast",
+        "activity_regularizer",
+        "input_shape",
+        "input_dim",
+        "batch_input_shape",
+        "batch_size",
+    }
+)
+
+
+class InputSpec:
+    """Specifies the rank, dtype and shape of every input to a layer.
+
+    A layer checks its inputs against `layer.input_spec` (one spec, or a list of
+    specs for several inputs) on every call and raises a `ValueError` that names
+    the layer and both shapes when they disagree.
+
+    Args:
+        dtype: Expected dtype of the input.
+        shape: Expected shape tuple; `None` entries match any size.
+        ndim: Expected rank.
+        max_ndim: Maximum rank.
+        min_ndim: Minimum rank.
+        axes: Dictionary mapping integer axes to a specific dimension value.
+        allow_last_axis_squeeze: If `True`, a trailing axis of size 1 may be
+            missing or extra.
+        name: Expected name of the input.
+        optional: Whether the input may be `None`.
+
+    Examples:
+
+    >>> spec = InputSpec(ndim=3, axes={-1: 8})
+    >>> spec
+    InputSpec(ndim=3, axes={-1: 8})
+    """
+
+    def __init__(
+        self,
+        dtype: Any = None,
+        shape: Sequence[int | None] | None = None,
+        ndim: int | None = None,
+        max_ndim: int | None = None,
+        min_ndim: int | None = None,
+        axes: dict[int, int] | None = None,
+        allow_last_axis_squeeze: bool = False,
+        name: str | None = None,
+        optional: bool = False,
+    ) -> None:
+        self.dtype = backend.standardize_dtype(dtype) if dtype is not None else None
+        self.shape = tuple(shape) if shape is not None else None
+        self.ndim = len(self.shape) if self.shape is not None else ndim
+        self.max_ndim = max_ndim
+        self.min_ndim = min_ndim
+        self.name = name
+        self.optional = optional
+        self.allow_last_axis_squeeze = allow_last_axis_squeeze
+        try:
+            self.axes = {int(k): v for k, v in (axes or {}).items()}
+        except (ValueError, TypeError) as e:
+            raise TypeError(
+                f"InputSpec: argument `axes` must be a dict with integer keys. Received: {axes}"
+            ) from e
+        if self.axes and (self.ndim is not None or self.max_ndim is not None):
+            max_dim = (self.ndim if self.ndim is not None else self.max_ndim) - 1
+            if max(self.axes) > max_dim:
+                raise ValueError(
+                    f"InputSpec: axis {max(self.axes)} is greater than the maximum allowed "
+                    f"value {max_dim}."
+                )
+
+    def __repr__(self) -> str:
+        fields = [
+            f"{k}={v}"
+            for k, v in (
+                ("dtype", self.dtype),
+                ("shape", self.shape),
+                ("ndim", self.ndim),
+                ("max_ndim", self.max_ndim),
+                ("min_ndim", self.min_ndim),
+                ("axes", self.axes or None),
+            )
+            if v is not None
+        ]
+        return f"InputSpec({', '.join(fields)})"
+
+    def get_config(self) -> dict:
+        return {
+            "dtype": self.dtype,
+            "shape": self.shape,
+            "ndim": self.ndim,
+            "max_ndim": self.max_ndim,
+            "min_ndim": self.min_ndim,
+            "axes": self.axes,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> InputSpec:
+        return cls(**config)
+
+
+def check_input_compatibility(layer_name: str, input_spec: Any, inputs: Any) -> None:
+    """Raises a `ValueError` naming the layer if `inputs` do not meet `input_spec`."""
+    if input_spec is None:
+        return
+    specs = list(input_spec) if isinstance(input_spec, (list, tuple)) else [input_spec]
+    flat_inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if len(specs) != len(flat_inputs) and not (len(specs) == 1 and len(flat_inputs) == 1):
+        raise ValueError(
+            f"Layer '{layer_name}' expects {len(specs)} input(s), "
+            f"but it received {len(flat_inputs)} input tensors."
+        )
+    for index, (spec, x) in enumerate(zip(specs, flat_inputs)):
+        if spec is None:
+            continue
+        if x is None:
+            if spec.optional:
+                continue
+            raise ValueError(f"Input {index} of layer '{layer_name}' is None.")
+        if not hasattr(x, "shape"):
+            raise TypeError(f"Inputs to layer '{layer_name}' should be tensors. Received: {x!r}")
+        shape = tuple(x.shape)
+        ndim = len(shape)
+        prefix = f"Input {index} of layer '{layer_name}' is incompatible with the layer:"
+        if spec.ndim is not None and not spec.allow_last_axis_squeeze and ndim != spec.ndim:
+            raise ValueError(
+                f"{prefix} expected ndim={spec.ndim}, found ndim={ndim}. "
+                f"Full shape received: {shape}"
+            )
+        if spec.max_ndim is not None and ndim > spec.max_ndim:
+            raise ValueError(
+                f"{prefix} expected max_ndim={spec.max_ndim}, found ndim={ndim}. "
+                f"Full shape received: {shape}"
+            )
+        if spec.min_ndim is not None and ndim < spec.min_ndim:
+            raise ValueError(
+                f"{prefix} expected min_ndim={spec.min_ndim}, found ndim={ndim}. "
+                f"Full shape received: {shape}"
+            )
+        for axis, value in spec.axes.items():
+            if value is None:
+                continue
+            if not -ndim <= axis < ndim or shape[axis] not in (value, None):
+                raise ValueError(
+                    f"{prefix} expected axis {axis} of input shape to have value {value}, "
+                    f"but received input with shape {shape}"
+                )
+        if spec.shape is not None and len(spec.shape) == ndim:
+            for expected, actual in zip(spec.shape, shape):
+                if expected is not None and actual is not None and expected != actual:
+                    raise ValueError(f"{prefix} expected shape={spec.shape}, found shape={shape}")
+
+
+@dataclass
+class _WeightSpec:
+    """What `add_weight` knows about a weight beyond its tensor."""
+
+    keras_name: str
+    trainable: bool
+    regularizer: Any = None
+    constraint: Any = None
+
+
+def _map_structure(fn, structure: Any) -> Any:
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_map_structure(fn, x) for x in structure)
+    if isinstance(structure, dict):
+        return {k: _map_structure(fn, v) for k, v in structure.items()}
+    return fn(structure)
+
+
+def _flatten(structure: Any) -> list:
+    if isinstance(structure, (list, tuple)):
+        return [y for x in structure for y in _flatten(x)]
+    if isinstance(structure, dict):
+        return [y for x in structure.values() for y in _flatten(x)]
+    return [structure]
+
+
+def _shape_of(structure: Any) -> Any:
+    return _map_structure(
+        lambda x: tuple(x.shape) if hasattr(x, "shape") and x is not None else None, structure
+    )
+
+
+def _get_mask(structure: Any) -> Any:
+    """The `_keras_mask` carried by each tensor of a structure (None where absent)."""
+    if isinstance(structure, (list, tuple)):
+        masks = [_get_mask(x) for x in structure]
+        return None if all(m is None for m in masks) else masks
+    return getattr(structure, "_keras_mask", None)
+
+
+def _set_mask(outputs: Any, mask: Any) -> None:
+    if isinstance(outputs, (list, tuple)):
+        masks = mask if isinstance(mask, (list, tuple)) else [mask] * len(outputs)
+        for out, m in zip(outputs, masks):
+            _set_mask(out, m)
+    elif isinstance(outputs, (torch.Tensor, KerasTensor)):
+        try:
+            outputs._keras_mask = mask
+        except (AttributeError, RuntimeError):  # tensors that refuse attributes
+            pass
+
+
+class Layer(nn.Module):
+    """The base class of every birnn layer: a `torch.nn.Module` with Keras's contract.
+
+    A layer creates its weights lazily in `build(input_shape)` the first time it is
+    called, computes in `call(inputs, ...)`, and carries a mask from layer to layer
+    on its output tensors (the `_keras_mask` attribute), as Keras does. Weights are
+    `torch.nn.Parameter`s, so `parameters()`, `state_dict()`, optimizers, DDP and
+    `torch.compile` work as for any module; `get_weights()`/`set_weights()` use
+    Keras's order and shapes.
+
+    Args:
+        trainable: Whether the layer's weights are updated by training.
+        name: Name of the layer; by default a unique snake_case name derived from
+            the class name (`dense`, `dense_1`, ...).
+        dtype: Dtype of the weights and of the computation (default `"float32"`).
+            Floating inputs are cast to it.
+        autocast: Whether to cast floating inputs to `dtype`.
+        activity_regularizer: Optional regularizer applied to the layer's outputs,
+            added to `layer.losses`.
+        input_shape: Optional shape (without the batch axis) for the first layer
+            of a `Sequential` model.
+
+    Call arguments:
+        inputs: A tensor, NumPy array or nested list of those.
+        mask: Optional boolean mask, passed to `call()` when it accepts one.
+            Defaults to the mask carried by `inputs`.
+        training: Whether to run in training mode (dropout). Defaults to the
+            value of the enclosing call, else `False`.
+
+    Examples:
+
+    >>> import torch
+    >>> class Scale(Layer):
+    ...     def build(self, input_shape):
+    ...         self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones",
+    ...                                      name="scale")
+    ...     def call(self, inputs):
+    ...         return inputs * self.scale
+    >>> layer = Scale()
+    >>> layer(torch.ones(2, 3)).shape
+    torch.Size([2, 3])
+    >>> [w.shape for w in layer.get_weights()]
+    [(3,)]
+    """
+
+    supports_masking: bool = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = set(kwargs) - _BASE_KWARGS
+        if unknown:
+            raise ValueError(
+                f"Unrecognized keyword arguments passed to {type(self).__name__}: "
+                f"{ {k: kwargs[k] for k in sorted(unknown)} }"
+            )
+        super().__init__()
+        name = kwargs.get("name")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                f"{type(self).__name__}: argument `name` must be a string. Received: {name!r}"
+            )
+        self.name = name or backend.unique_name(backend.to_snake_case(type(self).__name__))
+        self.dtype = backend.standardize_dtype(kwargs.get("dtype"))
+        self.autocast = bool(kwargs.get("autocast", True))
+        self._trainable = bool(kwargs.get("trainable", True))
+        self.built = False
+        self.input_spec: Any = None
+        self._weight_specs: dict[str, _WeightSpec] = {}
+        self._call_losses: list[torch.Tensor] = []
+        self._build_device: torch.device | None = None
+        from birnn import regularizers  # noqa: PLC0415  (registries import layers lazily)
+
+        self.activity_regularizer = regularizers.get(kwargs.get("activity_regularizer"))
+        self._input_shape_arg = self._input_shape_from_kwargs(kwargs)
+        call_params = inspect.signature(self.call).parameters
+        self._call_has_mask = "mask" in call_params
+        self._call_has_training = "training" in call_params
+
+    def _input_shape_from_kwargs(self, kwargs: dict) -> tuple | None:
+        """The batch shape given by `input_shape`/`input_dim`/`batch_input_shape`, if any."""
+        if kwargs.get("batch_input_shape") is not None:
+            return tuple(kwargs["batch_input_shape"])
+        if kwargs.get("input_shape") is not None:
+            return (kwargs.get("batch_size"), *tuple(kwargs["input_shape"]))
+        if kwargs.get("input_dim") is not None:
+            return (kwargs.get("batch_size"), kwargs["input_dim"])
+        return None
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def dtype_torch(self) -> torch.dtype:
+        """The layer's dtype as a `torch.dtype`."""
+        return backend.torch_dtype(self.dtype)
+
+    def add_weight(
+        self,
+        shape: Sequence[int] | None = None,
+        initializer: Any = None,
+        dtype: Any = None,
+        trainable: bool = True,
+        autocast: bool = True,
+        regularizer: Any = None,
+        constraint: Any = None,
+        aggregation: str = "none",
+        name: str | None = None,
+    ) -> nn.Parameter:
+        """Creates a weight, registers it as a parameter and returns it.
+
+        Args:
+            shape: Shape tuple of the weight (default: scalar).
+            initializer: Initializer name, instance or callable `(shape, dtype)`.
+                Defaults to `"glorot_uniform"` for floats, `"zeros"` otherwise.
+            dtype: Dtype of the weight (default: the layer's dtype).
+            trainable: Whether training updates it.
+            autocast: Accepted for Keras compatibility.
+            regularizer: Regularizer name, instance or callable; adds to `losses`.
+            constraint: Constraint applied after each optimizer step in `fit`.
+            aggregation: Accepted for Keras compatibility.
+            name: Name of the weight; also its `state_dict` key (made unique).
+        """
+        from birnn import constraints, initializers, regularizers  # noqa: PLC0415
+
+        shape = tuple(int(d) for d in (shape or ()))
+        if any(d < 0 for d in shape):
+            raise ValueError(
+                f"Layer '{self.name}': cannot create weight '{name}' with negative shape {shape}."
+            )
+        dtype = backend.standardize_dtype(dtype or self.dtype)
+        if initializer is None:
+            initializer = "glorot_uniform" if backend.is_float_dtype(dtype) else "zeros"
+        init = initializers.get(initializer)
+        value = torch.as_tensor(init(shape, dtype=dtype), dtype=backend.torch_dtype(dtype))
+        if self._build_device is not None:
+            value = value.to(self._build_device)
+        keras_name = name or "variable"
+        attr = keras_name
+        suffix = 1
+        while attr in self._parameters or (hasattr(self, attr) and attr not in self._parameters):
+            attr = f"{keras_name}_{suffix}"
+            suffix += 1
+        is_float = value.is_floating_point() or value.is_complex()
+        param = nn.Parameter(value, requires_grad=bool(trainable and self._trainable and is_float))
+        self.register_parameter(attr, param)
+        self._weight_specs[attr] = _WeightSpec(
+            keras_name=keras_name,
+            trainable=bool(trainable),
+            regularizer=regularizers.get(regularizer),
+            constraint=constraints.get(constraint),
+        )
+        return param
+
+    def _own_weights(self, trainable: bool | None = None) -> list[nn.Parameter]:
+        names = [n for n, s in self._weight_specs.items() if s.trainable] + [
+            n for n, s in self._weight_specs.items() if not s.trainable
+        ]
+        out = []
+        for n in names:
+            spec = self._weight_specs[n]
+            effective = spec.trainable and self._trainable
+            if trainable is None or effective == trainable:
+                out.append(self._parameters[n])
+        return out
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Direct sublayers, in the order they were assigned."""
+        found: list[Layer] = []
+
+        def visit(module: nn.Module) -> None:
+            for child in module.children():
+                if isinstance(child, Layer):
+                    found.append(child)
+                else:  # ModuleList / ModuleDict containers
+                    visit(child)
+
+        visit(self)
+        return found
+
+    def _collect(self, trainable: bool | None) -> list[nn.Parameter]:
+        seen: set[int] = set()
+        out: list[nn.Parameter] = []
+        for w in self._own_weights(trainable):
+            if id(w) not in seen:
+                seen.add(id(w))
+                out.append(w)
+        for layer in self.layers:
+            for w in layer._collect(trainable):
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    out.append(w)
+        return out
+
+    @property
+    def weights(self) -> list[nn.Parameter]:
+        """All weights: own (trainable first), then each sublayer's, as in Keras."""
+        return self._collect(None)
+
+    @property
+    def trainable_weights(self) -> list[nn.Parameter]:
+        return self._collect(True) if self._trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list[nn.Parameter]:
+        if not self._trainable:
+            return self.weights
+        return self._collect(False)
+
+    @property
+    def variables(self) -> list[nn.Parameter]:
+        return self.weights
+
+    @property
+    def trainable_variables(self) -> list[nn.Parameter]:
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> list[nn.Parameter]:
+        return self.non_trainable_weights
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        value = bool(value)
+        self._trainable = value
+        for name, spec in self._weight_specs.items():
+            param = self._parameters[name]
+            if param.is_floating_point():
+                param.requires_grad_(spec.trainable and value)
+        for layer in self.layers:
+            layer.trainable = value
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The weights as NumPy arrays, in `weights` order."""
+        return [w.detach().cpu().numpy() for w in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Sets the weights from NumPy arrays (or tensors), in `weights` order.
+
+        Raises:
+            ValueError: if the number of arrays or any shape does not match.
+        """
+        own = self.weights
+        weights = list(weights)
+        if len(weights) != len(own):
+            raise ValueError(
+                f"Layer '{self.name}' expected {len(own)} weights, but received "
+                f"{len(weights)} weights in set_weights()."
+            )
+        names = self._weight_paths()
+        for name, param, value in zip(names, own, weights):
+            value_shape = tuple(np.shape(value))
+            if value_shape != tuple(param.shape):
+                raise ValueError(
+                    f"Layer '{self.name}': weight '{name}' has shape {tuple(param.shape)}, "
+                    f"but set_weights() received an array of shape {value_shape}."
+                )
+        with torch.no_grad():
+            for param, value in zip(own, weights):
+                param.copy_(backend.convert_to_tensor(np.asarray(value), dtype=param.dtype))
+
+    def _weight_paths(self) -> list[str]:
+        """Keras-style names (`lstm/lstm_cell/kernel`) for `weights`, in order."""
+        by_id: dict[int, str] = {}
+
+        def visit(layer: Layer, prefix: str) -> None:
+            for attr, spec in layer._weight_specs.items():
+                by_id.setdefault(id(layer._parameters[attr]), f"{prefix}/{spec.keras_name}")
+            for sub in layer.layers:
+                visit(sub, f"{prefix}/{sub.name}")
+
+        visit(self, self.name)
+        return [by_id.get(id(w), "?") for w in self.weights]
+
+    def count_params(self) -> int:
+        """Total number of scalars in the layer's weights."""
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on layer '{self.name}', but the layer "
+                "isn't built. You can build it manually via: `layer.build(input_shape)`."
+            )
+        return int(sum(w.numel() for w in self.weights))
+
+    def apply_constraints(self) -> None:
+        """Projects every weight onto its constraint (called after optimizer steps)."""
+        with torch.no_grad():
+            for name, spec in self._weight_specs.items():
+                if spec.constraint is not None:
+                    param = self._parameters[name]
+                    param.copy_(spec.constraint(param))
+        for layer in self.layers:
+            layer.apply_constraints()
+
+    # ------------------------------------------------------------------ losses
+    def add_loss(self, loss: torch.Tensor) -> None:
+        """Adds a scalar loss (e.g. an activity penalty) to `layer.losses`."""
+        self._call_losses.append(loss)
+
+    @property
+    def losses(self) -> list[torch.Tensor]:
+        """Losses from `add_loss` in the last call and from weight regularizers."""
+        out = list(self._call_losses)
+        for name, spec in self._weight_specs.items():
+            if spec.regularizer is not None and spec.trainable and self._trainable:
+                out.append(spec.regularizer(self._parameters[name]))
+        for layer in self.layers:
+            out.extend(layer.losses)
+        return out
+
+    # ------------------------------------------------------------------ build & call
+    def build(self, input_shape: Any = None) -> None:
+        """Creates the layer's weights. Called once, before the first `call`."""
+        self.built = True
+
+    def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """The layer's computation. Subclasses override it."""
+        return inputs
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.call(*args, **kwargs)
+
+    def _maybe_build(self, inputs: Any) -> None:
+        if self.built:
+            return
+        first = next((x for x in _flatten(inputs) if isinstance(x, torch.Tensor)), None)
+        self._build_device = first.device if first is not None else None
+        try:
+            self.build(_shape_of(inputs))
+        finally:
+            self._build_device = None
+        self.built = True
+
+    def _convert_inputs(self, inputs: Any) -> Any:
+        compute = self.dtype_torch
+
+        def convert(x: Any) -> Any:
+            if x is None or isinstance(x, KerasTensor):
+                return x
+            if not isinstance(x, torch.Tensor):
+                if isinstance(x, (str, bytes)):
+                    raise TypeError(
+                        f"Layer '{self.name}' expects tensor-like inputs. Received: {x!r}"
+                    )
+                x = backend.convert_to_tensor(x)
+            if self.autocast and x.is_floating_point() and compute.is_floating_point:
+                if x.dtype != compute:
+                    mask = getattr(x, "_keras_mask", None)
+                    x = x.to(compute)
+                    if mask is not None:
+                        x._keras_mask = mask
+            return x
+
+        return _map_structure(convert, inputs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if is_symbolic(args) or is_symbolic(kwargs):
+            from birnn.models.functional import symbolic_call  # noqa: PLC0415
+
+            return symbolic_call(self, args, kwargs)
+        if not args:
+            if "inputs" not in kwargs:
+                raise TypeError(f"Layer '{self.name}' was called without inputs.")
+            args = (kwargs.pop("inputs"),)
+        inputs = self._convert_inputs(args[0])
+        args = (inputs, *args[1:])
+
+        mask = kwargs.pop("mask", None)
+        if mask is None:
+            mask = _get_mask(inputs)
+        if mask is not None:
+            mask = _map_structure(
+                lambda m: backend.convert_to_tensor(m, dtype="bool") if m is not None else None,
+                mask,
+            )
+        if self._call_has_mask:
+            kwargs["mask"] = mask
+
+        training = kwargs.pop("training", None)
+        if training is None:
+            training = backend.current_training()
+        if self._call_has_training:
+            kwargs["training"] = training
+
+        check_input_compatibility(self.name, self.input_spec, inputs)
+        self._maybe_build(inputs)
+        self._call_losses = []
+        with backend.training_scope(training):
+            outputs = super().__call__(*args, **kwargs)
+
+        if self.activity_regularizer is not None:
+            for out in _flatten(outputs):
+                if isinstance(out, torch.Tensor):
+                    self.add_loss(self.activity_regularizer(out))
+        if self.supports_masking or type(self).compute_mask is not Layer.compute_mask:
+            _set_mask(outputs, self.compute_mask(inputs, mask))
+        return outputs
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """The mask of the outputs: by default, the input mask passes through."""
+        return mask
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for an input shape (batch axis included, `None` = unknown).
+
+        Layers override it; the default runs the layer once on zeros of that shape
+        (unknown sizes taken as 1) to find out.
+        """
+        return _shape_of(self._dummy_call(input_shape))
+
+    def compute_output_spec(self, *args: Any, **kwargs: Any) -> Any:
+        """Output `KerasTensor`s for symbolic inputs, without running on real data."""
+        inputs = args[0]
+        shapes = _map_structure(lambda t: t.shape if t is not None else None, inputs)
+        try:
+            out_shape = self.compute_output_shape(shapes)
+        except NotImplementedError:
+            out_shape = _shape_of(self._dummy_call(shapes))
+        first = next(x for x in _flatten(inputs) if isinstance(x, KerasTensor))
+        dtype = self.dtype if backend.is_float_dtype(self.dtype) else first.dtype
+
+        def is_shape(s: Any) -> bool:
+            return isinstance(s, tuple) and all(d is None or isinstance(d, int) for d in s)
+
+        def to_spec(s: Any) -> Any:
+            if is_shape(s):
+                return KerasTensor(s, dtype=dtype)
+            return type(s)(to_spec(x) for x in s)
+
+        return to_spec(tuple(out_shape) if isinstance(out_shape, list) else out_shape)
+
+    def _dummy_call(self, input_shape: Any) -> Any:
+        def zeros(shape: Any) -> Any:
+            if shape is None:
+                return None
+            return torch.zeros(tuple(1 if d is None else d for d in shape), dtype=self.dtype_torch)
+
+        is_single = isinstance(input_shape, tuple) and all(
+            d is None or isinstance(d, int) for d in input_shape
+        )
+        dummy = zeros(input_shape) if is_single else _map_structure_shapes(zeros, input_shape)
+        with torch.no_grad():
+            out = self(dummy)
+        return _map_structure(
+            lambda t: t,
+            _replace_batch(out, input_shape),
+        )
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        """The constructor arguments that recreate this layer (weights excluded)."""
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": backend.serialize_dtype_policy(self.dtype),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        """Creates a layer from `get_config()`'s output."""
+        return cls(**config)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+def _map_structure_shapes(fn, structure: Any) -> Any:
+    """Maps `fn` over the shape tuples of a nested structure of shapes."""
+    if structure is None:
+        return None
+    if isinstance(structure, tuple) and all(d is None or isinstance(d, int) for d in structure):
+        return fn(structure)
+    if isinstance(structure, dict):
+        return {k: _map_structure_shapes(fn, v) for k, v in structure.items()}
+    return type(structure)(_map_structure_shapes(fn, s) for s in structure)
+
+
+def _replace_batch(outputs: Any, input_shape: Any) -> Any:
+    """Marks the batch axis of dummy outputs as unknown when the input's was."""
+    first = input_shape
+    while (
+        isinstance(first, (list, tuple)) and first and not isinstance(first[0], (int, type(None)))
+    ):
+        first = first[0]
+    batch_unknown = isinstance(first, tuple) and first and first[0] is None
+
+    def fix(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        shape = tuple(t.shape)
+        if batch_unknown and shape:
+            shape = (None, *shape[1:])
+        return _ShapeOnly(shape)
+
+    return _map_structure(fix, outputs)
+
+
+class _ShapeOnly:
+    """Stands in for a tensor where only its `shape` is wanted."""
+
+    def __init__(self, shape: tuple) -> None:
+        self.shape = shape
+
+
+def flatten_structure(structure: Any) -> list:
+    """Flattens nested lists/tuples/dicts into a list of leaves."""
+    return _flatten(structure)
+
+
+def map_structure(fn, structure: Any) -> Any:
+    """Applies `fn` to every leaf of a nested structure."""
+    return _map_structure(fn, structure)
+
+
+def iter_layers(layer: Layer) -> Iterable[Layer]:
+    """`layer` and all its sublayers, depth first."""
+    yield layer
+    for sub in layer.layers:
+        yield from iter_layers(sub)

@@ -1,0 +1,1 @@
+"""Recurrent layers: cells, the generic `RNN`, `SimpleRNN`/`LSTM`/`GRU` and `Bidirectional`."""

@@ -1,0 +1,15 @@
+"""Functional `Model`, `Sequential` and `load_model`."""
+
+from birnn._lazy import lazy_getattr
+
+_NAMES = {
+    "Model": "birnn.models.model",
+    "Sequential": "birnn.models.sequential",
+    "load_model": "birnn.saving.keras_file",
+}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_getattr(__name__, _NAMES)
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,1 @@
+"""Pure tensor functions (recurrent scans, fused kernels, mask compaction): no Keras concepts."""

@@ -1,0 +1,1 @@
+"""Config serialization and Keras-format `.keras` / `.weights.h5` files."""
