@@ -1,0 +1,17 @@
+"""Shared test set-up: Keras (the oracle) runs on its torch backend."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Every test starts from the same random state."""
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
