@@ -211,6 +211,13 @@ def _get_mask(structure: Any) -> Any:
     return getattr(structure, "_keras_mask", None)
 
 
+def _is_number_nest(structure: Any) -> bool:
+    """Whether `structure` is a (nested) list/tuple of plain numbers only."""
+    if isinstance(structure, (list, tuple)):
+        return len(structure) > 0 and all(_is_number_nest(x) for x in structure)
+    return isinstance(structure, (int, float, bool, np.number, np.bool_))
+
+
 def _set_mask(outputs: Any, mask: Any) -> None:
     if isinstance(outputs, (list, tuple)):
         masks = mask if isinstance(mask, (list, tuple)) else [mask] * len(outputs)
@@ -555,6 +562,7 @@ class Layer(nn.Module):
         finally:
             self._build_device = None
         self.built = True
+        self._build_input_shape = _shape_of(inputs)  # Keras's `build_config`
 
     def _convert_inputs(self, inputs: Any) -> Any:
         compute = self.dtype_torch
@@ -576,6 +584,8 @@ class Layer(nn.Module):
                         x._keras_mask = mask
             return x
 
+        if _is_number_nest(inputs):  # `[[1.0, 2.0]]` is one tensor, not a structure
+            return convert(inputs)
         return _map_structure(convert, inputs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -616,7 +626,10 @@ class Layer(nn.Module):
         if self.activity_regularizer is not None:
             for out in _flatten(outputs):
                 if isinstance(out, torch.Tensor):
-                    self.add_loss(self.activity_regularizer(out))
+                    loss = self.activity_regularizer(out)
+                    if out.ndim > 0 and out.shape[0] > 0:  # per-sample, as Keras
+                        loss = loss / out.shape[0]
+                    self.add_loss(loss)
         if self.supports_masking or type(self).compute_mask is not Layer.compute_mask:
             _set_mask(outputs, self.compute_mask(inputs, mask))
         return outputs
@@ -674,11 +687,16 @@ class Layer(nn.Module):
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         """The constructor arguments that recreate this layer (weights excluded)."""
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": backend.serialize_dtype_policy(self.dtype),
         }
+        if self.activity_regularizer is not None:
+            from birnn import regularizers  # noqa: PLC0415
+
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> Layer:

@@ -1,0 +1,266 @@
+"""Dense, Activation, Dropout, Embedding, Masking, Flatten against Keras 3.15."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+
+from birnn import layers
+from tests.core._parity import check_layer_parity
+
+RNG = np.random.RandomState(0)
+X3 = RNG.randn(2, 4, 5).astype("float32")
+MASK = np.array([[1, 1, 1, 0], [1, 0, 1, 1]], dtype=bool)
+
+
+# ---------------------------------------------------------------- Dense
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"activation": "tanh", "use_bias": False},
+        {"activation": "softmax", "kernel_initializer": "orthogonal", "bias_initializer": "ones"},
+        {
+            "kernel_regularizer": "l2",
+            "bias_regularizer": keras.regularizers.L1(0.3),
+            "activity_regularizer": "l1l2",
+            "kernel_constraint": "max_norm",
+            "bias_constraint": "non_neg",
+        },
+        {"kernel_initializer": keras.initializers.GlorotNormal(seed=3), "dtype": "float64"},
+    ],
+)
+@pytest.mark.parametrize("shape", [(3, 5), (2, 4, 5), (2, 2, 3, 5)])
+def test_dense_parity(kwargs, shape):
+    x = RNG.randn(*shape).astype("float32")
+    mask = np.ones(shape[:-1], dtype=bool) if len(shape) > 2 else None
+    ours = layers.Dense(3, name="d", **kwargs)
+    theirs = keras.layers.Dense(3, name="d", **kwargs)
+    check_layer_parity(ours, theirs, x, mask=mask, atol=1e-5)
+
+
+def test_dense_masked_parity_and_losses():
+    ours = layers.Dense(3, kernel_regularizer="l2", activity_regularizer="l1", name="d")
+    theirs = keras.layers.Dense(3, kernel_regularizer="l2", activity_regularizer="l1", name="d")
+    out = check_layer_parity(ours, theirs, X3, mask=MASK)
+    assert torch.equal(out._keras_mask, torch.tensor(MASK))
+    np.testing.assert_allclose(
+        sorted(float(v.detach()) for v in ours.losses),
+        sorted(float(keras.ops.convert_to_numpy(v)) for v in theirs.losses),
+        rtol=1e-5,
+    )
+
+
+def test_dense_weights_and_build():
+    layer = layers.Dense(4)
+    layer.build((None, 3))
+    assert [tuple(w.shape) for w in layer.weights] == [(3, 4), (4,)]
+    assert layer.count_params() == 16
+    assert [n for n, _ in layer.named_parameters()] == ["kernel", "bias"]
+    assert layers.Dense(2, use_bias=False)(torch.ones(1, 3)).shape == (1, 2)
+    assert layer(np.ones((2, 3))).dtype == torch.float32
+    assert layer(np.ones((2, 3), dtype="int64")).shape == (2, 4)
+
+
+@pytest.mark.parametrize("units", [0, -3, 2.5, "4", True, None])
+def test_dense_bad_units(units):
+    with pytest.raises(ValueError, match=r"Dense.*units"):
+        layers.Dense(units)
+
+
+def test_dense_bad_inputs():
+    layer = layers.Dense(2, name="dense_bad")
+    with pytest.raises(ValueError, match=r"dense_bad.*min_ndim=2"):
+        layer(torch.ones(3))
+    layer(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"dense_bad.*axis -1.*value 3"):
+        layer(torch.ones(2, 4))
+    with pytest.raises(ValueError, match=r"activation function identifier: 'nope'"):
+        layers.Dense(2, activation="nope")
+    with pytest.raises(ValueError, match="Unrecognized keyword arguments passed to Dense"):
+        layers.Dense(2, kernel_initialiser="zeros")
+    with pytest.raises(NotImplementedError, match="lora_rank"):
+        layers.Dense(2, lora_rank=2)
+
+
+# ---------------------------------------------------------------- Activation
+@pytest.mark.parametrize("activation", ["relu", "softmax", "gelu", "swish", "hard_sigmoid"])
+def test_activation_parity(activation):
+    ours = layers.Activation(activation, name="a")
+    theirs = keras.layers.Activation(activation, name="a")
+    check_layer_parity(ours, theirs, X3, mask=MASK)
+
+
+def test_activation_callable_and_errors():
+    assert layers.Activation(torch.relu)(torch.tensor([[-1.0]])).item() == 0
+    with pytest.raises(ValueError, match="activation function identifier"):
+        layers.Activation("nope")
+
+
+# ---------------------------------------------------------------- Dropout
+@pytest.mark.parametrize("kwargs", [{"rate": 0.5}, {"rate": 0.2, "noise_shape": (None, 1, 5)}])
+def test_dropout_inference_parity(kwargs):
+    ours = layers.Dropout(name="dr", seed=1, **kwargs)
+    theirs = keras.layers.Dropout(name="dr", seed=1, **kwargs)
+    check_layer_parity(ours, theirs, X3, mask=MASK, training=False)
+    out = check_layer_parity(ours, theirs, X3, mask=MASK, check_config=False)
+    np.testing.assert_array_equal(out.detach().numpy(), X3)
+
+
+def test_dropout_training():
+    x = torch.ones(200, 50)
+    layer = layers.Dropout(0.3)
+    out = layer(x, training=True)
+    kept = out[out != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / 0.7))
+    assert abs((out == 0).float().mean().item() - 0.3) < 0.03
+    assert torch.equal(layer(x, training=False), x)
+    assert torch.equal(layer(x), x)
+    assert torch.equal(layers.Dropout(1.0)(x, training=True), torch.zeros_like(x))
+    assert torch.equal(layers.Dropout(0.0)(x, training=True), x)
+
+
+def test_dropout_noise_shape_and_seed():
+    x = torch.ones(4, 6, 5)
+    out = layers.Dropout(0.5, noise_shape=(None, 1, 5), seed=3)(x, training=True)
+    assert torch.equal(out, out[:, :1, :].expand_as(out))
+    a = layers.Dropout(0.5, seed=3)
+    b = layers.Dropout(0.5, seed=3)
+    first = a(x, training=True)
+    assert torch.equal(first, b(x, training=True))
+    assert not torch.equal(first, a(x, training=True))  # the sequence advances
+
+
+def test_dropout_keeps_mask_and_gradient():
+    x = torch.ones(2, 4, 3, requires_grad=True)
+    xm = x * 1
+    xm._keras_mask = torch.tensor(MASK)
+    out = layers.Dropout(0.5, seed=0)(xm, training=True)
+    assert torch.equal(out._keras_mask, torch.tensor(MASK))
+    out.sum().backward()
+    assert set(x.grad.unique().tolist()) <= {0.0, 2.0}
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"rate": 1.5}, "rate"),
+        ({"rate": -0.1}, "rate"),
+        ({"rate": "0.5"}, "rate"),
+        ({"rate": 0.5, "noise_shape": "abc"}, "noise_shape"),
+        ({"rate": 0.5, "noise_shape": (None, 0)}, "noise_shape"),
+        ({"rate": 0.5, "noise_shape": 3}, "noise_shape"),
+        ({"rate": 0.5, "seed": "x"}, "seed"),
+    ],
+)
+def test_dropout_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=rf"Dropout.*{match}"):
+        layers.Dropout(**kwargs)
+
+
+# ---------------------------------------------------------------- Embedding
+@pytest.mark.parametrize("mask_zero", [False, True])
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 4)])
+def test_embedding_parity(mask_zero, shape):
+    x = RNG.randint(0, 7, size=shape).astype("int32")
+    x[0, 0] = 0
+    ours = layers.Embedding(7, 4, mask_zero=mask_zero, name="e")
+    theirs = keras.layers.Embedding(7, 4, mask_zero=mask_zero, name="e")
+    out = check_layer_parity(ours, theirs, x, grads=False)
+    if mask_zero:
+        np.testing.assert_array_equal(out._keras_mask.numpy(), x != 0)
+    else:
+        assert getattr(out, "_keras_mask", None) is None
+    assert [w.shape for w in ours.get_weights()] == [(7, 4)]
+    assert ours.weights[0] is ours.embeddings
+
+
+def test_embedding_gradient_and_configs():
+    ours = layers.Embedding(
+        5,
+        3,
+        embeddings_initializer="he_normal",
+        embeddings_regularizer="l2",
+        embeddings_constraint="unit_norm",
+        activity_regularizer="l1",
+        name="e",
+    )
+    theirs = keras.layers.Embedding(
+        5,
+        3,
+        embeddings_initializer="he_normal",
+        embeddings_regularizer="l2",
+        embeddings_constraint="unit_norm",
+        activity_regularizer="l1",
+        name="e",
+    )
+    x = np.array([[1, 2, 2], [4, 0, 1]])
+    check_layer_parity(ours, theirs, x, grads=False)
+    theirs_x = torch.tensor(x)
+    keras_out = theirs(theirs_x)
+    our_out = ours(torch.tensor(x))
+    g = torch.randn(our_out.shape)
+    (keras_out * g).sum().backward()
+    (our_out * g).sum().backward()
+    torch.testing.assert_close(ours.embeddings.grad, theirs.embeddings.value.grad)
+
+
+def test_embedding_float_indices_weights_argument_and_errors():
+    table = np.arange(12, dtype="float32").reshape(4, 3)
+    layer = layers.Embedding(4, 3, weights=[table])
+    assert layer.built
+    np.testing.assert_array_equal(layer(np.array([[3.0, 1.0]])).detach()[0], table[[3, 1]])
+    np.testing.assert_array_equal(layers.Embedding(4, 3, weights=table).get_weights()[0], table)
+    for bad in (0, -1, 2.0, None):
+        with pytest.raises(ValueError, match=r"Embedding.*input_dim"):
+            layers.Embedding(bad, 3)
+        with pytest.raises(ValueError, match=r"Embedding.*output_dim"):
+            layers.Embedding(3, bad)
+    with pytest.warns(UserWarning, match="input_length"):
+        layers.Embedding(3, 2, input_length=5)
+    with pytest.raises(ValueError, match=r"weight 'embedding.*/embeddings'.*\(4, 3\)"):
+        layers.Embedding(4, 3, weights=[np.zeros((3, 3))])
+
+
+# ---------------------------------------------------------------- Masking
+@pytest.mark.parametrize("mask_value", [0.0, -1.0])
+def test_masking_parity(mask_value):
+    x = X3.copy()
+    x[0, 1] = mask_value
+    x[1, 3] = mask_value
+    x[1, 0, :2] = mask_value  # a partly padded step stays
+    ours = layers.Masking(mask_value=mask_value, name="m")
+    theirs = keras.layers.Masking(mask_value=mask_value, name="m")
+    out = check_layer_parity(ours, theirs, x)
+    np.testing.assert_array_equal(
+        out._keras_mask.numpy(), [[True, False, True, True], [True, True, True, False]]
+    )
+    assert (out[0, 1] == 0).all()
+
+
+def test_masking_feeds_dense_and_pooling():
+    x = torch.tensor(X3)
+    x[:, 2] = 0.0
+    masked = layers.Masking()(x)
+    dense_out = layers.Dense(2)(masked)
+    assert torch.equal(dense_out._keras_mask, masked._keras_mask)
+    pooled = layers.GlobalAveragePooling1D()(masked)
+    manual = x[:, [0, 1, 3]].mean(1)
+    torch.testing.assert_close(pooled, manual)
+
+
+# ---------------------------------------------------------------- Flatten
+@pytest.mark.parametrize("data_format", [None, "channels_first", "channels_last"])
+@pytest.mark.parametrize("shape", [(2, 3), (2, 4, 5), (2, 3, 2, 4)])
+def test_flatten_parity(data_format, shape):
+    x = RNG.randn(*shape).astype("float32")
+    ours = layers.Flatten(data_format=data_format, name="f")
+    theirs = keras.layers.Flatten(data_format=data_format, name="f")
+    check_layer_parity(ours, theirs, x)
+
+
+def test_flatten_shapes_and_errors():
+    assert layers.Flatten()(torch.zeros(3)).shape == (3, 1)
+    assert layers.Flatten().compute_output_shape((None, None, 4)) == (None, None)
+    with pytest.raises(ValueError, match="data_format"):
+        layers.Flatten(data_format="channels_middle")
