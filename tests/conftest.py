@@ -8,6 +8,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: more threads per worker than cores
+    # makes tiny parity cases hundreds of times slower through oversubscription.
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
