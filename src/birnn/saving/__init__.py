@@ -1,1 +1,34 @@
-"""Config serialization and Keras-format `.keras` / `.weights.h5` files."""
+"""Config serialization and Keras-format `.keras` / `.weights.h5` files.
+
+- `serialization`: Keras 3 configs <-> birnn objects, `register_serializable`.
+- `weights_file`: the HDF5 weights layout Keras 3 uses (`save_weights`/`load_weights`).
+- `keras_file`: the `.keras` zip (`save_model`/`load_model`).
+- `export`: routes to `torch.export` / TorchScript for serving.
+"""
+
+from birnn._lazy import lazy_getattr
+
+_NAMES = {
+    "register_serializable": "birnn.saving.serialization",
+    "get_registered_name": "birnn.saving.serialization",
+    "get_registered_object": "birnn.saving.serialization",
+    "custom_object_scope": "birnn.saving.serialization",
+    "serialize_keras_object": "birnn.saving.serialization",
+    "deserialize_keras_object": "birnn.saving.serialization",
+    "save_model": "birnn.saving.keras_file",
+    "load_model": "birnn.saving.keras_file",
+    "save_weights": "birnn.saving.weights_file",
+    "load_weights": "birnn.saving.weights_file",
+    "export_for_serving": "birnn.saving.export",
+    "SavingError": "birnn.saving.errors",
+    "FileFormatError": "birnn.saving.errors",
+    "WeightsMismatchError": "birnn.saving.errors",
+    "UnknownObjectError": "birnn.saving.errors",
+    "ConfigError": "birnn.saving.errors",
+}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_getattr(__name__, _NAMES)
+
+
+def __dir__():
+    return __all__

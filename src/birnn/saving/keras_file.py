@@ -1,0 +1,251 @@
+"""The `.keras` file: `save_model` and `load_model`, readable and writable by Keras 3.
+
+Layout (observed on files Keras 3.15.1 writes): a zip archive, members stored
+uncompressed, in this order:
+
+- `metadata.json`: `{"keras_version": "3.15.1", "date_saved": "2026-11-25@07:13:37"}`
+  (`%Y-%m-%d@%H:%M:%S`, local time). Keras never reads it back when loading;
+  birnn writes the same two keys plus `"birnn_version"`.
+- `config.json`: `serialize_keras_object(model)`: for a `Sequential`,
+  `{"module": "keras", "class_name": "Sequential", "config": {"name", "trainable",
+  "dtype", "layers": [InputLayer config, layer configs...], ...}, "registered_name":
+  None, "build_config": {"input_shape": [...]}, "compile_config": {...}}`; for a
+  functional model `module="keras.src.models.functional"`,
+  `class_name="Functional"`, `registered_name="Functional"`, and each entry of
+  `config.layers` adds `name` and `inbound_nodes` (`{"args": [...], "kwargs":
+  {...}}` with `__keras_tensor__` dicts whose `keras_history` is `[layer name,
+  node index, tensor index]`), plus `input_layers`/`output_layers`. Layer configs
+  carry `build_config: {"input_shape": [...]}` once built; `Bidirectional`'s
+  `layer`/`backward_layer` entries are full layer configs. Objects used twice
+  (dtype policies, initializers) carry a `shared_object_id`.
+  `compile_config` is `{}` for an uncompiled model, else `{"optimizer":
+  {serialized optimizer}, "loss": "mse" | {serialized loss}, "loss_weights",
+  "metrics": ["mae", {serialized metric}...], "weighted_metrics", "run_eagerly",
+  "steps_per_execution", "jit_compile"}`. Keras 3.15 writes the optimizer's
+  module as its backend class (`keras.src.backend.torch.optimizers.torch_adam`).
+- `model.weights.h5`: the weights in the layout `birnn.saving.weights_file`
+  describes (optimizer state under `optimizer/vars`).
+
+Keras 3.15 records the mask of a masking `Embedding` in functional configs as an
+explicit `keras.src.ops.numpy.NotEqual` operation whose output is passed as
+`mask=` to the next layer.
+
+`save_model` writes the archive to a temporary file beside the target and
+renames it over the target only once complete (see `birnn.saving.atomic`).
+`load_model` reads and checks the whole archive, builds the model from its
+config, and only then loads the weights, checking every shape first.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+from birnn.saving import atomic, weights_file
+from birnn.saving.errors import FileFormatError, SavingError
+from birnn.saving.serialization import (
+    deserialize_keras_object,
+    object_sharing_scope,
+    serialize_keras_object,
+)
+
+KERAS_FORMAT_VERSION = "3.15.1"
+"""The Keras version whose `.keras` format birnn writes."""
+
+CONFIG_FILENAME = "config.json"
+METADATA_FILENAME = "metadata.json"
+WEIGHTS_FILENAME = "model.weights.h5"
+_BOMB_FLOOR_BYTES = 1 << 32
+_BOMB_RATIO = 100
+
+
+@dataclass
+class Archive:
+    """The parsed members of a `.keras` file."""
+
+    config: dict
+    metadata: dict
+    weights: bytes
+
+
+def _metadata() -> dict:
+    from birnn import __version__  # noqa: PLC0415
+
+    return {
+        "keras_version": KERAS_FORMAT_VERSION,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "birnn_version": __version__,
+    }
+
+
+def model_to_json(model: Any) -> str:
+    """The `config.json` text of `model`."""
+    return json.dumps(serialize_keras_object(model))
+
+
+def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+    """Saves `model` (config, compile config, weights) as a Keras 3 `.keras` file.
+
+    The file loads in Keras 3 (`keras.models.load_model`) and in birnn. The write is
+    atomic: until it completes, `filepath` keeps its previous contents.
+
+    Args:
+        model: A built birnn `Model` or `Sequential`.
+        filepath: Destination; must end in `.keras`.
+        overwrite: If `False`, an existing file is an error.
+
+    Raises:
+        ValueError: a name without the `.keras` suffix.
+        FileExistsError: when `overwrite=False` and the file exists.
+
+    Examples:
+
+    >>> import os, tempfile, numpy as np, birnn
+    >>> model = birnn.Sequential([birnn.Input((5, 10)),
+    ...                          birnn.layers.Bidirectional(birnn.layers.LSTM(4)),
+    ...                          birnn.layers.Dense(2)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> save_model(model, path)
+    >>> restored = load_model(path)
+    >>> x = np.ones((1, 5, 10), "float32")
+    >>> bool(np.allclose(model.predict(x, verbose=0), restored.predict(x, verbose=0)))
+    True
+    """
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".keras"):
+        raise ValueError(
+            "Invalid filepath extension for saving: use a `.keras` file (Keras 3's format). "
+            f"Received: filepath={filepath}"
+        )
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath} exists and overwrite=False.")
+    config_json = model_to_json(model)
+    weights = weights_file.weights_bytes(model)
+    with atomic.atomic_open(filepath) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(METADATA_FILENAME, json.dumps(_metadata()))
+        zf.writestr(CONFIG_FILENAME, config_json)
+        zf.writestr(WEIGHTS_FILENAME, weights)
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, filepath: str) -> bytes:
+    info = zf.getinfo(name)
+    if info.file_size > _BOMB_FLOOR_BYTES and info.file_size > _BOMB_RATIO * max(
+        info.compress_size, 1
+    ):
+        raise FileFormatError(
+            f"{filepath}: member '{name}' declares {info.file_size} bytes from "
+            f"{info.compress_size} compressed; refusing a decompression bomb."
+        )
+    return zf.read(name)
+
+
+def read_archive(filepath: str | os.PathLike) -> Archive:
+    """Reads and checks every member of a `.keras` file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FileFormatError: not a zip, truncated, or missing/corrupt members.
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"No such file: {filepath}")
+    try:
+        with zipfile.ZipFile(filepath, "r") as zf:
+            names = set(zf.namelist())
+            if CONFIG_FILENAME not in names:
+                raise FileFormatError(
+                    f"{filepath} is a zip archive but not a Keras 3 model: it has no "
+                    f"'{CONFIG_FILENAME}' (members: {sorted(names)[:5]})."
+                )
+            if WEIGHTS_FILENAME not in names:
+                if "model.weights.npz" in names:
+                    raise FileFormatError(
+                        f"{filepath} stores its weights as .npz; birnn reads the default "
+                        "h5 weights format only."
+                    )
+                raise FileFormatError(f"{filepath} has no '{WEIGHTS_FILENAME}' member.")
+            config_bytes = _read_member(zf, CONFIG_FILENAME, filepath)
+            metadata_bytes = (
+                _read_member(zf, METADATA_FILENAME, filepath)
+                if METADATA_FILENAME in names
+                else b"{}"
+            )
+            weights = _read_member(zf, WEIGHTS_FILENAME, filepath)
+    except FileFormatError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError) as e:
+        raise FileFormatError(
+            f"{filepath} is not a readable .keras file (truncated, corrupt, or not a "
+            f"zip archive): {e}"
+        ) from e
+    try:
+        config = json.loads(config_bytes)
+        metadata = json.loads(metadata_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FileFormatError(
+            f"{filepath}: config.json/metadata.json is not valid JSON: {e}"
+        ) from e
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise FileFormatError(f"{filepath}: config.json does not describe a Keras object.")
+    return Archive(
+        config=config, metadata=metadata if isinstance(metadata, dict) else {}, weights=weights
+    )
+
+
+def load_model(
+    filepath: str | os.PathLike,
+    custom_objects: dict[str, Any] | None = None,
+    compile: bool = True,  # noqa: A002  (Keras's argument name)
+    safe_mode: bool = True,
+) -> Any:
+    """Loads a `.keras` file written by Keras 3 or birnn.
+
+    Args:
+        filepath: Path of the `.keras` file.
+        custom_objects: Mapping of names to user classes/functions the config
+            refers to (alternatively register them with
+            `birnn.saving.register_serializable()`).
+        compile: Whether to compile the model with the saved optimizer, loss
+            and metrics.
+        safe_mode: Kept for Keras compatibility; birnn never loads lambdas.
+
+    Returns:
+        The birnn model, with its weights.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FileFormatError: truncated, corrupt or foreign file (a `ValueError` and
+            an `OSError`).
+        UnknownObjectError: the config names a class birnn cannot find.
+        ConfigError: a known class rejects its saved config (e.g. Keras's
+            `mixed_float16` dtype policy).
+        WeightsMismatchError: the weights do not fit the model.
+    """
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(".keras") and os.path.exists(filepath):
+        if filepath.endswith(weights_file.WEIGHTS_SUFFIX):
+            raise SavingError(
+                f"{filepath} holds weights only; build the model and call "
+                "`model.load_weights(path)` instead."
+            )
+        if not zipfile.is_zipfile(filepath):
+            raise FileFormatError(
+                f"{filepath} is not a Keras 3 `.keras` archive (legacy `.h5` and SavedModel "
+                "formats are not supported; re-save in Keras 3 with `model.save('x.keras')`)."
+            )
+    archive = read_archive(filepath)
+    config = dict(archive.config)
+    if not compile:
+        config["compile_config"] = None
+    try:
+        with object_sharing_scope():
+            model = deserialize_keras_object(config, custom_objects, safe_mode=safe_mode)
+    except SavingError as e:
+        raise type(e)(f"{filepath}: {e}") from e
+    weights_file.load_h5(model, io.BytesIO(archive.weights), f"{filepath} ({WEIGHTS_FILENAME})")
+    return model

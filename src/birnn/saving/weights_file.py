@@ -1,0 +1,436 @@
+"""Keras 3's HDF5 weights layout: `save_weights`/`load_weights` and the `.keras` weights.
+
+Layout (observed on files Keras 3.15.1 writes; `model.weights.h5` inside a
+`.keras` zip and a standalone `*.weights.h5` are the same thing):
+
+- Every object in the model tree is a group whose path is the chain of
+  *attribute names* leading to it from the model, and which holds a `vars`
+  group with an attribute `name` (the object's `.name`) and one dataset per
+  own variable, named `"0"`, `"1"`, ... in the object's order: trainable
+  variables in creation order, then non-trainable ones (a frozen layer keeps
+  that order). The model itself is the root: `/vars` (`name` = model name,
+  usually empty).
+- Objects are reached by walking attributes in sorted order, private (`_x`)
+  ones last. `Sequential` and functional models first yield `layers`: for a
+  functional model all its layers *including* `InputLayer`s (empty
+  `layers/input_layer/vars`), for a `Sequential` its layers *without* the
+  `InputLayer`.
+- The items of a list attribute are named by their class in snake case, with a
+  counter for repeats: `layers/dense`, `layers/dense_1`, `layers/bidirectional`,
+  `layers/bidirectional_1`, ... -- never by the layer's `.name`, so two
+  instances of one architecture share paths whatever their names. A functional
+  model nested in another is `functional`; a nested list is `container`.
+- Each object is written once, under the first path that reaches it (shared
+  layers appear once).
+- So a `Bidirectional` LSTM is `layers/bidirectional/forward_layer/cell/vars/{0,1,2}`
+  (`kernel (in, 4u)`, `recurrent_kernel (u, 4u)`, `bias (4u,)`) and
+  `.../backward_layer/cell/vars/...`; the RNN layers themselves have an empty
+  `vars` (`name` = `forward_lstm`...). `TimeDistributed` is
+  `time_distributed/layer/vars`, `RNN(StackedRNNCells([...]))` is
+  `rnn/cell/cells/{simple_rnn_cell,gru_cell,...}/vars`, a nested `Sequential`
+  is `sequential/layers/dense/vars`, `Embedding` is `embedding/vars/0`.
+- A compiled model adds `optimizer/vars/{0..}` (`iterations` int32,
+  `learning_rate` float32, then per-variable slots: Adam `m, v` for each
+  trainable weight in model order, interleaved). Stateful RNN states, dropout
+  seed generators and metric variables are not saved.
+- Datasets are plain arrays of the variable's dtype (bfloat16 ones carry an
+  attribute `dtype="bfloat16"`). Groups for layers without variables exist but
+  are empty; readers ignore groups the model does not have.
+
+birnn walks its own layer tree the same way: a layer's `torch.nn.Module`
+children are its attributes (`forward_layer`, `cell`, `layer`, `cells`...), its
+own variables are the weights it made with `add_weight`, in Keras's order.
+Loading reads every array into memory and checks counts and shapes against the
+model first; only when all fit are any weights assigned, so a failed load leaves
+the model as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from birnn import backend
+from birnn.saving import atomic
+from birnn.saving.errors import FileFormatError, WeightsMismatchError
+
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+@dataclass
+class _Entry:
+    """One object of the tree that owns a `vars` group."""
+
+    path: str
+    obj: Any
+    weights: list[tuple[str, nn.Parameter]] = field(default_factory=list)
+
+
+def _name_key(name: str) -> str:
+    return f"~{name}" if name.startswith("_") else name
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+def _is_layer(obj: Any) -> bool:
+    from birnn.layers.layer import Layer  # noqa: PLC0415
+
+    return isinstance(obj, Layer)
+
+
+def _model_kind(obj: Any) -> str | None:
+    """`"sequential"`, `"functional"` or `None` for the containers Keras walks specially."""
+    names = {cls.__name__ for cls in type(obj).__mro__}
+    if "Sequential" in names:
+        return "sequential"
+    if names & {"Model", "Functional"} and getattr(obj, "_graph", None) is not None:
+        return "functional"
+    return None  # layers and subclassed models: attributes only, as Keras walks a Layer
+
+
+def _class_key(obj: Any) -> str:
+    """The name Keras gives a list item: its class in snake case."""
+    cls = type(obj)
+    if cls.__name__ == "Model" and cls.__module__.startswith("birnn.") and _model_kind(obj):
+        return "functional"
+    return backend.to_snake_case(cls.__name__)
+
+
+def _own_weights(layer: Any) -> list[tuple[str, nn.Parameter]]:
+    """A layer's own weights in Keras order: trainable ones, then the others."""
+    specs = layer._weight_specs
+    names = [n for n, s in specs.items() if s.trainable] + [
+        n for n, s in specs.items() if not s.trainable
+    ]
+    return [(specs[n].keras_name, layer._parameters[n]) for n in names]
+
+
+def _children(obj: Any) -> Iterator[tuple[str, Any]]:
+    kind = _model_kind(obj)
+    if kind is not None:
+        layers = list(obj.layers)
+        if kind == "sequential":
+            layers = [layer for layer in layers if type(layer).__name__ != "InputLayer"]
+        yield "layers", layers
+    yield from sorted(obj.named_children(), key=lambda item: _name_key(item[0]))
+
+
+def _is_container(obj: Any) -> bool:
+    return isinstance(obj, (list, tuple, nn.ModuleList, nn.Sequential, nn.ModuleDict))
+
+
+def _walk(obj: Any, path: str, seen: set[int], out: list[_Entry]) -> None:
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    out.append(_Entry(path, obj, _own_weights(obj)))
+    for attr, child in _children(obj):
+        if _is_layer(child):
+            _walk(child, _join(path, attr), seen, out)
+        elif _is_container(child):
+            _walk_container(child, _join(path, attr), seen, out, set())
+
+
+def _walk_container(
+    container: Any, path: str, seen: set[int], out: list[_Entry], seen_containers: set[int]
+) -> None:
+    if id(container) in seen_containers:
+        return
+    seen_containers.add(id(container))
+    items = list(container.values()) if isinstance(container, nn.ModuleDict) else list(container)
+    counts: dict[str, int] = {}
+
+    def unique(name: str) -> str:
+        if name in counts:
+            counts[name] += 1
+            return f"{name}_{counts[name]}"
+        counts[name] = 0
+        return name
+
+    for item in items:
+        if _is_layer(item):
+            _walk(item, _join(path, unique(_class_key(item))), seen, out)
+        elif _is_container(item):
+            _walk_container(item, _join(path, unique("container")), seen, out, seen_containers)
+
+
+def weight_tree(model: Any) -> list[_Entry]:
+    """Every layer of `model` with its h5 group path and own weights, in Keras's walk order.
+
+    Args:
+        model: A birnn model or layer.
+
+    Returns:
+        Entries with `.path` (`""` for the model, `"layers/bidirectional"`...),
+        `.obj` and `.weights` (a list of `(keras_name, parameter)`).
+
+    Examples:
+
+    >>> import birnn
+    >>> layer = birnn.layers.Bidirectional(birnn.layers.LSTM(2))
+    >>> _ = layer(__import__("torch").zeros(1, 3, 4))
+    >>> for entry in weight_tree(layer):
+    ...     print(repr(entry.path), [name for name, _ in entry.weights])
+    ''  []
+    'backward_layer' []
+    'backward_layer/cell' ['kernel', 'recurrent_kernel', 'bias']
+    'forward_layer' []
+    'forward_layer/cell' ['kernel', 'recurrent_kernel', 'bias']
+    """
+    out: list[_Entry] = []
+    _walk(model, "", set(), out)
+    return out
+
+
+# ---------------------------------------------------------------------------- writing
+def _vars_path(path: str) -> str:
+    return _join(path, "vars")
+
+
+def write_h5(model: Any, target: Any) -> None:
+    """Writes `model`'s weights in Keras's layout into `target` (a path or file object)."""
+    with h5py.File(target, "w") as f:
+        for entry in weight_tree(model):
+            group = f.create_group(_vars_path(entry.path))
+            name = getattr(entry.obj, "name", None)
+            if isinstance(name, str):
+                group.attrs["name"] = name
+            for index, (_, param) in enumerate(entry.weights):
+                value = param.detach()
+                if value.dtype == torch.bfloat16:
+                    dataset = group.create_dataset(str(index), data=value.float().cpu().numpy())
+                    dataset.attrs["dtype"] = "bfloat16"
+                else:
+                    group[str(index)] = value.cpu().numpy()
+        _write_optimizer(model, f)
+
+
+def weights_bytes(model: Any) -> bytes:
+    """`model`'s weights as the bytes of a Keras `.weights.h5` file."""
+    buffer = io.BytesIO()
+    write_h5(model, buffer)
+    return buffer.getvalue()
+
+
+def _write_optimizer(model: Any, f: h5py.File) -> None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not hasattr(optimizer, "save_own_variables"):
+        return
+    store: dict[str, Any] = {}
+    optimizer.save_own_variables(store)
+    group = f.create_group("optimizer/vars")
+    name = getattr(optimizer, "name", None)
+    if isinstance(name, str):
+        group.attrs["name"] = name
+    for key, value in store.items():
+        group[key] = backend.to_numpy(value)
+
+
+def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+    """Saves `model`'s weights to a Keras-compatible `.weights.h5` file, atomically.
+
+    Keras 3 (`model.load_weights`) reads the file, and so does `load_weights`.
+
+    Args:
+        model: A built birnn model (or layer).
+        filepath: Destination; must end in `.weights.h5`.
+        overwrite: If `False`, an existing file is an error.
+
+    Raises:
+        ValueError: for a name without the `.weights.h5` suffix.
+        FileExistsError: when `overwrite=False` and the file exists.
+
+    Examples:
+
+    >>> import os, tempfile, torch, birnn
+    >>> model = birnn.Sequential([birnn.Input((3, 2)), birnn.layers.LSTM(4)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.weights.h5")
+    >>> save_weights(model, path)
+    >>> load_weights(model, path)
+    """
+    filepath = os.fspath(filepath)
+    if not filepath.endswith(WEIGHTS_SUFFIX):
+        raise ValueError(
+            f"The filename must end in `{WEIGHTS_SUFFIX}` (Keras's weights format). "
+            f"Received: filepath={filepath}"
+        )
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath} exists and overwrite=False.")
+    atomic.write_bytes(filepath, weights_bytes(model))
+
+
+# ---------------------------------------------------------------------------- reading
+def _read_group(group: h5py.Group) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, dataset in group.items():
+        if not isinstance(dataset, h5py.Dataset):
+            continue
+        value = np.asarray(dataset[()])
+        arrays[key] = value
+    return arrays
+
+
+def _describe(entry: _Entry) -> str:
+    name = getattr(entry.obj, "name", type(entry.obj).__name__)
+    where = entry.path or "<model root>"
+    return f"layer '{name}' ({type(entry.obj).__name__}, at '{where}')"
+
+
+def plan_assignments(
+    model: Any, f: h5py.File, source: str
+) -> tuple[list[tuple[nn.Parameter, np.ndarray]], list[str]]:
+    """Matches the file's arrays to `model`'s weights without touching the model.
+
+    Returns:
+        `(pairs, problems)`: `(parameter, array)` for every weight, and a
+        description of every missing, extra or misshapen one.
+    """
+    pairs: list[tuple[nn.Parameter, np.ndarray]] = []
+    problems: list[str] = []
+    for entry in weight_tree(model):
+        vars_path = _vars_path(entry.path)
+        group = f.get(vars_path) if entry.path else f.get("vars")
+        arrays = _read_group(group) if isinstance(group, h5py.Group) else {}
+        if len(arrays) != len(entry.weights):
+            expected = [f"{n} {tuple(p.shape)}" for n, p in entry.weights]
+            if not entry.weights and not getattr(entry.obj, "built", True):
+                problems.append(
+                    f"{_describe(entry)} was never built, but the file has "
+                    f"{len(arrays)} weights for it."
+                )
+            else:
+                problems.append(
+                    f"{_describe(entry)} expects {len(entry.weights)} weights {expected}, "
+                    f"but '{vars_path}' in the file holds {len(arrays)}."
+                )
+            continue
+        for index, (name, param) in enumerate(entry.weights):
+            array = arrays.get(str(index))
+            if array is None:
+                problems.append(f"{_describe(entry)}: weight {index} ('{name}') is missing.")
+                continue
+            if tuple(array.shape) != tuple(param.shape):
+                problems.append(
+                    f"{_describe(entry)}: weight '{name}' has shape {tuple(param.shape)}, "
+                    f"but the file's '{vars_path}/{index}' has shape {tuple(array.shape)}."
+                )
+                continue
+            pairs.append((param, array))
+    return pairs, problems
+
+
+def assign(pairs: list[tuple[nn.Parameter, np.ndarray]]) -> None:
+    """Copies validated arrays into their parameters."""
+    with torch.no_grad():
+        for param, array in pairs:
+            param.copy_(torch.as_tensor(array).to(dtype=param.dtype, device=param.device))
+
+
+def _open_h5(source: Any, name: str) -> h5py.File:
+    try:
+        return h5py.File(source, "r")
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise FileFormatError(
+            f"{name} is not a readable HDF5 weights file (truncated, corrupt, or another "
+            f"format): {e}"
+        ) from e
+
+
+def load_h5(model: Any, source: Any, name: str) -> None:
+    """Loads weights from an open-able HDF5 `source` into `model`, all or nothing.
+
+    Args:
+        model: The birnn model.
+        source: A path or binary file object holding a Keras weights file.
+        name: How to name the file in error messages.
+
+    Raises:
+        FileFormatError: the bytes are not a readable HDF5 file.
+        WeightsMismatchError: the file's weights do not fit the model.
+    """
+    with _open_h5(source, name) as f:
+        try:
+            if "vars" not in f and "layers" not in f:
+                if "model_weights" in f or "layer_names" in f.attrs:
+                    raise FileFormatError(
+                        f"{name} is a legacy Keras 2 HDF5 file (`model.save('x.h5')` / "
+                        "`save_weights('x.h5')`); birnn reads Keras 3 files. Load it in Keras "
+                        "3 and re-save with `model.save('x.keras')`."
+                    )
+                raise FileFormatError(
+                    f"{name} holds no Keras 3 weights (no 'vars' or 'layers' group)."
+                )
+            pairs, problems = plan_assignments(model, f, name)
+            optimizer_arrays = _read_group(f["optimizer/vars"]) if "optimizer/vars" in f else None
+        except (OSError, KeyError, RuntimeError) as e:
+            if isinstance(e, FileFormatError):
+                raise
+            raise FileFormatError(f"{name} could not be read (truncated or corrupt): {e}") from e
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise WeightsMismatchError(
+            f"The weights in {name} do not fit model '{getattr(model, 'name', '?')}'; "
+            f"nothing was loaded:\n  {shown}{more}"
+        )
+    assign(pairs)
+    _load_optimizer(model, optimizer_arrays)
+
+
+def _load_optimizer(model: Any, arrays: dict[str, np.ndarray] | None) -> None:
+    optimizer = getattr(model, "optimizer", None)
+    if not arrays or optimizer is None or not hasattr(optimizer, "load_own_variables"):
+        return
+    expected = getattr(optimizer, "variables", None)
+    fresh = "0" in arrays and np.ndim(arrays["0"]) == 0 and int(arrays["0"]) == 0
+    if fresh and expected is not None and len(expected) != len(arrays):
+        return  # an optimizer that never stepped: nothing to restore
+    try:
+        optimizer.load_own_variables(arrays)
+    except (ValueError, RuntimeError) as e:
+        warnings.warn(f"Optimizer state was not restored: {e}", stacklevel=3)
+
+
+def load_weights(model: Any, filepath: str | os.PathLike) -> None:
+    """Loads weights saved by Keras 3 or birnn (`.weights.h5`, or a `.keras` file's).
+
+    All arrays are read and checked against the model before any is assigned:
+    if anything is missing, extra or misshapen, the model is left unchanged.
+
+    Args:
+        model: A built birnn model (or layer).
+        filepath: A `.weights.h5` file, or a `.keras` file (its weights are used).
+
+    Raises:
+        FileNotFoundError: no such file.
+        FileFormatError: truncated, corrupt or foreign file.
+        WeightsMismatchError: the weights do not fit the model.
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"No such weights file: {filepath}")
+    if filepath.endswith(".keras"):
+        from birnn.saving import keras_file  # noqa: PLC0415
+
+        archive = keras_file.read_archive(filepath)
+        load_h5(model, io.BytesIO(archive.weights), f"{filepath} (model.weights.h5)")
+        return
+    if filepath.endswith(".weights.json"):
+        raise FileFormatError(
+            f"{filepath} is a sharded Keras weights manifest; birnn reads single-file "
+            "`.weights.h5` weights only."
+        )
+    load_h5(model, filepath, filepath)

@@ -1,0 +1,338 @@
+"""Missing, truncated, foreign and mismatched files raise clear errors and change nothing."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+import birnn
+from birnn.saving import keras_file, weights_file
+from birnn.saving.errors import (
+    ConfigError,
+    FileFormatError,
+    SavingError,
+    UnknownObjectError,
+    WeightsMismatchError,
+)
+
+
+def _model(units=4, name=None):
+    return birnn.Sequential(
+        [
+            birnn.Input((5, 3)),
+            birnn.layers.Bidirectional(birnn.layers.LSTM(units)),
+            birnn.layers.Dense(2),
+        ],
+        name=name,
+    )
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A good `.keras` file and a good `.weights.h5` file of `_model()`."""
+    model = _model()
+    model.save(tmp_path / "good.keras")
+    model.save_weights(tmp_path / "good.weights.h5")
+    return model, tmp_path / "good.keras", tmp_path / "good.weights.h5"
+
+
+def _rewrite_archive(source, target, config=None, weights=None, drop=()):
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for name in zin.namelist():
+            if name in drop:
+                continue
+            data = zin.read(name)
+            if name == "config.json" and config is not None:
+                data = json.dumps(config).encode()
+            if name == "model.weights.h5" and weights is not None:
+                data = weights
+            zout.writestr(name, data)
+
+
+def _snapshot(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def _assert_unchanged(model, before):
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+# ---------------------------------------------------------------------------- missing
+def test_missing_files_raise_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.keras"):
+        birnn.models.load_model(tmp_path / "nowhere.keras")
+    with pytest.raises(FileNotFoundError, match="nowhere.weights.h5"):
+        _model().load_weights(tmp_path / "nowhere.weights.h5")
+
+
+# ---------------------------------------------------------------------------- truncated
+@pytest.mark.parametrize("keep", [0.5, 0.95, 0.0])
+def test_truncated_keras_file(saved, tmp_path, keep):
+    _, good, _ = saved
+    data = good.read_bytes()
+    bad = tmp_path / "cut.keras"
+    bad.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(FileFormatError, match="cut.keras") as info:
+        birnn.models.load_model(bad)
+    assert isinstance(info.value, OSError) and isinstance(info.value, ValueError)
+
+
+def test_truncated_weights_file_leaves_model_unchanged(saved, tmp_path):
+    _, _, good = saved
+    data = good.read_bytes()
+    bad = tmp_path / "cut.weights.h5"
+    bad.write_bytes(data[: len(data) // 2])
+    model = _model()
+    before = _snapshot(model)
+    with pytest.raises(FileFormatError, match="cut.weights.h5"):
+        model.load_weights(bad)
+    _assert_unchanged(model, before)
+
+
+# ---------------------------------------------------------------------------- foreign
+def test_text_file_named_keras(tmp_path):
+    bad = tmp_path / "notes.keras"
+    bad.write_text("not a model")
+    with pytest.raises(FileFormatError, match="not a readable .keras file"):
+        birnn.models.load_model(bad)
+
+
+def test_zip_without_config(saved, tmp_path):
+    _, good, _ = saved
+    _rewrite_archive(good, tmp_path / "noconfig.keras", drop=("config.json",))
+    with pytest.raises(FileFormatError, match="no 'config.json'"):
+        birnn.models.load_model(tmp_path / "noconfig.keras")
+
+
+def test_zip_without_weights(saved, tmp_path):
+    _, good, _ = saved
+    _rewrite_archive(good, tmp_path / "noweights.keras", drop=("model.weights.h5",))
+    with pytest.raises(FileFormatError, match="model.weights.h5"):
+        birnn.models.load_model(tmp_path / "noweights.keras")
+
+
+def test_config_that_is_not_json(saved, tmp_path):
+    _, good, _ = saved
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(tmp_path / "json.keras", "w") as zout:
+        for name in zin.namelist():
+            zout.writestr(name, b"{not json" if name == "config.json" else zin.read(name))
+    with pytest.raises(FileFormatError, match="not valid JSON"):
+        birnn.models.load_model(tmp_path / "json.keras")
+
+
+def test_foreign_weights_files(tmp_path):
+    model = _model()
+    before = _snapshot(model)
+    not_h5 = tmp_path / "png.weights.h5"
+    not_h5.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(FileFormatError, match="png.weights.h5"):
+        model.load_weights(not_h5)
+    other_h5 = tmp_path / "other.weights.h5"
+    with h5py.File(other_h5, "w") as f:
+        f["data"] = np.zeros(3)
+    with pytest.raises(FileFormatError, match="no Keras 3 weights"):
+        model.load_weights(other_h5)
+    legacy = tmp_path / "legacy.weights.h5"
+    with h5py.File(legacy, "w") as f:
+        f.attrs["layer_names"] = [b"dense"]
+        f.create_group("dense")
+    with pytest.raises(FileFormatError, match="legacy Keras 2"):
+        model.load_weights(legacy)
+    _assert_unchanged(model, before)
+
+
+def test_load_model_on_other_formats(saved, tmp_path):
+    _, _, weights = saved
+    with pytest.raises(SavingError, match="load_weights"):
+        birnn.models.load_model(weights)
+    legacy = tmp_path / "model.h5"
+    with h5py.File(legacy, "w") as f:
+        f.attrs["model_config"] = "{}"
+    with pytest.raises(FileFormatError, match="legacy"):
+        birnn.models.load_model(legacy)
+
+
+def test_npz_weights_are_reported(saved, tmp_path):
+    _, good, _ = saved
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(tmp_path / "npz.keras", "w") as zout:
+        for name in zin.namelist():
+            target = "model.weights.npz" if name == "model.weights.h5" else name
+            zout.writestr(target, zin.read(name))
+    with pytest.raises(FileFormatError, match="npz"):
+        birnn.models.load_model(tmp_path / "npz.keras")
+
+
+# ---------------------------------------------------------------------------- unknown class
+def test_unknown_layer_class(saved, tmp_path):
+    _, good, _ = saved
+    config = json.loads(zipfile.ZipFile(good).read("config.json"))
+    dense = config["config"]["layers"][-1]
+    dense.update(module="my_pkg.layers", class_name="FancyDense", registered_name="my>FancyDense")
+    _rewrite_archive(good, tmp_path / "fancy.keras", config=config)
+    with pytest.raises(UnknownObjectError, match="FancyDense.*my_pkg.layers"):
+        birnn.models.load_model(tmp_path / "fancy.keras")
+
+
+def test_config_a_layer_rejects(saved, tmp_path):
+    _, good, _ = saved
+    config = json.loads(zipfile.ZipFile(good).read("config.json"))
+    config["config"]["layers"][-1]["config"]["dtype"]["config"]["name"] = "mixed_float16"
+    _rewrite_archive(good, tmp_path / "mixed.keras", config=config)
+    with pytest.raises(ConfigError, match=r"mixed.keras: .*Dense 'dense.*mixed_float16"):
+        birnn.models.load_model(tmp_path / "mixed.keras")
+
+
+def test_custom_objects_find_unregistered_layers(tmp_path):
+    class FancyDense(birnn.layers.Dense):
+        pass
+
+    model = birnn.Sequential([birnn.Input((3,)), FancyDense(2)])
+    model.save(tmp_path / "fancy.keras")
+    with pytest.raises(UnknownObjectError, match="FancyDense"):
+        birnn.models.load_model(tmp_path / "fancy.keras")
+    restored = birnn.models.load_model(
+        tmp_path / "fancy.keras", custom_objects={"FancyDense": FancyDense}
+    )
+    assert type(restored.layers[-1]) is FancyDense
+    np.testing.assert_array_equal(restored.get_weights()[0], model.get_weights()[0])
+
+
+def test_registered_custom_layer_round_trips(tmp_path):
+    @birnn.saving.register_serializable(package="tests_saving")
+    class Scale(birnn.layers.Layer):
+        def __init__(self, factor=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, x):
+            return x * self.factor
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    model = birnn.Sequential([birnn.Input((3,)), birnn.layers.Dense(2), Scale(3.0)])
+    model.save(tmp_path / "custom.keras")
+    config = json.loads(zipfile.ZipFile(tmp_path / "custom.keras").read("config.json"))
+    assert config["config"]["layers"][-1]["registered_name"] == "tests_saving>Scale"
+    restored = birnn.models.load_model(tmp_path / "custom.keras")
+    assert type(restored.layers[-1]) is Scale and restored.layers[-1].factor == 3.0
+    x = np.ones((2, 3), "float32")
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# ---------------------------------------------------------------------------- wrong shapes
+def test_weights_of_the_wrong_shape_leave_model_unchanged(saved):
+    _, good_keras, good_weights = saved
+    model = _model(units=3)
+    before = _snapshot(model)
+    for path in (good_weights, good_keras):
+        with pytest.raises(WeightsMismatchError, match="forward_lstm|lstm_cell") as info:
+            model.load_weights(path)
+        message = str(info.value)
+        assert "(3, 12)" in message and "(3, 16)" in message and "nothing was loaded" in message
+        _assert_unchanged(model, before)
+
+
+def test_weights_missing_for_a_layer(saved, tmp_path):
+    _, _, good = saved
+    data = io.BytesIO(good.read_bytes())
+    with h5py.File(data, "a") as f:
+        del f["layers/dense/vars/1"]
+    (tmp_path / "partial.weights.h5").write_bytes(data.getvalue())
+    model = _model()
+    before = _snapshot(model)
+    with pytest.raises(WeightsMismatchError, match="layer 'dense.*expects 2 weights"):
+        model.load_weights(tmp_path / "partial.weights.h5")
+    _assert_unchanged(model, before)
+
+
+def test_load_model_with_misshapen_weights(saved, tmp_path):
+    _, good, _ = saved
+    other = _model(units=3)
+    _rewrite_archive(good, tmp_path / "mixed.keras", weights=weights_file.weights_bytes(other))
+    with pytest.raises(WeightsMismatchError, match="mixed.keras"):
+        birnn.models.load_model(tmp_path / "mixed.keras")
+
+
+# ---------------------------------------------------------------------------- interrupted saves
+def test_exception_during_save_keeps_old_file(saved, monkeypatch):
+    model, good, good_weights = saved
+    old_bytes = good.read_bytes()
+    original = zipfile.ZipFile.writestr
+
+    def failing_writestr(self, name, data, *args, **kwargs):
+        if name == keras_file.WEIGHTS_FILENAME:
+            original(self, name, data[: len(data) // 2], *args, **kwargs)
+            raise OSError(28, "No space left on device")
+        return original(self, name, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", failing_writestr)
+    with pytest.raises(OSError, match="No space"):
+        _model(units=6).save(good)
+    monkeypatch.undo()
+    assert good.read_bytes() == old_bytes
+    assert [n for n in os.listdir(good.parent) if ".tmp-" in n] == []
+    birnn.models.load_model(good)
+
+    old_weights = good_weights.read_bytes()
+    monkeypatch.setattr(weights_file, "weights_bytes", lambda m: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        model.save_weights(good_weights)
+    assert good_weights.read_bytes() == old_weights
+
+
+_KILLED_SAVER = textwrap.dedent(
+    """
+    import sys, time, zipfile
+    import birnn
+    original = zipfile.ZipFile.writestr
+    def slow_writestr(self, name, data, *args, **kwargs):
+        if name == "model.weights.h5":
+            original(self, name, data[: len(data) // 2], *args, **kwargs)
+            print("midway", flush=True)
+            time.sleep(120)
+        return original(self, name, data, *args, **kwargs)
+    zipfile.ZipFile.writestr = slow_writestr
+    model = birnn.Sequential([birnn.Input((5, 3)),
+                              birnn.layers.Bidirectional(birnn.layers.LSTM(6)),
+                              birnn.layers.Dense(2)])
+    model.save(sys.argv[1])
+    """
+)
+
+
+def test_save_killed_midway_keeps_old_file(saved):
+    _, good, _ = saved
+    old_bytes = good.read_bytes()
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SAVER, str(good)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == b"midway", proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert good.read_bytes() == old_bytes
+    model = birnn.models.load_model(good)
+    assert model.layers[0].forward_layer.units == 4

@@ -1,0 +1,77 @@
+"""The plain PyTorch routes: `state_dict()`, `torch.export` and `torch.jit.trace`."""
+
+import numpy as np
+import pytest
+import torch
+
+import birnn
+from birnn.saving.export import export_for_serving
+
+
+def _trained_model():
+    model = birnn.Sequential(
+        [
+            birnn.Input((None, 3)),
+            birnn.layers.Masking(0.0),
+            birnn.layers.Bidirectional(birnn.layers.LSTM(5, return_sequences=True)),
+            birnn.layers.Bidirectional(birnn.layers.GRU(4)),
+            birnn.layers.Dense(2),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    model.fit(
+        rng.random((8, 6, 3), dtype=np.float32),
+        rng.random((8, 2), dtype=np.float32),
+        epochs=1,
+        verbose=0,
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return _trained_model()
+
+
+def _reference(model, x):
+    with torch.no_grad():
+        return model(x, training=False)
+
+
+def test_state_dict_round_trip(trained):
+    state = trained.state_dict()
+    assert any(key.endswith("forward_layer.cell.kernel") for key in state)
+    fresh = birnn.models.Sequential.from_config(trained.get_config())
+    fresh.load_state_dict(state)
+    x = torch.rand(3, 6, 3)
+    torch.testing.assert_close(_reference(fresh, x), _reference(trained, x))
+
+
+def test_torch_export_with_dynamic_batch(trained, tmp_path):
+    program = export_for_serving(trained, torch.rand(2, 6, 3))
+    torch.export.save(program, tmp_path / "model.pt2")
+    served = torch.export.load(tmp_path / "model.pt2").module()
+    for batch in (1, 5):
+        x = torch.rand(batch, 6, 3)
+        torch.testing.assert_close(served(x), _reference(trained, x), atol=1e-5, rtol=0)
+
+
+def test_torch_jit_trace(trained, tmp_path):
+    traced = export_for_serving(trained, np.random.rand(2, 6, 3), method="trace")
+    torch.jit.save(traced, tmp_path / "model.pt")
+    served = torch.jit.load(tmp_path / "model.pt")
+    x = torch.rand(4, 6, 3)
+    torch.testing.assert_close(served(x), _reference(trained, x), atol=1e-5, rtol=0)
+
+
+def test_padding_to_the_exported_length_is_masked(trained):
+    traced = export_for_serving(trained, torch.rand(2, 6, 3), method="trace")
+    short = torch.rand(2, 4, 3) + 0.1
+    padded = torch.cat([short, torch.zeros(2, 2, 3)], dim=1)
+    torch.testing.assert_close(traced(padded), _reference(trained, short), atol=1e-5, rtol=0)
+
+
+def test_unknown_method(trained):
+    with pytest.raises(ValueError, match="method"):
+        export_for_serving(trained, torch.rand(2, 6, 3), method="script")
