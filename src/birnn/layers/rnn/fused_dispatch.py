@@ -1,0 +1,194 @@
+"""When `LSTM`, `GRU` and `Bidirectional` run in the fused kernels, and how they call them.
+
+A layer picks its path once per call. The fused kernels (`birnn.ops.fused_rnn`)
+compute exactly what the generic loop computes for the built-in cells with
+`tanh` and `sigmoid`, a GRU with `reset_after=True`, and no recurrent dropout
+in training; any mask and input dropout stay on the fused path. `use_cudnn`
+chooses: `"auto"` takes the fused path when it applies, `False` never does,
+`True` insists and raises a `ValueError` for a configuration it cannot run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from birnn import activations
+from birnn.layers.layer import flatten_structure
+from birnn.layers.rnn.dropout import reset_dropout_masks
+from birnn.ops import fused_rnn
+
+_TANH = (activations.tanh, torch.tanh)
+_SIGMOID = (activations.sigmoid, torch.sigmoid)
+
+
+def _builtin_cell_class(layer: Any) -> tuple[str, type] | None:
+    """`("lstm", LSTMCell)` / `("gru", GRUCell)` for a built-in LSTM / GRU layer, else `None`."""
+    from birnn.layers.rnn.gru import GRU, GRUCell  # noqa: PLC0415 (they import this module)
+    from birnn.layers.rnn.lstm import LSTM, LSTMCell  # noqa: PLC0415
+
+    if isinstance(layer, LSTM):
+        return "lstm", LSTMCell
+    if isinstance(layer, GRU):
+        return "gru", GRUCell
+    return None
+
+
+def _problem(layer: Any, kind: str, cell_class: type, training: bool, strict: bool) -> str | None:
+    """Why `layer` cannot run fused now (`None` if it can).
+
+    `strict` judges the configuration as `use_cudnn=True` does (as Keras does):
+    any recurrent dropout is a problem, even where inference would ignore it.
+    """
+    cell = layer.cell
+    if cell.activation not in _TANH:
+        return "`activation` must be 'tanh'"
+    if cell.recurrent_activation not in _SIGMOID:
+        return "`recurrent_activation` must be 'sigmoid'"
+    if kind == "gru" and not cell.reset_after:
+        return "`reset_after` must be True"
+    if layer.unroll:
+        return "`unroll` must be False"
+    cell_type = type(cell)
+    if not (
+        isinstance(cell, cell_class)
+        and cell_type.call is cell_class.call
+        and cell_type._run_sequence is cell_class._run_sequence
+    ):
+        return "the cell is not the built-in cell (its `call()` is replaced)"
+    recurrent_dropout = cell.recurrent_dropout
+    if recurrent_dropout and (strict or (training and cell._dropout_applies(recurrent_dropout))):
+        return "`recurrent_dropout` must be 0"
+    if training and cell.dropout_mask_count and cell._dropout_applies(cell.dropout):
+        return "`dropout` with `implementation=1` (one mask per gate) is not supported"
+    return None
+
+
+def fused_kind(layer: Any, training: bool) -> str | None:
+    """`"lstm"` or `"gru"` if this call of `layer` runs in the fused kernel, else `None`.
+
+    Raises:
+        ValueError: if `layer.use_cudnn is True` but its configuration cannot
+            run in the fused kernel.
+    """
+    use_cudnn = getattr(layer, "use_cudnn", "auto")
+    builtin = None if use_cudnn is False else _builtin_cell_class(layer)
+    if builtin is None:
+        return None
+    kind, cell_class = builtin
+    problem = _problem(layer, kind, cell_class, training, strict=use_cudnn is True)
+    if problem is None:
+        return kind
+    if use_cudnn is True:
+        raise ValueError(
+            f"Layer '{layer.name}': use_cudnn=True was specified, but the fused (cuDNN-style) "
+            f"kernel does not support this layer configuration: {problem}. Pass "
+            "use_cudnn='auto' to fall back to the generic implementation."
+        )
+    return None
+
+
+def run(
+    layer: Any,
+    inputs: torch.Tensor,
+    initial_state: list,
+    mask: torch.Tensor | None,
+    training: bool,
+) -> tuple | None:
+    """`layer._run(...)`'s triple from the fused kernel, or `None` if it does not apply."""
+    kind = fused_kind(layer, training)
+    if kind is None:
+        return None
+    cell = layer.cell
+    cell._check_features(inputs)
+    states = flatten_structure(initial_state)
+    function = fused_rnn.lstm if kind == "lstm" else fused_rnn.gru
+    return function(
+        inputs,
+        *states,
+        cell.kernel,
+        cell.recurrent_kernel,
+        cell.bias,
+        mask=mask,
+        go_backwards=layer.go_backwards,
+        return_all_outputs=layer.return_sequences,
+        dropout_mask=_input_dropout_mask(cell, inputs, training),
+    )
+
+
+def _input_dropout_mask(cell: Any, inputs: torch.Tensor, training: bool) -> torch.Tensor | None:
+    """The cell's `(batch, features)` input dropout mask for this sequence, if any applies."""
+    if training and cell._dropout_applies(cell.dropout):
+        return cell.get_dropout_mask(inputs[:, 0])
+    return None
+
+
+def _pair_kind(forward: Any, backward: Any, inputs: torch.Tensor, training: bool) -> str | None:
+    """The shared fused kind of a `Bidirectional`'s two layers, if both run fused now."""
+    kinds = {fused_kind(layer, training) for layer in (forward, backward)}
+    if len(kinds) != 1 or None in kinds:
+        return None
+    for layer in (forward, backward):
+        if (
+            layer.stateful
+            or layer.activity_regularizer is not None
+            or not layer.built
+            or layer.cell.kernel.dtype != inputs.dtype
+        ):
+            return None
+    return kinds.pop()
+
+
+def run_pair(
+    forward: Any,
+    backward: Any,
+    inputs: torch.Tensor,
+    mask: Any,
+    training: bool,
+    forward_state: list | None,
+    backward_state: list | None,
+    return_state: bool,
+) -> tuple | None:
+    """A `Bidirectional`'s two layers in one fused run: `(y_fw, y_bw, states_fw, states_bw)`.
+
+    Each result is what calling that layer returns (sequences in its processing
+    order, or its last output; its states when `return_state`). `None` when the
+    pair does not run fused (the caller then calls the two layers).
+    """
+    if inputs.dim() != 3 or inputs.shape[1] == 0:
+        return None
+    kind = _pair_kind(forward, backward, inputs, training)
+    if kind is None:
+        return None
+    mask = forward._standardize_mask(mask, inputs)
+    directions = []
+    for layer, state in ((forward, forward_state), (backward, backward_state)):
+        cell = layer.cell
+        cell._check_features(inputs)
+        if state is not None:
+            state = flatten_structure(layer._initial_state(state, inputs))
+        directions.append(
+            fused_rnn.Direction(
+                cell.kernel,
+                cell.recurrent_kernel,
+                cell.bias,
+                initial_states=state,
+                go_backwards=layer.go_backwards,
+                zero_output_for_mask=layer.zero_output_for_mask and mask is not None,
+                return_all_outputs=layer.return_sequences,
+                dropout_mask=_input_dropout_mask(cell, inputs, training),
+            )
+        )
+    try:
+        results = fused_rnn.bidirectional(kind, inputs, *directions, mask)
+    finally:
+        if training:
+            reset_dropout_masks(forward.cell)
+            reset_dropout_masks(backward.cell)
+    (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = results
+    y_fw = out_fw if forward.return_sequences else last_fw
+    y_bw = out_bw if backward.return_sequences else last_bw
+    if not return_state:
+        return y_fw, y_bw, [], []
+    return y_fw, y_bw, list(states_fw), list(states_bw)

@@ -1,0 +1,457 @@
+"""`RNN`: runs a cell over the time axis, with Keras's masks, states and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from birnn import backend
+from birnn.layers.layer import Layer, flatten_structure
+from birnn.layers.rnn.dropout import reset_dropout_masks
+from birnn.layers.rnn.stacked_rnn_cells import (
+    StackedRNNCells,
+    build_cell,
+    call_cell,
+    cell_output_size,
+    check_cell,
+    deserialize_cell,
+)
+from birnn.layers.serialization import serialize_layer
+from birnn.ops import recurrent
+
+Structure = Any
+
+
+def _pack_like(template: Structure, flat: Sequence[Any]) -> Structure:
+    """Refills the nested lists of `template` with `flat`'s items, in order."""
+    items = iter(flat)
+
+    def fill(node: Structure) -> Structure:
+        if isinstance(node, (list, tuple)):
+            return [fill(child) for child in node]
+        return next(items)
+
+    return fill(template)
+
+
+def _flat_sizes(state_size: Any) -> list:
+    if isinstance(state_size, (list, tuple)):
+        return [size for entry in state_size for size in _flat_sizes(entry)]
+    return [state_size]
+
+
+def _valid_state_size(state_size: Any) -> bool:
+    if isinstance(state_size, bool):
+        return False
+    if isinstance(state_size, int):
+        return state_size >= 0
+    if isinstance(state_size, (list, tuple)):
+        return len(state_size) > 0 and all(_valid_state_size(s) for s in state_size)
+    return False
+
+
+class RNN(Layer):
+    """Base class for recurrent layers.
+
+    Runs a cell over the time axis of its input. A cell is any object with a
+    `call(inputs, states[, training])` method returning `(output, new_states)`, a
+    `state_size` attribute (an integer, or a list with one entry per state) and
+    optionally `output_size` and `get_initial_state(batch_size)`. A list of cells
+    is stacked with `StackedRNNCells`.
+
+    Masked timesteps (mask `False`) keep the states and repeat the previous
+    output (zeros before the first unmasked step), or output zeros with
+    `zero_output_for_mask=True`; so a masked sequence gives the result of its
+    unmasked steps alone, and a fully masked row keeps its initial state.
+
+    Args:
+        cell: A RNN cell instance or a list of RNN cell instances.
+        return_sequences: Boolean (default `False`). Whether to return the last
+            output in the output sequence, or the full sequence.
+        return_state: Boolean (default `False`). Whether to return the last
+            states in addition to the output.
+        go_backwards: Boolean (default `False`). If `True`, process the input
+            sequence backwards and return the reversed sequence.
+        stateful: Boolean (default `False`). If `True`, the last state for each
+            sample at index `i` in a batch is the initial state for the sample
+            of index `i` in the following batch. The batch size is then fixed by
+            the first call.
+        unroll: Boolean (default `False`). Accepted for Keras compatibility; the
+            loop is the same either way.
+        zero_output_for_mask: Boolean (default `False`). Whether masked
+            timesteps output zeros instead of the previous output.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        sequences: A tensor of shape `(batch_size, timesteps, features...)`.
+        initial_state: Optional list of initial state tensors, one per state
+            (nested per cell for stacked cells). Defaults to zeros, or to the
+            stored states of a stateful layer.
+        mask: Optional boolean tensor of shape `(batch_size, timesteps)`; `True`
+            marks the timesteps to process.
+        training: Python boolean; passed to the cell (dropout).
+
+    Returns:
+        The output, `(batch, units)` or with `return_sequences`
+        `(batch, timesteps, units)`; with `return_state`, a tuple
+        `(output, *states)`.
+
+    Examples:
+
+    >>> import torch
+    >>> from birnn.layers import Layer, LSTMCell
+    >>> layer = RNN(LSTMCell(4), return_sequences=True, return_state=True)
+    >>> outputs, h, c = layer(torch.ones(2, 5, 3))
+    >>> outputs.shape, h.shape
+    (torch.Size([2, 5, 4]), torch.Size([2, 4]))
+
+    A cell of your own:
+
+    >>> class MinimalRNNCell(Layer):
+    ...     def __init__(self, units, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.units = units
+    ...         self.state_size = units
+    ...     def build(self, input_shape):
+    ...         self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+    ...                                       name="kernel")
+    ...     def call(self, inputs, states):
+    ...         output = inputs @ self.kernel + states[0]
+    ...         return output, [output]
+    >>> RNN(MinimalRNNCell(6))(torch.ones(2, 5, 3)).shape
+    torch.Size([2, 6])
+    """
+
+    def __init__(
+        self,
+        cell: Any,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        zero_output_for_mask: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        owner = type(self).__name__
+        if isinstance(cell, (list, tuple)):
+            cell = StackedRNNCells(cell)
+        check_cell(owner, "cell", cell)
+        state_size = getattr(cell, "state_size", None)
+        if not _valid_state_size(state_size):
+            raise ValueError(
+                f"{owner}: the `state_size` of argument `cell` must be an integer, or a list "
+                f"of integers (one per state). Received: state_size={state_size!r}"
+            )
+        super().__init__(**kwargs)
+        self.cell = cell
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.supports_masking = True
+        self.input_spec = None
+        self.single_state = isinstance(state_size, int)
+        self.state_size = [state_size] if self.single_state else list(state_size)
+        self._expected_batch_size: int | None = None
+        self._state_names: list[str] | None = None
+        self._state_template: Structure = None
+
+    # ------------------------------------------------------------------ build
+    def build(self, sequences_shape: Any, initial_state_shape: Any = None) -> None:
+        shape = tuple(sequences_shape)
+        if len(shape) < 3:
+            raise ValueError(
+                f"Layer '{self.name}' expects inputs of rank 3 or more (batch, timesteps, "
+                f"features), but received input shape {shape}."
+            )
+        build_cell(self.cell, (shape[0], *shape[2:]), self._build_device)
+        if self.stateful:
+            if shape[0] is None:
+                raise ValueError(
+                    f"Layer '{self.name}' is stateful (`stateful=True`), so it needs a fixed "
+                    f"batch size, but the input shape is {shape}. Pass `batch_size=...` to "
+                    "the `Input` layer."
+                )
+            if self._state_names is None:
+                self._create_states(self.get_initial_state(shape[0]))
+        self.built = True
+
+    # ------------------------------------------------------------------ states
+    def get_initial_state(self, batch_size: int) -> list:
+        """The cell's initial states for `batch_size` samples (zeros by default)."""
+        make = getattr(self.cell, "get_initial_state", None)
+        if make is None:
+            dtype = self.dtype_torch
+            return [torch.zeros((batch_size, size), dtype=dtype) for size in self.state_size]
+        states = make(batch_size=batch_size)
+        return list(states) if isinstance(states, (list, tuple)) else [states]
+
+    @property
+    def states(self) -> list | None:
+        """The stored states of a stateful layer (`None` until built, or if not stateful)."""
+        if self._state_names is None:
+            return None
+        return _pack_like(self._state_template, [getattr(self, n) for n in self._state_names])
+
+    def _create_states(self, states: Structure) -> None:
+        flat = flatten_structure(states)
+        self._state_template = _pack_like(states, range(len(flat)))
+        self._state_names = [f"_rnn_state_{index}" for index in range(len(flat))]
+        for name, value in zip(self._state_names, flat):
+            self.register_buffer(name, value.detach().clone(), persistent=False)
+        self._expected_batch_size = int(flat[0].shape[0])
+
+    def _assign_states(self, flat: Sequence[torch.Tensor]) -> None:
+        # Rebinding (not copying in place) keeps the previous graph's saved tensors valid.
+        for name, value in zip(self._state_names, flat):
+            setattr(self, name, value.detach())
+
+    def reset_states(self, states: Any = None) -> None:
+        """Resets a stateful layer's states to zeros, or to `states` if given.
+
+        Args:
+            states: Optional NumPy arrays or tensors, one per state, each of shape
+                `(batch_size, state_size)`.
+
+        Raises:
+            ValueError: if the layer is not stateful but `states` are given, or if
+                their number or shapes do not match.
+        """
+        if not self.stateful:
+            if states is None:
+                return
+            raise ValueError(
+                f"Layer '{self.name}' is not stateful: `reset_states(states)` needs a layer "
+                "created with `stateful=True`."
+            )
+        if states is None:
+            if self._state_names is not None:
+                self._assign_states(
+                    [torch.zeros_like(getattr(self, n)) for n in self._state_names]
+                )
+            return
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        if self._state_names is None:
+            batch = int(backend.convert_to_tensor(flatten_structure(states)[0]).shape[0])
+            self._create_states(self.get_initial_state(batch))
+        current = [getattr(self, n) for n in self._state_names]
+        flat = flatten_structure(list(states))
+        if len(flat) != len(current):
+            raise ValueError(
+                f"Layer '{self.name}' has {len(current)} state(s), but `reset_states` "
+                f"received {len(flat)} value(s) in `states`."
+            )
+        values = []
+        for index, (value, old) in enumerate(zip(flat, current)):
+            value = backend.convert_to_tensor(value, dtype=old.dtype, device=old.device)
+            if tuple(value.shape) != tuple(old.shape):
+                raise ValueError(
+                    f"Layer '{self.name}': `states[{index}]` passed to `reset_states` must "
+                    f"have shape {tuple(old.shape)}, but has shape {tuple(value.shape)}."
+                )
+            values.append(value)
+        self._assign_states(values)
+
+    def reset_state(self, states: Any = None) -> None:
+        """Alias of `reset_states`."""
+        self.reset_states(states)
+
+    def _initial_state(self, initial_state: Any, sequences: torch.Tensor) -> list:
+        """The initial states as a list (nested per cell), validated and converted."""
+        batch = sequences.shape[0]
+        if initial_state is None:
+            if self.stateful:
+                if self._state_names is None:
+                    self._create_states(self.get_initial_state(batch))
+                initial_state = self.states
+            else:
+                initial_state = self.get_initial_state(batch)
+        elif not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        initial_state = list(initial_state)
+        sizes = _flat_sizes(self.state_size)
+        flat = flatten_structure(initial_state)
+        if len(flat) != len(sizes):
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(sizes)} initial state tensor(s) in "
+                f"`initial_state` (state_size={self.state_size}), but received {len(flat)}."
+            )
+        converted = []
+        for index, (state, size) in enumerate(zip(flat, sizes)):
+            if state is None:
+                raise ValueError(f"Layer '{self.name}': `initial_state[{index}]` is None.")
+            state = backend.convert_to_tensor(state, device=sequences.device)
+            if state.dtype != sequences.dtype and state.is_floating_point():
+                state = state.to(sequences.dtype)
+            if tuple(state.shape) != (batch, size):
+                raise ValueError(
+                    f"Layer '{self.name}': `initial_state[{index}]` must have shape "
+                    f"{(batch, size)} (batch_size, state_size), but has shape "
+                    f"{tuple(state.shape)}."
+                )
+            converted.append(state)
+        nested = len(initial_state) == len(self.state_size)
+        template = initial_state if nested else self.state_size
+        return _pack_like(template, converted)
+
+    # ------------------------------------------------------------------ call
+    def call(
+        self,
+        sequences: torch.Tensor,
+        initial_state: Any = None,
+        mask: Any = None,
+        training: bool | None = None,
+    ) -> Any:
+        if sequences.dim() < 3:
+            raise ValueError(
+                f"Layer '{self.name}' expects inputs of rank 3 or more (batch, timesteps, "
+                f"features), but received input shape {tuple(sequences.shape)}."
+            )
+        batch, timesteps = sequences.shape[0], sequences.shape[1]
+        if timesteps == 0:
+            raise ValueError(
+                f"Layer '{self.name}' received a sequence with no timesteps: input shape "
+                f"{tuple(sequences.shape)}."
+            )
+        if self.stateful and self._expected_batch_size not in (None, batch):
+            raise ValueError(
+                f"Layer '{self.name}' is stateful with batch size {self._expected_batch_size}, "
+                f"but received inputs with batch size {batch}. A stateful RNN needs the same "
+                "batch size on every call."
+            )
+        mask = self._standardize_mask(mask, sequences)
+        states = self._initial_state(initial_state, sequences)
+        try:
+            last_output, outputs, states = self._run(sequences, states, mask, bool(training))
+        finally:
+            reset_dropout_masks(self.cell)
+        if self.zero_output_for_mask and mask is not None:
+            processed = mask.flip(1) if self.go_backwards else mask
+            if self.return_sequences:
+                keep = processed.view(*processed.shape, *([1] * (outputs.dim() - 2)))
+                outputs = torch.where(keep, outputs, torch.zeros_like(outputs))
+            else:
+                keep = processed[:, -1].view(batch, *([1] * (last_output.dim() - 1)))
+                last_output = torch.where(keep, last_output, torch.zeros_like(last_output))
+        if self.stateful:
+            if self._state_names is None:
+                self._create_states(states)
+            self._assign_states(flatten_structure(states))
+        output = outputs if self.return_sequences else last_output
+        if self.return_state:
+            return (output, *states)
+        return output
+
+    def _standardize_mask(self, mask: Any, sequences: torch.Tensor) -> torch.Tensor | None:
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        if mask is None:
+            return None
+        mask = backend.convert_to_tensor(mask, dtype="bool", device=sequences.device)
+        expected = tuple(sequences.shape[:2])
+        if tuple(mask.shape) != expected:
+            raise ValueError(
+                f"Layer '{self.name}': `mask` must have shape {expected} (batch_size, "
+                f"timesteps), but has shape {tuple(mask.shape)}."
+            )
+        return mask
+
+    def _run(
+        self,
+        inputs: torch.Tensor,
+        initial_state: list,
+        mask: torch.Tensor | None,
+        training: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """The recurrent computation, without the layer's packaging.
+
+        Processes `inputs` in the direction `self.go_backwards` gives and returns
+        `(last_output, outputs, states)`: `outputs` in processing order (reversed
+        time when going backwards) if `self.return_sequences` (else at least the
+        last output), masked steps repeating the previous output (zeros before
+        the first unmasked step); `states` shaped like `initial_state`. The layer
+        applies `zero_output_for_mask`, picks what to return and stores stateful
+        states, so any implementation of this method (e.g. a fused kernel in a
+        subclass) only has to produce this triple.
+        """
+        run_sequence = getattr(self.cell, "_sequence_fn", lambda: None)()
+        if run_sequence is not None:
+            return run_sequence(
+                inputs, initial_state, mask, self.go_backwards, self.return_sequences, training
+            )
+        template = _pack_like(initial_state, range(len(flatten_structure(initial_state))))
+        cell = self.cell
+
+        def step(x: torch.Tensor, flat_states: list) -> tuple:
+            states = tuple(_pack_like(template, flat_states))
+            output, new_states = call_cell(cell, x, states, training)
+            if not isinstance(new_states, (list, tuple)):
+                new_states = [new_states]
+            return output, flatten_structure(list(new_states))
+
+        last_output, outputs, flat = recurrent.scan(
+            step,
+            inputs,
+            flatten_structure(initial_state),
+            mask=mask,
+            go_backwards=self.go_backwards,
+            return_all_outputs=self.return_sequences,
+        )
+        return last_output, outputs, _pack_like(template, flat)
+
+    # ------------------------------------------------------------------ shapes & masks
+    def compute_output_shape(self, sequences_shape: Any, initial_state_shape: Any = None) -> Any:
+        batch_size, length = sequences_shape[0], sequences_shape[1]
+        states_shape = []
+        for size in self.state_size:
+            if isinstance(size, (list, tuple)):
+                states_shape.append([(batch_size, s) for s in size])
+            else:
+                states_shape.append((batch_size, size))
+        output_size = cell_output_size(self.cell)
+        if not isinstance(output_size, int):
+            raise ValueError(
+                f"Layer '{self.name}': the cell's `output_size` must be an integer. "
+                f"Received: {output_size!r}"
+            )
+        if self.return_sequences:
+            output_shape = (batch_size, length, output_size)
+        else:
+            output_shape = (batch_size, output_size)
+        if self.return_state:
+            return (output_shape, *states_shape)
+        return output_shape
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None for _ in self.state_size]
+        return output_mask
+
+    # ------------------------------------------------------------------ config
+    def _rnn_config(self) -> dict:
+        return {
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "unroll": self.unroll,
+            "zero_output_for_mask": self.zero_output_for_mask,
+        }
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **self._rnn_config(), "cell": serialize_layer(self.cell)}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> RNN:
+        config = dict(config)
+        cell = deserialize_cell(config.pop("cell"), custom_objects)
+        return cls(cell, **config)

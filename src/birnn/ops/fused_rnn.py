@@ -1,0 +1,460 @@
+"""Fused LSTM and GRU: PyTorch's RNN kernels over Keras-layout weights, with any mask.
+
+The functions here compute what `birnn.ops.recurrent.lstm` / `gru` compute for
+the standard activations (`tanh`, `sigmoid`; GRU with `reset_after=True`), but
+run the time loop in PyTorch's fused kernels (`torch._VF.lstm` / `gru`: oneDNN
+or C++ loops on CPU, cuDNN on GPU). Weights stay in Keras's layout and are
+converted on every call (a transpose, and the GRU gate reorder `z, r, h` to
+PyTorch's `r, z, n`), so gradients flow to the Keras-shaped tensors.
+
+Masks (`(batch, time)` boolean, `True` = process) follow Keras's rule: a masked
+step keeps the states and repeats the previous output (zeros before the first
+valid step), or outputs zeros with `zero_output_for_mask=True`. Any mask is
+first reduced to right padding by moving each row's valid steps to its front
+(`birnn.ops.masks`), so the kernel runs on a plain padded batch, never a
+`PackedSequence`. The padding slots get one extra input feature whose weights
+saturate the gates (LSTM: input gate 0 and forget gate 1; GRU: update gate 1),
+so a padding step leaves the cell state of an LSTM, and the whole state of a
+GRU, bit-for-bit unchanged. That gives the exact final LSTM carry state of
+every row from one padded run, and lets one bidirectional kernel call serve
+both directions of a masked batch: its backward direction sees the padding
+first and, from zero initial states, stays exactly zero through it.
+
+Every function returns Keras's triple `(last_output, outputs, states)`:
+`outputs` is `(batch, time, units)` in processing order (reversed time when
+`go_backwards=True`), or `(batch, 1, units)` holding only the last output when
+`return_all_outputs=False`; `states` is `[h, c]` (LSTM) or `[h]` (GRU).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+from birnn.ops import masks
+
+__all__ = ["Direction", "bidirectional", "gru", "lstm", "torch_weights"]
+
+Triple = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]
+
+_GATES = {"lstm": 4, "gru": 3}
+# Pre-activation added at padding slots: far beyond where sigmoid rounds to exactly 0 or 1.
+_SATURATE = {torch.float16: 3.0e4}
+_DEFAULT_SATURATE = 1.0e6
+
+
+class Direction(NamedTuple):
+    """One direction of a bidirectional run: Keras-layout weights and options.
+
+    `initial_states` of `None` means zeros; `dropout_mask` is an optional
+    `(batch, features)` multiplier applied to the inputs of this direction.
+    """
+
+    kernel: torch.Tensor
+    recurrent_kernel: torch.Tensor
+    bias: torch.Tensor | None
+    initial_states: Sequence[torch.Tensor] | None = None
+    go_backwards: bool = False
+    zero_output_for_mask: bool = False
+    return_all_outputs: bool = True
+    dropout_mask: torch.Tensor | None = None
+
+
+def _torch_gate_order(kind: str, weight: torch.Tensor) -> torch.Tensor:
+    """Keras's gate blocks (last axis) in PyTorch's order: GRU `z, r, h` -> `r, z, n`."""
+    if kind == "lstm":
+        return weight  # `i, f, c, o` is PyTorch's `i, f, g, o`
+    update, reset, candidate = weight.chunk(3, dim=-1)
+    return torch.cat([reset, update, candidate], dim=-1)
+
+
+def torch_weights(
+    kind: str,
+    kernel: torch.Tensor,
+    recurrent_kernel: torch.Tensor,
+    bias: torch.Tensor | None,
+    padding_feature: bool = False,
+) -> list[torch.Tensor]:
+    """Keras-layout weights as PyTorch's flat RNN weights `[w_ih, w_hh(, b_ih, b_hh)]`.
+
+    Args:
+        kind: `"lstm"` or `"gru"` (`reset_after=True`).
+        kernel: `(features, gates * units)`.
+        recurrent_kernel: `(units, gates * units)`.
+        bias: `(4 * units,)` for an LSTM, `(2, 3 * units)` (input and recurrent
+            biases) for a GRU, or `None`.
+        padding_feature: Append the weights of one extra input feature that
+            saturates the gates so that a step with that feature at 1 keeps the
+            LSTM cell state (input gate 0, forget gate 1) or the GRU state
+            (update gate 1) exactly.
+
+    Examples:
+
+    >>> import torch
+    >>> w_ih, w_hh, b_ih, b_hh = torch_weights(
+    ...     "gru", torch.zeros(5, 12), torch.zeros(4, 12), torch.zeros(2, 12))
+    >>> w_ih.shape, w_hh.shape, b_ih.shape
+    (torch.Size([12, 5]), torch.Size([12, 4]), torch.Size([12]))
+    """
+    w_ih = _torch_gate_order(kind, kernel).t()
+    w_hh = _torch_gate_order(kind, recurrent_kernel).t()
+    if padding_feature:
+        units = recurrent_kernel.shape[0]
+        big = _SATURATE.get(kernel.dtype, _DEFAULT_SATURATE)
+        column = torch.zeros(w_ih.shape[0], 1, dtype=kernel.dtype, device=kernel.device)
+        if kind == "lstm":
+            column[:units] = -big  # input gate -> 0
+            column[units : 2 * units] = big  # forget gate -> 1
+        else:
+            column[units : 2 * units] = big  # update gate (PyTorch's second block) -> 1
+        w_ih = torch.cat([w_ih, column], dim=1)
+    weights = [w_ih, w_hh]
+    if bias is not None:
+        if kind == "lstm":
+            weights += [bias, torch.zeros_like(bias)]
+        else:
+            weights += [_torch_gate_order(kind, bias[0]), _torch_gate_order(kind, bias[1])]
+    return weights
+
+
+def _kernel(
+    kind: str,
+    inputs: torch.Tensor,
+    states: list[torch.Tensor],
+    weights: list[torch.Tensor],
+    has_biases: bool,
+    bidirectional: bool,
+    batch_first: bool = True,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One call of PyTorch's fused kernel: `(outputs, final_states)`.
+
+    States are `(directions, batch, units)`; `outputs` has the layout of `inputs`.
+    """
+    train = torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *states, *weights))
+    hx = (states[0], states[1]) if kind == "lstm" else states[0]
+    args = (inputs, hx, weights, has_biases, 1, 0.0, train, bidirectional, batch_first)
+    function = torch._VF.lstm if kind == "lstm" else torch._VF.gru
+    if inputs.is_cuda:
+        # cuDNN wants one flat weight buffer; ours are converted on every call anyway.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="RNN module weights are not part")
+            outputs, *final = function(*args)
+    else:
+        outputs, *final = function(*args)
+    return outputs, final
+
+
+def _with_padding_feature(inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`inputs` with one more feature, 1 at masked steps: after compaction, the padding."""
+    return torch.cat([inputs, (~mask).unsqueeze(-1).to(inputs.dtype)], dim=-1)
+
+
+def _dropped(inputs: torch.Tensor, dropout_mask: torch.Tensor | None) -> torch.Tensor:
+    if dropout_mask is None:
+        return inputs
+    if dropout_mask.dim() != 2:
+        raise ValueError(
+            "fused_rnn: `dropout_mask` must be one `(batch, features)` mask shared by all "
+            f"gates. Received shape {tuple(dropout_mask.shape)}."
+        )
+    return inputs * dropout_mask.unsqueeze(1)
+
+
+def _packaged(last: torch.Tensor, outputs: torch.Tensor | None, states: list) -> Triple:
+    return last, (last.unsqueeze(1) if outputs is None else outputs), states
+
+
+def _run(
+    kind: str,
+    inputs: torch.Tensor,
+    initial_states: Sequence[torch.Tensor],
+    kernel: torch.Tensor,
+    recurrent_kernel: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    go_backwards: bool,
+    zero_output_for_mask: bool,
+    return_all_outputs: bool,
+    dropout_mask: torch.Tensor | None,
+) -> Triple:
+    """One direction through the fused kernel (see `lstm` and `gru`)."""
+    x = _dropped(inputs, dropout_mask)
+    hx = [state.unsqueeze(0) for state in initial_states]
+    if mask is None:
+        weights = torch_weights(kind, kernel, recurrent_kernel, bias)
+        x = x.flip(1) if go_backwards else x
+        outputs, final = _kernel(kind, x, hx, weights, bias is not None, False)
+        states = [s[0] for s in final]
+        return _packaged(states[0], outputs if return_all_outputs else None, states)
+    mask = mask.to(torch.bool)
+    index, counts, lengths = masks.compaction(mask, reverse=go_backwards)
+    # The LSTM needs its carry state at each row's last valid step: keep it through padding.
+    keep_carry = kind == "lstm"
+    if keep_carry:
+        x = _with_padding_feature(x, mask)
+    x = masks.gather_time_major(x, index)
+    weights = torch_weights(kind, kernel, recurrent_kernel, bias, padding_feature=keep_carry)
+    outputs, final = _kernel(kind, x, hx, weights, bias is not None, False, batch_first=False)
+    any_valid = (lengths > 0).unsqueeze(1)
+    last_valid = masks.take_slots(outputs, lengths - 1)
+    h = torch.where(any_valid, last_valid, initial_states[0])
+    states = [h, final[1][0]] if kind == "lstm" else [h]
+    processed = mask.flip(1) if go_backwards else mask
+    keep_last = any_valid & processed[:, -1:] if zero_output_for_mask else any_valid
+    last = torch.where(keep_last, last_valid, 0.0)
+    expanded = None
+    if return_all_outputs:
+        valid = counts > 0
+        if zero_output_for_mask:
+            valid = valid & processed
+        expanded = masks.take_slots(outputs, counts - 1, valid)
+    return _packaged(last, expanded, states)
+
+
+def lstm(
+    inputs: torch.Tensor,
+    initial_h: torch.Tensor,
+    initial_c: torch.Tensor,
+    kernel: torch.Tensor,
+    recurrent_kernel: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor | None = None,
+    go_backwards: bool = False,
+    zero_output_for_mask: bool = False,
+    return_all_outputs: bool = True,
+    dropout_mask: torch.Tensor | None = None,
+) -> Triple:
+    """An LSTM (`tanh`, `sigmoid`) over a sequence in PyTorch's fused kernel.
+
+    Same arguments and result as `birnn.ops.recurrent.lstm` without the
+    activations: Keras's weight shapes and gate order `i, f, c, o`,
+    `kernel (features, 4 * units)`, `recurrent_kernel (units, 4 * units)`,
+    `bias (4 * units,)` or `None`. `dropout_mask` is one `(batch, features)`
+    multiplier for the inputs. Returns `(last_output, outputs, [h, c])`.
+
+    Examples:
+
+    >>> import torch
+    >>> zeros = torch.zeros(2, 4)
+    >>> mask = torch.tensor([[True, True, False], [False, True, True]])
+    >>> last, outputs, (h, c) = lstm(
+    ...     torch.ones(2, 3, 5), zeros, zeros, torch.ones(5, 16) / 10,
+    ...     torch.zeros(4, 16), None, mask=mask)
+    >>> outputs.shape, torch.equal(outputs[0, 2], outputs[0, 1]), torch.equal(last, h)
+    (torch.Size([2, 3, 4]), True, True)
+    """
+    return _run(
+        "lstm",
+        inputs,
+        [initial_h, initial_c],
+        kernel,
+        recurrent_kernel,
+        bias,
+        mask,
+        go_backwards,
+        zero_output_for_mask,
+        return_all_outputs,
+        dropout_mask,
+    )
+
+
+def gru(
+    inputs: torch.Tensor,
+    initial_state: torch.Tensor,
+    kernel: torch.Tensor,
+    recurrent_kernel: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor | None = None,
+    go_backwards: bool = False,
+    zero_output_for_mask: bool = False,
+    return_all_outputs: bool = True,
+    dropout_mask: torch.Tensor | None = None,
+) -> Triple:
+    """A GRU (`reset_after=True`, `tanh`, `sigmoid`) over a sequence in PyTorch's fused kernel.
+
+    Same arguments and result as `birnn.ops.recurrent.gru` without the
+    activations: Keras's weight shapes and gate order `z, r, h`,
+    `kernel (features, 3 * units)`, `recurrent_kernel (units, 3 * units)`,
+    `bias (2, 3 * units)` (input and recurrent biases) or `None`.
+    Returns `(last_output, outputs, [h])`.
+
+    Examples:
+
+    >>> import torch
+    >>> last, outputs, (h,) = gru(
+    ...     torch.ones(2, 3, 5), torch.zeros(2, 4), torch.ones(5, 12) / 10,
+    ...     torch.zeros(4, 12), torch.zeros(2, 12), go_backwards=True)
+    >>> outputs.shape, torch.equal(last, outputs[:, -1])
+    (torch.Size([2, 3, 4]), True)
+    """
+    return _run(
+        "gru",
+        inputs,
+        [initial_state],
+        kernel,
+        recurrent_kernel,
+        bias,
+        mask,
+        go_backwards,
+        zero_output_for_mask,
+        return_all_outputs,
+        dropout_mask,
+    )
+
+
+def _zeros_states(kind: str, direction: Direction, like: torch.Tensor) -> list[torch.Tensor]:
+    if direction.initial_states is not None:
+        return list(direction.initial_states)
+    units = direction.recurrent_kernel.shape[0]
+    zeros = like.new_zeros(like.shape[0], units)
+    return [zeros, zeros] if kind == "lstm" else [zeros]
+
+
+def _one_call_possible(forward: Direction, backward: Direction, mask: torch.Tensor | None) -> bool:
+    """Whether one bidirectional kernel call computes both directions exactly."""
+    return (
+        forward.go_backwards != backward.go_backwards
+        and forward.kernel.shape == backward.kernel.shape
+        and forward.recurrent_kernel.shape == backward.recurrent_kernel.shape
+        and forward.kernel.dtype == backward.kernel.dtype
+        and forward.dropout_mask is backward.dropout_mask
+        and (forward.bias is None) == (backward.bias is None)
+        and (mask is None or (forward.initial_states is None and backward.initial_states is None))
+    )
+
+
+def bidirectional(
+    kind: str,
+    inputs: torch.Tensor,
+    forward: Direction,
+    backward: Direction,
+    mask: torch.Tensor | None = None,
+) -> tuple[Triple, Triple]:
+    """Both directions of a bidirectional LSTM or GRU: `(forward_triple, backward_triple)`.
+
+    Each triple is what `lstm` / `gru` return for that direction alone (the
+    backward direction's `outputs` in its processing order, reversed time).
+    When the two directions read the same inputs (no dropout mask, or the same
+    one) and either there is no mask or both start from zero states, both run
+    in one bidirectional kernel call; otherwise one call per direction.
+
+    Args:
+        kind: `"lstm"` or `"gru"`.
+        inputs: `(batch, time, features)`.
+        forward: The first direction (usually `go_backwards=False`).
+        backward: The second direction (the other `go_backwards`).
+        mask: Optional boolean `(batch, time)` shared by both directions.
+
+    Examples:
+
+    >>> import torch
+    >>> kernel, recurrent_kernel = torch.ones(5, 16) / 10, torch.zeros(4, 16)
+    >>> fwd = Direction(kernel, recurrent_kernel, None)
+    >>> bwd = Direction(kernel, recurrent_kernel, None, go_backwards=True)
+    >>> mask = torch.tensor([[True, True, False], [False, True, True]])
+    >>> (f_last, f_out, _), (b_last, b_out, _) = bidirectional(
+    ...     "lstm", torch.rand(2, 3, 5), fwd, bwd, mask)
+    >>> f_out.shape, b_out.shape
+    (torch.Size([2, 3, 4]), torch.Size([2, 3, 4]))
+    """
+    if kind not in _GATES:
+        raise ValueError(f"fused_rnn: `kind` must be 'lstm' or 'gru'. Received: {kind!r}")
+    if not _one_call_possible(forward, backward, mask):
+        return tuple(
+            _run(
+                kind,
+                inputs,
+                _zeros_states(kind, d, inputs),
+                d.kernel,
+                d.recurrent_kernel,
+                d.bias,
+                mask,
+                d.go_backwards,
+                d.zero_output_for_mask,
+                d.return_all_outputs,
+                d.dropout_mask,
+            )
+            for d in (forward, backward)
+        )
+    swapped = forward.go_backwards
+    first, second = (backward, forward) if swapped else (forward, backward)
+    x = _dropped(inputs, forward.dropout_mask)
+    has_biases = first.bias is not None
+    if mask is None:
+        weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias)
+        weights += torch_weights(kind, second.kernel, second.recurrent_kernel, second.bias)
+        if first.initial_states is None and second.initial_states is None:
+            zeros = x.new_zeros(2, x.shape[0], first.recurrent_kernel.shape[0])
+            hx = [zeros, zeros] if kind == "lstm" else [zeros]
+        else:
+            hx = [
+                torch.stack([a, b])
+                for a, b in zip(_zeros_states(kind, first, x), _zeros_states(kind, second, x))
+            ]
+        outputs, final = _kernel(kind, x, hx, weights, has_biases, True)
+        in_time, reversed_ = outputs.chunk(2, dim=-1)
+        # Without a mask each direction's last output is its final `h`.
+        time_triple = _packaged(
+            final[0][0],
+            in_time if first.return_all_outputs else None,
+            [s[0] for s in final],
+        )
+        reverse_triple = _packaged(
+            final[0][1],
+            reversed_.flip(1) if second.return_all_outputs else None,
+            [s[1] for s in final],
+        )
+    else:
+        time_triple, reverse_triple = _masked_pair(kind, x, first, second, mask.to(torch.bool))
+    return (reverse_triple, time_triple) if swapped else (time_triple, reverse_triple)
+
+
+def _masked_pair(
+    kind: str, x: torch.Tensor, first: Direction, second: Direction, mask: torch.Tensor
+) -> tuple[Triple, Triple]:
+    """Both directions of a masked batch from zero states in one kernel call.
+
+    The valid steps are compacted to the front of each row; the padding slots
+    carry the saturating feature. The in-time direction reads its valid steps
+    then padding (which keeps an LSTM's carry state); the reverse direction reads
+    the padding first and stays exactly zero through it.
+    """
+    index, counts, lengths = masks.compaction(mask)
+    x = masks.gather_time_major(_with_padding_feature(x, mask), index)
+    weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias, True)
+    weights += torch_weights(kind, second.kernel, second.recurrent_kernel, second.bias, True)
+    units = first.recurrent_kernel.shape[0]
+    zeros = x.new_zeros(2, x.shape[1], units)
+    hx = [zeros, zeros] if kind == "lstm" else [zeros]
+    outputs, final = _kernel(kind, x, hx, weights, first.bias is not None, True, False)
+
+    # In-time direction: results at each row's last valid slot; zero state if none.
+    h = masks.take_slots(outputs, lengths - 1, lengths > 0, direction=0, directions=2)
+    last = torch.where(mask[:, -1:], h, 0.0) if first.zero_output_for_mask else h
+    expanded = None
+    if first.return_all_outputs:
+        valid = counts > 0
+        if first.zero_output_for_mask:
+            valid = valid & mask
+        expanded = masks.take_slots(outputs, counts - 1, valid, direction=0, directions=2)
+    states = [h, final[1][0]] if kind == "lstm" else [h]
+    time_triple = _packaged(last, expanded, states)
+
+    # Reverse direction: it ends on slot 0, and on exact zeros for a fully masked row.
+    first_slot = outputs[0, :, units:]
+    last = torch.where(mask[:, :1], first_slot, 0.0) if second.zero_output_for_mask else first_slot
+    expanded = None
+    if second.return_all_outputs:
+        before = counts - mask.to(counts.dtype)  # valid steps strictly before each time
+        valid = before < lengths.unsqueeze(1)
+        if second.zero_output_for_mask:
+            valid = valid & mask
+        # Read in processing order (reversed time).
+        expanded = masks.take_slots(
+            outputs, before.flip(1), valid.flip(1), direction=1, directions=2
+        )
+    reverse_triple = _packaged(last, expanded, [s[1] for s in final])
+    return time_triple, reverse_triple
