@@ -1,0 +1,682 @@
+"""Keras's losses, on torch tensors: function forms, `Loss` classes, `get`/`serialize`.
+
+Functions (`mean_squared_error(y_true, y_pred)`...) return one value per sample
+(the last axis reduced), as in Keras. `Loss` classes reduce those values
+(`"sum_over_batch_size"` by default), apply `sample_weight`, and honour the mask
+that `y_pred` carries (`y_pred._keras_mask`): masked entries are left out of
+the mean, exactly as Keras 3 does. Probabilistic crossentropies clip
+probabilities to `[1e-7, 1 - 1e-7]` like Keras.
+
+Examples:
+
+>>> import torch
+>>> loss = MeanSquaredError()
+>>> float(loss(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 1.0]])))
+0.5
+>>> get("mse") is mean_squared_error
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from birnn import _registry, backend
+
+EPSILON = 1e-7
+_REDUCTIONS = ("sum_over_batch_size", "sum", None, "none", "mean", "mean_with_sample_weight")
+
+
+class KerasRegistry(_registry.Registry):
+    """A `Registry` whose built-in functions serialize the way Keras 3 writes them."""
+
+    def serialize(self, obj: Any) -> Any:
+        if obj is None:
+            return None
+        if inspect.isfunction(obj) and self.is_builtin(obj):
+            return {
+                "module": "builtins",
+                "class_name": "function",
+                "config": obj.__name__,
+                "registered_name": "function",
+            }
+        if not self.is_builtin(obj):
+            from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+
+            return serialize_keras_object(obj)
+        return super().serialize(obj)
+
+
+def _tensor(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else backend.convert_to_tensor(x)
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    return t
+
+
+def _pair(y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    y_pred = _tensor(y_pred)
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.to(torch.float32)
+    y_true = _tensor(y_true, y_pred.dtype)
+    if y_true.device != y_pred.device:
+        y_true = y_true.to(y_pred.device)
+    return y_true, y_pred
+
+
+def squeeze_or_expand_to_same_rank(
+    x1: torch.Tensor, x2: torch.Tensor, expand_rank_1: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drops or adds a trailing axis of size 1 so the ranks agree (Keras's rule)."""
+    r1, r2 = x1.dim(), x2.dim()
+    if r1 == r2 + 1 and x1.shape[-1] == 1:
+        if r2 == 1 and expand_rank_1:
+            x2 = x2.unsqueeze(-1)
+        else:
+            x1 = x1.squeeze(-1)
+    elif r2 == r1 + 1 and x2.shape[-1] == 1:
+        if r1 == 1 and expand_rank_1:
+            x1 = x1.unsqueeze(-1)
+        else:
+            x2 = x2.squeeze(-1)
+    return x1, x2
+
+
+# ---------------------------------------------------------------------------- functions
+def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean of `(y_true - y_pred) ** 2` over the last axis."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    return torch.mean(torch.square(y_pred - y_true), dim=-1)
+
+
+def mean_absolute_error(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean of `|y_true - y_pred|` over the last axis."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    return torch.mean(torch.abs(y_pred - y_true), dim=-1)
+
+
+def mean_absolute_percentage_error(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """`100 * mean(|(y_true - y_pred) / y_true|)` over the last axis."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    diff = torch.abs((y_true - y_pred) / torch.clamp(torch.abs(y_true), min=EPSILON))
+    return 100.0 * torch.mean(diff, dim=-1)
+
+
+def mean_squared_logarithmic_error(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean of `(log(y_true + 1) - log(y_pred + 1)) ** 2` over the last axis."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    first = torch.log(torch.clamp(y_pred, min=EPSILON) + 1.0)
+    second = torch.log(torch.clamp(y_true, min=EPSILON) + 1.0)
+    return torch.mean(torch.square(first - second), dim=-1)
+
+
+def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
+    """Quadratic for `|error| <= delta`, linear beyond, averaged over the last axis."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    error = torch.abs(y_pred - y_true)
+    quad = 0.5 * torch.square(error)
+    lin = delta * error - 0.5 * delta**2
+    return torch.mean(torch.where(error <= delta, quad, lin), dim=-1)
+
+
+def log_cosh(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean of `log(cosh(y_pred - y_true))` over the last axis."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    x = y_pred - y_true
+    return torch.mean(x + F.softplus(-2.0 * x) - math.log(2.0), dim=-1)
+
+
+def kl_divergence(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """`sum(y_true * log(y_true / y_pred))` over the last axis (both clipped to [eps, 1])."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true = torch.clamp(y_true, EPSILON, 1.0)
+    y_pred = torch.clamp(y_pred, EPSILON, 1.0)
+    return torch.sum(y_true * torch.log(y_true / y_pred), dim=-1)
+
+
+def poisson(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean of `y_pred - y_true * log(y_pred + eps)` over the last axis."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    return torch.mean(y_pred - y_true * torch.log(y_pred + EPSILON), dim=-1)
+
+
+def _signed_labels(y_true: torch.Tensor) -> torch.Tensor:
+    """Labels in {0, 1} become {-1, 1}; other labels pass through."""
+    is_binary = torch.all((y_true == 0) | (y_true == 1))
+    return torch.where(is_binary, 2.0 * y_true - 1.0, y_true)
+
+
+def hinge(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean of `max(1 - y_true * y_pred, 0)` over the last axis (labels -1/1 or 0/1)."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    return torch.mean(torch.clamp(1.0 - _signed_labels(y_true) * y_pred, min=0.0), dim=-1)
+
+
+def squared_hinge(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean of `max(1 - y_true * y_pred, 0) ** 2` over the last axis."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    margin = torch.clamp(1.0 - _signed_labels(y_true) * y_pred, min=0.0)
+    return torch.mean(torch.square(margin), dim=-1)
+
+
+def categorical_hinge(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """`max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)`."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    pos = torch.sum(y_true * y_pred, dim=-1)
+    neg = torch.amax((1.0 - y_true) * y_pred, dim=-1)
+    return torch.clamp(neg - pos + 1.0, min=0.0)
+
+
+def cosine_similarity(y_true: Any, y_pred: Any, axis: int = -1) -> torch.Tensor:
+    """Negative cosine similarity along `axis` (-1 is best)."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true = F.normalize(y_true, dim=axis, eps=1e-12)
+    y_pred = F.normalize(y_pred, dim=axis, eps=1e-12)
+    return -torch.sum(y_true * y_pred, dim=axis)
+
+
+def categorical_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> torch.Tensor:
+    """Crossentropy between one-hot (or soft) labels and predicted distributions.
+
+    Probabilities are renormalised along `axis` and clipped to `[1e-7, 1 - 1e-7]`.
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            "categorical_crossentropy: `y_true` and `y_pred` must have the same shape "
+            f"(one-hot labels). Received: y_true.shape={tuple(y_true.shape)}, "
+            f"y_pred.shape={tuple(y_pred.shape)}. For integer labels use "
+            "sparse_categorical_crossentropy."
+        )
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_true.shape[axis]
+    if from_logits:
+        log_prob = torch.log_softmax(y_pred, dim=axis)
+    else:
+        y_pred = y_pred / torch.sum(y_pred, dim=axis, keepdim=True)
+        log_prob = torch.log(torch.clamp(y_pred, EPSILON, 1.0 - EPSILON))
+    return -torch.sum(y_true * log_prob, dim=axis)
+
+
+def sparse_categorical_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    from_logits: bool = False,
+    ignore_class: int | None = None,
+    axis: int = -1,
+) -> torch.Tensor:
+    """Crossentropy between integer labels and predicted distributions."""
+    y_pred = _tensor(y_pred)
+    y_true = _tensor(y_true).to(y_pred.device)
+    if y_true.dim() == y_pred.dim() and y_true.shape[axis] == 1:
+        y_true = y_true.squeeze(axis)
+    y_true = y_true.long()
+    expected = list(y_pred.shape)
+    del expected[axis]
+    if list(y_true.shape) != expected:
+        raise ValueError(
+            "sparse_categorical_crossentropy: `y_true` must have the shape of `y_pred` "
+            f"without its class axis. Received: y_true.shape={tuple(y_true.shape)}, "
+            f"y_pred.shape={tuple(y_pred.shape)}"
+        )
+    valid = None
+    if ignore_class is not None:
+        valid = y_true != ignore_class
+        y_true = torch.where(valid, y_true, torch.zeros_like(y_true))
+    class_axis = axis % y_pred.dim()
+    if from_logits:
+        log_prob = torch.log_softmax(y_pred, dim=class_axis)
+    else:
+        probs = y_pred / torch.sum(y_pred, dim=class_axis, keepdim=True)
+        log_prob = torch.log(torch.clamp(probs, EPSILON, 1.0 - EPSILON))
+    picked = torch.gather(log_prob, class_axis, y_true.unsqueeze(class_axis)).squeeze(class_axis)
+    result = -picked
+    if valid is not None:
+        result = torch.where(valid, result, torch.zeros_like(result))
+    return result
+
+
+def binary_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> torch.Tensor:
+    """Elementwise binary crossentropy, averaged over `axis`."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            "binary_crossentropy: `y_true` and `y_pred` must have the same shape. "
+            f"Received: y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}"
+        )
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        values = F.binary_cross_entropy_with_logits(y_pred, y_true, reduction="none")
+    else:
+        values = F.binary_cross_entropy(
+            torch.clamp(y_pred, EPSILON, 1.0 - EPSILON), y_true, reduction="none"
+        )
+    return torch.mean(values, dim=axis)
+
+
+def binary_focal_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    apply_class_balancing: bool = False,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> torch.Tensor:
+    """Binary crossentropy down-weighting easy examples by `(1 - p_t) ** gamma`."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        bce = F.binary_cross_entropy_with_logits(y_pred, y_true, reduction="none")
+        y_pred = torch.sigmoid(y_pred)
+    else:
+        bce = F.binary_cross_entropy(
+            torch.clamp(y_pred, EPSILON, 1.0 - EPSILON), y_true, reduction="none"
+        )
+    p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
+    focal = torch.pow(1.0 - p_t, gamma) * bce
+    if apply_class_balancing:
+        focal = (y_true * alpha + (1.0 - y_true) * (1.0 - alpha)) * focal
+    return torch.mean(focal, dim=axis)
+
+
+# ---------------------------------------------------------------------------- reduction
+def _apply_mask(
+    sample_weight: torch.Tensor | None, mask: torch.Tensor | None, dtype, reduction: Any
+) -> torch.Tensor | None:
+    """Folds a boolean mask into the sample weights, as Keras 3 does."""
+    if mask is None:
+        return sample_weight
+    mask = mask.to(dtype)
+    if reduction in ("mean", "sum_over_batch_size"):
+        total = float(mask.numel())
+        valid = mask.sum()
+        scale = torch.where(valid > 0, total / valid.clamp(min=1e-12), torch.zeros_like(valid))
+        float_mask = mask * scale
+    else:
+        float_mask = mask
+    if sample_weight is None:
+        return float_mask
+    float_mask, sample_weight = squeeze_or_expand_to_same_rank(float_mask, sample_weight.to(dtype))
+    return _expand_like(sample_weight, float_mask) * float_mask
+
+
+def _expand_like(weights: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights `(batch,)` broadcast over the trailing axes of `ref`."""
+    while weights.dim() < ref.dim():
+        weights = weights.unsqueeze(-1)
+    return weights
+
+
+def reduce_weighted_values(
+    values: torch.Tensor,
+    sample_weight: Any = None,
+    mask: torch.Tensor | None = None,
+    reduction: str | None = "sum_over_batch_size",
+) -> torch.Tensor:
+    """Weights per-sample values by `sample_weight` and `mask`, then reduces them."""
+    if sample_weight is not None:
+        sample_weight = _tensor(sample_weight, values.dtype).to(values.device)
+    sample_weight = _apply_mask(sample_weight, mask, values.dtype, reduction)
+    if sample_weight is not None:
+        values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
+        values = values * _expand_like(sample_weight, values)
+    if reduction in (None, "none") or values.dim() == 0 or tuple(values.shape) == (0,):
+        return values
+    loss = values.sum()
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        divisor = sample_weight.sum()
+    elif reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
+        divisor = float(values.numel())
+    else:
+        return loss
+    return loss / divisor if isinstance(divisor, float) else torch.nan_to_num(loss / divisor)
+
+
+# ---------------------------------------------------------------------------- classes
+class Loss:
+    """Base class of losses: `loss(y_true, y_pred, sample_weight=None)` returns a scalar.
+
+    Subclasses implement `call(y_true, y_pred)` returning per-sample values.
+
+    Args:
+        name: Name of the loss (used in logs).
+        reduction: `"sum_over_batch_size"` (default), `"sum"`, `"mean"`,
+            `"mean_with_sample_weight"` or `"none"`/`None`.
+        dtype: Dtype of the computation (default `"float32"`).
+
+    Examples:
+
+    >>> import torch
+    >>> class Abs(Loss):
+    ...     def call(self, y_true, y_pred):
+    ...         return (y_true - y_pred).abs().mean(dim=-1)
+    >>> float(Abs()(torch.zeros(2, 1), torch.ones(2, 1)))
+    1.0
+    """
+
+    def __init__(
+        self, name: str | None = None, reduction: str | None = "sum_over_batch_size", dtype=None
+    ) -> None:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(
+                f"{type(self).__name__}: invalid value for argument `reduction`. "
+                f"Expected one of {_REDUCTIONS}. Received: reduction={reduction!r}"
+            )
+        self.name = name or backend.to_snake_case(type(self).__name__)
+        self.reduction = reduction
+        self.dtype = backend.standardize_dtype(dtype)
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
+        mask = getattr(y_pred, "_keras_mask", None)
+        dtype = backend.torch_dtype(self.dtype)
+        y_pred_t = _tensor(y_pred, dtype)
+        y_true_t = _tensor(y_true)
+        if y_true_t.device != y_pred_t.device:
+            y_true_t = y_true_t.to(y_pred_t.device)
+        if y_true_t.dtype != dtype and (
+            y_true_t.is_floating_point() or not self._keeps_int_labels
+        ):
+            y_true_t = y_true_t.to(dtype)
+        values = self.call(y_true_t, y_pred_t)
+        out_mask = getattr(values, "_keras_mask", None)
+        if out_mask is not None:
+            mask = out_mask if mask is None else (mask & out_mask)
+        return reduce_weighted_values(values, sample_weight, mask, self.reduction)
+
+    _keeps_int_labels = False
+
+    def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Loss:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class LossFunctionWrapper(Loss):
+    """Wraps a per-sample loss function `fn(y_true, y_pred, **kwargs)` into a `Loss`."""
+
+    def __init__(
+        self,
+        fn: Any,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+        dtype=None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            name=name or getattr(fn, "__name__", None), reduction=reduction, dtype=dtype
+        )
+        self.fn = fn
+        self._fn_kwargs = kwargs
+        self._keeps_int_labels = fn is sparse_categorical_crossentropy
+
+    def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if type(self) is LossFunctionWrapper:
+            config["fn"] = serialize(self.fn)
+        config.update(self._fn_kwargs)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> Loss:
+        config = dict(config)
+        if "fn" in config:
+            config["fn"] = get(config["fn"])
+        return cls(**config)
+
+
+def _wrapper(fn, default_name: str, keys: tuple = (), keras_config_keys: tuple | None = None):
+    """Builds a `LossFunctionWrapper` subclass for `fn` with keyword arguments `keys`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        params = dict(zip(keys, args))
+        fn_kwargs = {k: kwargs.pop(k, params.get(k, defaults[k])) for k in keys}
+        kwargs.setdefault("name", default_name)
+        LossFunctionWrapper.__init__(self, fn, **kwargs, **fn_kwargs)
+
+    sig = inspect.signature(fn).parameters
+    defaults = {k: sig[k].default for k in keys}
+    config_keys = keys if keras_config_keys is None else keras_config_keys
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "reduction": self.reduction,
+            **{k: self._fn_kwargs[k] for k in config_keys},
+        }
+
+    return __init__, get_config
+
+
+def _loss_class(
+    class_name: str,
+    fn,
+    default_name: str,
+    keys: tuple = (),
+    doc: str = "",
+    config_keys: tuple | None = None,
+):
+    init, get_config = _wrapper(fn, default_name, keys, config_keys)
+    cls = type(class_name, (LossFunctionWrapper,), {"__init__": init, "get_config": get_config})
+    cls.__doc__ = doc or f"`Loss` class of `{fn.__name__}`."
+    cls.__module__ = __name__
+    return cls
+
+
+MeanSquaredError = _loss_class("MeanSquaredError", mean_squared_error, "mean_squared_error")
+MeanAbsoluteError = _loss_class("MeanAbsoluteError", mean_absolute_error, "mean_absolute_error")
+MeanAbsolutePercentageError = _loss_class(
+    "MeanAbsolutePercentageError",
+    mean_absolute_percentage_error,
+    "mean_absolute_percentage_error",
+)
+MeanSquaredLogarithmicError = _loss_class(
+    "MeanSquaredLogarithmicError",
+    mean_squared_logarithmic_error,
+    "mean_squared_logarithmic_error",
+)
+Huber = _loss_class("Huber", huber, "huber_loss", ("delta",))
+LogCosh = _loss_class("LogCosh", log_cosh, "log_cosh")
+KLDivergence = _loss_class("KLDivergence", kl_divergence, "kl_divergence")
+Poisson = _loss_class("Poisson", poisson, "poisson")
+Hinge = _loss_class("Hinge", hinge, "hinge")
+SquaredHinge = _loss_class("SquaredHinge", squared_hinge, "squared_hinge")
+CategoricalHinge = _loss_class("CategoricalHinge", categorical_hinge, "categorical_hinge")
+CosineSimilarity = _loss_class(
+    "CosineSimilarity", cosine_similarity, "cosine_similarity", ("axis",), config_keys=()
+)
+BinaryCrossentropy = _loss_class(
+    "BinaryCrossentropy",
+    binary_crossentropy,
+    "binary_crossentropy",
+    ("from_logits", "label_smoothing", "axis"),
+    doc="""Crossentropy between binary labels and predicted probabilities (or logits).
+
+    Args:
+        from_logits: Whether `y_pred` holds logits rather than probabilities.
+        label_smoothing: Squeezes labels towards 0.5 by this amount.
+        axis: Axis averaged over.
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+
+    Examples:
+
+    >>> import torch
+    >>> round(float(BinaryCrossentropy()(torch.tensor([[1.0]]), torch.tensor([[0.5]]))), 4)
+    0.6931
+    """,
+)
+CategoricalCrossentropy = _loss_class(
+    "CategoricalCrossentropy",
+    categorical_crossentropy,
+    "categorical_crossentropy",
+    ("from_logits", "label_smoothing", "axis"),
+    doc="""Crossentropy between one-hot labels and predicted distributions (or logits).
+
+    Args:
+        from_logits: Whether `y_pred` holds logits rather than probabilities.
+        label_smoothing: Mixes the labels with the uniform distribution.
+        axis: The class axis.
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+
+    Examples:
+
+    >>> import torch
+    >>> loss = CategoricalCrossentropy()
+    >>> round(float(loss(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.5, 0.5]]))), 4)
+    0.6931
+    """,
+)
+SparseCategoricalCrossentropy = _loss_class(
+    "SparseCategoricalCrossentropy",
+    sparse_categorical_crossentropy,
+    "sparse_categorical_crossentropy",
+    ("from_logits", "ignore_class", "axis"),
+    doc="""Crossentropy between integer labels and predicted distributions (or logits).
+
+    Args:
+        from_logits: Whether `y_pred` holds logits rather than probabilities.
+        ignore_class: A label value whose entries contribute no loss.
+        axis: The class axis.
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+
+    Examples:
+
+    >>> import torch
+    >>> loss = SparseCategoricalCrossentropy()
+    >>> round(float(loss(torch.tensor([1]), torch.tensor([[0.5, 0.5]]))), 4)
+    0.6931
+    """,
+    config_keys=("from_logits", "ignore_class"),
+)
+BinaryFocalCrossentropy = _loss_class(
+    "BinaryFocalCrossentropy",
+    binary_focal_crossentropy,
+    "binary_focal_crossentropy",
+    ("apply_class_balancing", "alpha", "gamma", "from_logits", "label_smoothing", "axis"),
+    config_keys=(
+        "from_logits",
+        "label_smoothing",
+        "axis",
+        "apply_class_balancing",
+        "alpha",
+        "gamma",
+    ),
+)
+
+_FUNCTIONS = (
+    mean_squared_error,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_logarithmic_error,
+    huber,
+    log_cosh,
+    kl_divergence,
+    poisson,
+    hinge,
+    squared_hinge,
+    categorical_hinge,
+    cosine_similarity,
+    categorical_crossentropy,
+    sparse_categorical_crossentropy,
+    binary_crossentropy,
+    binary_focal_crossentropy,
+)
+_CLASSES = (
+    Loss,
+    LossFunctionWrapper,
+    MeanSquaredError,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanSquaredLogarithmicError,
+    Huber,
+    LogCosh,
+    KLDivergence,
+    Poisson,
+    Hinge,
+    SquaredHinge,
+    CategoricalHinge,
+    CosineSimilarity,
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+    BinaryFocalCrossentropy,
+)
+_ALIASES = {
+    "bce": binary_crossentropy,
+    "BCE": binary_crossentropy,
+    "kld": kl_divergence,
+    "KLD": kl_divergence,
+    "mae": mean_absolute_error,
+    "MAE": mean_absolute_error,
+    "mse": mean_squared_error,
+    "MSE": mean_squared_error,
+    "mape": mean_absolute_percentage_error,
+    "MAPE": mean_absolute_percentage_error,
+    "msle": mean_squared_logarithmic_error,
+    "MSLE": mean_squared_logarithmic_error,
+    "logcosh": log_cosh,
+    "huber_loss": huber,
+    "kullback_leibler_divergence": kl_divergence,
+}
+_REGISTRY = KerasRegistry(
+    "loss",
+    "keras.losses",
+    {
+        **{fn.__name__: fn for fn in _FUNCTIONS},
+        **{cls.__name__: cls for cls in _CLASSES},
+        **_ALIASES,
+    },
+)
+
+
+def get(identifier: Any) -> Any:
+    """A loss from a name (`"mse"`, `"categorical_crossentropy"`), config, class or callable.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    return _REGISTRY.get(identifier)
+
+
+def serialize(loss: Any) -> Any:
+    """The Keras 3 serialized form of a loss function or `Loss` instance."""
+    return _REGISTRY.serialize(loss)
+
+
+def deserialize(config: Any, custom_objects: dict | None = None) -> Any:
+    """The loss a serialized form (or name) describes."""
+    return _REGISTRY.deserialize(config, custom_objects)

@@ -1,0 +1,866 @@
+"""Keras's metrics, stateful and on-device: `update_state`, `result`, `reset_state`.
+
+State lives in torch tensors on the device of the first update, so training can
+accumulate metrics without a host sync per batch. A mask carried by `y_pred`
+(`y_pred._keras_mask`) weights the values as in Keras 3.
+
+Examples:
+
+>>> import torch
+>>> m = BinaryAccuracy()
+>>> m.update_state(torch.tensor([[1.0], [0.0]]), torch.tensor([[0.9], [0.8]]))
+>>> float(m.result())
+0.5
+>>> get("mae") is mean_absolute_error
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from birnn import backend
+from birnn import losses as losses_module
+from birnn.losses import (
+    KerasRegistry,
+    binary_crossentropy,
+    categorical_crossentropy,
+    categorical_hinge,
+    cosine_similarity,
+    hinge,
+    kl_divergence,
+    log_cosh,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    mean_squared_logarithmic_error,
+    poisson,
+    sparse_categorical_crossentropy,
+    squared_hinge,
+    squeeze_or_expand_to_same_rank,
+)
+
+
+def _tensor(x: Any, dtype: torch.dtype | None = None, device: Any = None) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else backend.convert_to_tensor(x)
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    if device is not None and t.device != device:
+        t = t.to(device)
+    return t
+
+
+# ---------------------------------------------------------------------------- accuracy fns
+def accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """1.0 where `y_pred` equals `y_true` exactly, else 0.0."""
+    y_pred = _tensor(y_pred)
+    y_true = _tensor(y_true, y_pred.dtype, y_pred.device)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    return (y_true == y_pred).to(torch.float32)
+
+
+def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> torch.Tensor:
+    """1.0 where `y_pred > threshold` agrees with the binary label."""
+    y_pred = _tensor(y_pred)
+    y_true = _tensor(y_true, None, y_pred.device)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    predicted = (y_pred > threshold).to(y_true.dtype)
+    return (y_true == predicted).to(torch.float32)
+
+
+def categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """1.0 where the argmax of `y_pred` is the argmax of the one-hot `y_true`."""
+    y_pred = _tensor(y_pred)
+    y_true = _tensor(y_true, None, y_pred.device)
+    return (torch.argmax(y_true, dim=-1) == torch.argmax(y_pred, dim=-1)).to(torch.float32)
+
+
+def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """1.0 where the argmax of `y_pred` equals the integer label."""
+    y_pred = _tensor(y_pred)
+    y_true = _tensor(y_true, None, y_pred.device)
+    if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
+        y_true = y_true.squeeze(-1)
+    predicted = torch.argmax(y_pred, dim=-1)
+    return (predicted == y_true.to(predicted.dtype)).to(torch.float32)
+
+
+def _in_top_k(targets: torch.Tensor, predictions: torch.Tensor, k: int) -> torch.Tensor:
+    k = min(k, predictions.shape[-1])
+    kth = torch.topk(predictions, k, dim=-1).values[..., -1]
+    target_values = torch.gather(predictions, -1, targets.long().unsqueeze(-1)).squeeze(-1)
+    return (target_values >= kth).to(torch.float32)
+
+
+def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> torch.Tensor:
+    """1.0 where the true class is among the `k` highest predictions (one-hot labels)."""
+    y_pred = _tensor(y_pred)
+    y_true = _tensor(y_true, None, y_pred.device)
+    return _in_top_k(torch.argmax(y_true, dim=-1), y_pred, k)
+
+
+def sparse_top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> torch.Tensor:
+    """1.0 where the integer label is among the `k` highest predictions."""
+    y_pred = _tensor(y_pred)
+    y_true = _tensor(y_true, None, y_pred.device)
+    if y_true.dim() == y_pred.dim():
+        y_true = y_true.squeeze(-1)
+    return _in_top_k(y_true, y_pred, k)
+
+
+# ---------------------------------------------------------------------------- base classes
+class Metric:
+    """Base class of stateful metrics.
+
+    Subclasses create state with `add_variable`, and implement `update_state`,
+    `result` and (optionally) `reset_state`.
+
+    Args:
+        name: Name of the metric (its key in training logs).
+        dtype: Dtype of the state (default `"float32"`).
+    """
+
+    def __init__(self, name: str | None = None, dtype: Any = None) -> None:
+        self.name = name or backend.to_snake_case(type(self).__name__)
+        self.dtype = backend.standardize_dtype(dtype)
+        self._variables: dict[str, torch.Tensor] = {}
+        self._initial: dict[str, float] = {}
+
+    def add_variable(self, name: str, shape: tuple = (), initial: float = 0.0) -> torch.Tensor:
+        value = torch.full(shape, float(initial), dtype=backend.torch_dtype(self.dtype))
+        self._variables[name] = value
+        self._initial[name] = float(initial)
+        setattr(self, name, value)
+        return value
+
+    def _to_device(self, device: torch.device) -> None:
+        for name, value in self._variables.items():
+            if value.device != device:
+                moved = value.to(device)
+                self._variables[name] = moved
+                setattr(self, name, moved)
+
+    @property
+    def variables(self) -> list[torch.Tensor]:
+        return [getattr(self, n) for n in self._variables]
+
+    def reset_state(self) -> None:
+        """Resets every state variable to its initial value."""
+        for name in self._variables:
+            getattr(self, name).fill_(self._initial[name])
+
+    def update_state(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def result(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Metric:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _reduce_to_samplewise(
+    values: torch.Tensor, sample_weight: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Keras's `reduce_to_samplewise_values` with a mean reduction."""
+    if sample_weight is not None:
+        values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
+        w_ndim, v_ndim = sample_weight.dim(), values.dim()
+        if v_ndim > w_ndim:
+            values = values.mean(dim=tuple(range(w_ndim, v_ndim)))
+        elif w_ndim > v_ndim:
+            sample_weight = sample_weight.reshape(*values.shape, -1).mean(-1)
+            w_ndim = sample_weight.dim()
+        sample_weight = torch.broadcast_to(sample_weight, values.shape)
+        values = values * sample_weight
+        if w_ndim > 1:
+            sample_weight = sample_weight.mean(dim=tuple(range(1, w_ndim)))
+    if values.dim() > 1:
+        values = values.mean(dim=tuple(range(1, values.dim())))
+    return values, sample_weight
+
+
+class Mean(Metric):
+    """The (weighted) mean of the values it is given.
+
+    Examples:
+
+    >>> m = Mean()
+    >>> m.update_state([1.0, 3.0, 5.0, 7.0], sample_weight=[1, 1, 0, 0])
+    >>> float(m.result())
+    2.0
+    """
+
+    def __init__(self, name: str = "mean", dtype: Any = None) -> None:
+        super().__init__(name=name, dtype=dtype)
+        self.add_variable("total")
+        self.add_variable("count")
+
+    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+        dtype = backend.torch_dtype(self.dtype)
+        values = _tensor(values, dtype)
+        self._to_device(values.device)
+        if sample_weight is not None:
+            sample_weight = _tensor(sample_weight, dtype, values.device)
+        values, sample_weight = _reduce_to_samplewise(values, sample_weight)
+        self.total.add_(values.sum())
+        if sample_weight is not None:
+            self.count.add_(sample_weight.sum())
+        else:
+            self.count.add_(values.shape[0] if values.dim() >= 1 else 1)
+
+    def result(self) -> torch.Tensor:
+        return torch.where(self.count != 0, self.total / self.count, torch.zeros_like(self.total))
+
+
+class Sum(Metric):
+    """The (weighted) sum of the values it is given."""
+
+    def __init__(self, name: str = "sum", dtype: Any = None) -> None:
+        super().__init__(name=name, dtype=dtype)
+        self.add_variable("total")
+
+    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+        values = _tensor(values, backend.torch_dtype(self.dtype))
+        self._to_device(values.device)
+        if sample_weight is not None:
+            sample_weight = _tensor(sample_weight, values.dtype, values.device)
+        values, _ = _reduce_to_samplewise(values, sample_weight)
+        self.total.add_(values.sum())
+
+    def result(self) -> torch.Tensor:
+        return self.total.clone()
+
+
+def _mask_weights(sample_weight: Any, y_pred: Any, dtype: torch.dtype) -> Any:
+    mask = getattr(y_pred, "_keras_mask", None)
+    if mask is None:
+        return sample_weight
+    mask = mask.to(dtype)
+    if sample_weight is None:
+        return mask
+    sample_weight = _tensor(sample_weight, dtype, mask.device)
+    mask, sample_weight = squeeze_or_expand_to_same_rank(mask, sample_weight)
+    return sample_weight * mask
+
+
+class MeanMetricWrapper(Mean):
+    """The mean of `fn(y_true, y_pred, **kwargs)` over all samples seen.
+
+    Args:
+        fn: A per-sample function, e.g. `mean_absolute_error`.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+        **kwargs: Passed to `fn`.
+
+    Examples:
+
+    >>> import torch
+    >>> m = MeanMetricWrapper(mean_absolute_error, name="mae")
+    >>> m.update_state(torch.zeros(2, 1), torch.ones(2, 1))
+    >>> float(m.result())
+    1.0
+    """
+
+    def __init__(self, fn: Any, name: str | None = None, dtype: Any = None, **kwargs: Any) -> None:
+        super().__init__(name=name or getattr(fn, "__name__", "mean"), dtype=dtype)
+        self._fn = fn
+        self._fn_kwargs = kwargs
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        dtype = backend.torch_dtype(self.dtype)
+        sample_weight = _mask_weights(sample_weight, y_pred, dtype)
+        values = self._fn(y_true, y_pred, **self._fn_kwargs)
+        super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if type(self) is MeanMetricWrapper:
+            config["fn"] = serialize(self._fn)
+        config.update(self._fn_kwargs)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> Metric:
+        config = dict(config)
+        if "fn" in config:
+            config["fn"] = get(config["fn"])
+        return cls(**config)
+
+
+def _metric_class(class_name: str, fn, default_name: str, keys: dict | None = None):
+    """A `MeanMetricWrapper` subclass for `fn` whose arguments are `keys` (with defaults)."""
+    keys = keys or {}
+
+    def __init__(self, *args: Any, name: str = default_name, dtype: Any = None, **kwargs):  # noqa: N807
+        params = dict(zip(keys, args))
+        fn_kwargs = {k: kwargs.pop(k, params.get(k, d)) for k, d in keys.items()}
+        if kwargs:
+            raise ValueError(f"{class_name}: unknown arguments {sorted(kwargs)}.")
+        MeanMetricWrapper.__init__(self, fn, name=name, dtype=dtype, **fn_kwargs)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, **self._fn_kwargs}
+
+    cls = type(class_name, (MeanMetricWrapper,), {"__init__": __init__, "get_config": get_config})
+    cls.__doc__ = f"The mean of `{fn.__name__}` over all samples seen."
+    cls.__module__ = __name__
+    return cls
+
+
+Accuracy = _metric_class("Accuracy", accuracy, "accuracy")
+BinaryAccuracy = _metric_class(
+    "BinaryAccuracy", binary_accuracy, "binary_accuracy", {"threshold": 0.5}
+)
+CategoricalAccuracy = _metric_class(
+    "CategoricalAccuracy", categorical_accuracy, "categorical_accuracy"
+)
+SparseCategoricalAccuracy = _metric_class(
+    "SparseCategoricalAccuracy", sparse_categorical_accuracy, "sparse_categorical_accuracy"
+)
+TopKCategoricalAccuracy = _metric_class(
+    "TopKCategoricalAccuracy", top_k_categorical_accuracy, "top_k_categorical_accuracy", {"k": 5}
+)
+SparseTopKCategoricalAccuracy = _metric_class(
+    "SparseTopKCategoricalAccuracy",
+    sparse_top_k_categorical_accuracy,
+    "sparse_top_k_categorical_accuracy",
+    {"k": 5},
+)
+MeanAbsoluteError = _metric_class("MeanAbsoluteError", mean_absolute_error, "mean_absolute_error")
+MeanSquaredError = _metric_class("MeanSquaredError", mean_squared_error, "mean_squared_error")
+MeanAbsolutePercentageError = _metric_class(
+    "MeanAbsolutePercentageError",
+    mean_absolute_percentage_error,
+    "mean_absolute_percentage_error",
+)
+MeanSquaredLogarithmicError = _metric_class(
+    "MeanSquaredLogarithmicError",
+    mean_squared_logarithmic_error,
+    "mean_squared_logarithmic_error",
+)
+LogCoshError = _metric_class("LogCoshError", log_cosh, "logcosh")
+KLDivergence = _metric_class("KLDivergence", kl_divergence, "kl_divergence")
+Poisson = _metric_class("Poisson", poisson, "poisson")
+CosineSimilarity = _metric_class(
+    "CosineSimilarity",
+    lambda y_true, y_pred: -cosine_similarity(y_true, y_pred),
+    "cosine_similarity",
+)
+Hinge = _metric_class("Hinge", hinge, "hinge")
+SquaredHinge = _metric_class("SquaredHinge", squared_hinge, "squared_hinge")
+CategoricalHinge = _metric_class("CategoricalHinge", categorical_hinge, "categorical_hinge")
+BinaryCrossentropy = _metric_class(
+    "BinaryCrossentropy",
+    binary_crossentropy,
+    "binary_crossentropy",
+    {"from_logits": False, "label_smoothing": 0},
+)
+CategoricalCrossentropy = _metric_class(
+    "CategoricalCrossentropy",
+    categorical_crossentropy,
+    "categorical_crossentropy",
+    {"from_logits": False, "label_smoothing": 0, "axis": -1},
+)
+SparseCategoricalCrossentropy = _metric_class(
+    "SparseCategoricalCrossentropy",
+    sparse_categorical_crossentropy,
+    "sparse_categorical_crossentropy",
+    {"from_logits": False, "ignore_class": None, "axis": -1},
+)
+
+
+class RootMeanSquaredError(Mean):
+    """The square root of the mean squared error over all samples seen."""
+
+    def __init__(self, name: str = "root_mean_squared_error", dtype: Any = None) -> None:
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        dtype = backend.torch_dtype(self.dtype)
+        y_pred = _tensor(y_pred, dtype)
+        y_true = _tensor(y_true, dtype, y_pred.device)
+        y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        sample_weight = _mask_weights(sample_weight, y_pred, dtype)
+        super().update_state(torch.square(y_pred - y_true), sample_weight=sample_weight)
+
+    def result(self) -> torch.Tensor:
+        return torch.sqrt(super().result())
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype}
+
+
+# ---------------------------------------------------------------------------- confusion
+def _default_thresholds(num_thresholds: int) -> list[float]:
+    inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+    return [0.0 - 1e-7, *inner, 1.0 + 1e-7]
+
+
+def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(b != 0, a / torch.where(b != 0, b, torch.ones_like(b)), torch.zeros_like(a))
+
+
+class _ConfusionMetric(Metric):
+    """Accumulates weighted TP/FP/TN/FN counts at a set of thresholds."""
+
+    def __init__(
+        self,
+        thresholds: list[float],
+        name: str | None,
+        dtype: Any,
+        top_k: int | None = None,
+        class_id: int | None = None,
+        shape_suffix: tuple = (),
+    ) -> None:
+        super().__init__(name=name, dtype=dtype)
+        self._thresholds = [float(t) for t in thresholds]
+        self.top_k = top_k
+        self.class_id = class_id
+        shape = (len(self._thresholds), *shape_suffix)
+        for var in ("true_positives", "false_positives", "true_negatives", "false_negatives"):
+            self.add_variable(var, shape)
+        self._threshold_tensor: torch.Tensor | None = None
+
+    def _update_confusion(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any = None,
+        flatten: bool = True,
+    ) -> None:
+        dtype = backend.torch_dtype(self.dtype)
+        y_pred = _tensor(y_pred, dtype)
+        self._to_device(y_pred.device)
+        y_true = _tensor(y_true, dtype, y_pred.device)
+        y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        sample_weight = _mask_weights(sample_weight, y_pred, dtype)
+        if self.top_k is not None:
+            kth = torch.topk(y_pred, min(self.top_k, y_pred.shape[-1]), dim=-1).values[..., -1:]
+            y_pred = torch.where(y_pred >= kth, y_pred, torch.full_like(y_pred, -1e9))
+        if self.class_id is not None:
+            y_true = y_true[..., self.class_id]
+            y_pred = y_pred[..., self.class_id]
+        weights = torch.ones_like(y_pred)
+        if sample_weight is not None:
+            sw = _tensor(sample_weight, dtype, y_pred.device)
+            while sw.dim() < weights.dim():
+                sw = sw.unsqueeze(-1)
+            weights = weights * sw
+        if flatten:
+            y_true, y_pred, weights = y_true.reshape(-1), y_pred.reshape(-1), weights.reshape(-1)
+        else:
+            last = y_pred.shape[-1]
+            y_true = y_true.reshape(-1, last)
+            y_pred, weights = y_pred.reshape(-1, last), weights.reshape(-1, last)
+        if self._threshold_tensor is None or self._threshold_tensor.device != y_pred.device:
+            self._threshold_tensor = torch.tensor(
+                self._thresholds, dtype=dtype, device=y_pred.device
+            )
+        thresholds = self._threshold_tensor.reshape(-1, *([1] * y_pred.dim()))
+        above = (y_pred.unsqueeze(0) > thresholds).to(dtype)
+        pos = (y_true > 0.5).to(dtype).unsqueeze(0)
+        w = weights.unsqueeze(0)
+        self.true_positives.add_((above * pos * w).sum(1))
+        self.false_positives.add_((above * (1 - pos) * w).sum(1))
+        self.true_negatives.add_(((1 - above) * (1 - pos) * w).sum(1))
+        self.false_negatives.add_(((1 - above) * pos * w).sum(1))
+
+
+class _ThresholdMetric(_ConfusionMetric):
+    def __init__(
+        self,
+        thresholds: Any = None,
+        top_k: int | None = None,
+        class_id: int | None = None,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        self._init_thresholds = thresholds
+        self._single = thresholds is None or isinstance(thresholds, (int, float))
+        if thresholds is None:
+            values = [0.5 if top_k is None else -1e8]
+        elif isinstance(thresholds, (int, float)):
+            values = [float(thresholds)]
+        else:
+            values = list(thresholds)
+        super().__init__(values, name, dtype, top_k=top_k, class_id=class_id)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        self._update_confusion(y_true, y_pred, sample_weight)
+
+    def _finish(self, value: torch.Tensor) -> torch.Tensor:
+        return value[0] if self._single else value
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "thresholds": self._init_thresholds,
+            "top_k": self.top_k,
+            "class_id": self.class_id,
+        }
+
+
+class Precision(_ThresholdMetric):
+    """`TP / (TP + FP)` at a threshold (0.5 by default).
+
+    Args:
+        thresholds: A float or list of floats; predictions above count as positive.
+        top_k: Only the `top_k` highest predictions per sample count as positive.
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = Precision()
+    >>> m.update_state([0, 1, 1, 1], [1, 0, 1, 1])
+    >>> round(float(m.result()), 4)
+    0.6667
+    """
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        super().__init__(thresholds, top_k, class_id, name or "precision", dtype)
+
+    def result(self) -> torch.Tensor:
+        tp, fp = self.true_positives, self.false_positives
+        return self._finish(_divide_no_nan(tp, tp + fp))
+
+
+class Recall(_ThresholdMetric):
+    """`TP / (TP + FN)` at a threshold (0.5 by default).
+
+    Args:
+        thresholds: A float or list of floats; predictions above count as positive.
+        top_k: Only the `top_k` highest predictions per sample count as positive.
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = Recall()
+    >>> m.update_state([0, 1, 1, 1], [1, 0, 1, 1])
+    >>> round(float(m.result()), 4)
+    0.6667
+    """
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        super().__init__(thresholds, top_k, class_id, name or "recall", dtype)
+
+    def result(self) -> torch.Tensor:
+        tp, fn = self.true_positives, self.false_negatives
+        return self._finish(_divide_no_nan(tp, tp + fn))
+
+
+class _CountMetric(_ConfusionMetric):
+    _field = "true_positives"
+
+    def __init__(self, thresholds: Any = None, name: str | None = None, dtype: Any = None):
+        self._init_thresholds = thresholds
+        self._single = thresholds is None or isinstance(thresholds, (int, float))
+        values = (
+            [0.5]
+            if thresholds is None
+            else ([float(thresholds)] if self._single else list(thresholds))
+        )
+        super().__init__(values, name, dtype)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        self._update_confusion(y_true, y_pred, sample_weight)
+
+    def result(self) -> torch.Tensor:
+        value = getattr(self, self._field)
+        return value[0] if self._single else value.clone()
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "thresholds": self._init_thresholds}
+
+
+class TruePositives(_CountMetric):
+    """Weighted count of true positives at a threshold."""
+
+    _field = "true_positives"
+
+
+class FalsePositives(_CountMetric):
+    """Weighted count of false positives at a threshold."""
+
+    _field = "false_positives"
+
+
+class TrueNegatives(_CountMetric):
+    """Weighted count of true negatives at a threshold."""
+
+    _field = "true_negatives"
+
+
+class FalseNegatives(_CountMetric):
+    """Weighted count of false negatives at a threshold."""
+
+    _field = "false_negatives"
+
+
+class AUC(_ConfusionMetric):
+    """Area under the ROC (default) or precision-recall curve, from thresholded counts.
+
+    Args:
+        num_thresholds: Number of thresholds spread evenly over [0, 1].
+        curve: `"ROC"` or `"PR"`.
+        summation_method: `"interpolation"` (trapezoids; Davis & Goadrich for
+            PR), `"minoring"` or `"majoring"`.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+        thresholds: Explicit thresholds (instead of `num_thresholds`).
+        multi_label: Whether to compute one AUC per label and average them.
+        num_labels: Number of labels (with `multi_label`).
+        label_weights: Per-label weights of that average.
+        from_logits: Whether predictions are logits (a sigmoid is applied).
+
+    Examples:
+
+    >>> m = AUC(num_thresholds=3)
+    >>> m.update_state([0, 0, 1, 1], [0, 0.5, 0.3, 0.9])
+    >>> float(m.result())
+    0.75
+    """
+
+    def __init__(
+        self,
+        num_thresholds: int = 200,
+        curve: str = "ROC",
+        summation_method: str = "interpolation",
+        name: str | None = None,
+        dtype: Any = None,
+        thresholds: Any = None,
+        multi_label: bool = False,
+        num_labels: int | None = None,
+        label_weights: Any = None,
+        from_logits: bool = False,
+    ) -> None:
+        if str(curve).upper() not in ("ROC", "PR"):
+            raise ValueError(f"AUC: invalid `curve` {curve!r}. Expected 'ROC' or 'PR'.")
+        if summation_method not in ("interpolation", "minoring", "majoring"):
+            raise ValueError(
+                f"AUC: invalid `summation_method` {summation_method!r}. Expected "
+                "'interpolation', 'minoring' or 'majoring'."
+            )
+        if thresholds is not None:
+            values = [0.0 - 1e-7, *sorted(thresholds), 1.0 + 1e-7]
+            num_thresholds = len(values)
+        else:
+            if num_thresholds <= 1:
+                raise ValueError(f"AUC: `num_thresholds` must be > 1. Received: {num_thresholds}")
+            values = _default_thresholds(num_thresholds)
+        self.num_thresholds = num_thresholds
+        self.curve = str(curve).upper()
+        self.summation_method = summation_method
+        self.multi_label = bool(multi_label)
+        self.num_labels = num_labels
+        self.label_weights = label_weights
+        self.from_logits = bool(from_logits)
+        self._init_thresholds = thresholds
+        suffix = (num_labels,) if multi_label and num_labels else ()
+        super().__init__(values, name or "auc", dtype, shape_suffix=suffix)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_pred = _tensor(y_pred, backend.torch_dtype(self.dtype))
+        if self.from_logits:
+            y_pred = torch.sigmoid(y_pred)
+        if self.multi_label and self.true_positives.dim() == 1:
+            labels = y_pred.shape[-1]
+            for var in ("true_positives", "false_positives", "true_negatives", "false_negatives"):
+                self.add_variable(var, (self.num_thresholds, labels))
+        self._update_confusion(y_true, y_pred, sample_weight, flatten=not self.multi_label)
+
+    def _reduce(self, terms: torch.Tensor) -> torch.Tensor:
+        if not self.multi_label:
+            return terms.sum()
+        by_label = terms.sum(0)
+        if self.label_weights is None:
+            return by_label.mean()
+        weights = _tensor(self.label_weights, by_label.dtype, by_label.device)
+        return _divide_no_nan((by_label * weights).sum(), weights.sum())
+
+    def result(self) -> torch.Tensor:
+        tp, fp = self.true_positives, self.false_positives
+        tn, fn = self.true_negatives, self.false_negatives
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            dtp = tp[:-1] - tp[1:]
+            p = tp + fp
+            dp = p[:-1] - p[1:]
+            slope = _divide_no_nan(dtp, torch.clamp(dp, min=0))
+            intercept = tp[1:] - slope * p[1:]
+            both = (p[:-1] > 0) & (p[1:] > 0)
+            ratio = torch.where(
+                both, _divide_no_nan(p[:-1], torch.clamp(p[1:], min=0)), torch.ones_like(p[1:])
+            )
+            increment = _divide_no_nan(
+                slope * (dtp + intercept * torch.log(ratio)), torch.clamp(tp[1:] + fn[1:], min=0)
+            )
+            return self._reduce(increment)
+        recall = _divide_no_nan(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _divide_no_nan(fp, fp + tn), recall
+        else:
+            x, y = recall, _divide_no_nan(tp, tp + fp)
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = torch.minimum(y[:-1], y[1:])
+        else:
+            heights = torch.maximum(y[:-1], y[1:])
+        return self._reduce((x[:-1] - x[1:]) * heights)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "num_thresholds": self.num_thresholds,
+            "curve": self.curve,
+            "summation_method": self.summation_method,
+            "multi_label": self.multi_label,
+            "num_labels": self.num_labels,
+            "label_weights": self.label_weights,
+            "from_logits": self.from_logits,
+        }
+
+
+# ---------------------------------------------------------------------------- registry
+_FUNCTIONS = (
+    accuracy,
+    binary_accuracy,
+    categorical_accuracy,
+    sparse_categorical_accuracy,
+    top_k_categorical_accuracy,
+    sparse_top_k_categorical_accuracy,
+    mean_squared_error,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_logarithmic_error,
+    binary_crossentropy,
+    categorical_crossentropy,
+    sparse_categorical_crossentropy,
+    kl_divergence,
+    poisson,
+    hinge,
+    squared_hinge,
+    categorical_hinge,
+    log_cosh,
+)
+_CLASSES = (
+    Metric,
+    Mean,
+    Sum,
+    MeanMetricWrapper,
+    Accuracy,
+    BinaryAccuracy,
+    CategoricalAccuracy,
+    SparseCategoricalAccuracy,
+    TopKCategoricalAccuracy,
+    SparseTopKCategoricalAccuracy,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    RootMeanSquaredError,
+    MeanAbsolutePercentageError,
+    MeanSquaredLogarithmicError,
+    LogCoshError,
+    KLDivergence,
+    Poisson,
+    CosineSimilarity,
+    Hinge,
+    SquaredHinge,
+    CategoricalHinge,
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+    AUC,
+    Precision,
+    Recall,
+    TruePositives,
+    FalsePositives,
+    TrueNegatives,
+    FalseNegatives,
+)
+_ALIASES = {
+    "bce": binary_crossentropy,
+    "BCE": binary_crossentropy,
+    "mse": mean_squared_error,
+    "MSE": mean_squared_error,
+    "mae": mean_absolute_error,
+    "MAE": mean_absolute_error,
+    "mape": mean_absolute_percentage_error,
+    "MAPE": mean_absolute_percentage_error,
+    "msle": mean_squared_logarithmic_error,
+    "MSLE": mean_squared_logarithmic_error,
+    "kld": kl_divergence,
+    "KLD": kl_divergence,
+    "logcosh": log_cosh,
+}
+_REGISTRY = KerasRegistry(
+    "metric",
+    "keras.metrics",
+    {
+        **{fn.__name__: fn for fn in _FUNCTIONS},
+        **{cls.__name__: cls for cls in _CLASSES},
+        **_ALIASES,
+    },
+)
+
+
+def get(identifier: Any) -> Any:
+    """A metric function or instance from a name, config, class or callable."""
+    return _REGISTRY.get(identifier)
+
+
+def serialize(metric: Any) -> Any:
+    """The Keras 3 serialized form of a metric (a name string stays a string)."""
+    if isinstance(metric, str):
+        return metric
+    return _REGISTRY.serialize(metric)
+
+
+def deserialize(config: Any, custom_objects: dict | None = None) -> Any:
+    """The metric a serialized form (or name) describes."""
+    return _REGISTRY.deserialize(config, custom_objects)
+
+
+def resolve(identifier: Any, y_true: Any, y_pred: Any) -> Metric:
+    """A `Metric` for a compile-time identifier; `"accuracy"`/`"acc"` pick the variant.
+
+    Like Keras: a one-unit output gives `BinaryAccuracy`, integer labels (lower
+    rank, or a last axis of 1 against several classes) `SparseCategoricalAccuracy`,
+    else `CategoricalAccuracy`. Functions are wrapped in `MeanMetricWrapper`
+    named after the identifier.
+    """
+    if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
+        t_rank, p_rank = len(y_true.shape), len(y_pred.shape)
+        t_last = y_true.shape[-1] if t_rank else None
+        p_last = y_pred.shape[-1] if p_rank else None
+        if p_last == 1:
+            return BinaryAccuracy(name=identifier)
+        if t_rank < p_rank or (t_last == 1 and (p_last or 0) > 1):
+            return SparseCategoricalAccuracy(name=identifier)
+        return CategoricalAccuracy(name=identifier)
+    obj = get(identifier)
+    if isinstance(obj, Metric):
+        metric = obj
+    elif isinstance(obj, losses_module.Loss):
+        metric = MeanMetricWrapper(obj.call, name=obj.name)
+    else:
+        metric = MeanMetricWrapper(obj, name=getattr(obj, "__name__", "metric"))
+    if isinstance(identifier, str):
+        metric.name = identifier
+    return metric

@@ -1,0 +1,250 @@
+"""Functional models to and from Keras 3's config (`layers` with `inbound_nodes`...).
+
+The format is the one `keras.Model.get_config()` writes, so `.keras` files cross
+both ways: each layer's serialized config plus its `name` and `inbound_nodes`
+(`{"args": [...], "kwargs": {...}}`, symbolic tensors written as
+`__keras_tensor__` dicts with `keras_history: [layer name, node index, tensor
+index]`, node indices counted among the nodes of this model only), and
+`input_layers`/`output_layers` in the structure of the model's inputs/outputs.
+Keras's older list form of `inbound_nodes` is read too, as is the `NotEqual`
+operation Keras records for an `Embedding(mask_zero=True)` mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from birnn.keras_tensor import KerasTensor
+from birnn.layers.layer import Layer
+
+
+class NotEqual(Layer):
+    """`x != y` as a graph operation (what Keras records for an `Embedding` mask)."""
+
+    def call(self, x: Any, y: Any = 0) -> torch.Tensor:
+        return torch.ne(x, y)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return tuple(input_shape)
+
+    def compute_output_spec(self, *args: Any, **kwargs: Any) -> KerasTensor:
+        return KerasTensor(args[0].shape, dtype="bool")
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+
+_OPERATIONS = {"NotEqual": NotEqual}
+
+
+def _is_functional(layer: Any) -> bool:
+    return getattr(layer, "_graph", None) is not None and type(layer).__name__ != "Sequential"
+
+
+def _node_map(model: Any, io: bool = False) -> dict[tuple[int, int], int]:
+    """(layer id, node index) -> index among the nodes that belong to `model`.
+
+    Keras counts a nested functional model's calls from 1 in `input_layers`/
+    `output_layers` (its own graph is node 0 there) but from 0 in `inbound_nodes`.
+    """
+    keys = model._graph.node_keys
+    mapping = {}
+    for layer in model.layers:
+        kept = 1 if io and _is_functional(layer) else 0
+        for node in getattr(layer, "_inbound_nodes", []):
+            if (layer, node.index) in keys:
+                mapping[(id(layer), node.index)] = kept
+                kept += 1
+    return mapping
+
+
+def _tensor_config(t: KerasTensor, mapping: dict) -> dict:
+    layer, node_index, tensor_index = t._keras_history
+    return {
+        "class_name": "__keras_tensor__",
+        "config": {
+            "shape": list(t.shape),
+            "dtype": t.dtype,
+            "keras_history": [
+                layer.name,
+                mapping.get((id(layer), node_index), node_index),
+                tensor_index,
+            ],
+        },
+    }
+
+
+def _serialize_args(value: Any, mapping: dict) -> Any:
+    from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+
+    if isinstance(value, KerasTensor):
+        return _tensor_config(value, mapping)
+    if isinstance(value, (list, tuple)):
+        return [_serialize_args(v, mapping) for v in value]
+    if isinstance(value, dict):
+        return {k: _serialize_args(v, mapping) for k, v in value.items()}
+    return serialize_keras_object(value)
+
+
+def _serialize_node(node: Any, mapping: dict) -> dict | None:
+    if node.is_input:
+        return None
+    kwargs = {
+        k: v
+        for k, v in node.call_kwargs.items()
+        if not (isinstance(v, KerasTensor) and v._keras_history is None)
+    }
+    return {
+        "args": _serialize_args(list(node.call_args), mapping),
+        "kwargs": _serialize_args(kwargs, mapping),
+    }
+
+
+def _structure(struct: Any, fn) -> Any:
+    if isinstance(struct, KerasTensor):
+        return fn(struct)
+    if isinstance(struct, dict):
+        return {k: _structure(v, fn) for k, v in struct.items()}
+    return [_structure(v, fn) for v in struct]
+
+
+def functional_config(model: Any) -> dict:
+    """Keras's `get_config()` of a functional model."""
+    from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+
+    mapping = _node_map(model)
+    keys = model._graph.node_keys
+    layer_configs = []
+    for layer in model.layers:
+        config = serialize_keras_object(layer)
+        if isinstance(layer, NotEqual):
+            config.update(module="keras.src.ops.numpy", registered_name="NotEqual")
+            config.pop("build_config", None)  # Keras operations have no build step
+        config["name"] = layer.name
+        nodes = []
+        for node in getattr(layer, "_inbound_nodes", []):
+            if (layer, node.index) in keys:
+                data = _serialize_node(node, mapping)
+                if data is not None:
+                    nodes.append(data)
+        config["inbound_nodes"] = nodes
+        layer_configs.append(config)
+
+    io_mapping = _node_map(model, io=True)
+
+    def history(t: KerasTensor) -> list:
+        layer, node_index, tensor_index = t._keras_history
+        return [layer.name, io_mapping.get((id(layer), node_index), node_index), tensor_index]
+
+    return {
+        "name": model.name,
+        "trainable": model.trainable,
+        "layers": layer_configs,
+        "input_layers": _structure(model._inputs_struct, history),
+        "output_layers": _structure(model._outputs_struct, history),
+    }
+
+
+def _deserialize_layer(layer_data: dict, custom_objects: dict | None) -> Any:
+    from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+
+    data = {k: v for k, v in layer_data.items() if k not in ("name", "inbound_nodes")}
+    op = _OPERATIONS.get(data.get("class_name"))
+    if op is not None and str(data.get("module", "")).startswith("keras.src.ops"):
+        return op(name=layer_data.get("name"))
+    return deserialize_keras_object(data, custom_objects)
+
+
+class _NotReady(Exception):
+    """A node refers to a tensor whose producing node is not created yet."""
+
+
+def _lookup(
+    created: dict, name: str, node_index: int, tensor_index: int, io: bool = False
+) -> KerasTensor:
+    if name not in created:
+        raise ValueError(f"Invalid functional model config: unknown layer '{name}'.")
+    layer = created[name]
+    if io and _is_functional(layer):
+        node_index -= 1
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if node_index < 0:
+        raise ValueError(f"Invalid functional model config: no node {node_index} of '{name}'.")
+    if node_index >= len(nodes):
+        raise _NotReady
+    return nodes[node_index].flat_outputs[tensor_index]
+
+
+def _deserialize_value(value: Any, created: dict) -> Any:
+    from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            history = value["config"]["keras_history"]
+            return _lookup(created, *history)
+        if "class_name" in value and "config" in value:
+            return deserialize_keras_object(value)
+        return {k: _deserialize_value(v, created) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deserialize_value(v, created) for v in value]
+    return value
+
+
+def _node_call(node_data: Any, created: dict) -> tuple[list, dict]:
+    if isinstance(node_data, dict):
+        args = _deserialize_value(node_data.get("args", []), created)
+        kwargs = _deserialize_value(node_data.get("kwargs", {}), created)
+        return args, kwargs
+    tensors, kwargs = [], {}
+    for entry in node_data:  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
+        tensors.append(_lookup(created, entry[0], entry[1], entry[2]))
+        if len(entry) > 3 and entry[3]:
+            kwargs = _deserialize_value(entry[3], created)
+    return [tensors[0] if len(tensors) == 1 else tensors], kwargs
+
+
+def _map_io(struct: Any, created: dict) -> Any:
+    if isinstance(struct, list) and len(struct) == 3 and isinstance(struct[0], str):
+        return _lookup(created, *struct, io=True)
+    if isinstance(struct, dict):
+        return {k: _map_io(v, created) for k, v in struct.items()}
+    return [_map_io(v, created) for v in struct]
+
+
+def functional_from_config(cls: type, config: dict, custom_objects: dict | None = None) -> Any:
+    """Rebuilds a functional model from Keras's config (replaying each layer call)."""
+    created: dict[str, Any] = {}
+    pending: dict[str, list] = {}
+    order = []
+    for layer_data in config["layers"]:
+        layer = _deserialize_layer(layer_data, custom_objects)
+        created[layer_data["name"]] = layer
+        order.append(layer_data["name"])
+        pending[layer_data["name"]] = list(layer_data.get("inbound_nodes") or [])
+    while any(pending.values()):
+        progressed = False
+        for name in order:
+            queue = pending[name]
+            while queue:
+                try:
+                    args, kwargs = _node_call(queue[0], created)
+                except _NotReady:
+                    break
+                created[name](*args, **kwargs)
+                queue.pop(0)
+                progressed = True
+        if not progressed:
+            stuck = [n for n in order if pending[n]]
+            raise ValueError(
+                "Invalid functional model config: the graph has loops or disconnected nodes. "
+                f"Unresolved layers: {stuck}"
+            )
+    inputs = _map_io(config["input_layers"], created)
+    outputs = _map_io(config["output_layers"], created)
+    extra = {
+        k: v for k, v in config.items() if k not in ("layers", "input_layers", "output_layers")
+    }
+    extra.pop("dtype", None)
+    return cls(inputs=inputs, outputs=outputs, **extra)

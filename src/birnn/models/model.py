@@ -1,0 +1,395 @@
+"""`Model`: a `Layer` that trains. Functional (`Model(inputs, outputs)`) or subclassed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from birnn import backend
+from birnn.keras_tensor import KerasTensor
+from birnn.layers.layer import Layer, flatten_structure
+from birnn.models.functional import Graph
+from birnn.models.trainer import Trainer
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            out.append(f"{name}_{seen[name]}")
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out
+
+
+def standardize_input(
+    model_name: str, index: int, spec: KerasTensor, x: Any, device: torch.device | None
+) -> Any:
+    """Converts one model input to a tensor of the `Input`'s dtype, checking its shape.
+
+    A trailing axis of size 1 may be missing or extra (as in Keras).
+
+    Raises:
+        ValueError: naming the model, the input and both shapes on a mismatch.
+    """
+    if x is None:
+        return None
+    mask = getattr(x, "_keras_mask", None)
+    if not isinstance(x, torch.Tensor):
+        x = backend.convert_to_tensor(x)
+    dtype = backend.torch_dtype(spec.dtype)
+    if x.dtype != dtype:
+        x = x.to(dtype)
+    if device is not None and x.device != device:
+        x = x.to(device, non_blocking=True)
+    expected = spec.shape
+    if x.dim() == len(expected) + 1 and x.shape[-1] == 1:
+        x = x.squeeze(-1)
+    elif x.dim() == len(expected) - 1 and expected[-1] == 1:
+        x = x.unsqueeze(-1)
+    actual = tuple(x.shape)
+    if len(actual) != len(expected) or any(
+        e is not None and a != e for a, e in zip(actual, expected)
+    ):
+        name = spec._keras_history[0].name if spec._keras_history else f"input_{index}"
+        raise ValueError(
+            f"Input {index} ('{name}') of model '{model_name}' is incompatible with the "
+            f"model: expected shape {expected}, but received input with shape {actual}."
+        )
+    if mask is not None:
+        x._keras_mask = mask
+    return x
+
+
+class Model(Trainer, Layer):
+    """A model: layers plus `compile`/`fit`/`evaluate`/`predict`, `summary` and saving.
+
+    Two ways to make one:
+
+    - Functional: `Model(inputs, outputs)`, where `inputs` come from `Input()` and
+      `outputs` from layer calls on them (lists and dicts for several).
+    - Subclassing: define layers in `__init__` and the forward pass in `call()`.
+
+    Args:
+        inputs: Input `KerasTensor`(s) (functional only).
+        outputs: Output `KerasTensor`(s) (functional only).
+        name: Name of the model.
+        trainable: Whether its weights are trained.
+
+    Examples:
+
+    >>> import numpy as np
+    >>> from birnn import Input, layers
+    >>> inputs = Input(shape=(3,))
+    >>> outputs = layers.Dense(2)(inputs)
+    >>> model = Model(inputs, outputs)
+    >>> model.predict(np.ones((4, 3)), verbose=0).shape
+    (4, 2)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        inputs = kwargs.pop("inputs", None)
+        outputs = kwargs.pop("outputs", None)
+        if args:
+            inputs = args[0]
+            if len(args) > 1:
+                outputs = args[1]
+        if inputs is None and outputs is None:
+            Layer.__init__(self, **kwargs)
+            self._graph = None
+            self._device_cache = None
+            return
+        if inputs is None or outputs is None:
+            raise ValueError(
+                "Model: a functional model needs both `inputs` and `outputs`. "
+                f"Received: inputs={inputs!r}, outputs={outputs!r}"
+            )
+        if kwargs.get("name") is None:
+            kwargs["name"] = backend.unique_name("functional")
+        Layer.__init__(self, **kwargs)
+        self._graph = None
+        self._device_cache = None
+        self._init_graph(inputs, outputs)
+
+    def _init_graph(self, inputs: Any, outputs: Any) -> None:
+        if (
+            isinstance(outputs, list)
+            and len(outputs) == 1
+            and not isinstance(outputs[0], (list, dict))
+        ):
+            run_outputs = outputs[0]
+        else:
+            run_outputs = outputs
+        self._graph = Graph(inputs, run_outputs)
+        self._inputs_struct = inputs
+        self._outputs_struct = outputs
+        self._layers = nn.ModuleList(self._graph.layers)
+        if isinstance(outputs, dict):
+            self.output_names = list(outputs)
+        else:
+            self.output_names = _dedupe(
+                [t._keras_history[0].name for t in self._graph.flat_outputs]
+            )
+        self.input_names = [t._keras_history[0].name for t in self._graph.flat_inputs]
+        self.built = True
+
+    # ------------------------------------------------------------------ graph API
+    @property
+    def layers(self) -> list[Layer]:
+        """The model's layers (a functional model's include its `InputLayer`s)."""
+        if self._graph is not None:
+            return list(self._layers)
+        return Layer.layers.fget(self)
+
+    @property
+    def inputs(self) -> list[KerasTensor] | None:
+        return list(self._graph.flat_inputs) if self._graph is not None else None
+
+    @property
+    def outputs(self) -> list[KerasTensor] | None:
+        return list(self._graph.flat_outputs) if self._graph is not None else None
+
+    @property
+    def input(self) -> Any:
+        return self._inputs_struct if self._graph is not None else None
+
+    @property
+    def output(self) -> Any:
+        return self._outputs_struct if self._graph is not None else None
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or by index in `layers`.
+
+        Raises:
+            ValueError: if neither or both are given, or no layer matches.
+        """
+        if (name is None) == (index is None):
+            raise ValueError(
+                "get_layer(): provide exactly one of `name` or `index`. "
+                f"Received: name={name!r}, index={index!r}"
+            )
+        layers = self.layers
+        if index is not None:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(
+                    f"get_layer(): index {index} is out of range; model '{self.name}' has "
+                    f"{len(layers)} layers."
+                )
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(
+            f"No such layer: {name}. Existing layers are: {[la.name for la in layers]}."
+        )
+
+    def summary(
+        self,
+        line_length: int | None = None,
+        positions: Any = None,
+        print_fn: Any = None,
+        expand_nested: bool = False,
+        show_trainable: bool = False,
+        layer_range: Any = None,
+    ) -> None:
+        """Prints a table of the layers, their output shapes and parameter counts."""
+        from birnn.models.summary import print_summary  # noqa: PLC0415
+
+        print_summary(self, line_length, positions, print_fn, show_trainable)
+
+    # ------------------------------------------------------------------ call
+    def _apply(self, fn, *args, **kwargs):
+        self._device_cache = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def _device(self) -> torch.device | None:
+        if self._device_cache is None:
+            self._device_cache = next((p.device for p in self.parameters()), None)
+        return self._device_cache
+
+    def _flat_call_inputs(self, inputs: Any) -> list:
+        graph = self._graph
+        specs = graph.flat_inputs
+        struct = graph.inputs
+        if isinstance(inputs, dict) and not isinstance(struct, dict):
+            names = self.input_names
+            missing = [n for n in names if n not in inputs]
+            if missing and len(names) == 1 and len(inputs) == 1:
+                return list(inputs.values())
+            if missing:
+                raise ValueError(
+                    f"Model '{self.name}' expects inputs named {names}; missing {missing} in "
+                    f"the dict given (keys {sorted(inputs)})."
+                )
+            return [inputs[n] for n in names]
+        if isinstance(struct, dict) and isinstance(inputs, dict):
+            missing = [k for k in struct if k not in inputs]
+            if missing:
+                raise ValueError(
+                    f"Model '{self.name}' expects input keys {list(struct)}; missing {missing}."
+                )
+            return flatten_structure({k: inputs[k] for k in struct})
+        if len(specs) == 1:
+            if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
+                return [inputs[0]]
+            return [inputs]
+        flat = flatten_structure(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
+        if len(flat) != len(specs):
+            raise ValueError(
+                f"Model '{self.name}' expects {len(specs)} inputs {self.input_names}, but it "
+                f"received {len(flat)} input tensor(s)."
+            )
+        return flat
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        """Runs the functional graph (subclassed models override this)."""
+        if self._graph is None:
+            raise NotImplementedError(
+                f"Model '{self.name}' has no `call()`: subclass `Model` and implement `call`, "
+                "or create it with `Model(inputs, outputs)`."
+            )
+        flat = self._flat_call_inputs(inputs)
+        device = self._device()
+        specs = self._graph.flat_inputs
+        values = [
+            standardize_input(self.name, i, s, x, device)
+            for i, (s, x) in enumerate(zip(specs, flat))
+        ]
+        if mask is not None:
+            masks = flatten_structure(mask) if isinstance(mask, (list, tuple)) else [mask]
+            for value, m in zip(values, masks):
+                if m is not None and value is not None:
+                    value._keras_mask = m
+        return self._graph.run(values)
+
+    def compute_output_spec(self, *args: Any, **kwargs: Any) -> Any:
+        if self._graph is None:
+            return Layer.compute_output_spec(self, *args, **kwargs)
+        batch = None
+        first = next((t for t in flatten_structure(args[0]) if isinstance(t, KerasTensor)), None)
+        if first is not None and first.shape:
+            batch = first.shape[0]
+
+        def fresh(t: KerasTensor) -> KerasTensor:
+            shape = (batch, *t.shape[1:]) if t.shape else t.shape
+            return KerasTensor(shape, dtype=t.dtype)
+
+        from birnn.layers.layer import map_structure  # noqa: PLC0415
+
+        return map_structure(fresh, self._graph.outputs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        if self._graph is None:
+            return Layer.compute_output_shape(self, input_shape)
+        from birnn.layers.layer import map_structure  # noqa: PLC0415
+
+        return map_structure(lambda t: t.shape, self._graph.outputs)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        """Keras's config: the graph for functional models, the base keys otherwise."""
+        if self._graph is not None:
+            from birnn.models.functional_config import functional_config  # noqa: PLC0415
+
+            return functional_config(self)
+        return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
+        """Rebuilds a model from `get_config()` (Keras's functional format included)."""
+        if "layers" in config and "input_layers" in config and "output_layers" in config:
+            from birnn.models.functional_config import functional_from_config  # noqa: PLC0415
+
+            return functional_from_config(cls, config, custom_objects)
+        return cls(**config)
+
+    def get_build_config(self) -> dict | None:
+        if self._graph is not None:
+            return {"input_shape": None}
+        return None
+
+    def build_from_config(self, config: dict) -> None:
+        shape = (config or {}).get("input_shape")
+        if shape is not None and not self.built:
+            self.build(tuple(shape))
+
+    def get_compile_config(self) -> dict:
+        """What `compile()` was given, serialized as Keras writes it (`{}` if not compiled)."""
+        if not self.compiled:
+            return {}
+        from birnn import losses, metrics, optimizers  # noqa: PLC0415
+
+        cfg = self._compile_config
+
+        def ser(value: Any, module: Any) -> Any:
+            if value is None or isinstance(value, str):
+                return value
+            if isinstance(value, (list, tuple)):
+                return [ser(v, module) for v in value]
+            if isinstance(value, dict):
+                return {k: ser(v, module) for k, v in value.items()}
+            return module.serialize(value)
+
+        return {
+            "optimizer": optimizers.serialize(self.optimizer),
+            "loss": ser(cfg["loss"], losses),
+            "loss_weights": cfg["loss_weights"],
+            "metrics": ser(cfg["metrics"], metrics),
+            "weighted_metrics": ser(cfg["weighted_metrics"], metrics),
+            "run_eagerly": False,
+            "steps_per_execution": 1,
+            "jit_compile": False,
+        }
+
+    def compile_from_config(self, config: dict) -> None:
+        """Compiles from `get_compile_config()`'s output (or Keras's)."""
+        if not config:
+            return
+        from birnn import losses, metrics, optimizers  # noqa: PLC0415
+
+        def de(value: Any, module: Any) -> Any:
+            if value is None or isinstance(value, str):
+                return value
+            if isinstance(value, list):
+                return [de(v, module) for v in value]
+            if isinstance(value, dict):
+                if "class_name" in value:
+                    return module.deserialize(value)
+                return {k: de(v, module) for k, v in value.items()}
+            return value
+
+        optimizer = config.get("optimizer") or "rmsprop"
+        self.compile(
+            optimizer=optimizers.get(optimizer),
+            loss=de(config.get("loss"), losses),
+            loss_weights=config.get("loss_weights"),
+            metrics=de(config.get("metrics"), metrics),
+            weighted_metrics=de(config.get("weighted_metrics"), metrics),
+        )
+
+    # ------------------------------------------------------------------ saving
+    def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
+        """Saves the model as a Keras 3 `.keras` file (loadable by Keras and birnn)."""
+        from birnn.saving.keras_file import save_model  # noqa: PLC0415
+
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath: Any, overwrite: bool = True) -> None:
+        """Saves the weights as a Keras 3 `.weights.h5` file."""
+        from birnn.saving.weights_file import save_weights  # noqa: PLC0415
+
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath: Any, skip_mismatch: bool = False, **kwargs: Any) -> None:
+        """Loads weights saved by Keras 3 or birnn (`.weights.h5`, or a `.keras` file's)."""
+        from birnn.saving.weights_file import load_weights  # noqa: PLC0415
+
+        load_weights(self, filepath)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"

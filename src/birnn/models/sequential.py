@@ -1,0 +1,224 @@
+"""`Sequential`: a plain stack of layers, each feeding the next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from birnn import backend
+from birnn.keras_tensor import KerasTensor
+from birnn.layers.input_layer import InputLayer
+from birnn.layers.layer import Layer, flatten_structure
+from birnn.models.functional import Graph
+from birnn.models.model import Model, standardize_input
+
+
+class Sequential(Model):
+    """A linear stack of layers.
+
+    With a leading `Input(...)` (or a first layer given `input_shape=`), the model
+    is built at once: shapes are inferred and `summary()` works. Otherwise it is
+    built on its first call (or `build(input_shape)`). `layers` excludes the
+    `InputLayer`, as in Keras.
+
+    Args:
+        layers: Optional list of layers (an `Input()` tensor may come first).
+        trainable: Whether the weights are trained.
+        name: Name of the model.
+
+    Examples:
+
+    >>> from birnn import Input, layers
+    >>> model = Sequential([Input(shape=(5, 10)), layers.Dense(4), layers.Dense(1)])
+    >>> [layer.name for layer in model.layers] == [model.layers[0].name, model.layers[1].name]
+    True
+    >>> model.count_params()
+    49
+    >>> _ = model.pop()
+    >>> len(model.layers)
+    1
+    """
+
+    def __init__(
+        self, layers: list | None = None, trainable: bool = True, name: str | None = None
+    ) -> None:
+        super().__init__(trainable=trainable, name=name)
+        self._layers = nn.ModuleList()
+        for layer in layers or []:
+            self.add(layer, rebuild=False)
+        self._rebuild()
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def _input_layer(self) -> InputLayer | None:
+        if len(self._layers) and isinstance(self._layers[0], InputLayer):
+            return self._layers[0]
+        return None
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers, without the `InputLayer`."""
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    def add(self, layer: Any, rebuild: bool = True) -> None:
+        """Appends a layer (or an `Input()` tensor, first) to the stack.
+
+        Raises:
+            ValueError: for non-layers, a second input, a duplicate layer name, or a
+                layer incompatible with the previous layer's output.
+        """
+        if isinstance(layer, KerasTensor) and layer._keras_history:
+            source = layer._keras_history[0]
+            if isinstance(source, InputLayer):
+                layer = source
+        if not isinstance(layer, Layer):
+            raise ValueError(
+                "Only instances of `Layer` can be added to a Sequential model. "
+                f"Received: {layer!r} (of type {type(layer).__name__})"
+            )
+        if isinstance(layer, InputLayer):
+            if len(self._layers):
+                raise ValueError(
+                    f"Sequential model '{self.name}': an InputLayer can only be added first "
+                    f"(the model already has layers {[la.name for la in self._layers]})."
+                )
+        else:
+            if layer.name in {la.name for la in self._layers}:
+                raise ValueError(
+                    "All layers added to a Sequential model should have unique names. Name "
+                    f"'{layer.name}' is already the name of a layer in this model. Update the "
+                    "`name` argument to pass a unique name."
+                )
+            shape = getattr(layer, "_input_shape_arg", None)
+            if not len(self._layers) and shape is not None:
+                self._layers.append(InputLayer(batch_shape=shape))
+        self._layers.append(layer)
+        if rebuild:
+            self._rebuild()
+
+    def pop(self, rebuild: bool = True) -> Layer:
+        """Removes and returns the last layer.
+
+        Raises:
+            TypeError: if there are no layers.
+        """
+        if not self.layers:
+            raise TypeError(f"There are no layers in the Sequential model '{self.name}'.")
+        layer = self._layers[-1]
+        del self._layers[-1]
+        if rebuild:
+            self._rebuild()
+        return layer
+
+    def _rebuild(self) -> None:
+        self._graph = None
+        self.built = False
+        input_layer = self._input_layer
+        if input_layer is None or not self.layers:
+            return
+        x = input_layer.output
+        layers = self.layers
+        for i, layer in enumerate(layers):
+            x = layer(x)
+            if isinstance(x, (list, tuple)) and i < len(layers) - 1:
+                raise ValueError(
+                    f"Sequential model '{self.name}': layer '{layer.name}' returns "
+                    f"{len(x)} tensors; only the last layer of a Sequential model may return "
+                    "several (use the functional API)."
+                )
+        self._graph = Graph(input_layer.output, x)
+        self._inputs_struct = input_layer.output
+        self._outputs_struct = x
+        self.input_names = [input_layer.name]
+        self.output_names = [layers[-1].name]
+        self.built = True
+
+    def build(self, input_shape: Any = None) -> None:
+        """Builds the model for inputs of `input_shape` (batch axis included).
+
+        Raises:
+            ValueError: if the model has no layers or no shape is known.
+        """
+        if self._graph is not None:
+            return
+        if not self.layers:
+            raise ValueError(
+                f"Sequential model '{self.name}' cannot be built because it has no layers. "
+                "Call `model.add(layer)`."
+            )
+        if input_shape is None:
+            raise ValueError(
+                f"Sequential model '{self.name}' cannot be built without an input shape: pass "
+                "`build(input_shape)` or start the model with `Input(shape=...)`."
+            )
+        self._build_from(tuple(input_shape), None)
+
+    def _build_from(self, shape: tuple, dtype: Any) -> None:
+        if self._input_layer is None:
+            self._layers.insert(0, InputLayer(batch_shape=(None, *shape[1:]), dtype=dtype))
+        self._rebuild()
+
+    def _maybe_build(self, inputs: Any) -> None:
+        if self.built:
+            return
+        tensors = flatten_structure(inputs)
+        if len(tensors) == 1 and hasattr(tensors[0], "shape"):
+            x = tensors[0]
+            dtype = backend.standardize_dtype(x.dtype)
+            self._build_from(tuple(x.shape), None if backend.is_float_dtype(dtype) else dtype)
+        if not self.built:
+            self.built = True
+
+    # ------------------------------------------------------------------ call
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        x = inputs
+        input_layer = self._input_layer
+        if input_layer is not None and self._graph is not None:
+            x = standardize_input(self.name, 0, input_layer.output, x, self._device())
+        if mask is not None:
+            x._keras_mask = mask
+        for layer in self._layers:
+            if not isinstance(layer, InputLayer):
+                x = layer(x)
+        return x
+
+    def compute_output_spec(self, *args: Any, **kwargs: Any) -> Any:
+        if self._graph is None:
+            self._maybe_build(args[0])
+        return super().compute_output_spec(*args, **kwargs)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        """Keras's Sequential config: `layers` (InputLayer first) and `build_input_shape`."""
+        from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": backend.serialize_dtype_policy(self.dtype),
+            "layers": [serialize_keras_object(layer) for layer in self._layers],
+        }
+        if self._input_layer is not None:
+            config["build_input_shape"] = list(self._input_layer.batch_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Any, custom_objects: dict | None = None) -> Sequential:
+        from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+
+        if isinstance(config, list):
+            config = {"layers": config}
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        for layer_config in config.get("layers", []):
+            model.add(deserialize_keras_object(layer_config, custom_objects), rebuild=False)
+        model._rebuild()
+        shape = config.get("build_input_shape")
+        if not model.built and shape is not None and model.layers:
+            model.build(tuple(shape))
+        return model
+
+    def get_build_config(self) -> dict | None:
+        if self._input_layer is not None:
+            return {"input_shape": list(self._input_layer.batch_shape)}
+        return None

@@ -1,0 +1,176 @@
+"""`Model.summary()`: Keras's table of layers, output shapes and parameter counts."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+from birnn.keras_tensor import KerasTensor
+
+
+def _format_shape(out: Any) -> str:
+    if out is None:
+        return "?"
+    if isinstance(out, KerasTensor):
+        return str(out.shape).replace(",)", ")") if len(out.shape) == 1 else str(out.shape)
+    if isinstance(out, (list, tuple)):
+        return "[" + ", ".join(_format_shape(o) for o in out) + "]"
+    if isinstance(out, dict):
+        return "{" + ", ".join(f"{k}: {_format_shape(v)}" for k, v in out.items()) + "}"
+    return str(out)
+
+
+def _format_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GB"
+
+
+def _count(weights: list) -> tuple[int, int]:
+    seen: set[int] = set()
+    count = nbytes = 0
+    for w in weights:
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        count += w.numel()
+        nbytes += w.numel() * w.element_size()
+    return count, nbytes
+
+
+def _layer_output(model: Any, layer: Any) -> Any:
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    graph = getattr(model, "_graph", None)
+    keys = graph.node_keys if graph is not None else None
+    outs = [n.outputs for n in nodes if keys is None or (n.layer, n.index) in keys]
+    if not outs:
+        return None
+    return outs[0] if len(outs) == 1 else outs[-1]
+
+
+def _connections(model: Any, layer: Any) -> str:
+    graph = getattr(model, "_graph", None)
+    if graph is None:
+        return ""
+    parts = []
+    for node in getattr(layer, "_inbound_nodes", []):
+        if (node.layer, node.index) not in graph.node_keys:
+            continue
+        for t in node.dependencies:
+            history = t._keras_history
+            if history:
+                parts.append(f"{history[0].name}[{history[1]}][{history[2]}]")
+    return ", ".join(parts) if parts else "-"
+
+
+def _table(rows: list[list[str]], headers: list[str], widths: list[int], aligns: str) -> list[str]:
+    def border(left: str, mid: str, right: str, fill: str) -> str:
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def cells(values: list[str], sep: str = "│") -> list[str]:
+        wrapped = [textwrap.wrap(v, w) or [""] for v, w in zip(values, widths)]
+        lines = []
+        for i in range(max(len(c) for c in wrapped)):
+            parts = []
+            for col, w, a in zip(wrapped, widths, aligns):
+                text = col[i] if i < len(col) else ""
+                parts.append(f" {text:>{w}} " if a == "r" else f" {text:<{w}} ")
+            lines.append(sep + sep.join(parts) + sep)
+        return lines
+
+    out = [border("┏", "┳", "┓", "━"), *cells(headers, "┃"), border("┡", "╇", "┩", "━")]
+    for i, row in enumerate(rows):
+        out.extend(cells(row))
+        out.append(border("├", "┼", "┤", "─") if i < len(rows) - 1 else border("└", "┴", "┘", "─"))
+    if not rows:
+        out.append(border("└", "┴", "┘", "─"))
+    return out
+
+
+def print_summary(
+    model: Any,
+    line_length: int | None = None,
+    positions: Any = None,
+    print_fn: Callable[[str], Any] | None = None,
+    show_trainable: bool = False,
+) -> None:
+    """Prints (or hands to `print_fn`) the summary table of `model`."""
+    print_fn = print_fn or print
+    graph = getattr(model, "_graph", None)
+    sequential_like = type(model).__name__ == "Sequential" or graph is None
+    if not sequential_like:
+        sequential_like = (
+            all(
+                len(
+                    [
+                        n
+                        for n in getattr(layer, "_inbound_nodes", [])
+                        if (n.layer, n.index) in graph.node_keys
+                    ]
+                )
+                <= 1
+                and len(
+                    [
+                        t
+                        for n in layer._inbound_nodes
+                        if (n.layer, n.index) in graph.node_keys
+                        for t in n.dependencies
+                    ]
+                )
+                <= 1
+                for layer in model.layers
+            )
+            and len(graph.flat_inputs) == 1
+            and len(graph.flat_outputs) == 1
+        )
+    layers = model.layers
+    headers = ["Layer (type)", "Output Shape", "Param #"]
+    if not sequential_like:
+        headers.append("Connected to")
+    if show_trainable:
+        headers.append("Trainable")
+    rows = []
+    for layer in layers:
+        params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+        row = [
+            f"{layer.name} ({type(layer).__name__})",
+            _format_shape(_layer_output(model, layer)),
+            params,
+        ]
+        if not sequential_like:
+            row.append(_connections(model, layer))
+        if show_trainable:
+            row.append("Y" if layer.trainable else "N")
+        rows.append(row)
+    total_width = line_length or (98 if sequential_like else 115)
+    fractions = [0.33, 0.25, 0.15] if sequential_like else [0.26, 0.2, 0.12, 0.32]
+    if show_trainable:
+        fractions = [*fractions, 0.08]
+    widths = [max(len(headers[i]), int(total_width * f) - 3) for i, f in enumerate(fractions)]
+    aligns = "llr" + ("l" if not sequential_like else "") + ("l" if show_trainable else "")
+    lines = [f'Model: "{model.name}"', *_table(rows, headers, widths, aligns)]
+    if model.built:
+        total, total_bytes = _count(model.weights)
+        trainable, trainable_bytes = _count(model.trainable_weights)
+        non_trainable, nt_bytes = _count(model.non_trainable_weights)
+    else:
+        total = trainable = non_trainable = total_bytes = trainable_bytes = nt_bytes = 0
+    lines += [
+        f" Total params: {total:,} ({_format_bytes(total_bytes)})",
+        f" Trainable params: {trainable:,} ({_format_bytes(trainable_bytes)})",
+        f" Non-trainable params: {non_trainable:,} ({_format_bytes(nt_bytes)})",
+    ]
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(model, "compiled", False):
+        slots = [v for v in getattr(optimizer, "state", {}).values()]
+        count = sum(
+            t.numel() for s in slots for t in s.values() if hasattr(t, "numel") and t.dim()
+        )
+        if count:
+            lines.append(f" Optimizer params: {count:,} ({_format_bytes(count * 4)})")
+    for line in lines:
+        print_fn(line)

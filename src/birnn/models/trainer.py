@@ -1,0 +1,648 @@
+"""`compile`, `fit`, `evaluate`, `predict` and the `*_on_batch` methods of `Model`.
+
+The loop is plain PyTorch: forward with `training=True`, loss (compiled losses
+plus `model.losses`), `backward`, `optimizer.step()`, weight constraints.
+Metrics accumulate on the model's device; values reach the host only when the
+progress bar draws or an epoch ends.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from birnn import backend
+from birnn import callbacks as callbacks_module
+from birnn import metrics as metrics_module
+from birnn import optimizers as optimizers_module
+from birnn.layers.layer import flatten_structure, iter_layers, map_structure
+from birnn.models import data_adapter
+from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
+
+
+def _resolve_verbose(verbose: Any) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2, True, False):
+        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: {verbose!r}")
+    return int(verbose)
+
+
+def _is_sequence_of_tensors(x: Any) -> bool:
+    return isinstance(x, (list, tuple))
+
+
+class Trainer:
+    """Mixin with Keras's training API; `Model` inherits it."""
+
+    compiled = False
+    optimizer: Any = None
+    stop_training = False
+    history: Any = None
+
+    # ------------------------------------------------------------------ compile
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        loss_weights: Any = None,
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        run_eagerly: bool = False,
+        steps_per_execution: int = 1,
+        jit_compile: Any = "auto",
+        auto_scale_loss: bool = True,
+    ) -> None:
+        """Configures the model for training.
+
+        Args:
+            optimizer: A Keras optimizer name (`"rmsprop"`, `"adam"`...), a birnn
+                optimizer, or any `torch.optim.Optimizer` over this model's parameters.
+            loss: A loss name, function or `Loss`; or a list/dict of those, one per
+                output (a single loss applies to every output).
+            loss_weights: Scalars weighting each output's loss (list or dict).
+            metrics: Metric names/functions/objects: a list for one output; a list of
+                lists or a dict for several. `"accuracy"` picks the binary,
+                categorical or sparse variant from the shapes, like Keras.
+            weighted_metrics: Metrics that use `sample_weight`/`class_weight`.
+            run_eagerly: Accepted for Keras compatibility (birnn always runs eagerly).
+            steps_per_execution: Accepted for Keras compatibility (must be 1).
+            jit_compile: Accepted for Keras compatibility.
+            auto_scale_loss: Accepted for Keras compatibility.
+
+        Raises:
+            ValueError: an unknown optimizer, loss or metric name.
+        """
+        self.optimizer = optimizers_module.get(optimizer)
+        check_identifiers(loss, metrics)
+        check_identifiers(None, weighted_metrics)
+        if steps_per_execution not in (1, None):
+            warnings.warn("birnn ignores `steps_per_execution`; it runs one step at a time.")
+        self._compile_config = {
+            "optimizer": optimizer if isinstance(optimizer, str) else None,
+            "loss": loss,
+            "loss_weights": loss_weights,
+            "metrics": metrics,
+            "weighted_metrics": weighted_metrics,
+        }
+        self._loss_spec = loss
+        self._reset_compiled_state()
+        self.compiled = True
+        self.stop_training = False
+        self._maybe_build_optimizer()
+
+    def _reset_compiled_state(self) -> None:
+        self._compiled_loss: CompiledLoss | None = None
+        self._compiled_metrics: CompiledMetrics | None = None
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self._fit_state: dict | None = None
+
+    def _maybe_build_optimizer(self) -> None:
+        opt = self.optimizer
+        if isinstance(opt, optimizers_module.Optimizer) and not opt.built and self.built:
+            params = [p for p in self.trainable_weights if p.requires_grad]
+            if params:
+                opt.build(params)
+
+    def _assert_compiled(self, method: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(
+                f"You must call `compile()` before using the model. Model '{self.name}' was "
+                f"not compiled before calling `{method}()`."
+            )
+
+    @property
+    def metrics(self) -> list:
+        """The loss tracker and the compiled metrics (those built so far)."""
+        if not self.compiled:
+            return []
+        out: list = [self._loss_tracker]
+        if self._compiled_loss is not None:
+            out.extend(self._compiled_loss.trackers)
+        if self._compiled_metrics is not None and self._compiled_metrics.metrics:
+            out.extend(m for _, _, m in self._compiled_metrics.metrics)
+        return out
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+    def reset_metrics(self) -> None:
+        """Resets the state of every metric (called at the start of each epoch)."""
+        for m in self.metrics:
+            m.reset_state()
+
+    # ------------------------------------------------------------------ structures
+    def _output_names(self) -> list[str]:
+        names = getattr(self, "output_names", None)
+        return list(names) if names else ["output"]
+
+    def _flat_targets(self, y: Any, y_pred: Any) -> tuple[list, list]:
+        """`y_true` and `y_pred` as aligned flat lists, one entry per output."""
+        names = self._output_names()
+        if isinstance(y_pred, dict):
+            flat_pred = list(y_pred.values())
+            if isinstance(y, dict):
+                flat_true = [y.get(k) for k in y_pred]
+            elif isinstance(y, (list, tuple)):
+                flat_true = list(y)
+            else:
+                flat_true = [y]
+        else:
+            flat_pred = flatten_structure(y_pred)
+            if isinstance(y, dict):
+                missing = [n for n in y if n not in names]
+                if missing:
+                    raise ValueError(
+                        f"Targets given for unknown outputs {missing}; the model's outputs are "
+                        f"{names}."
+                    )
+                flat_true = [y.get(n) for n in names]
+            elif len(flat_pred) == 1:
+                if isinstance(y, (list, tuple)):
+                    flat_true = list(y)
+                else:
+                    flat_true = [y]
+            else:
+                flat_true = flatten_structure(y) if y is not None else [None] * len(flat_pred)
+        if len(flat_true) != len(flat_pred):
+            raise ValueError(
+                f"The model has {len(flat_pred)} output(s) {names}, but {len(flat_true)} target "
+                "array(s) were given."
+            )
+        return flat_true, flat_pred
+
+    def _ensure_compiled_objects(self) -> None:
+        if self._compiled_loss is None:
+            names = self._output_names()
+            cfg = self._compile_config
+            self._compiled_loss = CompiledLoss(cfg["loss"], cfg["loss_weights"], names)
+            self._compiled_metrics = CompiledMetrics(
+                cfg["metrics"], cfg["weighted_metrics"], names
+            )
+
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> torch.Tensor:
+        """The compiled loss of a batch plus the model's regularization losses."""
+        self._ensure_compiled_objects()
+        flat_true, flat_pred = self._flat_targets(y, y_pred)
+        flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
+        total = self._compiled_loss(flat_true, flat_pred, flat_sw)
+        extra = self._extra_losses()
+        if extra:
+            reg = torch.stack(
+                [torch.as_tensor(v, dtype=torch.float32).reshape(()) for v in extra]
+            ).sum()
+            total = reg if total is None else total + reg.to(total.device)
+        if total is None:
+            raise ValueError(
+                f"Model '{self.name}' has no loss to minimize: compile it with `loss=...` "
+                "(or add losses with `add_loss`)."
+            )
+        return total
+
+    def _flat_sample_weights(self, sample_weight: Any, n: int) -> list:
+        if sample_weight is None:
+            return [None] * n
+        if isinstance(sample_weight, dict):
+            return [sample_weight.get(name) for name in self._output_names()]
+        if isinstance(sample_weight, (list, tuple)) and n > 1:
+            return list(sample_weight)
+        return [sample_weight] * n
+
+    def _update_metrics(
+        self, y: Any, y_pred: Any, sample_weight: Any, loss: torch.Tensor, batch_size: int
+    ) -> None:
+        with torch.no_grad():
+            tracker = self._loss_tracker
+            tracker._to_device(loss.device)
+            tracker.total.add_(loss.detach() * batch_size)
+            tracker.count.add_(batch_size)
+            if self._compiled_metrics is not None:
+                flat_true, flat_pred = self._flat_targets(y, y_pred)
+                flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
+                self._compiled_metrics.update(flat_true, flat_pred, flat_sw)
+
+    def _logs(self) -> dict[str, float]:
+        """Current metric values as floats, ordered like Keras's logs."""
+        values = {"loss": self._loss_tracker.result()}
+        metrics = self._compiled_metrics.metrics if self._compiled_metrics else None
+        trackers = self._compiled_loss.trackers if self._compiled_loss else []
+        names = self._output_names()
+        if trackers:
+            for i, tracker in enumerate(trackers):
+                values[tracker.name] = tracker.result()
+                for j, _, m in metrics or []:
+                    if j == i:
+                        values[m.name] = m.result()
+        else:
+            for _, _, m in metrics or []:
+                values[m.name] = m.result()
+        del names
+        keys = list(values)
+        stacked = torch.stack(
+            [v.float().reshape(-1)[0] if v.dim() else v.float() for v in values.values()]
+        )
+        floats = stacked.cpu().tolist()
+        return dict(zip(keys, floats))
+
+    # ------------------------------------------------------------------ steps
+    def _model_device(self) -> torch.device | None:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return None
+
+    def _prepare_fit_state(self) -> dict:
+        """Caches what each step needs from the layer tree (walking it costs per batch)."""
+        layers, seen = [], set()
+        for layer in iter_layers(self):
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                layers.append(layer)
+        specs = [
+            (layer, name, spec)
+            for layer in layers
+            for name, spec in getattr(layer, "_weight_specs", {}).items()
+        ]
+        state = {
+            "layers": layers,
+            "regularizers": [
+                (layer._parameters[name], spec.regularizer)
+                for layer, name, spec in specs
+                if spec.regularizer is not None and spec.trainable and layer.trainable
+            ],
+            "has_constraints": any(spec.constraint is not None for _, _, spec in specs),
+            "params": [p for p in self.parameters() if p.requires_grad],
+        }
+        self._fit_state = state
+        return state
+
+    def _extra_losses(self) -> list:
+        """`self.losses` (add_loss and regularizers), from the cached tree during `fit`."""
+        state = self._fit_state
+        if state is None:
+            return self.losses
+        out = [loss for layer in state["layers"] for loss in layer._call_losses]
+        out.extend(reg(param) for param, reg in state["regularizers"])
+        return out
+
+    def _batch_size_of(self, x: Any) -> int:
+        for t in flatten_structure(x):
+            if isinstance(t, torch.Tensor) and t.dim() > 0:
+                return int(t.shape[0])
+        return 1
+
+    def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
+        """One optimization step on a batch; returns the (detached) total loss."""
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
+        opt = self.optimizer
+        if isinstance(opt, optimizers_module.Optimizer) and not opt.built:
+            opt.build([p for p in self.trainable_weights if p.requires_grad])
+        if self._fit_state is not None:
+            for p in self._fit_state["params"]:
+                p.grad = None
+        else:
+            self.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+            opt.step()
+            state = self._fit_state or self._prepare_fit_state()
+            if state["has_constraints"]:
+                self.apply_constraints()
+        else:
+            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
+        self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
+        return loss.detach()
+
+    @torch.no_grad()
+    def test_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
+        """Loss and metrics of one batch, without training."""
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
+        return loss
+
+    @torch.no_grad()
+    def predict_step(self, x: Any) -> Any:
+        """The model's outputs for one batch (inference mode)."""
+        return self(x, training=False)
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: Any = "auto",
+        callbacks: list | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool | str = True,
+        class_weight: dict | None = None,
+        sample_weight: Any = None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+    ) -> callbacks_module.History:
+        """Trains the model for a number of epochs.
+
+        Args:
+            x: Inputs: NumPy arrays or torch tensors (a list/dict of them for several
+                inputs; dict keys are input names), a `torch.utils.data.Dataset`, or
+                an iterable of `(x, y[, sample_weight])` batches (e.g. a `DataLoader`).
+            y: Targets, like `x` (None when `x` yields batches).
+            batch_size: Samples per step (default 32) for array inputs.
+            epochs: Index of the last epoch to train.
+            verbose: `"auto"`/1 progress bar, 2 one line per epoch, 0 silent.
+            callbacks: List of `birnn.callbacks.Callback`s.
+            validation_split: Fraction of the (array) data held out, from the end.
+            validation_data: `(x_val, y_val[, sample_weight_val])` or an iterable.
+            shuffle: Shuffle the samples each epoch (`"batch"`: the batch order).
+            class_weight: `{class_index: weight}` scaling each sample's loss.
+            sample_weight: Per-sample (or per-timestep) loss weights.
+            initial_epoch: Epoch to start from (to resume training).
+            steps_per_epoch: Batches per epoch (default: the whole data).
+            validation_steps: Batches per validation (default: all).
+            validation_batch_size: Batch size for validation arrays.
+            validation_freq: Validate every this many epochs.
+
+        Returns:
+            A `History` whose `history` maps each metric to its per-epoch values.
+
+        Raises:
+            RuntimeError: if the model was not compiled.
+            ValueError: inconsistent data (sizes, shapes, structures).
+        """
+        self._assert_compiled("fit")
+        verbose = _resolve_verbose(verbose)
+        if validation_split and validation_data is None:
+            if not data_adapter.is_array_structure(x):
+                raise ValueError(
+                    "`validation_split` is only supported for NumPy arrays and torch tensors; "
+                    "pass `validation_data` with an iterable."
+                )
+            if class_weight is not None:
+                y_t = data_adapter.to_tensors(y)
+                cw = data_adapter.class_weight_to_sample_weight(y_t, class_weight)
+                sw = data_adapter.to_tensors(sample_weight)
+                sample_weight = cw if sw is None else sw * cw
+                class_weight = None
+            (x, y, sample_weight), validation_data = data_adapter.split_validation(
+                data_adapter.to_tensors(x),
+                data_adapter.to_tensors(y),
+                data_adapter.to_tensors(sample_weight),
+                validation_split,
+            )
+        data = data_adapter.make_data(
+            x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight
+        )
+        val_data = None
+        if validation_data is not None:
+            if (
+                isinstance(validation_data, (tuple, list))
+                and len(validation_data) in (2, 3)
+                and data_adapter.is_array_structure(list(validation_data))
+            ):
+                vx, vy, vsw = data_adapter.unpack(validation_data)
+                val_data = data_adapter.make_data(
+                    vx, vy, vsw, validation_batch_size or batch_size, False, validation_steps
+                )
+            else:
+                val_data = data_adapter.make_data(
+                    validation_data,
+                    None,
+                    None,
+                    validation_batch_size or batch_size,
+                    False,
+                    validation_steps,
+                )
+        steps = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        cbs = callbacks_module.CallbackList(
+            callbacks,
+            add_history=True,
+            add_progbar=verbose != 0,
+            model=self,
+            verbose=verbose,
+            epochs=epochs,
+            steps=steps,
+        )
+        self.stop_training = False
+        self._fit_state = None
+        if all(layer.built for layer in iter_layers(self)):
+            self._prepare_fit_state()  # else the first step does, once the weights exist
+        device = self._model_device()
+        want_batch_logs = cbs.has_batch_hooks("on_train_batch_end")
+        logs: dict = {}
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()
+            cbs.on_epoch_begin(epoch)
+            for step, (bx, by, bsw) in enumerate(data):
+                cbs.on_train_batch_begin(step)
+                if device is None:
+                    device = self._model_device()
+                bx = data_adapter.to_device(bx, device)
+                by = data_adapter.to_device(by, device)
+                bsw = data_adapter.to_device(bsw, device)
+                self.train_step(bx, by, bsw)
+                if device is None:
+                    device = self._model_device()
+                if want_batch_logs:
+                    cbs.on_train_batch_end(step, callbacks_module.LazyLogs(self._logs))
+                if self.stop_training:
+                    break
+            logs = self._logs()
+            if val_data is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._run_evaluation(val_data, cbs, device, in_fit=True)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        self._fit_state = None
+        cbs.on_train_end(logs)
+        return cbs.history
+
+    # ------------------------------------------------------------------ evaluate
+    def _run_evaluation(self, data: Any, cbs: Any, device: Any, in_fit: bool = False) -> dict:
+        self.reset_metrics()
+        cbs.on_test_begin()
+        want = cbs.has_batch_hooks("on_test_batch_end")
+        for step, (bx, by, bsw) in enumerate(data):
+            cbs.on_test_batch_begin(step)
+            self.test_step(
+                data_adapter.to_device(bx, device),
+                data_adapter.to_device(by, device),
+                data_adapter.to_device(bsw, device),
+            )
+            if want:
+                cbs.on_test_batch_end(step, callbacks_module.LazyLogs(self._logs))
+        logs = self._logs()
+        cbs.on_test_end(logs)
+        return logs
+
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: Any = "auto",
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: list | None = None,
+        return_dict: bool = False,
+    ) -> Any:
+        """Returns the loss (and metrics) of the model on data, batch by batch.
+
+        Args:
+            x, y, sample_weight: As for `fit`.
+            batch_size: Samples per batch (default 32).
+            verbose: 0 silent, 1/"auto" progress bar, 2 one line.
+            steps: Number of batches to evaluate (default: all).
+            callbacks: Callbacks whose `on_test_*` hooks are called.
+            return_dict: Return `{name: value}` instead of a list.
+
+        Returns:
+            The loss (a float) when there are no metrics; else a list
+            `[loss, *output_losses, *metrics]`, or a dict with `return_dict=True`.
+        """
+        self._assert_compiled("evaluate")
+        verbose = _resolve_verbose(verbose)
+        data = data_adapter.make_data(x, y, sample_weight, batch_size, False, steps)
+        num = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        cbs = callbacks_module.CallbackList(
+            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
+        )
+        logs = self._run_evaluation(data, cbs, self._model_device())
+        if return_dict:
+            return logs
+        return self._flatten_logs(logs)
+
+    def _flatten_logs(self, logs: dict) -> Any:
+        if len(logs) == 1:
+            return logs["loss"]
+        trackers = [t.name for t in (self._compiled_loss.trackers if self._compiled_loss else [])]
+        ordered = ["loss", *trackers]
+        ordered += [k for k in logs if k not in ordered]
+        return [logs[k] for k in ordered if k in logs]
+
+    # ------------------------------------------------------------------ predict
+    def predict(
+        self,
+        x: Any,
+        batch_size: int | None = None,
+        verbose: Any = "auto",
+        steps: int | None = None,
+        callbacks: list | None = None,
+    ) -> Any:
+        """The model's outputs as NumPy arrays, computed batch by batch (inference mode).
+
+        Args:
+            x: Inputs, as for `fit` (an iterable may yield `x` or `(x, y)` batches).
+            batch_size: Samples per batch (default 32).
+            verbose: 0 silent, 1/"auto" progress bar, 2 one line.
+            steps: Number of batches (default: all).
+            callbacks: Callbacks whose `on_predict_*` hooks are called.
+
+        Returns:
+            A NumPy array, or a list/dict of them for several outputs.
+        """
+        verbose = _resolve_verbose(verbose)
+        data = data_adapter.make_data(x, None, None, batch_size, False, steps)
+        num = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        cbs = callbacks_module.CallbackList(
+            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
+        )
+        device = self._model_device()
+        outputs: list = []
+        cbs.on_predict_begin()
+        for step, (bx, _, _) in enumerate(data):
+            cbs.on_predict_batch_begin(step)
+            out = self.predict_step(data_adapter.to_device(bx, device))
+            outputs.append(
+                map_structure(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, out)
+            )
+            cbs.on_predict_batch_end(step, {"outputs": out})
+        cbs.on_predict_end()
+        if not outputs:
+            raise ValueError("predict(): the input yielded no batches.")
+        return _concat(outputs)
+
+    # ------------------------------------------------------------------ on batch
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict | None = None,
+        return_dict: bool = False,
+    ) -> Any:
+        """Runs one optimization step on one batch; returns its loss (and metrics)."""
+        self._assert_compiled("train_on_batch")
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError(
+                    "Arguments `sample_weight` and `class_weight` cannot be specified at the "
+                    "same time."
+                )
+            sample_weight = data_adapter.class_weight_to_sample_weight(y, class_weight)
+        device = self._model_device()
+        x, y, sample_weight = (
+            data_adapter.to_device(data_adapter.to_tensors(v), device)
+            for v in (x, y, sample_weight)
+        )
+        data_adapter.check_cardinality(x, y, sample_weight)
+        self.reset_metrics()
+        self._fit_state = None
+        self.train_step(x, y, sample_weight)
+        self._fit_state = None
+        logs = self._logs()
+        return logs if return_dict else self._flatten_logs(logs)
+
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
+    ) -> Any:
+        """Loss (and metrics) of the model on one batch."""
+        self._assert_compiled("test_on_batch")
+        device = self._model_device()
+        x, y, sample_weight = (
+            data_adapter.to_device(data_adapter.to_tensors(v), device)
+            for v in (x, y, sample_weight)
+        )
+        data_adapter.check_cardinality(x, y, sample_weight)
+        self.reset_metrics()
+        self.test_step(x, y, sample_weight)
+        logs = self._logs()
+        return logs if return_dict else self._flatten_logs(logs)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """The model's outputs (NumPy) for one batch."""
+        x = data_adapter.to_device(data_adapter.to_tensors(x), self._model_device())
+        return backend.to_numpy(self.predict_step(x))
+
+
+def _concat(batches: list) -> Any:
+    first = batches[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat([b for b in batches], dim=0).cpu().numpy()
+    if isinstance(first, dict):
+        return {k: _concat([b[k] for b in batches]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(_concat([b[i] for b in batches]) for i in range(len(first)))
+    if first is None:
+        return None
+    return np.concatenate([np.asarray(b) for b in batches], axis=0)

@@ -1,0 +1,836 @@
+"""Keras's optimizers as `torch.optim` optimizers, with Keras's names and defaults.
+
+`Adam(learning_rate=1e-3)` is created without parameters, like a Keras optimizer;
+`model.compile()` (or `optimizer.build(params)`) binds it, after which it *is* a
+`torch.optim.Adam` (an instance of it: `torch.optim.lr_scheduler` works on it).
+Hyperparameters are Keras's: `epsilon=1e-7`, Keras's argument names and
+defaults (AdamW's `weight_decay=0.004`, Adadelta's `learning_rate=0.001`...).
+`weight_decay` on other optimizers is Keras's decoupled decay
+(`w -= lr * weight_decay * w` before the update), and `clipnorm`, `clipvalue`,
+`global_clipnorm` clip gradients as Keras does.
+
+Numerics: SGD, Adagrad, AdamW match Keras exactly; Adam/Adamax/Nadam place
+epsilon slightly differently from Keras (a difference only for gradients near
+1e-7). Keras's RMSprop puts epsilon *inside* the square root
+(`lr * g / sqrt(v + eps)`); `torch.optim.RMSprop` puts it outside, so `RMSprop`
+here is its own `torch.optim.Optimizer` with Keras's formula.
+
+Any `torch.optim.Optimizer` instance may be passed to `compile()` instead.
+
+Examples:
+
+>>> import torch
+>>> opt = get("rmsprop")
+>>> opt.learning_rate, opt.rho, opt.epsilon
+(0.001, 0.9, 1e-07)
+>>> w = torch.nn.Parameter(torch.ones(2))
+>>> opt.build([w])
+>>> isinstance(opt, torch.optim.Optimizer)
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from birnn import backend
+from birnn.losses import KerasRegistry
+
+_BASE_DEFAULTS = {
+    "weight_decay": None,
+    "clipnorm": None,
+    "global_clipnorm": None,
+    "clipvalue": None,
+    "use_ema": False,
+    "ema_momentum": 0.99,
+    "ema_overwrite_frequency": None,
+    "loss_scale_factor": None,
+    "gradient_accumulation_steps": None,
+}
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base of birnn's optimizers: Keras's constructor, deferred `torch.optim` binding.
+
+    Subclasses name the `torch.optim` class they become (`_torch_class`), map
+    Keras hyperparameters to torch's (`_torch_kwargs`), and list their
+    per-variable slots in Keras's order (`_slots`: Keras slot name, torch state
+    key) for `.keras` files.
+
+    Args:
+        learning_rate: The learning rate.
+        weight_decay: Optional decoupled weight decay (Keras semantics).
+        clipnorm: Clip each gradient to this L2 norm.
+        clipvalue: Clip each gradient element to `[-clipvalue, clipvalue]`.
+        global_clipnorm: Clip all gradients to this global L2 norm.
+        name: Name of the optimizer.
+    """
+
+    _torch_class: type[torch.optim.Optimizer] = torch.optim.Optimizer
+    _slots: tuple[tuple[str, str], ...] = ()
+    _interleaved = True
+    _keras_decay = True  # apply Keras's decoupled weight decay ourselves
+
+    def __init__(self, learning_rate: float = 0.001, name: str | None = None, **kwargs: Any):
+        unknown = set(kwargs) - set(_BASE_DEFAULTS)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}: unknown arguments {sorted(unknown)}. Keras optimizers "
+                f"accept learning_rate, name and {sorted(_BASE_DEFAULTS)}."
+            )
+        options = {**_BASE_DEFAULTS, **kwargs}
+        if options["use_ema"] or options["gradient_accumulation_steps"]:
+            raise ValueError(
+                f"{type(self).__name__}: `use_ema` and `gradient_accumulation_steps` are not "
+                "supported by birnn."
+            )
+        clip = [k for k in ("clipnorm", "clipvalue", "global_clipnorm") if options[k] is not None]
+        if len(clip) > 1:
+            raise ValueError(
+                f"{type(self).__name__}: only one of `clipnorm`, `clipvalue` and "
+                f"`global_clipnorm` can be set. Received: {clip}"
+            )
+        if not isinstance(learning_rate, (int, float)) or learning_rate < 0:
+            raise ValueError(
+                f"{type(self).__name__}: argument `learning_rate` must be a non-negative "
+                f"float. Received: {learning_rate!r}"
+            )
+        self._options = options
+        self._learning_rate = float(learning_rate)
+        self.weight_decay = options["weight_decay"]
+        self.clipnorm = options["clipnorm"]
+        self.clipvalue = options["clipvalue"]
+        self.global_clipnorm = options["global_clipnorm"]
+        self.name = name or backend.unique_name(backend.to_snake_case(type(self).__name__))
+        self.iterations = 0
+        self.built = False
+        self._pending_state: dict | None = None
+
+    # ------------------------------------------------------------------ binding
+    def _torch_kwargs(self) -> dict:
+        return {"lr": self._learning_rate}
+
+    def build(self, var_list: Any) -> None:
+        """Binds the optimizer to the parameters it updates (once)."""
+        if self.built:
+            return
+        params = [p for p in var_list if p.requires_grad]
+        if not params:
+            raise ValueError(
+                f"Optimizer '{self.name}' was given no trainable parameters to optimize."
+            )
+        self._torch_class.__init__(self, params, **self._torch_kwargs())
+        self.built = True
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            self.load_own_variables(state)
+
+    def _check_built(self) -> None:
+        if not self.built:
+            raise RuntimeError(
+                f"Optimizer '{self.name}' is not bound to any parameters yet: compile a "
+                "model with it, or call `optimizer.build(model.trainable_weights)`."
+            )
+
+    @property
+    def learning_rate(self) -> float:
+        """The current learning rate (writable; updates every parameter group)."""
+        if self.built:
+            return self.param_groups[0]["lr"]
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._learning_rate = float(value)
+        if self.built:
+            for group in self.param_groups:
+                group["lr"] = float(value)
+
+    @property
+    def variables(self) -> list:
+        store: dict = {}
+        self.save_own_variables(store)
+        return list(store.values())
+
+    # ------------------------------------------------------------------ step
+    def _params_with_grad(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    def _preprocess(self) -> None:
+        params = None
+        if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm:
+            params = self._params_with_grad()
+            grads = [p.grad for p in params]
+            if self.global_clipnorm is not None:
+                torch.nn.utils.clip_grad_norm_(params, self.global_clipnorm)
+            elif self.clipnorm is not None:
+                for g in grads:
+                    norm = torch.linalg.vector_norm(g)
+                    g.mul_(self.clipnorm / torch.clamp(norm, min=self.clipnorm))
+            else:
+                for g in grads:
+                    g.clamp_(-self.clipvalue, self.clipvalue)
+        if self.weight_decay and self._keras_decay:
+            params = params if params is not None else self._params_with_grad()
+            for group in self.param_groups:
+                factor = 1.0 - group["lr"] * self.weight_decay
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.mul_(factor)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """Applies one update from the parameters' `.grad` (Keras's clipping/decay first)."""
+        self._check_built()
+        self._preprocess()
+        self.iterations += 1
+        return self._apply_update(closure)
+
+    def _apply_update(self, closure: Any) -> Any:
+        return self._torch_class.step(self, closure)
+
+    # ------------------------------------------------------------------ config
+    def _extra_config(self) -> dict:
+        return {}
+
+    def get_config(self) -> dict:
+        """Keras's config keys for this optimizer."""
+        return {
+            "name": self.name,
+            "learning_rate": float(self.learning_rate),
+            **self._options,
+            **self._extra_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Optimizer:
+        config = dict(config)
+        lr = config.get("learning_rate")
+        if isinstance(lr, dict):
+            raise ValueError(
+                f"{cls.__name__}: learning-rate schedules are not supported by birnn. "
+                f"Received: {lr}"
+            )
+        for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
+            config.pop(key, None)
+        config.pop("is_legacy_optimizer", None)
+        config.pop("decay", None)
+        return cls(**config)
+
+    # ------------------------------------------------------------------ Keras state
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _slot_names(self) -> list[tuple[str, str]]:
+        return list(self._slots)
+
+    def _to_keras_slot(self, key: str, value: torch.Tensor, param: torch.Tensor) -> np.ndarray:
+        return value.detach().cpu().numpy()
+
+    def _from_keras_slot(self, key: str, value: np.ndarray, param: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=param.dtype, device=param.device)
+
+    def save_own_variables(self, store: dict) -> None:
+        """Writes Keras's optimizer variables: iteration, learning_rate, slots."""
+        store["0"] = np.asarray(self.iterations, dtype="int64")
+        store["1"] = np.asarray(self.learning_rate, dtype="float32")
+        if not self.built:
+            return
+        for index, (_, value) in enumerate(self._keras_slots(), start=2):
+            store[str(index)] = value
+
+    def _keras_slots(self) -> list[tuple[str, np.ndarray]]:
+        params = self._params()
+        slots = self._slot_names()
+        order = (
+            [(p, s) for p in params for s in slots]
+            if self._interleaved
+            else [(p, s) for s in slots for p in params]
+        )
+        out = []
+        for param, (keras_name, torch_key) in order:
+            value = self.state.get(param, {}).get(torch_key)
+            if value is None:
+                array = np.zeros(tuple(param.shape), dtype="float32")
+                array += self._initial_slot_value(torch_key)
+            else:
+                array = self._to_keras_slot(torch_key, value, param)
+            out.append((keras_name, array))
+        return out
+
+    def _initial_slot_value(self, torch_key: str) -> float:
+        return 0.0
+
+    def load_own_variables(self, store: dict) -> None:
+        """Reads Keras's optimizer variables (written by Keras or `save_own_variables`)."""
+        if not self.built:
+            self._pending_state = dict(store)
+            return
+        keys = sorted(store, key=int)
+        values = [np.asarray(store[k]) for k in keys]
+        params = self._params()
+        slots = self._slot_names()
+        expected = 2 + len(params) * len(slots)
+        if len(values) < expected:
+            raise ValueError(
+                f"Optimizer '{self.name}' expects {expected} variables, the file has "
+                f"{len(values)}."
+            )
+        self.iterations = int(values[0])
+        self.learning_rate = float(values[1])
+        order = (
+            [(p, s) for p in params for s in slots]
+            if self._interleaved
+            else [(p, s) for s in slots for p in params]
+        )
+        for (param, (_, torch_key)), value in zip(order, values[2:]):
+            if tuple(value.shape) != tuple(param.shape):
+                raise ValueError(
+                    f"Optimizer '{self.name}': slot '{torch_key}' has shape {value.shape}, "
+                    f"the parameter {tuple(param.shape)}."
+                )
+            state = self.state[param]
+            state[torch_key] = self._from_keras_slot(torch_key, value, param)
+            self._init_extra_state(state, param)
+
+    def _init_extra_state(self, state: dict, param: torch.Tensor) -> None:
+        state.setdefault("step", torch.tensor(float(self.iterations)))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self.learning_rate}>"
+
+
+class SGD(Optimizer, torch.optim.SGD):
+    """Gradient descent with optional (Nesterov) momentum.
+
+    Args:
+        learning_rate: Defaults to 0.01.
+        momentum: Momentum factor (0 for plain SGD).
+        nesterov: Whether to use Nesterov momentum.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+    """
+
+    _torch_class = torch.optim.SGD
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"SGD: `momentum` must be in [0, 1]. Received: {momentum}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _torch_kwargs(self) -> dict:
+        return {"lr": self._learning_rate, "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _slot_names(self):
+        return [("momentum", "momentum_buffer")] if self.momentum > 0 else []
+
+    def _to_keras_slot(self, key, value, param):  # Keras stores -lr * torch's buffer
+        return (-self.learning_rate * value).detach().cpu().numpy()
+
+    def _from_keras_slot(self, key, value, param):
+        lr = self.learning_rate or 1.0
+        return torch.as_tensor(-value / lr, dtype=param.dtype, device=param.device)
+
+    def _init_extra_state(self, state, param):
+        pass
+
+    def _extra_config(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer, torch.optim.Adam):
+    """Adam with Keras's defaults (`learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7`).
+
+    Args:
+        learning_rate: Step size.
+        beta_1: Decay of the first-moment estimate.
+        beta_2: Decay of the second-moment estimate.
+        epsilon: Numerical stability constant.
+        amsgrad: Whether to use the AMSGrad variant.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+    """
+
+    _torch_class = torch.optim.Adam
+    _slots = (("momentum", "exp_avg"), ("velocity", "exp_avg_sq"))
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-7,
+        amsgrad=False,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = float(epsilon)
+        self.amsgrad = bool(amsgrad)
+
+    def _torch_kwargs(self):
+        return {
+            "lr": self._learning_rate,
+            "betas": (self.beta_1, self.beta_2),
+            "eps": self.epsilon,
+            "amsgrad": self.amsgrad,
+        }
+
+    def _slot_names(self):
+        slots = list(self._slots)
+        return [*slots, ("velocity_hat", "max_exp_avg_sq")] if self.amsgrad else slots
+
+    def _apply_update(self, closure: Any) -> Any:
+        # Keras's form: w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps);
+        # torch's divides epsilon by sqrt(1 - b2^t), which differs for small gradients.
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if group.get("weight_decay") and not self._keras_decay:
+                torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
+            beta_1, beta_2 = group["betas"]
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
+                if "exp_avg" not in state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                    if group["amsgrad"]:
+                        state["max_exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+            t = float(states[0]["step"])
+            alpha = group["lr"] * (1 - beta_2**t) ** 0.5 / (1 - beta_1**t)
+            grads = [p.grad for p in params]
+            m = [s["exp_avg"] for s in states]
+            v = [s["exp_avg_sq"] for s in states]
+            torch._foreach_lerp_(m, grads, 1 - beta_1)
+            torch._foreach_mul_(v, beta_2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - beta_2)
+            if group["amsgrad"]:
+                v_hat = [s["max_exp_avg_sq"] for s in states]
+                torch._foreach_maximum_(v_hat, v)
+                v = v_hat
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_addcdiv_(params, m, denom, value=-alpha)
+        return loss
+
+    def _extra_config(self):
+        return {
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "amsgrad": self.amsgrad,
+        }
+
+
+class AdamW(Adam, torch.optim.AdamW):
+    """Adam with decoupled weight decay (Keras default `weight_decay=0.004`)."""
+
+    _torch_class = torch.optim.AdamW
+    _keras_decay = False
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        weight_decay=0.004,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-7,
+        amsgrad=False,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(
+            learning_rate,
+            beta_1,
+            beta_2,
+            epsilon,
+            amsgrad,
+            name,
+            weight_decay=weight_decay,
+            **kwargs,
+        )
+
+    def _torch_kwargs(self):
+        return {**super()._torch_kwargs(), "weight_decay": float(self.weight_decay or 0.0)}
+
+
+class Adamax(Optimizer, torch.optim.Adamax):
+    """Adamax (Adam with the infinity norm), Keras defaults (`learning_rate=0.001`)."""
+
+    _torch_class = torch.optim.Adamax
+    _slots = (("momentum", "exp_avg"), ("norm", "exp_inf"))
+
+    def __init__(
+        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None, **kwargs
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def _torch_kwargs(self):
+        return {
+            "lr": self._learning_rate,
+            "betas": (self.beta_1, self.beta_2),
+            "eps": self.epsilon,
+        }
+
+    def _apply_update(self, closure: Any) -> Any:
+        # Keras's form: u = max(b2 * u, |g|); w -= lr * m / ((1 - b1^t) * (u + eps)).
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta_1, beta_2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "exp_avg" not in state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_inf"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = float(state["step"])
+                m, u = state["exp_avg"], state["exp_inf"]
+                m.lerp_(p.grad, 1 - beta_1)
+                torch.maximum(u.mul_(beta_2), p.grad.abs(), out=u)
+                p.addcdiv_(m, u + group["eps"], value=-group["lr"] / (1 - beta_1**t))
+        return loss
+
+    def _extra_config(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class _KerasNadam(torch.optim.Optimizer):
+    """Nadam with Keras's momentum schedule `mu_t = beta_1 * (1 - 0.5 * 0.96 ** t)`.
+
+    (`torch.optim.NAdam` uses `0.96 ** (0.004 * t)`.)
+    """
+
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-7):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        self.u_product = 1.0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        step = getattr(self, "iterations", 1)
+        for group in self.param_groups:
+            beta_1, beta_2 = group["betas"]
+            u_t = beta_1 * (1.0 - 0.5 * 0.96**step)
+            u_next = beta_1 * (1.0 - 0.5 * 0.96 ** (step + 1))
+            u_product = self.u_product * u_t
+            u_product_next = u_product * u_next
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if "exp_avg" not in state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.lerp_(g, 1 - beta_1)
+                v.mul_(beta_2).addcmul_(g, g, value=1 - beta_2)
+                m_hat = m * (u_next / (1 - u_product_next)) + g * ((1 - u_t) / (1 - u_product))
+                denom = (v / (1 - beta_2**step)).sqrt_().add_(group["eps"])
+                p.addcdiv_(m_hat, denom, value=-group["lr"])
+        self.u_product *= beta_1 * (1.0 - 0.5 * 0.96**step) if self.param_groups else 1.0
+        return loss
+
+
+class Nadam(Optimizer, _KerasNadam):
+    """Adam with Nesterov momentum, as Keras computes it (`learning_rate=0.001`)."""
+
+    _torch_class = _KerasNadam
+    _slots = (("momentum", "exp_avg"), ("velocity", "exp_avg_sq"))
+
+    def __init__(
+        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None, **kwargs
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def _torch_kwargs(self):
+        return {
+            "lr": self._learning_rate,
+            "betas": (self.beta_1, self.beta_2),
+            "eps": self.epsilon,
+        }
+
+    def save_own_variables(self, store: dict) -> None:
+        super().save_own_variables(store)
+        if self.built:
+            store[str(len(store))] = np.asarray(self.u_product, dtype="float32")
+
+    def load_own_variables(self, store: dict) -> None:
+        super().load_own_variables(store)
+        if self.built and len(store) > 2 + 2 * len(self._params()):
+            self.u_product = float(np.asarray(store[str(len(store) - 1)]))
+
+    def _init_extra_state(self, state, param):
+        pass
+
+    def _extra_config(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adagrad(Optimizer, torch.optim.Adagrad):
+    """Adagrad, Keras defaults (`learning_rate=0.001, initial_accumulator_value=0.1`)."""
+
+    _torch_class = torch.optim.Adagrad
+    _slots = (("accumulator", "sum"),)
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        initial_accumulator_value=0.1,
+        epsilon=1e-7,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+
+    def _torch_kwargs(self):
+        return {
+            "lr": self._learning_rate,
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "eps": self.epsilon,
+        }
+
+    def _initial_slot_value(self, torch_key):
+        return self.initial_accumulator_value
+
+    def _extra_config(self):
+        return {
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
+
+
+class Adadelta(Optimizer, torch.optim.Adadelta):
+    """Adadelta, Keras defaults (`learning_rate=0.001, rho=0.95, epsilon=1e-7`)."""
+
+    _torch_class = torch.optim.Adadelta
+    _slots = (("accumulated_grad", "square_avg"), ("accumulated_delta_var", "acc_delta"))
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name=None, **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.rho, self.epsilon = float(rho), float(epsilon)
+
+    def _torch_kwargs(self):
+        return {"lr": self._learning_rate, "rho": self.rho, "eps": self.epsilon}
+
+    def _extra_config(self):
+        return {"rho": self.rho, "epsilon": self.epsilon}
+
+
+class _KerasRMSprop(torch.optim.Optimizer):
+    """RMSprop with Keras's update: `lr * g / sqrt(v + eps)` (epsilon inside the root)."""
+
+    def __init__(self, params, lr=0.001, rho=0.9, momentum=0.0, eps=1e-7, centered=False):
+        super().__init__(
+            params, {"lr": lr, "rho": rho, "momentum": momentum, "eps": eps, "centered": centered}
+        )
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            rho, eps, lr = group["rho"], group["eps"], group["lr"]
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                    if group["momentum"] > 0:
+                        state["momentum"] = torch.zeros_like(p)
+                    if group["centered"]:
+                        state["average_gradient"] = torch.zeros_like(p)
+            velocities = [s["velocity"] for s in states]
+            torch._foreach_mul_(velocities, rho)
+            torch._foreach_addcmul_(velocities, grads, grads, value=1 - rho)
+            if group["centered"]:
+                averages = [s["average_gradient"] for s in states]
+                torch._foreach_mul_(averages, rho)
+                torch._foreach_add_(averages, grads, alpha=1 - rho)
+                denom = torch._foreach_sub(velocities, torch._foreach_mul(averages, averages))
+                torch._foreach_add_(denom, eps)
+            else:
+                denom = torch._foreach_add(velocities, eps)
+            torch._foreach_sqrt_(denom)
+            increments = torch._foreach_div(torch._foreach_mul(grads, lr), denom)
+            if group["momentum"] > 0:
+                momenta = [s["momentum"] for s in states]
+                torch._foreach_mul_(momenta, group["momentum"])
+                torch._foreach_add_(momenta, increments)
+                torch._foreach_sub_(params, momenta)
+            else:
+                torch._foreach_sub_(params, increments)
+        return loss
+
+
+class RMSprop(Optimizer, _KerasRMSprop):
+    """RMSprop exactly as Keras computes it (`learning_rate=0.001, rho=0.9, epsilon=1e-7`).
+
+    `torch.optim.RMSprop` adds epsilon outside the square root; this one, like
+    Keras, inside: `w -= lr * g / sqrt(v + epsilon)`.
+
+    Args:
+        learning_rate: Step size.
+        rho: Decay of the moving average of squared gradients.
+        momentum: Momentum factor.
+        epsilon: Added to the average inside the square root.
+        centered: Whether to normalise by the gradient's estimated variance.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = RMSprop(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([2.0])
+    >>> _ = opt.step()
+    >>> round(float(w), 5)  # 1 - 0.1 * 2 / sqrt(0.1 * 4 + 1e-7)
+    0.68377
+    """
+
+    _torch_class = _KerasRMSprop
+    _interleaved = False
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        rho=0.9,
+        momentum=0.0,
+        epsilon=1e-7,
+        centered=False,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.rho, self.momentum = float(rho), float(momentum)
+        self.epsilon, self.centered = float(epsilon), bool(centered)
+
+    def _torch_kwargs(self):
+        return {
+            "lr": self._learning_rate,
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "eps": self.epsilon,
+            "centered": self.centered,
+        }
+
+    def _slot_names(self):
+        slots = [("velocity", "velocity")]
+        if self.momentum > 0:
+            slots.append(("momentum", "momentum"))
+        if self.centered:
+            slots.append(("average_gradient", "average_gradient"))
+        return slots
+
+    def _init_extra_state(self, state, param):
+        pass
+
+    def _extra_config(self):
+        return {
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
+
+
+_CLASSES = (SGD, Adam, AdamW, Adamax, Nadam, Adagrad, Adadelta, RMSprop)
+_REGISTRY = KerasRegistry(
+    "optimizer",
+    "keras.optimizers",
+    {
+        **{cls.__name__.lower(): cls for cls in _CLASSES},
+        **{cls.__name__: cls for cls in _CLASSES},
+        "Optimizer": Optimizer,
+    },
+)
+
+
+def get(identifier: Any) -> torch.optim.Optimizer:
+    """An optimizer from a Keras name (`"rmsprop"`, `"adam"`...), a config, or an instance.
+
+    `torch.optim.Optimizer` instances (including birnn's) are returned as they are.
+
+    Raises:
+        ValueError: for an unknown name or an object that is no optimizer.
+    """
+    if isinstance(identifier, torch.optim.Optimizer):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
+        return identifier()
+    if isinstance(identifier, (str, dict)):
+        obj = _REGISTRY.deserialize(identifier)
+        if isinstance(obj, torch.optim.Optimizer):
+            return obj
+    raise ValueError(
+        f"Could not interpret optimizer identifier: {identifier!r}. Expected one of "
+        f"{sorted(cls.__name__.lower() for cls in _CLASSES)}, a serialized optimizer, or "
+        "a torch.optim.Optimizer instance."
+    )
+
+
+def _from_torch(opt: torch.optim.Optimizer) -> Optimizer | None:
+    """The Keras-equivalent birnn optimizer of a plain `torch.optim` one (for configs)."""
+    group = opt.defaults
+    lr = float(opt.param_groups[0]["lr"]) if opt.param_groups else float(group.get("lr", 1e-3))
+    if type(opt) is torch.optim.AdamW:
+        b1, b2 = group["betas"]
+        return AdamW(lr, group["weight_decay"], b1, b2, group["eps"], group["amsgrad"])
+    if type(opt) is torch.optim.Adam:
+        b1, b2 = group["betas"]
+        return Adam(lr, b1, b2, group["eps"], group["amsgrad"])
+    if type(opt) is torch.optim.SGD:
+        return SGD(lr, group["momentum"], group["nesterov"])
+    if type(opt) is torch.optim.Adagrad:
+        return Adagrad(lr, group["initial_accumulator_value"], group["eps"])
+    return None
+
+
+def serialize(optimizer: Any) -> dict | None:
+    """Keras 3's serialized form of an optimizer.
+
+    A plain `torch.optim` Adam/AdamW/SGD/Adagrad is written as the Keras optimizer
+    with the same hyperparameters; other foreign optimizers give `None`.
+    """
+    if optimizer is None:
+        return None
+    if not isinstance(optimizer, Optimizer) and isinstance(optimizer, torch.optim.Optimizer):
+        optimizer = _from_torch(optimizer)
+        if optimizer is None:
+            return None
+    return _REGISTRY.serialize(optimizer)
+
+
+def deserialize(config: Any, custom_objects: dict | None = None) -> Any:
+    """The optimizer a serialized form describes (Keras's module paths are accepted)."""
+    return _REGISTRY.deserialize(config, custom_objects)
