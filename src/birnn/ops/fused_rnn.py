@@ -182,7 +182,7 @@ def _run(
 ) -> Triple:
     """One direction through the fused kernel (see `lstm` and `gru`)."""
     x = _dropped(inputs, dropout_mask)
-    hx = [state.unsqueeze(0) for state in initial_states]
+    hx = [state.unsqueeze(0).contiguous() for state in initial_states]
     if mask is None:
         weights = torch_weights(kind, kernel, recurrent_kernel, bias)
         x = x.flip(1) if go_backwards else x

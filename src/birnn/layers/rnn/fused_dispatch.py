@@ -23,15 +23,15 @@ _TANH = (activations.tanh, torch.tanh)
 _SIGMOID = (activations.sigmoid, torch.sigmoid)
 
 
-def _builtin_cell_class(layer: Any) -> tuple[str, type] | None:
-    """`("lstm", LSTMCell)` / `("gru", GRUCell)` for a built-in LSTM / GRU layer, else `None`."""
+def _builtin_classes(layer: Any) -> tuple[str, type, type] | None:
+    """`(kind, layer_class, cell_class)` for a built-in LSTM / GRU layer, else `None`."""
     from birnn.layers.rnn.gru import GRU, GRUCell  # noqa: PLC0415 (they import this module)
     from birnn.layers.rnn.lstm import LSTM, LSTMCell  # noqa: PLC0415
 
     if isinstance(layer, LSTM):
-        return "lstm", LSTMCell
+        return "lstm", LSTM, LSTMCell
     if isinstance(layer, GRU):
-        return "gru", GRUCell
+        return "gru", GRU, GRUCell
     return None
 
 
@@ -42,6 +42,13 @@ def _problem(layer: Any, kind: str, cell_class: type, training: bool, strict: bo
     any recurrent dropout is a problem, even where inference would ignore it.
     """
     cell = layer.cell
+    cell_type = type(cell)
+    if not (
+        isinstance(cell, cell_class)
+        and cell_type.call is cell_class.call
+        and cell_type._run_sequence is cell_class._run_sequence
+    ):
+        return "the cell is not the built-in cell (its `call()` is replaced)"
     if cell.activation not in _TANH:
         return "`activation` must be 'tanh'"
     if cell.recurrent_activation not in _SIGMOID:
@@ -50,13 +57,6 @@ def _problem(layer: Any, kind: str, cell_class: type, training: bool, strict: bo
         return "`reset_after` must be True"
     if layer.unroll:
         return "`unroll` must be False"
-    cell_type = type(cell)
-    if not (
-        isinstance(cell, cell_class)
-        and cell_type.call is cell_class.call
-        and cell_type._run_sequence is cell_class._run_sequence
-    ):
-        return "the cell is not the built-in cell (its `call()` is replaced)"
     recurrent_dropout = cell.recurrent_dropout
     if recurrent_dropout and (strict or (training and cell._dropout_applies(recurrent_dropout))):
         return "`recurrent_dropout` must be 0"
@@ -73,10 +73,10 @@ def fused_kind(layer: Any, training: bool) -> str | None:
             run in the fused kernel.
     """
     use_cudnn = getattr(layer, "use_cudnn", "auto")
-    builtin = None if use_cudnn is False else _builtin_cell_class(layer)
+    builtin = None if use_cudnn is False else _builtin_classes(layer)
     if builtin is None:
         return None
-    kind, cell_class = builtin
+    kind, _, cell_class = builtin
     problem = _problem(layer, kind, cell_class, training, strict=use_cudnn is True)
     if problem is None:
         return kind
@@ -130,8 +130,12 @@ def _pair_kind(forward: Any, backward: Any, inputs: torch.Tensor, training: bool
     if len(kinds) != 1 or None in kinds:
         return None
     for layer in (forward, backward):
+        layer_class = _builtin_classes(layer)[1]
+        layer_type = type(layer)
         if (
-            layer.stateful
+            layer_type.call is not layer_class.call  # a subclass adding to `call()` or `_run()`
+            or layer_type._run is not layer_class._run
+            or layer.stateful
             or layer.activity_regularizer is not None
             or not layer.built
             or layer.cell.kernel.dtype != inputs.dtype
