@@ -1,0 +1,466 @@
+"""Times birnn against hand-written PyTorch and Keras 3 (torch backend) on DESIGN.md §5's rows.
+
+Usage::
+
+    python benchmarks/run.py            # full run, writes benchmarks/RESULTS.md
+    python benchmarks/run.py --quick    # tiny sizes, a smoke test of every path
+
+Every row is a `Bidirectional` layer (or the seed model) doing the same work in
+each implementation, with the same sizes and inputs:
+
+- birnn / Keras layer: the library's `Bidirectional(LSTM/GRU(units))` layer
+  called eagerly, its parameters stepped by a torch optimizer;
+- birnn / Keras Model: the library's `Sequential` model and its own
+  `train_on_batch` / `predict_on_batch` (Keras's own RMSprop), the usual use;
+- torch: `torch.nn.LSTM/GRU(bidirectional=True)` (packed sequences for the
+  masked row, PyTorch's way of masking), the final states concatenated.
+
+A layer-level training step is forward, mean-squared error against a fixed
+target, backward and an `RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)` step; an
+inference step is the forward pass under `torch.no_grad()`. The implementations
+of a row are timed in turns (interleaved) in this one process, and each
+reports the median. The memory row runs the LSTM training row in a fresh
+subprocess per layer-level implementation and reports its peak resident set
+size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import torch  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark workload."""
+
+    name: str
+    kind: str = "lstm"  # "lstm", "gru" or "seed" (the seed model)
+    batch: int = 64
+    time: int = 100
+    features: int = 32
+    units: int = 128
+    masked: bool = False
+    train: bool = True
+
+
+ROWS = [
+    Row("LSTM train"),
+    Row("LSTM train, masked", masked=True),
+    Row("LSTM infer", train=False),
+    Row("GRU train", kind="gru"),
+    Row("LSTM T=500, 64 units, train", time=500, units=64),
+    Row(
+        "seed model (T=5, 10 units) train step",
+        kind="seed",
+        batch=32,
+        time=5,
+        features=10,
+        units=10,
+    ),
+]
+
+
+def _quick(row: Row) -> Row:
+    return replace(row, batch=4, time=min(row.time, 6), features=3, units=4)
+
+
+# ---------------------------------------------------------------- shared inputs
+
+
+def _data(row: Row) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(row.batch, row.time, row.features, generator=g)
+    lengths = torch.randint(row.time // 2, row.time + 1, (row.batch,), generator=g)
+    lengths[0] = row.time
+    mask = torch.arange(row.time) < lengths[:, None]
+    if row.kind == "seed":
+        labels = torch.randint(0, 5, (row.batch,), generator=g)
+        target = torch.nn.functional.one_hot(labels, 5).float()
+    else:
+        target = torch.randn(row.batch, 2 * row.units, generator=g)
+    return {"x": x, "mask": mask, "lengths": lengths, "target": target}
+
+
+def _loss(row: Row, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if row.kind == "seed":  # categorical crossentropy on softmax probabilities, as Keras
+        probs = output.clamp(1e-7, 1 - 1e-7)
+        return -(target * probs.log()).sum(-1).mean()
+    return ((output - target) ** 2).mean()
+
+
+def _optimizer(params: list) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=1e-3, alpha=0.9, eps=1e-7)
+
+
+def _stepper(row: Row, model: Callable, params: list, data: dict) -> Callable[[], None]:
+    """One training or inference step of `model(data) -> output`."""
+    if not row.train:
+
+        def infer() -> None:
+            with torch.no_grad():
+                model(data)
+
+        return infer
+    optimizer = _optimizer(params)
+
+    def train() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        _loss(row, model(data), data["target"]).backward()
+        optimizer.step()
+
+    return train
+
+
+# ---------------------------------------------------------------- implementations
+
+
+def _library(name: str):  # noqa: ANN202
+    """`birnn` or `keras`: both spell the layers, `Input`, `Sequential` and optimizers alike."""
+    if name == "keras":
+        import keras  # noqa: PLC0415
+
+        return keras
+    import birnn  # noqa: PLC0415
+    import birnn.layers  # noqa: F401, PLC0415
+
+    return birnn
+
+
+def _stack(lib, row: Row) -> list:  # noqa: ANN001
+    """The row's layers, built from `lib` (`birnn` or `keras`)."""
+    layers = lib.layers
+    rnn = layers.GRU if row.kind == "gru" else layers.LSTM
+    if row.kind == "seed":  # the model of the seed document
+        return [
+            layers.Bidirectional(rnn(row.units, return_sequences=True)),
+            layers.Bidirectional(rnn(row.units)),
+            layers.Dense(5, activation="softmax"),
+        ]
+    return [layers.Bidirectional(rnn(row.units))]
+
+
+def _make_layers(name: str, row: Row) -> Callable[[], None]:
+    """The library's layers called eagerly, stepped by a torch optimizer."""
+    lib = _library(name)
+    data = _data(row)
+    stack = _stack(lib, row)
+    mask = data["mask"] if row.masked else None
+
+    def forward(data: dict) -> torch.Tensor:
+        y = data["x"]
+        for layer in stack:
+            kwargs = {"training": row.train}
+            if mask is not None:
+                kwargs["mask"] = mask
+            y = layer(y, **kwargs)
+        return y
+
+    forward(data)  # builds the weights
+    if name == "keras":
+        params = [v.value for layer in stack for v in layer.trainable_weights]
+    else:
+        params = [p for layer in stack for p in layer.parameters()]
+    return _stepper(row, forward, params, data)
+
+
+def _make_model(name: str, row: Row) -> Callable[[], None]:
+    """The library's `Sequential` model: `train_on_batch` / `predict_on_batch` on NumPy data."""
+    lib = _library(name)
+    data = _data(row)
+    x = data["x"]
+    head = [lib.Input(shape=(row.time, row.features))]
+    if row.masked:  # padded steps are all-zero; `Masking` turns them into the mask
+        x = x * data["mask"].unsqueeze(-1)
+        head.append(lib.layers.Masking(0.0))
+    model = lib.Sequential(head + _stack(lib, row))
+    loss = "categorical_crossentropy" if row.kind == "seed" else "mse"
+    model.compile(loss=loss, optimizer=lib.optimizers.RMSprop(learning_rate=1e-3))
+    x, target = x.numpy(), data["target"].numpy()
+    if not row.train:
+        return lambda: model.predict_on_batch(x)
+    return lambda: model.train_on_batch(x, target)
+
+
+def make_torch(row: Row) -> Callable[[], None]:
+    """Hand-written `torch.nn.LSTM/GRU(bidirectional=True)`; packed sequences when masked."""
+    data = _data(row)
+    nn = torch.nn
+    cls = nn.GRU if row.kind == "gru" else nn.LSTM
+    rnn = cls(row.features, row.units, batch_first=True, bidirectional=True)
+    modules = [rnn]
+    if row.kind == "seed":
+        second = nn.LSTM(2 * row.units, row.units, batch_first=True, bidirectional=True)
+        dense = nn.Linear(2 * row.units, 5)
+        modules += [second, dense]
+
+    def final_states(module: nn.Module, x: object) -> torch.Tensor:
+        _, state = module(x)
+        h = state[0] if isinstance(state, tuple) else state
+        return torch.cat([h[0], h[1]], dim=-1)
+
+    def forward(data: dict) -> torch.Tensor:
+        x = data["x"]
+        if row.kind == "seed":
+            sequences, _ = rnn(x)
+            return torch.softmax(dense(final_states(second, sequences)), dim=-1)
+        if row.masked:
+            x = nn.utils.rnn.pack_padded_sequence(
+                x, data["lengths"], batch_first=True, enforce_sorted=False
+            )
+        return final_states(rnn, x)
+
+    params = [p for m in modules for p in m.parameters()]
+    return _stepper(row, forward, params, data)
+
+
+MAKERS = {
+    "birnn": lambda row: _make_layers("birnn", row),
+    "birnn-model": lambda row: _make_model("birnn", row),
+    "torch": make_torch,
+    "keras": lambda row: _make_layers("keras", row),
+    "keras-model": lambda row: _make_model("keras", row),
+}
+IMPLEMENTATIONS = tuple(MAKERS)
+
+
+# ---------------------------------------------------------------- timing
+
+
+def time_row(row: Row, implementations: list[str], repeats: int, warmup: int) -> dict:
+    """Median milliseconds per implementation, timed in turns."""
+    steps = {name: MAKERS[name](row) for name in implementations}
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            samples[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def peak_rss_mb(implementation: str, quick: bool, steps: int) -> tuple[float, float]:
+    """`(peak, peak - before)` RSS in MiB of a subprocess running the LSTM training row."""
+    command = [sys.executable, __file__, "--memory-child", implementation, "--steps", str(steps)]
+    command += ["--threads", str(torch.get_num_threads())]
+    if quick:
+        command.append("--quick")
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    before, peak = (float(v) for v in result.stdout.split()[-2:])
+    return peak, peak - before
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. `VmHWM` where there is one: `ru_maxrss` also counts the
+    parent's memory at `fork()` time."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource  # noqa: PLC0415
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _memory_child(implementation: str, quick: bool, steps: int) -> None:
+    row = _quick(ROWS[0]) if quick else ROWS[0]
+    step = MAKERS[implementation](row)
+    before = _peak_rss_mb()
+    for _ in range(steps):
+        step()
+    print(before, _peak_rss_mb())
+
+
+# ---------------------------------------------------------------- report
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        keras_version = importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:
+        keras_version = "not installed"
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), keras {keras_version} (torch backend), "
+        f"Python {platform.python_version()}, {platform.system()}"
+    )
+
+
+COLUMNS = {
+    "birnn": "birnn layer",
+    "birnn-model": "birnn Model",
+    "torch": "torch",
+    "keras": "Keras layer",
+    "keras-model": "Keras Model",
+}
+RATIOS = [
+    ("birnn / torch", "birnn", "torch"),
+    ("birnn Model / torch", "birnn-model", "torch"),
+    ("Keras / birnn, layer", "keras", "birnn"),
+    ("Keras / birnn, Model", "keras-model", "birnn-model"),
+]
+MEMORY_IMPLEMENTATIONS = ("birnn", "torch", "keras")
+
+
+def render(results: list[tuple[Row, dict]], memory: dict | None, header: str) -> str:
+    """The Markdown report: a table of medians (ms) and ratios, then notes."""
+    names = [name for name in IMPLEMENTATIONS if any(name in m for _, m in results)]
+    ratios = [r for r in RATIOS if r[1] in names and r[2] in names]
+    titles = [COLUMNS[name] + " (ms)" for name in names] + [r[0] for r in ratios]
+    lines = [header, "", "| workload | " + " | ".join(titles) + " |"]
+    lines.append("|---" * (len(titles) + 1) + "|")
+    by_name = {}
+    for row, medians in results:
+        cells = [_ms(medians.get(name)) for name in names]
+        if row.masked and "torch" in names:
+            cells[names.index("torch")] += " (packed)"
+        cells += [_ratio(medians.get(a), medians.get(b)) for _, a, b in ratios]
+        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
+        by_name[row.name] = medians
+    unmasked, masked = by_name.get("LSTM train"), by_name.get("LSTM train, masked")
+    notes = []
+    if unmasked and masked:
+        parts = [
+            f"{COLUMNS[name]} {_ratio(masked.get(name), unmasked.get(name))}" for name in names
+        ]
+        notes.append("Masked / unmasked LSTM train: " + ", ".join(parts) + ".")
+    if memory:
+        cells = [
+            f"{COLUMNS[name]} {peak:.0f} MiB (+{growth:.0f} MiB over its set-up)"
+            for name, (peak, growth) in memory.items()
+        ]
+        notes.append("Peak RSS, LSTM train row, one process each: " + ", ".join(cells) + ".")
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per row")
+    parser.add_argument("--rows", default=None, help="comma-separated substrings of row names")
+    parser.add_argument("--only", default=",".join(IMPLEMENTATIONS), help="implementations to run")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory row")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's, 1 with --quick)",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="Markdown file to write (default: benchmarks/RESULTS.md, none with --quick)",
+    )
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=5, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or (1 if args.quick else default_threads))
+    try:
+        if args.memory_child:
+            _memory_child(args.memory_child, args.quick, args.steps)
+        else:
+            _run(args, parser)
+    finally:
+        torch.set_num_threads(default_threads)
+    return 0
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+
+    implementations = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(implementations) - set(IMPLEMENTATIONS)
+    if unknown:
+        parser.error(f"unknown implementations {sorted(unknown)}; choose from {IMPLEMENTATIONS}")
+    repeats = args.repeats or (2 if args.quick else 15)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    rows = [_quick(row) for row in ROWS] if args.quick else ROWS
+    if args.rows:
+        wanted = [w.strip().lower() for w in args.rows.split(",")]
+        rows = [row for row in rows if any(w in row.name.lower() for w in wanted)]
+
+    results = []
+    for row in rows:
+        medians = time_row(row, implementations, repeats, warmup)
+        results.append((row, medians))
+        print(
+            f"{row.name}: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in medians.items()), flush=True
+        )
+    memory = None
+    if not args.no_memory:
+        steps = 2 if args.quick else 5
+        memory = {
+            name: peak_rss_mb(name, args.quick, steps)
+            for name in implementations
+            if name in MEMORY_IMPLEMENTATIONS
+        }
+
+    sizes = (
+        "tiny sizes (--quick)"
+        if args.quick
+        else ("Bidirectional over (batch 64, time 100, features 32), 128 units unless stated")
+    )
+    header = (
+        f"# birnn benchmarks\n\n"
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {machine()}.\n\n"
+        f"{sizes}. Median ms of {repeats} steps after {warmup} warm-up steps, the "
+        "implementations of a row timed in turns in one process. *Layer*: the library's "
+        "`Bidirectional` layer called eagerly, forward + MSE + backward + a torch RMSprop "
+        "step (infer: forward under `no_grad`). *Model*: `Sequential(...).train_on_batch` / "
+        "`predict_on_batch` on NumPy data with the library's own RMSprop (masked rows: a "
+        "`Masking` layer). *torch*: hand-written `torch.nn.LSTM/GRU(bidirectional=True)`, "
+        "packed sequences for the masked row."
+    )
+    table = render(results, memory, header)
+    print()
+    print(table)
+    output = args.output or (None if args.quick else str(HERE / "RESULTS.md"))
+    if output:
+        Path(output).write_text(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
