@@ -10,8 +10,10 @@ tensor([0., 2.])
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from birnn import backend
@@ -29,6 +31,32 @@ __all__ = [
 ]
 
 _EPSILON = 1e-7
+
+
+def _number(owner: str, name: str, value: Any, low: float = 0.0, high: float | None = None):
+    """`value` as a Python number in `[low, high]`, or an error naming the argument."""
+    if isinstance(value, (np.generic, torch.Tensor)) and np.ndim(value) == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: argument `{name}` must be a number. Received: {name}={value!r}")
+    if not low <= value <= (math.inf if high is None else high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(
+            f"{owner}: argument `{name}` must be {bounds}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def _axis(owner: str, axis: Any) -> Any:
+    if axis is None:  # every axis
+        return axis
+    items = axis if isinstance(axis, (list, tuple)) else [axis]
+    if not items or any(isinstance(a, bool) or not isinstance(a, int) for a in items):
+        raise TypeError(
+            f"{owner}: argument `axis` must be an integer or a list of integers. "
+            f"Received: axis={axis!r}"
+        )
+    return axis
 
 
 def _norms(w: torch.Tensor, axis: Any) -> torch.Tensor:
@@ -79,8 +107,8 @@ class MaxNorm(Constraint):
     """
 
     def __init__(self, max_value: float = 2, axis: int | tuple[int, ...] = 0) -> None:
-        self.max_value = max_value
-        self.axis = axis
+        self.max_value = _number("MaxNorm", "max_value", max_value)
+        self.axis = _axis("MaxNorm", axis)
 
     def __call__(self, w):
         norms = _norms(w, self.axis)
@@ -114,7 +142,7 @@ class UnitNorm(Constraint):
     """
 
     def __init__(self, axis: int | tuple[int, ...] = 0) -> None:
-        self.axis = axis
+        self.axis = _axis("UnitNorm", axis)
 
     def __call__(self, w):
         return w / (_EPSILON + _norms(w, self.axis))
@@ -146,10 +174,10 @@ class MinMaxNorm(Constraint):
         rate: float = 1.0,
         axis: int | tuple[int, ...] = 0,
     ) -> None:
-        self.min_value = min_value
-        self.max_value = max_value
-        self.rate = rate
-        self.axis = axis
+        self.min_value = _number("MinMaxNorm", "min_value", min_value)
+        self.max_value = _number("MinMaxNorm", "max_value", max_value, low=self.min_value)
+        self.rate = _number("MinMaxNorm", "rate", rate, high=1.0)
+        self.axis = _axis("MinMaxNorm", axis)
 
     def __call__(self, w):
         norms = _norms(w, self.axis)

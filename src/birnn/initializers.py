@@ -53,9 +53,29 @@ _TRUNCATED_STDDEV = 0.87962566103423978
 
 
 def _shape(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, int):
-        return (shape,)
-    return tuple(int(d) for d in shape)
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or any(
+        isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0 for d in dims
+    ):
+        raise ValueError(
+            "Initializer: argument `shape` must be a tuple of non-negative integers. "
+            f"Received: shape={shape!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
+def _number(owner: str, name: str, value: Any) -> float:
+    """`value` as a Python number, or a `TypeError` naming the initializer and argument."""
+    if isinstance(value, (np.generic, torch.Tensor)) and np.ndim(value) == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: argument `{name}` must be a number. Received: {name}={value!r}")
+    return value
 
 
 def _float_dtype(dtype: Any) -> torch.dtype:
@@ -193,11 +213,9 @@ class Constant(Initializer):
     """
 
     def __init__(self, value: float = 0.0) -> None:
-        if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
+        if isinstance(value, np.ndarray) and value.ndim == 0:
             value = value.item()
-        if isinstance(value, torch.Tensor) and value.ndim == 0:
-            value = value.item()
-        self.value = value
+        self.value = _number("Constant", "value", value)
 
     def __call__(self, shape, dtype=None):
         tdtype = backend.torch_dtype(dtype)
@@ -219,7 +237,7 @@ class Identity(Initializer):
     """
 
     def __init__(self, gain: float = 1.0) -> None:
-        self.gain = gain
+        self.gain = _number("Identity", "gain", gain)
 
     def __call__(self, shape, dtype=None):
         shape = _shape(shape)
@@ -270,8 +288,8 @@ class RandomNormal(RandomInitializer):
     """
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
-        self.mean = mean
-        self.stddev = stddev
+        self.mean = _number("RandomNormal", "mean", mean)
+        self.stddev = _number("RandomNormal", "stddev", stddev)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -294,8 +312,8 @@ class TruncatedNormal(RandomInitializer):
     """
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
-        self.mean = mean
-        self.stddev = stddev
+        self.mean = _number("TruncatedNormal", "mean", mean)
+        self.stddev = _number("TruncatedNormal", "stddev", stddev)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -320,8 +338,8 @@ class RandomUniform(RandomInitializer):
     def __init__(
         self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None
     ) -> None:
-        self.minval = minval
-        self.maxval = maxval
+        self.minval = _number("RandomUniform", "minval", minval)
+        self.maxval = _number("RandomUniform", "maxval", maxval)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -362,6 +380,7 @@ class VarianceScaling(RandomInitializer):
         output_axes: Sequence[int] | None = None,
     ) -> None:
         name = type(self).__name__
+        scale = _number(name, "scale", scale)
         if not scale > 0.0:
             raise ValueError(
                 f"{name}: argument `scale` must be a positive float. Received: {scale}"
@@ -533,7 +552,7 @@ class Orthogonal(RandomInitializer):
     """
 
     def __init__(self, gain: float = 1.0, seed: int | None = None) -> None:
-        self.gain = gain
+        self.gain = _number("Orthogonal", "gain", gain)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):

@@ -264,3 +264,73 @@ def test_flatten_shapes_and_errors():
     assert layers.Flatten().compute_output_shape((None, None, 4)) == (None, None)
     with pytest.raises(ValueError, match="data_format"):
         layers.Flatten(data_format="channels_middle")
+
+
+# ---------------------------------------------------------------- bad arguments and inputs
+@pytest.mark.parametrize(
+    "argument,value",
+    [
+        ("activation", "nope"),
+        ("kernel_initializer", "nope"),
+        ("bias_initializer", 3),
+        ("kernel_regularizer", "nope"),
+        ("bias_regularizer", "l3"),
+        ("activity_regularizer", "nope"),
+        ("kernel_constraint", "nope"),
+        ("bias_constraint", {"class_name": "Nope", "config": {}}),
+        ("dtype", "float7"),
+    ],
+)
+def test_dense_bad_argument_names_layer_and_argument(argument, value):
+    with pytest.raises(ValueError, match=rf"Dense: invalid value for argument `{argument}`"):
+        layers.Dense(2, **{argument: value})
+
+
+@pytest.mark.parametrize(
+    "argument", ["embeddings_initializer", "embeddings_regularizer", "embeddings_constraint"]
+)
+def test_embedding_bad_argument_names_layer_and_argument(argument):
+    with pytest.raises(ValueError, match=rf"Embedding: invalid value for argument `{argument}`"):
+        layers.Embedding(4, 2, **{argument: "nope"})
+
+
+def test_activation_bad_argument_names_layer():
+    with pytest.raises(ValueError, match=r"Activation: invalid value for argument `activation`"):
+        layers.Activation(3)
+
+
+def test_dense_ragged_list_input_names_layer():
+    with pytest.raises(ValueError, match=r"dense_ragged.*argument `inputs`"):
+        layers.Dense(2, name="dense_ragged")([[1.0, 2.0], [1.0]])
+
+
+@pytest.mark.parametrize(
+    "noise_shape,shape",
+    [((2, 1), (2, 3, 4)), ((None, 3, 4), (2, 5, 4)), ((None, 1, 1, 4), (2, 3, 4))],
+)
+def test_dropout_noise_shape_must_fit_inputs(noise_shape, shape):
+    layer = layers.Dropout(0.5, noise_shape=noise_shape, name="drop_ns")
+    assert torch.equal(layer(torch.ones(shape)), torch.ones(shape))  # inference: no check
+    with pytest.raises(ValueError, match=r"drop_ns.*noise_shape"):
+        layer(torch.ones(shape), training=True)
+
+
+@pytest.mark.parametrize("index", [-1, 5, 6])
+def test_embedding_indices_out_of_range(index):
+    # Keras on torch raises IndexError for 5 and silently wraps -1.
+    layer = layers.Embedding(5, 2, name="emb_range")
+    with pytest.raises(ValueError, match=r"emb_range.*\[0, input_dim=5\)"):
+        layer(torch.tensor([[0, index]]))
+    assert layer(torch.tensor([[0, 4]])).shape == (1, 2, 2)
+    assert layer(torch.zeros(0, 3, dtype=torch.int64)).shape == (0, 3, 2)
+
+
+@pytest.mark.parametrize("mask_value", ["0", None, [0.0, 1.0]])
+def test_masking_mask_value_must_be_a_number(mask_value):
+    with pytest.raises(TypeError, match=r"Masking.*mask_value"):
+        layers.Masking(mask_value=mask_value)
+
+
+def test_masking_accepts_numpy_and_tensor_scalars():
+    assert layers.Masking(np.float32(-1.0)).get_config()["mask_value"] == -1.0
+    assert layers.Masking(torch.tensor(2)).mask_value == 2

@@ -274,3 +274,79 @@ def test_is_a_torch_module():
     layer(torch.ones(1, 3)).sum().backward()
     optimizer.step()
     assert not torch.equal(layer.bias.detach(), torch.zeros(2))
+
+
+# ---------------------------------------------------------------- bad arguments
+def test_set_weights_needs_a_list_and_a_built_layer():
+    layer = layers.Dense(2, name="dense_sw")
+    with pytest.raises(ValueError, match=r"dense_sw.*expected 0 weights.*isn't built"):
+        layer.set_weights([np.zeros((3, 2)), np.zeros(2)])
+    layer.build((None, 3))
+    with pytest.raises(TypeError, match=r"dense_sw.*list of arrays"):
+        layer.set_weights(np.zeros((3, 2)))
+    with pytest.raises(TypeError, match=r"dense_sw.*list of arrays"):
+        layer.set_weights(None)
+
+
+def test_add_weight_bad_arguments_name_layer_and_argument():
+    layer = Layer(name="holder")
+    with pytest.raises(TypeError, match=r"holder.*add_weight\('w'\).*`shape`"):
+        layer.add_weight(shape="ab", name="w")
+    with pytest.raises(TypeError, match=r"holder.*`shape`"):
+        layer.add_weight(shape=(2, 1.5))
+    with pytest.raises(ValueError, match=r"holder.*add_weight\('w'\).*`initializer`"):
+        layer.add_weight(shape=(2,), initializer="nope", name="w")
+    with pytest.raises(ValueError, match=r"holder.*`regularizer`"):
+        layer.add_weight(shape=(2,), regularizer="nope")
+    with pytest.raises(ValueError, match=r"holder.*`constraint`"):
+        layer.add_weight(shape=(2,), constraint="nope")
+    with pytest.raises(ValueError, match=r"holder.*`dtype`"):
+        layer.add_weight(shape=(2,), dtype="float7")
+    assert layer.weights == []
+    assert tuple(layer.add_weight(shape=3).shape) == (3,)  # an int is a 1-D shape
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,argument",
+    [
+        ({"ndim": "3"}, TypeError, "ndim"),
+        ({"min_ndim": -1}, TypeError, "min_ndim"),
+        ({"max_ndim": 2.0}, TypeError, "max_ndim"),
+        ({"dtype": "float7"}, ValueError, "dtype"),
+        ({"axes": {"last": 3}}, TypeError, "axes"),
+        ({"ndim": 2, "axes": {2: 3}}, ValueError, "axes"),
+    ],
+)
+def test_input_spec_bad_arguments(kwargs, error, argument):
+    with pytest.raises(error, match=rf"InputSpec.*argument `{argument}`"):
+        InputSpec(**kwargs)
+
+
+def test_base_layer_bad_dtype_and_activity_regularizer_name_the_class():
+    with pytest.raises(ValueError, match=r"Masking: invalid value for argument `dtype`"):
+        layers.Masking(dtype="float7")
+    with pytest.raises(ValueError, match=r"Flatten: .*`activity_regularizer`"):
+        layers.Flatten(activity_regularizer="nope")
+
+
+def test_extra_call_arguments_pass_through_and_unknown_ones_name_the_layer():
+    class Scaled(Layer):
+        def call(self, x, scale=1.0, *, shift=0.0):
+            return x * scale + shift
+
+    layer = Scaled(name="scaled")
+    x = torch.ones(2, 3)
+    assert torch.equal(layer(x, scale=2.0, shift=1.0), torch.full((2, 3), 3.0))
+    assert torch.equal(layer(x, 3.0), torch.full((2, 3), 3.0))
+    # `mask` and `training` are always accepted, and dropped when call() has no use for them
+    assert torch.equal(layer(x, mask=torch.ones(2), training=True), x)
+    with pytest.raises(TypeError, match=r"scaled.*unexpected call argument `sclae`"):
+        layer(x, sclae=2.0)
+    with pytest.raises(TypeError, match=r"dense_call.*`initial_state`"):
+        layers.Dense(2, name="dense_call")(x, initial_state=[x])
+
+    class Anything(Layer):
+        def call(self, x, **kwargs):
+            return x + len(kwargs)
+
+    assert torch.equal(Anything()(x, a=1, b=2), x + 2)

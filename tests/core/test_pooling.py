@@ -77,3 +77,13 @@ def test_pooling_errors(name):
         getattr(layers, name)()(torch.zeros(2, 3))
     with pytest.raises(ValueError, match=rf"{name}.*data_format"):
         getattr(layers, name)(data_format="nchw")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("mask_shape", [(3, 4), (2, 5), (3, 5, 4), (3,)])
+def test_pooling_bad_mask_shape_names_the_layer(name, data_format, mask_shape):
+    x = torch.tensor(X if data_format == "channels_last" else X.transpose(0, 2, 1).copy())
+    layer = getattr(layers, name)(data_format=data_format, name="pool_mask")
+    with pytest.raises(ValueError, match=r"pool_mask.*`mask`.*\(3, 5\)"):
+        layer(x, mask=torch.ones(mask_shape, dtype=torch.bool))

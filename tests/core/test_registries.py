@@ -354,3 +354,57 @@ def test_custom_class_serialization_and_custom_objects():
     assert config["config"] == {"limit": 2.0}
     back = constraints.deserialize(config, custom_objects={"Clip": Clip})
     assert isinstance(back, Clip) and back.limit == 2.0
+
+
+# ---------------------------------------------------------------- bad arguments
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: initializers.Constant("a"), r"Constant: argument `value`"),
+        (lambda: initializers.Constant(None), r"Constant: argument `value`"),
+        (lambda: initializers.Identity(gain="2"), r"Identity: argument `gain`"),
+        (lambda: initializers.RandomNormal(stddev="0.1"), r"RandomNormal: argument `stddev`"),
+        (lambda: initializers.TruncatedNormal(mean=[0.0]), r"TruncatedNormal: argument `mean`"),
+        (lambda: initializers.RandomUniform(minval=None), r"RandomUniform: argument `minval`"),
+        (lambda: initializers.Orthogonal(gain="a"), r"Orthogonal: argument `gain`"),
+        (lambda: initializers.VarianceScaling(scale="2"), r"VarianceScaling: argument `scale`"),
+        (lambda: constraints.MaxNorm("2"), r"MaxNorm: argument `max_value`"),
+        (lambda: constraints.MaxNorm(axis="0"), r"MaxNorm: argument `axis`"),
+        (lambda: constraints.UnitNorm(axis=[0.5]), r"UnitNorm: argument `axis`"),
+        (lambda: constraints.MinMaxNorm(rate=None), r"MinMaxNorm: argument `rate`"),
+    ],
+)
+def test_non_numeric_arguments_raise_type_error(make, match):
+    with pytest.raises(TypeError, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: constraints.MaxNorm(-1.0), r"MaxNorm: argument `max_value` must be >= 0"),
+        (lambda: constraints.MinMaxNorm(min_value=-0.5), r"MinMaxNorm: argument `min_value`"),
+        (lambda: constraints.MinMaxNorm(2.0, 1.0), r"MinMaxNorm: argument `max_value`"),
+        (lambda: constraints.MinMaxNorm(rate=1.5), r"MinMaxNorm: argument `rate`.*\[0.0, 1.0\]"),
+    ],
+)
+def test_out_of_range_constraint_arguments_raise_value_error(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_numeric_arguments_accept_numpy_scalars_and_axis_none():
+    assert initializers.Constant(np.float32(1.5)).get_config() == {"value": 1.5}
+    assert initializers.RandomNormal(stddev=np.float64(0.2)).stddev == 0.2
+    assert constraints.MaxNorm(np.int64(3), axis=None).get_config() == {
+        "max_value": 3,
+        "axis": None,
+    }
+    w = torch.tensor([[3.0, 0.0], [4.0, 0.0]])
+    torch.testing.assert_close(constraints.MaxNorm(1.0, axis=None)(w), w / 5, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(2, -1), (2.5,), "ab", None, (True, 2)])
+def test_initializer_bad_shape(shape):
+    with pytest.raises(ValueError, match=r"Initializer: argument `shape`"):
+        initializers.GlorotUniform()(shape)

@@ -7,11 +7,12 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from birnn import activations, constraints, initializers, regularizers
-from birnn.layers.layer import InputSpec, Layer
+from birnn.layers.layer import InputSpec, Layer, get_argument
 
 
 def _check_positive_int(layer: str, name: str, value: Any) -> int:
@@ -89,14 +90,26 @@ class Dense(Layer):
         _unsupported("Dense", lora_rank=lora_rank, quantization_config=quantization_config)
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = units
-        self.activation = activations.get(activation)
+        self.activation = get_argument("Dense", "activation", activations.get, activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        self.kernel_initializer = get_argument(
+            "Dense", "kernel_initializer", initializers.get, kernel_initializer
+        )
+        self.bias_initializer = get_argument(
+            "Dense", "bias_initializer", initializers.get, bias_initializer
+        )
+        self.kernel_regularizer = get_argument(
+            "Dense", "kernel_regularizer", regularizers.get, kernel_regularizer
+        )
+        self.bias_regularizer = get_argument(
+            "Dense", "bias_regularizer", regularizers.get, bias_regularizer
+        )
+        self.kernel_constraint = get_argument(
+            "Dense", "kernel_constraint", constraints.get, kernel_constraint
+        )
+        self.bias_constraint = get_argument(
+            "Dense", "bias_constraint", constraints.get, bias_constraint
+        )
         self.input_spec = InputSpec(min_ndim=2)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
@@ -170,7 +183,7 @@ class Activation(Layer):
 
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.activation = activations.get(activation)
+        self.activation = get_argument("Activation", "activation", activations.get, activation)
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -274,13 +287,24 @@ class Dropout(Layer):
         keep = 1.0 - self.rate
         shape = tuple(inputs.shape)
         if self.noise_shape is not None:
-            shape = tuple(
-                d if n is None else n for d, n in zip(shape, self.noise_shape, strict=False)
-            )
+            self._check_noise_shape(shape)
+            shape = tuple(d if n is None else n for d, n in zip(shape, self.noise_shape))
         probs = torch.full(shape, keep, device=inputs.device, dtype=torch.float32)
         keep_mask = torch.bernoulli(probs, generator=self._generator(inputs.device)).bool()
         zero = torch.zeros((), dtype=inputs.dtype, device=inputs.device)
         return torch.where(keep_mask, inputs / keep, zero)
+
+    def _check_noise_shape(self, input_shape: tuple) -> None:
+        """`noise_shape` must have the input's rank and broadcast against it."""
+        fits = len(self.noise_shape) == len(input_shape) and all(
+            n is None or n in (1, d) for n, d in zip(self.noise_shape, input_shape)
+        )
+        if not fits:
+            raise ValueError(
+                f"Layer '{self.name}' (Dropout): argument `noise_shape` {self.noise_shape} "
+                f"does not broadcast against the input of shape {input_shape}: it needs the "
+                "same rank, with each entry None, 1 or the input's size."
+            )
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -311,6 +335,8 @@ class Embedding(Layer):
 
     Call arguments:
         inputs: Integer tensor of any shape `(...)`; the output is `(..., output_dim)`.
+            Indices outside `[0, input_dim)` raise a `ValueError` naming the layer
+            (Keras on torch raises an `IndexError`, or wraps negative indices).
 
     Examples:
 
@@ -343,9 +369,15 @@ class Embedding(Layer):
         super().__init__(**kwargs)
         self.input_dim = input_dim
         self.output_dim = output_dim
-        self.embeddings_initializer = initializers.get(embeddings_initializer)
-        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
-        self.embeddings_constraint = constraints.get(embeddings_constraint)
+        self.embeddings_initializer = get_argument(
+            "Embedding", "embeddings_initializer", initializers.get, embeddings_initializer
+        )
+        self.embeddings_regularizer = get_argument(
+            "Embedding", "embeddings_regularizer", regularizers.get, embeddings_regularizer
+        )
+        self.embeddings_constraint = get_argument(
+            "Embedding", "embeddings_constraint", constraints.get, embeddings_constraint
+        )
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
         self.autocast = False
@@ -370,6 +402,16 @@ class Embedding(Layer):
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         if inputs.dtype not in (torch.int32, torch.int64):
             inputs = inputs.to(torch.int64)
+        if inputs.numel() and not torch.compiler.is_compiling():
+            # An index out of range is an IndexError on CPU and a device-side assert
+            # (a dead CUDA context) on GPU; name the layer and the argument instead.
+            low, high = torch.aminmax(inputs)
+            if low < 0 or high >= self.input_dim:
+                raise ValueError(
+                    f"Layer '{self.name}' (Embedding): input indices must lie in "
+                    f"[0, input_dim={self.input_dim}). Received indices from {int(low)} "
+                    f"to {int(high)}."
+                )
         return F.embedding(inputs, self.embeddings)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
@@ -420,6 +462,13 @@ class Masking(Layer):
         super().__init__(**kwargs)
         if isinstance(mask_value, dict) and "config" in mask_value:
             mask_value = mask_value["config"].get("value", mask_value["config"])
+        if isinstance(mask_value, (np.generic, torch.Tensor)) and np.ndim(mask_value) == 0:
+            mask_value = mask_value.item()
+        if not isinstance(mask_value, (int, float)):
+            raise TypeError(
+                "Masking: argument `mask_value` must be a number. "
+                f"Received: mask_value={mask_value!r}"
+            )
         self.mask_value = mask_value
         self.built = True
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from birnn import backend
 from birnn.keras_tensor import KerasTensor
-from birnn.layers.layer import Layer
+from birnn.layers.layer import Layer, get_argument
 
 
 def _standardize_shape(shape: Any, what: str) -> tuple:
@@ -96,10 +96,19 @@ class InputLayer(Layer):
                 )
             if shape is None and batch_shape is None:
                 raise ValueError(f"InputLayer '{self.name}': you must pass a `shape` argument.")
+            if batch_size is not None and (
+                isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
+            ):
+                raise ValueError(
+                    f"InputLayer '{self.name}': argument `batch_size` must be a positive "
+                    f"integer or None. Received: batch_size={batch_size!r}"
+                )
             if shape is not None:
                 batch_shape = (batch_size, *_standardize_shape(shape, "shape"))
         self._batch_shape = _standardize_shape(batch_shape, "batch_shape")
-        self.dtype = backend.standardize_dtype(dtype)
+        self.dtype = get_argument(
+            f"InputLayer '{self.name}'", "dtype", backend.standardize_dtype, dtype
+        )
         self.sparse = False
         self.ragged = False
         self.optional = bool(optional)

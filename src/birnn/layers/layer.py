@@ -29,6 +29,29 @@ _BASE_KWARGS = frozenset(
 )
 
 
+def get_argument(layer: str, argument: str, getter: Any, value: Any) -> Any:
+    """`getter(value)`, with errors re-raised naming the layer and the argument.
+
+    Layers resolve `activation`, `kernel_initializer`, `*_regularizer`,
+    `*_constraint`... through the registries' `get`; an unknown name then reads
+    `Dense: invalid value for argument `activation`. Could not interpret ...`.
+    """
+    try:
+        return getter(value)
+    except (ValueError, TypeError) as e:
+        kind = TypeError if isinstance(e, TypeError) else ValueError
+        raise kind(f"{layer}: invalid value for argument `{argument}`. {e}") from None
+
+
+def _check_rank_argument(name: str, value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise TypeError(
+            f"InputSpec: argument `{name}` must be a non-negative integer or None. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
 class InputSpec:
     """Specifies the rank, dtype and shape of every input to a layer.
 
@@ -67,11 +90,16 @@ class InputSpec:
         name: str | None = None,
         optional: bool = False,
     ) -> None:
-        self.dtype = backend.standardize_dtype(dtype) if dtype is not None else None
+        self.dtype = (
+            get_argument("InputSpec", "dtype", backend.standardize_dtype, dtype)
+            if dtype is not None
+            else None
+        )
         self.shape = tuple(shape) if shape is not None else None
+        ndim = _check_rank_argument("ndim", ndim)
         self.ndim = len(self.shape) if self.shape is not None else ndim
-        self.max_ndim = max_ndim
-        self.min_ndim = min_ndim
+        self.max_ndim = _check_rank_argument("max_ndim", max_ndim)
+        self.min_ndim = _check_rank_argument("min_ndim", min_ndim)
         self.name = name
         self.optional = optional
         self.allow_last_axis_squeeze = allow_last_axis_squeeze
@@ -85,8 +113,8 @@ class InputSpec:
             max_dim = (self.ndim if self.ndim is not None else self.max_ndim) - 1
             if max(self.axes) > max_dim:
                 raise ValueError(
-                    f"InputSpec: axis {max(self.axes)} is greater than the maximum allowed "
-                    f"value {max_dim}."
+                    f"InputSpec: argument `axes` names axis {max(self.axes)}, greater than "
+                    f"the maximum allowed value {max_dim}."
                 )
 
     def __repr__(self) -> str:
@@ -291,7 +319,9 @@ class Layer(nn.Module):
                 f"{type(self).__name__}: argument `name` must be a string. Received: {name!r}"
             )
         self.name = name or backend.unique_name(backend.to_snake_case(type(self).__name__))
-        self.dtype = backend.standardize_dtype(kwargs.get("dtype"))
+        self.dtype = get_argument(
+            type(self).__name__, "dtype", backend.standardize_dtype, kwargs.get("dtype")
+        )
         self.autocast = bool(kwargs.get("autocast", True))
         self._trainable = bool(kwargs.get("trainable", True))
         self.built = False
@@ -301,11 +331,29 @@ class Layer(nn.Module):
         self._build_device: torch.device | None = None
         from birnn import regularizers  # noqa: PLC0415  (registries import layers lazily)
 
-        self.activity_regularizer = regularizers.get(kwargs.get("activity_regularizer"))
+        self.activity_regularizer = get_argument(
+            type(self).__name__,
+            "activity_regularizer",
+            regularizers.get,
+            kwargs.get("activity_regularizer"),
+        )
         self._input_shape_arg = self._input_shape_from_kwargs(kwargs)
         call_params = inspect.signature(self.call).parameters
         self._call_has_mask = "mask" in call_params
         self._call_has_training = "training" in call_params
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in call_params.values())
+        self._call_keywords = (
+            None
+            if takes_any
+            else frozenset(
+                {"mask", "training"}
+                | {
+                    n
+                    for n, p in call_params.items()
+                    if p.kind is not inspect.Parameter.POSITIONAL_ONLY
+                }
+            )
+        )
 
     def _input_shape_from_kwargs(self, kwargs: dict) -> tuple | None:
         """The batch shape given by `input_shape`/`input_dim`/`batch_input_shape`, if any."""
@@ -351,15 +399,28 @@ class Layer(nn.Module):
         """
         from birnn import constraints, initializers, regularizers  # noqa: PLC0415
 
-        shape = tuple(int(d) for d in (shape or ()))
+        where = f"Layer '{self.name}': add_weight({name or 'variable'!r})"
+        if isinstance(shape, int) and not isinstance(shape, bool):
+            shape = (shape,)
+        try:
+            dims = tuple(shape or ())
+        except TypeError:
+            dims = None
+        if dims is None or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in dims
+        ):
+            raise TypeError(
+                f"{where}: argument `shape` must be a tuple of integers. Received: shape={shape!r}"
+            )
+        shape = tuple(int(d) for d in dims)
         if any(d < 0 for d in shape):
             raise ValueError(
                 f"Layer '{self.name}': cannot create weight '{name}' with negative shape {shape}."
             )
-        dtype = backend.standardize_dtype(dtype or self.dtype)
+        dtype = get_argument(where, "dtype", backend.standardize_dtype, dtype or self.dtype)
         if initializer is None:
             initializer = "glorot_uniform" if backend.is_float_dtype(dtype) else "zeros"
-        init = initializers.get(initializer)
+        init = get_argument(where, "initializer", initializers.get, initializer)
         value = torch.as_tensor(init(shape, dtype=dtype), dtype=backend.torch_dtype(dtype))
         if self._build_device is not None:
             value = value.to(self._build_device)
@@ -375,8 +436,8 @@ class Layer(nn.Module):
         self._weight_specs[attr] = _WeightSpec(
             keras_name=keras_name,
             trainable=bool(trainable),
-            regularizer=regularizers.get(regularizer),
-            constraint=constraints.get(constraint),
+            regularizer=get_argument(where, "regularizer", regularizers.get, regularizer),
+            constraint=get_argument(where, "constraint", constraints.get, constraint),
         )
         return param
 
@@ -474,11 +535,17 @@ class Layer(nn.Module):
             ValueError: if the number of arrays or any shape does not match.
         """
         own = self.weights
+        if isinstance(weights, (np.ndarray, torch.Tensor)) or not isinstance(weights, Iterable):
+            raise TypeError(
+                f"Layer '{self.name}': set_weights() expects a list of arrays (one per weight). "
+                f"Received: {type(weights).__name__}"
+            )
         weights = list(weights)
         if len(weights) != len(own):
+            hint = "" if self.built else " The layer isn't built yet: call it or build() it first."
             raise ValueError(
                 f"Layer '{self.name}' expected {len(own)} weights, but received "
-                f"{len(weights)} weights in set_weights()."
+                f"{len(weights)} weights in set_weights().{hint}"
             )
         names = self._weight_paths()
         for name, param, value in zip(names, own, weights):
@@ -575,7 +642,14 @@ class Layer(nn.Module):
                     raise TypeError(
                         f"Layer '{self.name}' expects tensor-like inputs. Received: {x!r}"
                     )
-                x = backend.convert_to_tensor(x)
+                try:
+                    x = backend.convert_to_tensor(x)
+                except (ValueError, TypeError) as e:
+                    kind = TypeError if isinstance(e, TypeError) else ValueError
+                    raise kind(
+                        f"Layer '{self.name}': argument `inputs` could not be converted to a "
+                        f"tensor ({e}). Received: {type(x).__name__}"
+                    ) from None
             if self.autocast and x.is_floating_point() and compute.is_floating_point:
                 if x.dtype != compute:
                     mask = getattr(x, "_keras_mask", None)
@@ -597,6 +671,14 @@ class Layer(nn.Module):
             if "inputs" not in kwargs:
                 raise TypeError(f"Layer '{self.name}' was called without inputs.")
             args = (kwargs.pop("inputs"),)
+        if self._call_keywords is not None:
+            for key in kwargs:
+                if key not in self._call_keywords:
+                    raise TypeError(
+                        f"Layer '{self.name}' ({type(self).__name__}) got an unexpected call "
+                        f"argument `{key}`. Its call() accepts: "
+                        f"{sorted(self._call_keywords)}"
+                    )
         inputs = self._convert_inputs(args[0])
         args = (inputs, *args[1:])
 

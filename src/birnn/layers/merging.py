@@ -22,6 +22,42 @@ def _is_shape_list(input_shape: Any) -> bool:
     )
 
 
+def _check_masks(layer_name: str, inputs: list, mask: Any, strict: bool) -> None:
+    """Each input's mask, where given, must cover a leading part of its shape.
+
+    With `strict` (layers that broadcast a mask over the last axis), the mask must
+    have the input's shape without its last axis, or the input's own shape.
+    """
+    if mask is None:
+        return
+    if not isinstance(mask, (list, tuple)) or len(mask) != len(inputs):
+        count = len(mask) if isinstance(mask, (list, tuple)) else "a non-list"
+        raise ValueError(
+            f"Layer '{layer_name}': argument `mask` must be a list with one mask (or None) "
+            f"per input. Received {count} mask(s) for {len(inputs)} inputs."
+        )
+    for index, (x, m) in enumerate(zip(inputs, mask)):
+        if m is None or not hasattr(x, "shape"):
+            continue
+        shape, mask_shape = tuple(x.shape), tuple(m.shape)
+        fits = (
+            mask_shape in (shape[:-1], shape)
+            if strict
+            else (len(mask_shape) >= 1 and mask_shape == shape[: len(mask_shape)])
+        )
+        if not fits:
+            expected = (
+                f"{shape[:-1]} (or the input's own shape)"
+                if strict
+                else (f"a leading part of {shape}, such as {shape[:-1]}")
+            )
+            raise ValueError(
+                f"Layer '{layer_name}': argument `mask` for input {index} has shape "
+                f"{mask_shape}, which does not fit the input's shape {shape}; expected "
+                f"{expected}."
+            )
+
+
 class Merge(Layer):
     """Base class of the element-wise merge layers (`Add`, `Multiply`, `Average`).
 
@@ -89,6 +125,7 @@ class Merge(Layer):
                 f"inputs. Received: inputs={inputs!r} (not a list of tensors)"
             )
         inputs = list(inputs)
+        _check_masks(self.name, inputs, mask, strict=isinstance(self, Multiply))
         ranks = [x.ndim for x in inputs]
         if len(set(ranks)) > 1:
             top = max(ranks)
@@ -174,7 +211,7 @@ class Multiply(Merge):
         out_mask = None
         for x, m in zip(inputs, masks):
             if m is not None:
-                m = m.unsqueeze(-1).expand(x.shape)
+                m = (m if m.ndim == x.ndim else m.unsqueeze(-1)).expand(x.shape)
                 x = torch.where(m, x, torch.ones((), dtype=x.dtype, device=x.device))
                 if all_masked:
                     out_mask = m if out_mask is None else torch.logical_or(out_mask, m)
@@ -240,12 +277,13 @@ class Concatenate(Layer):
         self._check_shapes(input_shape)
         self.built = True
 
-    def call(self, inputs: Any) -> torch.Tensor:
+    def call(self, inputs: Any, mask: Any = None) -> torch.Tensor:
         if not isinstance(inputs, (list, tuple)):
             raise ValueError(
                 f"Layer '{self.name}' (Concatenate) should be called on a list of inputs. "
                 f"Received: inputs={inputs!r}"
             )
+        _check_masks(self.name, list(inputs), mask, strict=True)
         return torch.cat(list(inputs), dim=self.axis)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:

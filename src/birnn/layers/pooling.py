@@ -28,8 +28,16 @@ class _GlobalPooling1D(Layer):
     def _steps_axis(self) -> int:
         return 1 if self.data_format == "channels_last" else 2
 
-    def _expand_mask(self, mask: torch.Tensor) -> torch.Tensor:
+    def _expand_mask(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The `(batch, steps)` mask shaped to broadcast against the inputs."""
+        expected = (inputs.shape[0], inputs.shape[self._steps_axis])
+        if tuple(mask.shape) != tuple(expected):
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}): argument `mask` must have "
+                f"shape (batch, steps) = {tuple(expected)} for inputs of shape "
+                f"{tuple(inputs.shape)} (data_format={self.data_format!r}). "
+                f"Received: mask of shape {tuple(mask.shape)}"
+            )
         return mask.bool().unsqueeze(2 if self.data_format == "channels_last" else 1)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
@@ -72,7 +80,7 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
         axis = self._steps_axis
         if mask is None:
             return inputs.mean(dim=axis, keepdim=self.keepdims)
-        keep = self._expand_mask(mask)
+        keep = self._expand_mask(inputs, mask)
         zero = torch.zeros((), dtype=inputs.dtype, device=inputs.device)
         total = torch.where(keep, inputs, zero).sum(dim=axis, keepdim=self.keepdims)
         count = keep.to(inputs.dtype).sum(dim=axis, keepdim=self.keepdims)
@@ -105,7 +113,7 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
         axis = self._steps_axis
         if mask is None:
             return inputs.amax(dim=axis, keepdim=self.keepdims)
-        keep = self._expand_mask(mask)
+        keep = self._expand_mask(inputs, mask)
         info = torch.finfo if inputs.is_floating_point() else torch.iinfo
         lowest = torch.full((), info(inputs.dtype).min, dtype=inputs.dtype, device=inputs.device)
         masked = torch.where(keep, inputs, lowest)
