@@ -167,3 +167,33 @@ def test_reset_states_errors():
         layer.reset_states([np.zeros((2, 3)), np.zeros((3, 3))])
     with pytest.raises(ValueError, match=r"plain.*not stateful"):
         layers.LSTM(3, name="plain").reset_states([np.zeros((2, 3))] * 2)
+
+
+class WrongStateCount:
+    state_size = [2, 2]
+
+    def call(self, inputs, states):
+        h = inputs + states[0]
+        return h, [h]
+
+
+class WrongStateShape:
+    state_size = 3
+
+    def call(self, inputs, states):
+        h = inputs + states[0][:, :2]
+        return h, [h]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize(
+    "cell,match",
+    [
+        (WrongStateCount(), r"cell_rnn.*must return as many new states.*\(2, .*returned 1"),
+        (WrongStateShape(), r"cell_rnn.*new state 0 of shape \(1, 2\).*\(1, 3\)"),
+    ],
+)
+def test_cell_returning_states_unlike_its_state_size(cell, match, masked):
+    mask = torch.tensor([[True, True, False]]) if masked else None
+    with pytest.raises(ValueError, match=match):
+        layers.RNN(cell, name="cell_rnn")(torch.ones(1, 3, 2), mask=mask)

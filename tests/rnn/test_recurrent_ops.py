@@ -210,3 +210,42 @@ def test_gradcheck_through_the_layers(make):
     layer(x)
     mask = torch.tensor([[True, False, True, True], [False, False, False, False]])
     assert torch.autograd.gradcheck(lambda x, *w: layer(x, mask=mask), (x, *layer.weights))
+
+
+def _stepwise(cell_class):
+    class Stepwise(cell_class):
+        def call(self, inputs, states, training=False):  # forces RNN's per-step loop
+            return super().call(inputs, states, training=training)
+
+    return Stepwise
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize(
+    "cell",
+    ["SimpleRNNCell", "LSTMCell", "GRUCell", "GRUCell_reset_before"],
+)
+def test_gradcheck_each_cell_step_by_step_in_the_generic_loop(cell, go_backwards):
+    """Each built-in cell's own `call()`, driven one step at a time by `RNN` and the scan."""
+    import birnn.layers as layers
+
+    class_name, _, variant = cell.partition("_")
+    kwargs = {"reset_after": False} if variant == "reset_before" else {}
+    instance = _stepwise(getattr(layers, class_name))(2, dtype="float64", **kwargs)
+    layer = layers.RNN(
+        instance,
+        return_sequences=True,
+        return_state=True,
+        go_backwards=go_backwards,
+        dtype="float64",
+    )
+    x = _double(2, 4, 3)
+    layer(x)
+    assert layer.cell._sequence_fn() is None
+    states = [_double(2, 2) for _ in instance.get_initial_state(2)]
+    count = len(states)
+
+    def fn(x, *rest):
+        return layer(x, initial_state=list(rest[:count]), mask=MASK)
+
+    assert torch.autograd.gradcheck(fn, (x, *states, *layer.weights))

@@ -393,7 +393,9 @@ class RNN(Layer):
             output, new_states = call_cell(cell, x, states, training)
             if not isinstance(new_states, (list, tuple)):
                 new_states = [new_states]
-            return output, flatten_structure(list(new_states))
+            flat_new = flatten_structure(list(new_states))
+            self._check_new_states(flat_new, flat_states)
+            return output, flat_new
 
         last_output, outputs, flat = recurrent.scan(
             step,
@@ -404,6 +406,23 @@ class RNN(Layer):
             return_all_outputs=self.return_sequences,
         )
         return last_output, outputs, _pack_like(template, flat)
+
+    def _check_new_states(self, new: list, old: list) -> None:
+        """A `ValueError` unless a cell step returned states like the ones it received."""
+        if len(new) != len(old):
+            raise ValueError(
+                f"Layer '{self.name}': the cell's `call()` must return as many new states as "
+                f"it receives ({len(old)}, state_size={self.state_size}), but it returned "
+                f"{len(new)}."
+            )
+        for index, (value, previous) in enumerate(zip(new, old)):
+            shape = tuple(getattr(value, "shape", ()))
+            if shape != tuple(previous.shape):
+                raise ValueError(
+                    f"Layer '{self.name}': the cell's `call()` returned new state {index} "
+                    f"of shape {shape}, but the state has shape {tuple(previous.shape)} "
+                    f"(state_size={self.state_size})."
+                )
 
     # ------------------------------------------------------------------ shapes & masks
     def compute_output_shape(self, sequences_shape: Any, initial_state_shape: Any = None) -> Any:
