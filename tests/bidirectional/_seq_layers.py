@@ -126,3 +126,54 @@ class DecayCell(Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
+
+
+class FrameMap(Layer):
+    """A stateless sequence layer over 4D inputs `(batch, time, rows, features)`.
+
+    Step `t` outputs `tanh(x_t @ kernel)`, shape `(batch, rows, units)`; a masked step
+    repeats the previous output (zeros before the first unmasked one). With
+    `return_state` the single "state" is the last output. It has no
+    `zero_output_for_mask` and no `state_size`.
+    """
+
+    def __init__(
+        self, units, go_backwards=False, return_sequences=False, return_state=False, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.units = units
+        self.go_backwards = go_backwards
+        self.return_sequences = return_sequences
+        self.return_state = return_state
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.built = True
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        batch, steps, rows = inputs.shape[:3]
+        y = inputs.new_zeros(batch, rows, self.units)
+        order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
+        outputs = []
+        for t in order:
+            new_y = torch.tanh(inputs[:, t] @ self.kernel)
+            y = new_y if mask is None else torch.where(mask[:, t, None, None], new_y, y)
+            outputs.append(y)
+        out = torch.stack(outputs, dim=1) if self.return_sequences else y
+        return (out, y) if self.return_state else out
+
+    def compute_output_shape(self, input_shape):
+        batch, steps, rows = input_shape[:3]
+        last = (batch, rows, self.units)
+        out = (batch, steps, rows, self.units) if self.return_sequences else last
+        return (out, last) if self.return_state else out
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "go_backwards": self.go_backwards,
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+        }

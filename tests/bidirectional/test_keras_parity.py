@@ -123,6 +123,18 @@ def test_parity(structure, mask_name, initial_state):
     assert len(actual) == len(expected)
     assert_close(actual, expected, atol=1e-5, what="outputs")
     assert_close(grads, [to_numpy(g) for g in expected_grads], atol=1e-4, what="gradients")
+    if backward == "auto":
+        # The comparison means something only if the gradients reach both directions: a
+        # weight left out of the graph on both sides would compare zeros with zeros. (A
+        # custom relu direction may legitimately be dead, so only tanh pairs are checked.)
+        weight_grads = grads[len(grads) - len(layer.trainable_weights) :]
+        half = len(weight_grads) // 2
+        for name, direction in (
+            ("forward", weight_grads[:half]),
+            ("backward", weight_grads[half:]),
+        ):
+            assert any(torch.count_nonzero(g) for g in direction), f"no {name} weight gradient"
+        assert torch.count_nonzero(grads[0]), "the inputs get no gradient"
 
 
 def test_grid_size():
