@@ -51,8 +51,17 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None):
+        """Called before each training batch (by default, calls `on_batch_begin`)."""
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Called after each training batch (by default, calls `on_batch_end`)."""
+        self.on_batch_end(batch, logs=logs)
+
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
     def on_test_batch_begin(self, batch, logs=None): ...
@@ -91,9 +100,14 @@ class LazyLogs(Mapping):
         return repr(self._get())
 
 
+_ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
 def _overrides(cb: Callback, hook: str) -> bool:
-    """Whether `cb` implements `hook` (in its class, or on the instance like LambdaCallback)."""
-    return hook in cb.__dict__ or getattr(type(cb), hook) is not getattr(Callback, hook)
+    """Whether `cb` implements `hook` (in its class, or on the instance like LambdaCallback);
+    `on_batch_begin`/`on_batch_end` count for the training batch hooks they stand for."""
+    hooks = [hook, _ALIASES[hook]] if hook in _ALIASES else [hook]
+    return any(h in cb.__dict__ or getattr(type(cb), h) is not getattr(Callback, h) for h in hooks)
 
 
 class CallbackList:

@@ -809,10 +809,18 @@ _ALIASES = {
     "KLD": kl_divergence,
     "logcosh": log_cosh,
 }
+# Keras also resolves a class's snake_case name (`"auc"`, `"precision"`), where no
+# function of that name exists.
+_SNAKE_NAMES = {
+    backend.to_snake_case(cls.__name__): cls
+    for cls in _CLASSES
+    if cls not in (Metric, MeanMetricWrapper)
+}
 _REGISTRY = KerasRegistry(
     "metric",
     "keras.metrics",
     {
+        **_SNAKE_NAMES,
         **{fn.__name__: fn for fn in _FUNCTIONS},
         **{cls.__name__: cls for cls in _CLASSES},
         **_ALIASES,

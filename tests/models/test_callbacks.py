@@ -197,3 +197,57 @@ def test_batch_logs_are_lazy_and_cost_nothing_when_unread():
     logs = callbacks.LazyLogs(lambda: computed.append(1) or {"loss": 1.0})
     assert not computed
     assert dict(logs) == {"loss": 1.0} and logs.copy() == {"loss": 1.0} and computed == [1]
+
+
+def test_on_batch_begin_and_end_stand_for_the_training_batch_hooks():
+    class Counter(callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.begins, self.ends = [], []
+
+        def on_batch_begin(self, batch, logs=None):
+            self.begins.append(batch)
+
+        def on_batch_end(self, batch, logs=None):
+            self.ends.append(logs["loss"])
+
+    counter = Counter()
+    seen = []
+    x, y = _xy(8)
+    _model().fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[counter, callbacks.LambdaCallback(on_batch_end=lambda b, logs: seen.append(b))],
+    )
+    assert counter.begins == [0, 1] and len(counter.ends) == 2 and seen == [0, 1]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_fit_on_a_terminal_redraws_a_live_bar_with_eta_and_running_metrics(monkeypatch):
+    stream = _Terminal()
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr("birnn.models.progbar.Progbar.__init__.__defaults__", (20, 1, 0.0, None))
+    x, y = _xy(32)
+    _model().fit(x, y, batch_size=8, epochs=2, verbose=1)
+    text = stream.getvalue()
+    assert text.startswith("Epoch 1/2\n") and "Epoch 2/2\n" in text
+    redraws = text.split("\r")[1:]
+    assert len(redraws) == 10  # per epoch: a redraw per batch, then the finished bar
+    assert redraws[0].startswith("1/4 ") and "/step - loss: " in redraws[0]
+    assert " - mae: " in redraws[0] and redraws[3].startswith("4/4 ")
+    assert text.count("\n") == 4  # two "Epoch" lines and one finished bar per epoch
+
+
+def test_verbose_0_prints_nothing(capsys):
+    x, y = _xy()
+    _model().fit(x, y, epochs=2, verbose=0, validation_split=0.25)
+    _model().evaluate(x, y, verbose=0)
+    _model().predict(x, verbose=0)
+    assert capsys.readouterr().out == ""

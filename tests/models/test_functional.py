@@ -348,3 +348,118 @@ def test_encoder_decoder_with_initial_state_from_bidirectional_states():
     np.testing.assert_allclose(
         again.predict([xe, xd], verbose=0), bm.predict([xe, xd], verbose=0), atol=1e-6
     )
+
+
+def _nested_model(lib):
+    a, b, c = lib.Input((4,), name="a"), lib.Input((4,), name="b"), lib.Input((2,), name="c")
+    shared = lib.layers.Dense(3, name="shared")
+    o1, o2 = shared(a), shared(b)
+    o3 = lib.layers.Concatenate(name="cat")([o1, c])
+    return lib.Model(inputs=[a, [b, c]], outputs={"x": o1, "y": [o2, o3]})
+
+
+def test_nested_inputs_and_outputs_predict_and_train_like_keras():
+    km, bm = _nested_model(keras), _nested_model(birnn)
+    copy_weights(km, bm)
+    rng = np.random.default_rng(8)
+    x = [rng.random((5, 4)), [rng.random((5, 4)), rng.random((5, 2))]]
+    pred = bm.predict(x, verbose=0)
+    assert isinstance(pred, dict) and isinstance(pred["y"], list)
+    for k, b in zip(keras.tree.flatten(km.predict(x, verbose=0)), keras.tree.flatten(pred)):
+        np.testing.assert_allclose(b, k, atol=1e-6)
+    y = {"x": np.zeros((5, 3)), "y": [np.zeros((5, 3)), np.ones((5, 5))]}
+    # a dict of losses (and weights) by top-level key, nested like the outputs
+    for model, opt in ((km, keras.optimizers.SGD(0.1)), (bm, birnn.optimizers.SGD(0.1))):
+        model.compile(opt, {"x": "mse", "y": ["mae", "mse"]}, loss_weights={"x": 1, "y": [2, 0.5]})
+    kh = km.fit(x, y, epochs=2, batch_size=5, verbose=0).history
+    bh = bm.fit(x, y, epochs=2, batch_size=5, verbose=0).history
+    assert list(bh) == list(kh) == ["loss", "x_loss", "y/cat_loss", "y/shared_loss"]
+    for key in kh:
+        np.testing.assert_allclose(bh[key], kh[key], atol=1e-5, err_msg=key)
+
+
+def test_dict_inputs_and_outputs_are_ordered_by_key_like_keras():
+    def build(lib):
+        q, p = lib.Input((4,), name="q"), lib.Input((5,), name="p")
+        y, x = lib.layers.Dense(3, name="yy")(q), lib.layers.Dense(2, name="xx")(p)
+        return lib.Model(inputs={"q": q, "p": p}, outputs={"y": y, "x": x})
+
+    km, bm = build(keras), build(birnn)
+    assert [la.name for la in bm.layers] == [la.name for la in km.layers] == ["p", "q", "xx", "yy"]
+    assert [w.shape for w in bm.get_weights()] == [w.shape for w in km.get_weights()]
+    assert [t.name for t in km.inputs] == bm.input_names == ["p", "q"]
+    copy_weights(km, bm)
+    x = {"p": np.random.rand(6, 5), "q": np.random.rand(6, 4)}
+    y = {"x": np.zeros((6, 2)), "y": np.ones((6, 3))}
+    for model in (km, bm):
+        model.compile("sgd", "mse", metrics={"x": ["mae"], "y": ["mse"]})
+    k = km.evaluate(x, y, verbose=0)
+    b = bm.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(b, k, atol=1e-6)
+    assert list(bm.evaluate(x, y, verbose=0, return_dict=True)) == [
+        "loss",
+        "x_loss",
+        "x_mae",
+        "y_loss",
+        "y_mse",
+    ]
+
+
+def test_bidirectional_return_state_model_trains_with_a_loss_on_some_outputs():
+    def build(lib):
+        i = lib.Input((5, 3))
+        out, fh, fc, bh, bc = lib.layers.Bidirectional(lib.layers.LSTM(4, return_state=True))(i)
+        return lib.Model(i, [out, fh, bc])
+
+    km, bm = build(keras), build(birnn)
+    copy_weights(km, bm)
+    x = np.random.rand(4, 5, 3).astype("float32")
+    y = [np.zeros((4, 8)), np.zeros((4, 4)), np.ones((4, 4))]
+    km.compile(keras.optimizers.SGD(0.1), ["mse", None, "mae"])
+    bm.compile(birnn.optimizers.SGD(0.1), ["mse", None, "mae"])
+    k_loss = km.fit(x, y, epochs=2, verbose=0, shuffle=False).history["loss"]
+    history = bm.fit(x, y, epochs=2, verbose=0, shuffle=False).history
+    np.testing.assert_allclose(history["loss"], k_loss, atol=1e-5)
+    # per-output losses only for the outputs that have one
+    name = bm.output_names
+    assert sorted(history) == sorted(["loss", f"{name[0]}_loss", f"{name[2]}_loss"])
+
+
+def test_shared_masked_layers_across_inputs_give_keras_losses_and_sgd_step():
+    def build(lib):
+        a = lib.Input((6,), dtype="int32", name="a")
+        b = lib.Input((6,), dtype="int32", name="b")
+        emb = lib.layers.Embedding(10, 4, mask_zero=True)
+        rnn = lib.layers.Bidirectional(lib.layers.GRU(3, return_sequences=True))
+        summed = lib.layers.Add()([rnn(emb(a)), rnn(emb(b))])
+        tags = lib.layers.TimeDistributed(lib.layers.Dense(2, activation="softmax"), name="tags")(
+            summed
+        )
+        pooled = lib.layers.GlobalAveragePooling1D()(summed)
+        return lib.Model([a, b], [tags, lib.layers.Dense(1, name="score")(pooled)])
+
+    km, bm = build(keras), build(birnn)
+    copy_weights(km, bm)
+    rng = np.random.default_rng(12)
+    xa, xb = rng.integers(0, 10, (5, 6)), rng.integers(0, 10, (5, 6))
+    xa[:, 4:] = 0  # right padding
+    xb[:, :2] = 0  # left padding
+    xb[1] = 0  # a fully masked row
+    y = [rng.integers(0, 2, (5, 6)), rng.random((5, 1))]
+    for k, b in zip(km.predict([xa, xb], verbose=0), bm.predict([xa, xb], verbose=0)):
+        np.testing.assert_allclose(b, k, atol=1e-5)
+    compile_kwargs = {
+        "loss": ["sparse_categorical_crossentropy", "mse"],
+        "metrics": [["accuracy"], ["mae"]],
+    }
+    km.compile(keras.optimizers.SGD(0.1), **compile_kwargs)
+    bm.compile(birnn.optimizers.SGD(0.1), **compile_kwargs)
+    k_logs = km.evaluate([xa, xb], y, verbose=0, return_dict=True)
+    b_logs = bm.evaluate([xa, xb], y, verbose=0, return_dict=True)
+    assert list(b_logs) == list(k_logs)
+    for key in k_logs:
+        assert b_logs[key] == pytest.approx(k_logs[key], abs=1e-5), key
+    km.train_on_batch([xa, xb], y)
+    bm.train_on_batch([xa, xb], y)
+    for kw, bw in zip(km.get_weights(), bm.get_weights()):
+        np.testing.assert_allclose(bw, kw, atol=1e-4)

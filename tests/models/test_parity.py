@@ -389,3 +389,23 @@ def test_loss_and_metric_serialization_crosses_to_keras(module, keras_module, ob
         back = module.deserialize(keras_module.serialize(theirs))
         assert type(back) is type(obj)
         assert back.get_config() == obj.get_config()
+
+
+def test_metric_names_keras_resolves_in_compile_give_keras_values():
+    names = ["auc", "precision", "recall", "root_mean_squared_error", "acc", "bce", "mape"]
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((24, 3)).astype("float32")
+    y = (rng.random((24, 1)) > 0.5).astype("float32")
+
+    def build(lib):
+        return lib.Sequential([lib.Input((3,)), lib.layers.Dense(1, activation="sigmoid")])
+
+    km, bm = build(keras), build(birnn)
+    copy_weights(km, bm)
+    km.compile("sgd", "binary_crossentropy", metrics=names)
+    bm.compile("sgd", "binary_crossentropy", metrics=names)
+    k = km.evaluate(x, y, verbose=0, batch_size=10, return_dict=True)
+    b = bm.evaluate(x, y, verbose=0, batch_size=10, return_dict=True)
+    assert list(b) == list(k)
+    for key in k:
+        assert b[key] == pytest.approx(k[key], abs=1e-5), key

@@ -169,3 +169,25 @@ def test_functional_summary_shows_connections_and_frozen_params():
     lines.clear()
     two.summary(print_fn=lines.append)
     assert "Connected to" in "\n".join(lines) and "a[0][0], b[0][0]" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_summary_totals_include_optimizer_params_like_keras(optimizer):
+    x = np.random.rand(8, 5, 3).astype("float32")
+    y = np.random.rand(8, 1).astype("float32")
+
+    def totals(lib):
+        model = lib.Sequential(
+            [
+                lib.layers.Bidirectional(lib.layers.LSTM(4)),
+                lib.layers.Dense(2),
+                lib.layers.Dense(1),
+            ]
+        )
+        model.compile(optimizer, "mse")
+        model.fit(x, y, verbose=0)
+        lines = []
+        model.summary(print_fn=lambda line, **kwargs: lines.append(line))
+        return [line for line in "\n".join(lines).splitlines() if "params:" in line]
+
+    assert totals(birnn) == totals(keras)

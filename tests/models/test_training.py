@@ -7,6 +7,7 @@ import torch
 import birnn
 from birnn import Input, Model, Sequential, optimizers
 from birnn.layers import LSTM, Bidirectional, Dense, Dropout, Embedding, Layer
+from tests.keras_oracle import copy_weights, keras
 
 
 def seed_model_1():
@@ -120,11 +121,14 @@ def test_dict_inputs_by_name_and_multi_output_losses_with_weights():
     xa, xb = np.random.rand(16, 3), np.random.rand(16, 2)
     yr, yc = np.random.rand(16, 1), np.random.randint(0, 3, 16)
     history = model.fit({"a": xa, "b": xb}, {"reg": yr, "cls": yc}, epochs=1, verbose=0)
-    assert list(history.history) == ["loss", "reg_loss", "reg_mae", "cls_loss", "cls_accuracy"]
+    # Keras 3 sorts the logs' keys
+    assert list(history.history) == ["cls_accuracy", "cls_loss", "loss", "reg_loss", "reg_mae"]
     logs = model.evaluate({"a": xa, "b": xb}, [yr, yc], verbose=0, return_dict=True)
     assert logs["loss"] == pytest.approx(0.5 * logs["reg_loss"] + 2.0 * logs["cls_loss"], rel=1e-5)
     flat = model.evaluate({"a": xa, "b": xb}, [yr, yc], verbose=0)
-    assert flat[:3] == [logs["loss"], logs["reg_loss"], logs["cls_loss"]]
+    # Keras's order: loss, per-output losses in output order, then metrics by name
+    order = ["loss", "reg_loss", "cls_loss", "cls_accuracy", "reg_mae"]
+    assert flat == [logs[k] for k in order]
 
 
 def test_validation_split_takes_the_tail_and_validation_data_is_used():
@@ -284,3 +288,164 @@ def test_model_to_cuda_moves_inputs_to_the_model_device():
     model.fit(x, y, epochs=1, verbose=0)
     assert model.predict(x, verbose=0).shape == (8, 5)
     assert next(model.parameters()).device.type == "cuda"
+
+
+def _two_output(lib):
+    a = lib.Input((3,), name="a")
+    return lib.Model(
+        a,
+        [
+            lib.layers.Dense(1, name="zed")(a),
+            lib.layers.Dense(3, activation="softmax", name="alpha")(a),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "compile_kwargs",
+    [
+        {"metrics": ["mae", "accuracy"]},  # a flat list: one metric per output
+        {"metrics": {"alpha": ["accuracy", "mse"], "zed": "mae"}},
+        {"metrics": [["mse", "mae"], ["accuracy"]]},
+        {"metrics": [["mae"], ["mae"]], "weighted_metrics": [["mae"], ["mse"]]},
+        {"loss": ["mse", None]},
+    ],
+)
+def test_multi_output_metrics_names_and_order_match_keras(compile_kwargs):
+    km, bm = _two_output(keras), _two_output(birnn)
+    copy_weights(km, bm)
+    kwargs = {"loss": ["mse", "categorical_crossentropy"], **compile_kwargs}
+    km.compile(keras.optimizers.SGD(0.1), **kwargs)
+    bm.compile(optimizers.SGD(0.1), **kwargs)
+    rng = np.random.default_rng(9)
+    x = rng.random((16, 3)).astype("float32")
+    y = [rng.random((16, 1)), np.eye(3)[rng.integers(0, 3, 16)]]
+    kh = km.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0).history
+    bh = bm.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0).history
+    assert list(bh) == list(kh)
+    for key in kh:
+        np.testing.assert_allclose(bh[key], kh[key], atol=1e-5, err_msg=key)
+    k_list, b_list = km.evaluate(x, y, verbose=0), bm.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(b_list, k_list, atol=1e-5)
+
+
+def test_multi_output_metrics_list_of_the_wrong_length_is_a_clear_error():
+    model = _two_output(birnn)
+    with pytest.raises(ValueError, match=r"2 outputs \['zed', 'alpha'\].*list of 3"):
+        model.compile("sgd", "mse", metrics=["mae", "mse", "accuracy"])
+    with pytest.raises(ValueError, match="key 'beta' that names no model output"):
+        model.compile("sgd", {"zed": "mse", "beta": "mse"})
+
+
+def test_weighted_metric_with_the_name_of_a_metric_gets_a_weighted_prefix():
+    model = _dense_model({"loss": "mse", "metrics": ["mae"], "weighted_metrics": ["mae", "mse"]})
+    x, y = _xy(8)
+    logs = model.evaluate(x, y, sample_weight=np.arange(8.0), verbose=0, return_dict=True)
+    assert list(logs) == ["loss", "mae", "mse", "weighted_mae"]  # sorted, like Keras
+    assert logs["mae"] != pytest.approx(logs["weighted_mae"])
+    flat = model.evaluate(x, y, sample_weight=np.arange(8.0), verbose=0)
+    assert flat == [logs[k] for k in ("loss", "mae", "weighted_mae", "mse")]  # compile order
+
+
+FIT_CASES = [
+    {"class_weight": {0: 1.0, 1: 2.0, 2: 0.5}},
+    {"class_weight": {0: 1.0, 1: 2.0, 2: 0.5}, "validation_split": 0.2},
+    {"sample_weight": "sw", "validation_split": 0.2},
+    {"steps_per_epoch": 2, "epochs": 4},  # continues through the data like Keras
+    {"steps_per_epoch": 3, "epochs": 3},
+    {"initial_epoch": 1, "epochs": 3, "validation_data": "val", "validation_freq": 2},
+    {"epochs": 2, "validation_data": "val_sw", "validation_batch_size": 2, "validation_steps": 2},
+]
+
+
+@pytest.mark.parametrize("case", FIT_CASES)
+def test_fit_arguments_give_keras_histories(case):
+    rng = np.random.default_rng(10)
+    x = rng.random((20, 4)).astype("float32")
+    y = rng.integers(0, 3, 20)
+    sw = rng.random(20).astype("float32")
+    values = {"sw": sw, "val": (x[:5], y[:5]), "val_sw": (x[:5], y[:5], sw[:5])}
+    kwargs = {"batch_size": 8, "shuffle": False, "verbose": 0, "epochs": 1}
+    kwargs.update({k: values.get(v, v) if isinstance(v, str) else v for k, v in case.items()})
+
+    def build(lib):
+        return lib.Sequential([lib.Input((4,)), lib.layers.Dense(3, activation="softmax")])
+
+    km, bm = build(keras), build(birnn)
+    copy_weights(km, bm)
+    compile_kwargs = {
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["accuracy"],
+        "weighted_metrics": ["accuracy"],
+    }
+    km.compile(keras.optimizers.SGD(0.5), **compile_kwargs)
+    bm.compile(optimizers.SGD(0.5), **compile_kwargs)
+    kh = km.fit(x, y, **kwargs).history
+    bh = bm.fit(x, y, **kwargs).history
+    assert list(bh) == list(kh)
+    for key in kh:
+        np.testing.assert_allclose(bh[key], kh[key], atol=1e-5, err_msg=key)
+
+
+def test_recurrent_dropout_is_applied_by_fit_and_not_by_evaluate():
+    model = Sequential(
+        [Input((6, 3)), Bidirectional(LSTM(4, dropout=0.5, recurrent_dropout=0.5)), Dense(1)]
+    )
+    model.compile(optimizers.SGD(0.0), "mse")
+    x, y = np.random.rand(8, 6, 3), np.random.rand(8, 1)
+    assert model.test_on_batch(x, y) == model.test_on_batch(x, y)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(model.test_on_batch(x, y))
+    train = [model.train_on_batch(x, y) for _ in range(2)]
+    assert train[0] != train[1] and model.test_on_batch(x, y) not in train
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda m: m.train_on_batch(np.ones((2, 3)), np.ones((2, 1))), RuntimeError, "compile"),
+        (lambda m: m.test_on_batch(np.ones((2, 3)), np.ones((2, 1))), RuntimeError, "compile"),
+    ],
+)
+def test_on_batch_methods_before_compile_are_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(Sequential([Input((3,)), Dense(1)]))
+
+
+def test_bad_inputs_for_a_multi_input_model_name_what_is_wrong():
+    a, b = Input((3,), name="a"), Input((2,), name="b")
+    model = Model({"a": a, "b": b}, Dense(1)(birnn.layers.Concatenate()([a, b])))
+    model.compile("sgd", "mse")
+    xa, xb, y = np.ones((4, 3)), np.ones((4, 2)), np.ones((4, 1))
+    with pytest.raises(ValueError, match=r"missing \['b'\]"):
+        model.fit({"a": xa}, y, verbose=0)
+    with pytest.raises(ValueError, match=r"Input 1 \('b'\).*expected shape \(None, 2\)"):
+        model.fit({"a": xa, "b": np.ones((4, 5))}, y, verbose=0)
+    with pytest.raises(ValueError, match=r"x sizes: 4, 3; y sizes: 4"):
+        model.fit({"a": xa, "b": xb[:3]}, y, verbose=0)
+    with pytest.raises(ValueError, match="expects 2 inputs"):
+        model.predict([xa, xb, xb], verbose=0)
+    with pytest.raises(ValueError, match="cannot be specified at the same time"):
+        _dense_model().fit(xa, y, class_weight={0: 1.0}, sample_weight=np.ones(4), verbose=0)
+    with pytest.raises(ValueError, match="has a loss but no target"):
+        model.fit({"a": xa, "b": xb}, verbose=0)
+
+
+def test_subclassed_model_with_several_outputs_trains_with_dict_targets():
+    class TwoHeads(Model):
+        def __init__(self):
+            super().__init__()
+            self.body = Bidirectional(LSTM(3))
+            self.p, self.q = Dense(1), Dense(2, activation="softmax")
+
+        def call(self, x, training=None):
+            h = self.body(x)
+            return {"p": self.p(h), "q": self.q(h)}
+
+    model = TwoHeads()
+    model.compile(
+        "adam", {"p": "mse", "q": "sparse_categorical_crossentropy"}, metrics={"q": ["accuracy"]}
+    )
+    x = np.random.rand(8, 4, 2)
+    history = model.fit(x, {"p": np.zeros((8, 1)), "q": np.ones(8)}, epochs=1, verbose=0)
+    assert list(history.history) == ["loss", "p_loss", "q_accuracy", "q_loss"]
+    assert set(model.predict(x, verbose=0)) == {"p", "q"}

@@ -16,11 +16,25 @@ import torch
 
 from birnn import losses as losses_module
 from birnn import metrics as metrics_module
-from birnn.layers.layer import flatten_structure
+
+
+def _is_config(value: Any) -> bool:
+    return isinstance(value, dict) and "class_name" in value
 
 
 def _is_single_loss(loss: Any) -> bool:
-    return loss is None or isinstance(loss, str) or callable(loss)
+    return loss is None or isinstance(loss, str) or callable(loss) or _is_config(loss)
+
+
+def _flat_spec(value: Any) -> list:
+    """The leaves of a nested compile argument (a serialized object is one leaf)."""
+    if _is_config(value):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _flat_spec(item)]
+    if isinstance(value, dict):
+        return _flat_spec([value[k] for k in sorted(value)])
+    return [value]
 
 
 def resolve_loss(identifier: Any, y_true: Any, y_pred: Any) -> losses_module.Loss | None:
@@ -44,8 +58,10 @@ def resolve_loss(identifier: Any, y_true: Any, y_pred: Any) -> losses_module.Los
 
 def check_identifiers(loss: Any, metrics: Any) -> None:
     """Raises at `compile()` time for loss/metric names no registry knows."""
-    for item in flatten_structure(loss) if loss is not None else []:
-        if isinstance(item, str) and item.lower() not in ("crossentropy", "ce"):
+    for item in _flat_spec(loss) if loss is not None else []:
+        if (isinstance(item, str) and item.lower() not in ("crossentropy", "ce")) or _is_config(
+            item
+        ):
             try:
                 losses_module.get(item)
             except ValueError as e:
@@ -54,7 +70,7 @@ def check_identifiers(loss: Any, metrics: Any) -> None:
             raise ValueError(
                 f"compile(): a loss must be a name, a function or a `Loss`. Received: {item!r}"
             )
-    for item in flatten_structure(metrics) if metrics is not None else []:
+    for item in _flat_spec(metrics) if metrics is not None else []:
         if isinstance(item, str) and item.lower() not in ("accuracy", "acc"):
             try:
                 metrics_module.get(item)
@@ -62,46 +78,83 @@ def check_identifiers(loss: Any, metrics: Any) -> None:
                 raise ValueError(f"compile(): unknown metric {item!r}. {e}") from None
 
 
-def _per_output(spec: Any, names: list[str], what: str, broadcast: bool) -> list:
-    """Aligns a compile argument with the flat outputs."""
+def _per_output(
+    spec: Any, names: list[str], what: str, broadcast: bool, groups: dict | None = None
+) -> list:
+    """Aligns a compile argument with the flat outputs.
+
+    A dict is keyed by output name (or, for a dict of nested outputs, by its top-level
+    key: one value for the whole group, or a structure of values); a list has one
+    entry per output (nested like the outputs); anything else, with `broadcast`,
+    applies to every output.
+    """
     n = len(names)
-    if isinstance(spec, dict):
-        unknown = set(spec) - set(names)
-        if unknown:
-            raise ValueError(
-                f"compile(): `{what}` has keys {sorted(unknown)} that name no model output. "
-                f"Outputs: {names}"
-            )
-        return [spec.get(name) for name in names]
+    if isinstance(spec, dict) and not _is_config(spec):
+        aligned: dict[str, Any] = {}
+        for key, value in spec.items():
+            if key in names:
+                aligned[key] = value
+            elif groups and key in groups:
+                members = groups[key]
+                nested = isinstance(value, (list, tuple, dict)) and not _is_config(value)
+                leaves = _flat_spec(value) if nested else None
+                if leaves is not None and len(leaves) != len(members):
+                    raise ValueError(
+                        f"compile(): `{what}['{key}']` has {len(leaves)} entries but output "
+                        f"'{key}' holds {len(members)} tensors {members}."
+                    )
+                aligned.update(zip(members, leaves or [value] * len(members)))
+            else:
+                raise ValueError(
+                    f"compile(): `{what}` has key {key!r} that names no model output. "
+                    f"Outputs: {names}"
+                )
+        return [aligned.get(name) for name in names]
     if isinstance(spec, (list, tuple)) and not broadcast:
-        if len(spec) != n:
+        flat = _flat_spec(spec)
+        if len(flat) != n:
             raise ValueError(
-                f"compile(): `{what}` has {len(spec)} entries but the model has {n} "
+                f"compile(): `{what}` has {len(flat)} entries but the model has {n} "
                 f"output(s) {names}."
             )
-        return list(spec)
+        return flat
     return [spec] * n
 
 
 class CompiledLoss:
-    """The weighted sum of one loss per output, plus per-output running means."""
+    """The weighted sum of one loss per output, plus per-output running means.
 
-    def __init__(self, loss: Any, loss_weights: Any, output_names: list[str]) -> None:
+    Like Keras, the per-output means (`<output>_loss`) exist only when two or more
+    outputs have a loss.
+    """
+
+    def __init__(
+        self,
+        loss: Any,
+        loss_weights: Any,
+        output_names: list[str],
+        groups: dict | None = None,
+    ) -> None:
         self.output_names = output_names
         broadcast = _is_single_loss(loss)
-        self._identifiers = _per_output(loss, output_names, "loss", broadcast)
+        self._identifiers = _per_output(loss, output_names, "loss", broadcast, groups)
         if loss_weights is None or isinstance(loss_weights, (int, float)):
             weights = [1.0 if loss_weights is None else float(loss_weights)] * len(output_names)
         else:
-            weights = _per_output(loss_weights, output_names, "loss_weights", False)
+            weights = _per_output(loss_weights, output_names, "loss_weights", False, groups)
             weights = [1.0 if w is None else float(w) for w in weights]
         self.weights = weights
         self.losses: list[losses_module.Loss | None] | None = None
-        self.trackers = (
-            [metrics_module.Mean(name=f"{name}_loss") for name in output_names]
-            if len(output_names) > 1
-            else []
-        )
+        with_loss = [i for i, ident in enumerate(self._identifiers) if ident is not None]
+        self._trackers: list[metrics_module.Mean | None] = [None] * len(output_names)
+        if len(with_loss) > 1:
+            for i in with_loss:
+                self._trackers[i] = metrics_module.Mean(name=f"{output_names[i]}_loss")
+
+    @property
+    def trackers(self) -> list[metrics_module.Mean]:
+        """The per-output loss means, in output order."""
+        return [t for t in self._trackers if t is not None]
 
     def build(self, y_true: list, y_pred: list) -> None:
         self.losses = [
@@ -121,9 +174,10 @@ class CompiledLoss:
                     "pass `y` for it."
                 )
             value = loss(y_true[i], y_pred[i], sample_weight[i])
-            if self.trackers:
+            tracker = self._trackers[i]
+            if tracker is not None:
                 with torch.no_grad():
-                    self.trackers[i].update_state(value.detach())
+                    tracker.update_state(value.detach())
             weighted = value * self.weights[i] if self.weights[i] != 1.0 else value
             total = weighted if total is None else total + weighted
         return total
@@ -132,8 +186,15 @@ class CompiledLoss:
 class CompiledMetrics:
     """The metrics of each output (and the weighted ones), resolved on the first batch."""
 
-    def __init__(self, metrics: Any, weighted_metrics: Any, output_names: list[str]) -> None:
+    def __init__(
+        self,
+        metrics: Any,
+        weighted_metrics: Any,
+        output_names: list[str],
+        groups: dict | None = None,
+    ) -> None:
         self.output_names = output_names
+        self._groups = groups
         self._specs = [
             self._align(metrics, "metrics"),
             self._align(weighted_metrics, "weighted_metrics"),
@@ -141,19 +202,45 @@ class CompiledMetrics:
         self.metrics: list[tuple[int, bool, metrics_module.Metric]] | None = None
 
     def _align(self, spec: Any, what: str) -> list[list]:
-        n = len(self.output_names)
+        """One list of metric identifiers per output, following Keras 3's rules.
+
+        One output: a metric or a list of metrics. Several: a dict by output name,
+        or a list with one entry (a metric or a list of metrics) per output; a
+        single metric that is not in a list applies to every output.
+        """
+        names = self.output_names
+        n = len(names)
         if spec is None:
             return [[] for _ in range(n)]
         if isinstance(spec, dict):
-            aligned = _per_output(spec, self.output_names, what, False)
-        elif (
-            isinstance(spec, (list, tuple))
-            and n > 1
-            and all(isinstance(s, (list, tuple)) or s is None for s in spec)
-        ):
-            aligned = _per_output(spec, self.output_names, what, False)
-        else:
+            aligned = []
+            for key in spec:
+                if key not in names and not (self._groups and key in self._groups):
+                    raise ValueError(
+                        f"compile(): `{what}` has key {key!r} that names no model output. "
+                        f"Outputs: {names}"
+                    )
+            for name in names:
+                if name in spec:
+                    aligned.append(spec[name])
+                else:
+                    group = next(
+                        (k for k, members in (self._groups or {}).items() if name in members),
+                        None,
+                    )
+                    aligned.append(spec.get(group) if group is not None else None)
+        elif not isinstance(spec, (list, tuple)):
             aligned = [spec] * n
+        elif n == 1:
+            aligned = [spec]
+        else:
+            if len(spec) != n:
+                raise ValueError(
+                    f"compile(): for a model with {n} outputs {names}, `{what}` must be a "
+                    f"dict keyed by output name or a list with one entry per output (a "
+                    f"metric or a list of metrics). Received a list of {len(spec)}: {spec!r}"
+                )
+            aligned = list(spec)
         return [
             [] if s is None else list(s) if isinstance(s, (list, tuple)) else [s] for s in aligned
         ]
@@ -162,6 +249,7 @@ class CompiledMetrics:
         self.metrics = []
         prefix = len(self.output_names) > 1
         used: set[int] = set()
+        plain_names: dict[int, set[str]] = {}
         for weighted, spec in zip((False, True), self._specs):
             for i, identifiers in enumerate(spec):
                 for ident in identifiers:
@@ -171,6 +259,10 @@ class CompiledMetrics:
                     if id(metric) in used:  # one Metric object given for several outputs
                         metric = copy.deepcopy(metric)
                     used.add(id(metric))
+                    if weighted and metric.name in plain_names.get(i, ()):
+                        metric.name = f"weighted_{metric.name}"  # Keras's rule on a clash
+                    elif not weighted:
+                        plain_names.setdefault(i, set()).add(metric.name)
                     if prefix:
                         metric.name = f"{self.output_names[i]}_{metric.name}"
                     self.metrics.append((i, weighted, metric))

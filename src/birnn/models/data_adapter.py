@@ -153,7 +153,13 @@ def split_validation(x: Any, y: Any, sample_weight: Any, validation_split: float
 
 
 class ArrayData:
-    """Batches of in-memory arrays, optionally shuffled each epoch."""
+    """Batches of in-memory arrays, optionally shuffled each pass.
+
+    With `steps` and `resume=True` (training with `steps_per_epoch`), an epoch
+    takes the next `steps` batches of the current pass over the data, ending early
+    when the pass does; the next epoch starts a new (reshuffled) pass. This is what
+    Keras 3 does with arrays.
+    """
 
     def __init__(
         self,
@@ -163,6 +169,7 @@ class ArrayData:
         batch_size: int | None = None,
         shuffle: bool | str = False,
         steps: int | None = None,
+        resume: bool = False,
     ) -> None:
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.num_samples = check_cardinality(x, y, sample_weight)
@@ -170,21 +177,23 @@ class ArrayData:
         if self.batch_size <= 0:
             raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size}")
         self.shuffle = shuffle
-        full = math.ceil(self.num_samples / self.batch_size)
-        self.steps = min(steps, full) if steps else full
+        self.batches_per_pass = math.ceil(self.num_samples / self.batch_size)
+        self.steps = min(steps, self.batches_per_pass) if steps else self.batches_per_pass
+        self._limit = steps if steps else None
+        self._resume = resume and steps is not None
+        self._pass: Iterator | None = None
+        self._cursor = 0
 
-    def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
+    def _new_pass(self) -> Iterator[tuple[Any, Any, Any]]:
         n, bs = self.num_samples, self.batch_size
         order = None
         if self.shuffle == "batch":
-            starts = torch.randperm(math.ceil(n / bs)) * bs
+            starts = torch.randperm(self.batches_per_pass) * bs
         else:
             starts = torch.arange(0, n, bs)
             if self.shuffle:
                 order = torch.randperm(n)
-        for step, start in enumerate(starts.tolist()):
-            if step >= self.steps:
-                return
+        for start in starts.tolist():
             if order is None:
                 sl = slice(start, min(start + bs, n))
                 take = lambda t, sl=sl: t[sl] if isinstance(t, torch.Tensor) else t  # noqa: E731
@@ -198,6 +207,22 @@ class ArrayData:
                 map_structure(take, self.y),
                 map_structure(take, self.sample_weight),
             )
+
+    def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
+        if not self._resume:
+            for step, batch in enumerate(self._new_pass()):
+                if step >= self.steps:
+                    return
+                yield batch
+            return
+        for _ in range(self._limit):
+            if self._pass is None:
+                self._pass, self._cursor = self._new_pass(), 0
+            yield next(self._pass)
+            self._cursor += 1
+            if self._cursor == self.batches_per_pass:
+                self._pass = None
+                return
 
 
 class IterableData:
@@ -261,6 +286,7 @@ def make_data(
     shuffle: bool | str = False,
     steps: int | None = None,
     class_weight: dict | None = None,
+    resume: bool = False,
 ) -> ArrayData | IterableData:
     """The batch source for `x` (arrays, a `Dataset`, or an iterable of batches)."""
     if isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.Tensor):
@@ -293,4 +319,4 @@ def make_data(
             raise ValueError("`class_weight` needs targets `y`.")
         cw = class_weight_to_sample_weight(y, class_weight)
         sample_weight = cw if sample_weight is None else sample_weight * cw
-    return ArrayData(x, y, sample_weight, batch_size, shuffle, steps)
+    return ArrayData(x, y, sample_weight, batch_size, shuffle, steps, resume)

@@ -71,6 +71,35 @@ class Node:
         return f"<Node {self.layer.name}[{self.index}]>"
 
 
+def _dict_keys(d: dict) -> list:
+    try:
+        return sorted(d)
+    except TypeError:  # keys that do not compare: keep their order
+        return list(d)
+
+
+def flatten_io(structure: Any) -> list:
+    """Leaves of a model's input/output structure, dict keys sorted (as Keras orders them).
+
+    >>> flatten_io({"b": 1, "a": [2, 3]})
+    [2, 3, 1]
+    """
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in flatten_io(item)]
+    if isinstance(structure, dict):
+        return [leaf for key in _dict_keys(structure) for leaf in flatten_io(structure[key])]
+    return [structure]
+
+
+def leaf_paths(structure: Any, prefix: tuple = ()) -> list[tuple]:
+    """The path (keys and indices) to each leaf, in `flatten_io` order."""
+    if isinstance(structure, (list, tuple)):
+        return [p for i, item in enumerate(structure) for p in leaf_paths(item, (*prefix, i))]
+    if isinstance(structure, dict):
+        return [p for k in _dict_keys(structure) for p in leaf_paths(structure[k], (*prefix, k))]
+    return [prefix]
+
+
 # ---------------------------------------------------------------------------- symbolic call
 def _mask_marker(source: KerasTensor, ndim: int | None) -> KerasTensor:
     shape = source.shape if ndim is None else source.shape[:ndim]
@@ -188,8 +217,8 @@ class Graph:
     def __init__(self, inputs: Any, outputs: Any) -> None:
         self.inputs = inputs
         self.outputs = outputs
-        self.flat_inputs = flatten_structure(inputs)
-        self.flat_outputs = flatten_structure(outputs)
+        self.flat_inputs = flatten_io(inputs)
+        self.flat_outputs = flatten_io(outputs)
         for t in self.flat_inputs + self.flat_outputs:
             if not isinstance(t, KerasTensor):
                 raise ValueError(

@@ -10,7 +10,7 @@ from torch import nn
 from birnn import backend
 from birnn.keras_tensor import KerasTensor
 from birnn.layers.layer import Layer, flatten_structure
-from birnn.models.functional import Graph
+from birnn.models.functional import Graph, flatten_io, leaf_paths
 from birnn.models.trainer import Trainer
 
 
@@ -25,6 +25,25 @@ def _dedupe(names: list[str]) -> list[str]:
             seen[name] = 0
             out.append(name)
     return out
+
+
+def output_names_of(outputs: Any) -> list[str]:
+    """A name per flat output (in `flatten_io` order), used for losses and metrics.
+
+    A tensor's name is its layer's; under a dict, the key (a path like `"key/layer"`
+    when the key holds several tensors). Repeated names get `_1`, `_2`... suffixes.
+    """
+    names = []
+    for path, tensor in zip(leaf_paths(outputs), flatten_io(outputs)):
+        layer_name = tensor._keras_history[0].name
+        keys = [str(p) for p in path if isinstance(p, str)]
+        if keys and isinstance(path[-1], str):
+            names.append("/".join(keys))
+        elif keys:
+            names.append("/".join([*keys, layer_name]))
+        else:
+            names.append(layer_name)
+    return _dedupe(names)
 
 
 def standardize_input(
@@ -129,12 +148,7 @@ class Model(Trainer, Layer):
         self._inputs_struct = inputs
         self._outputs_struct = outputs
         self._layers = nn.ModuleList(self._graph.layers)
-        if isinstance(outputs, dict):
-            self.output_names = list(outputs)
-        else:
-            self.output_names = _dedupe(
-                [t._keras_history[0].name for t in self._graph.flat_outputs]
-            )
+        self.output_names = output_names_of(run_outputs)
         self.input_names = [t._keras_history[0].name for t in self._graph.flat_inputs]
         self.built = True
 
@@ -231,14 +245,14 @@ class Model(Trainer, Layer):
             missing = [k for k in struct if k not in inputs]
             if missing:
                 raise ValueError(
-                    f"Model '{self.name}' expects input keys {list(struct)}; missing {missing}."
+                    f"Model '{self.name}' expects input keys {sorted(struct)}; missing {missing}."
                 )
-            return flatten_structure({k: inputs[k] for k in struct})
+            return flatten_io({k: inputs[k] for k in struct})
         if len(specs) == 1:
             if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
                 return [inputs[0]]
             return [inputs]
-        flat = flatten_structure(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
+        flat = flatten_io(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
         if len(flat) != len(specs):
             raise ValueError(
                 f"Model '{self.name}' expects {len(specs)} inputs {self.input_names}, but it "

@@ -11,7 +11,7 @@ from birnn.keras_tensor import KerasTensor
 from birnn.layers.input_layer import InputLayer
 from birnn.layers.layer import Layer, flatten_structure
 from birnn.models.functional import Graph
-from birnn.models.model import Model, standardize_input
+from birnn.models.model import Model, output_names_of, standardize_input
 
 
 class Sequential(Model):
@@ -114,6 +114,9 @@ class Sequential(Model):
     def _rebuild(self) -> None:
         self._graph = None
         self.built = False
+        self._layout_cache = None
+        if self.compiled:  # the outputs may have changed: re-resolve losses and metrics
+            self._compiled_loss = self._compiled_metrics = None
         input_layer = self._input_layer
         if input_layer is None or not self.layers:
             return
@@ -131,7 +134,7 @@ class Sequential(Model):
         self._inputs_struct = input_layer.output
         self._outputs_struct = x
         self.input_names = [input_layer.name]
-        self.output_names = [layers[-1].name]
+        self.output_names = output_names_of(x)
         self.built = True
 
     def build(self, input_shape: Any = None) -> None:

@@ -6,6 +6,9 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
+
 from birnn.keras_tensor import KerasTensor
 
 
@@ -91,6 +94,33 @@ def _table(rows: list[list[str]], headers: list[str], widths: list[int], aligns:
     return out
 
 
+def _optimizer_size(model: Any) -> tuple[int, int]:
+    """Scalars and bytes of the optimizer's state, counted as Keras counts them.
+
+    Keras's total includes the optimizer's variables (its iteration count and
+    learning rate, then the per-weight slots) once the optimizer is built.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not getattr(model, "compiled", False):
+        return 0, 0
+    from birnn.optimizers import Optimizer  # noqa: PLC0415
+
+    if isinstance(optimizer, Optimizer):
+        if not optimizer.built or not optimizer.iterations:
+            return 0, 0
+        arrays = [np.asarray(v) for v in optimizer.variables]
+        # Keras sizes its int64 iteration counter like the float32 variables
+        sizes = [a.size * (4 if a.dtype.kind in "iu" else a.itemsize) for a in arrays]
+        return sum(a.size for a in arrays), sum(sizes)
+    tensors = [
+        t
+        for slots in getattr(optimizer, "state", {}).values()
+        for t in slots.values()
+        if isinstance(t, torch.Tensor) and t.dim()
+    ]
+    return sum(t.numel() for t in tensors), sum(t.numel() * t.element_size() for t in tensors)
+
+
 def print_summary(
     model: Any,
     line_length: int | None = None,
@@ -159,18 +189,13 @@ def print_summary(
         non_trainable, nt_bytes = _count(model.non_trainable_weights)
     else:
         total = trainable = non_trainable = total_bytes = trainable_bytes = nt_bytes = 0
+    opt_count, opt_bytes = _optimizer_size(model)
     lines += [
-        f" Total params: {total:,} ({_format_bytes(total_bytes)})",
+        f" Total params: {total + opt_count:,} ({_format_bytes(total_bytes + opt_bytes)})",
         f" Trainable params: {trainable:,} ({_format_bytes(trainable_bytes)})",
         f" Non-trainable params: {non_trainable:,} ({_format_bytes(nt_bytes)})",
     ]
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None and getattr(model, "compiled", False):
-        slots = [v for v in getattr(optimizer, "state", {}).values()]
-        count = sum(
-            t.numel() for s in slots for t in s.values() if hasattr(t, "numel") and t.dim()
-        )
-        if count:
-            lines.append(f" Optimizer params: {count:,} ({_format_bytes(count * 4)})")
+    if opt_count:
+        lines.append(f" Optimizer params: {opt_count:,} ({_format_bytes(opt_bytes)})")
     for line in lines:
         print_fn(line)

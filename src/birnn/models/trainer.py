@@ -21,6 +21,7 @@ from birnn import optimizers as optimizers_module
 from birnn.layers.layer import flatten_structure, iter_layers, map_structure
 from birnn.models import data_adapter
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
+from birnn.models.functional import flatten_io, leaf_paths
 
 
 def _resolve_verbose(verbose: Any) -> int:
@@ -64,10 +65,12 @@ class Trainer:
             loss: A loss name, function or `Loss`; or a list/dict of those, one per
                 output (a single loss applies to every output).
             loss_weights: Scalars weighting each output's loss (list or dict).
-            metrics: Metric names/functions/objects: a list for one output; a list of
-                lists or a dict for several. `"accuracy"` picks the binary,
-                categorical or sparse variant from the shapes, like Keras.
-            weighted_metrics: Metrics that use `sample_weight`/`class_weight`.
+            metrics: Metric names/functions/objects: a list for one output; for
+                several, a dict by output name or a list with one entry (a metric or
+                a list of metrics) per output, as in Keras 3. `"accuracy"` picks the
+                binary, categorical or sparse variant from the shapes, like Keras.
+            weighted_metrics: Metrics that use `sample_weight`/`class_weight` (named
+                `weighted_<name>` when a plain metric has the same name).
             run_eagerly: Accepted for Keras compatibility (birnn always runs eagerly).
             steps_per_execution: Accepted for Keras compatibility (must be 1).
             jit_compile: Accepted for Keras compatibility.
@@ -90,6 +93,9 @@ class Trainer:
         }
         self._loss_spec = loss
         self._reset_compiled_state()
+        self._layout_cache = None
+        if getattr(self, "_graph", None) is not None:
+            self._ensure_compiled_objects()  # structure errors surface in compile()
         self.compiled = True
         self.stop_training = False
         self._maybe_build_optimizer()
@@ -136,52 +142,86 @@ class Trainer:
             m.reset_state()
 
     # ------------------------------------------------------------------ structures
-    def _output_names(self) -> list[str]:
+    def _output_layout(self, y_pred: Any = None) -> tuple[list[str], dict | None]:
+        """Flat output names and, for dict outputs, each top-level key's names.
+
+        A functional model knows them from its graph; a subclassed one learns them
+        from its first outputs (dict keys, else `output_1`, `output_2`...).
+        """
+        layout = getattr(self, "_layout_cache", None)
+        if layout is not None:
+            return layout
+        graph = getattr(self, "_graph", None)
         names = getattr(self, "output_names", None)
-        return list(names) if names else ["output"]
+        struct = graph.outputs if graph is not None else y_pred
+        if struct is None:
+            return (list(names) if names else ["output"]), None
+        paths = leaf_paths(struct)
+        if graph is None or not names:
+            if len(paths) == 1:
+                names = ["output"]
+            elif isinstance(struct, dict):
+                names = ["/".join(str(p) for p in path) for path in paths]
+            else:
+                names = [f"output_{i + 1}" for i in range(len(paths))]
+        groups = None
+        if isinstance(struct, dict):
+            groups = {}
+            for path, name in zip(paths, names):
+                groups.setdefault(path[0], []).append(name)
+        layout = (list(names), groups)
+        self._layout_cache = layout
+        return layout
+
+    def _output_names(self) -> list[str]:
+        return self._output_layout()[0]
 
     def _flat_targets(self, y: Any, y_pred: Any) -> tuple[list, list]:
-        """`y_true` and `y_pred` as aligned flat lists, one entry per output."""
-        names = self._output_names()
-        if isinstance(y_pred, dict):
-            flat_pred = list(y_pred.values())
-            if isinstance(y, dict):
-                flat_true = [y.get(k) for k in y_pred]
-            elif isinstance(y, (list, tuple)):
-                flat_true = list(y)
+        """`y_true` and `y_pred` as aligned flat lists, one entry per output.
+
+        `y` may mirror the outputs' structure (lists, dicts with the same keys), be a
+        dict keyed by output name, or be a single array for a single output.
+        """
+        names, groups = self._output_layout(y_pred)
+        flat_pred = flatten_io(y_pred)
+        n = len(flat_pred)
+        if y is None:
+            flat_true = [None] * n
+        elif isinstance(y, dict):
+            if all(k in names for k in y):
+                flat_true = [y.get(name) for name in names]
+            elif groups is not None and all(k in groups for k in y):
+                flat_true = []
+                for key in groups:
+                    value = y.get(key)
+                    leaves = flatten_io(value) if value is not None else []
+                    flat_true.extend(leaves or [None] * len(groups[key]))
+            elif n == 1 and len(y) == 1:
+                flat_true = list(y.values())
             else:
-                flat_true = [y]
+                unknown = [k for k in y if k not in names and k not in (groups or {})]
+                raise ValueError(
+                    f"Targets given for unknown outputs {unknown}; the model's outputs are "
+                    f"{names}."
+                )
+        elif isinstance(y, (list, tuple)):
+            flat_true = flatten_io(y) if n > 1 else list(y)
         else:
-            flat_pred = flatten_structure(y_pred)
-            if isinstance(y, dict):
-                missing = [n for n in y if n not in names]
-                if missing:
-                    raise ValueError(
-                        f"Targets given for unknown outputs {missing}; the model's outputs are "
-                        f"{names}."
-                    )
-                flat_true = [y.get(n) for n in names]
-            elif len(flat_pred) == 1:
-                if isinstance(y, (list, tuple)):
-                    flat_true = list(y)
-                else:
-                    flat_true = [y]
-            else:
-                flat_true = flatten_structure(y) if y is not None else [None] * len(flat_pred)
-        if len(flat_true) != len(flat_pred):
+            flat_true = [y]
+        if len(flat_true) != n:
             raise ValueError(
-                f"The model has {len(flat_pred)} output(s) {names}, but {len(flat_true)} target "
+                f"The model has {n} output(s) {names}, but {len(flat_true)} target "
                 "array(s) were given."
             )
         return flat_true, flat_pred
 
-    def _ensure_compiled_objects(self) -> None:
+    def _ensure_compiled_objects(self, y_pred: Any = None) -> None:
         if self._compiled_loss is None:
-            names = self._output_names()
+            names, groups = self._output_layout(y_pred)
             cfg = self._compile_config
-            self._compiled_loss = CompiledLoss(cfg["loss"], cfg["loss_weights"], names)
+            self._compiled_loss = CompiledLoss(cfg["loss"], cfg["loss_weights"], names, groups)
             self._compiled_metrics = CompiledMetrics(
-                cfg["metrics"], cfg["weighted_metrics"], names
+                cfg["metrics"], cfg["weighted_metrics"], names, groups
             )
 
     def compute_loss(
@@ -193,7 +233,7 @@ class Trainer:
         training: bool = True,
     ) -> torch.Tensor:
         """The compiled loss of a batch plus the model's regularization losses."""
-        self._ensure_compiled_objects()
+        self._ensure_compiled_objects(y_pred)
         flat_true, flat_pred = self._flat_targets(y, y_pred)
         flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
         total = self._compiled_loss(flat_true, flat_pred, flat_sw)
@@ -214,9 +254,17 @@ class Trainer:
         if sample_weight is None:
             return [None] * n
         if isinstance(sample_weight, dict):
-            return [sample_weight.get(name) for name in self._output_names()]
+            names, groups = self._output_layout()
+            if groups is not None and not all(k in names for k in sample_weight):
+                by_name = {}
+                for key, members in groups.items():
+                    value = sample_weight.get(key)
+                    leaves = flatten_io(value) if isinstance(value, (list, tuple)) else None
+                    by_name.update(zip(members, leaves or [value] * len(members)))
+                return [by_name.get(name) for name in names]
+            return [sample_weight.get(name) for name in names]
         if isinstance(sample_weight, (list, tuple)) and n > 1:
-            return list(sample_weight)
+            return flatten_io(sample_weight)
         return [sample_weight] * n
 
     def _update_metrics(
@@ -233,24 +281,20 @@ class Trainer:
                 self._compiled_metrics.update(flat_true, flat_pred, flat_sw)
 
     def _logs(self) -> dict[str, float]:
-        """Current metric values as floats, ordered like Keras's logs."""
+        """Current metric values as floats, keys sorted like Keras's logs."""
         values = {"loss": self._loss_tracker.result()}
-        metrics = self._compiled_metrics.metrics if self._compiled_metrics else None
-        trackers = self._compiled_loss.trackers if self._compiled_loss else []
-        names = self._output_names()
-        if trackers:
-            for i, tracker in enumerate(trackers):
+        if self._compiled_loss is not None:
+            for tracker in self._compiled_loss.trackers:
                 values[tracker.name] = tracker.result()
-                for j, _, m in metrics or []:
-                    if j == i:
-                        values[m.name] = m.result()
-        else:
-            for _, _, m in metrics or []:
+        if self._compiled_metrics is not None:
+            for _, _, m in self._compiled_metrics.metrics or []:
                 values[m.name] = m.result()
-        del names
-        keys = list(values)
+        keys = sorted(values)
         stacked = torch.stack(
-            [v.float().reshape(-1)[0] if v.dim() else v.float() for v in values.values()]
+            [
+                values[k].float().reshape(-1)[0] if values[k].dim() else values[k].float()
+                for k in keys
+            ]
         )
         floats = stacked.cpu().tolist()
         return dict(zip(keys, floats))
@@ -390,18 +434,17 @@ class Trainer:
         """
         self._assert_compiled("fit")
         verbose = _resolve_verbose(verbose)
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError(
+                "Arguments `sample_weight` and `class_weight` cannot be specified at the same "
+                "time: fold the class weights into `sample_weight`."
+            )
         if validation_split and validation_data is None:
             if not data_adapter.is_array_structure(x):
                 raise ValueError(
                     "`validation_split` is only supported for NumPy arrays and torch tensors; "
                     "pass `validation_data` with an iterable."
                 )
-            if class_weight is not None:
-                y_t = data_adapter.to_tensors(y)
-                cw = data_adapter.class_weight_to_sample_weight(y_t, class_weight)
-                sw = data_adapter.to_tensors(sample_weight)
-                sample_weight = cw if sw is None else sw * cw
-                class_weight = None
             (x, y, sample_weight), validation_data = data_adapter.split_validation(
                 data_adapter.to_tensors(x),
                 data_adapter.to_tensors(y),
@@ -409,7 +452,7 @@ class Trainer:
                 validation_split,
             )
         data = data_adapter.make_data(
-            x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight
+            x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight, resume=True
         )
         val_data = None
         if validation_data is not None:
@@ -470,6 +513,7 @@ class Trainer:
             if val_data is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._run_evaluation(val_data, cbs, device, in_fit=True)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                logs = dict(sorted(logs.items()))
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -533,11 +577,16 @@ class Trainer:
         return self._flatten_logs(logs)
 
     def _flatten_logs(self, logs: dict) -> Any:
+        """Keras's list order: loss, per-output losses, then the metrics (in compile
+        order for one output, by name for several)."""
         if len(logs) == 1:
             return logs["loss"]
         trackers = [t.name for t in (self._compiled_loss.trackers if self._compiled_loss else [])]
         ordered = ["loss", *trackers]
-        ordered += [k for k in logs if k not in ordered]
+        metrics = self._compiled_metrics.metrics if self._compiled_metrics else None
+        if metrics and len(self._output_names()) == 1:
+            ordered += [m.name for _, _, m in metrics]
+        ordered += sorted(k for k in logs if k not in ordered)
         return [logs[k] for k in ordered if k in logs]
 
     # ------------------------------------------------------------------ predict
