@@ -80,6 +80,75 @@ def kitchen_sink(lib):
     return lib.Model(inputs, [first, second])
 
 
+def masked_merges(lib):
+    """Masking and masked Embedding inputs through the merge layers (three inputs, four outputs).
+
+    Keras records the masks of this graph as operation nodes (`NotEqual`, `Any`,
+    `LogicalOr`, `ExpandDims`, `ZerosLike`, `OnesLike`, `Concatenate`) in its config.
+    """
+    L = lib.layers
+    a = lib.Input(shape=(6, 3), name="a")
+    b = lib.Input(shape=(6, 3), name="b")
+    e = lib.Input(shape=(6,), dtype="int32", name="e")
+    ma = L.Masking()(a)
+    mb = L.Masking(1.0)(b)
+    em = L.Embedding(5, 3, mask_zero=True)(e)
+    added = L.Add()([ma, mb])
+    multiplied = L.Multiply()([ma, em])
+    averaged = L.Average()([ma, mb, em])
+    joined = L.Concatenate()([added, multiplied, averaged])
+    out1 = L.Bidirectional(L.LSTM(2), merge_mode="mul")(joined)
+    in_time = L.Concatenate(axis=1)([ma, b])
+    out2 = L.GlobalAveragePooling1D()(L.TimeDistributed(L.Dense(2))(in_time))
+    forward, backward = L.Bidirectional(L.GRU(2, return_sequences=True), merge_mode=None)(em)
+    out3 = L.Activation("relu")(L.SimpleRNN(2)(L.Concatenate()([forward, backward])))
+    # GlobalMaxPooling1D on an unmasked path: Keras 3 ignores masks there, birnn does not.
+    unmasked = L.Dropout(0.1)(L.Dense(2)(b))
+    out4 = L.Concatenate()([L.GlobalMaxPooling1D()(unmasked), L.Flatten()(unmasked)])
+    return lib.Model([a, b, e], [out1, out2, out3, out4])
+
+
+def cells_and_states(lib):
+    """`RNN` over single cells, a custom backward `RNN`, `return_state`, layer options."""
+    L = lib.layers
+    inputs = lib.Input(shape=(6, 3))
+    x = L.Bidirectional(L.RNN(L.SimpleRNNCell(3, activation="relu"), return_sequences=True))(
+        inputs
+    )
+    x = L.Bidirectional(
+        L.LSTM(3, return_sequences=True, unit_forget_bias=False, use_bias=False, dropout=0.2),
+        merge_mode="ave",
+    )(x)
+    x = L.Bidirectional(L.GRU(2, reset_after=False, recurrent_dropout=0.1, return_sequences=True))(
+        x
+    )
+    out, forward_h, forward_c, backward_h, backward_c = L.Bidirectional(
+        L.RNN(L.LSTMCell(3), return_state=True),
+        backward_layer=L.RNN(L.LSTMCell(3), go_backwards=True, return_state=True),
+    )(x)
+    x = L.Concatenate()([out, forward_h, backward_c])
+    x = L.Dense(
+        2,
+        kernel_regularizer="l2",
+        bias_constraint="non_neg",
+        kernel_initializer=lib.initializers.Orthogonal(gain=0.5, seed=1),
+    )(x)
+    return lib.Model(inputs, [x, forward_c, backward_h])
+
+
+def shared_and_nested(lib):
+    """A functional model inside a functional model, a shared layer, two inputs."""
+    L = lib.layers
+    inner_in = lib.Input(shape=(5, 3))
+    inner_out = L.Bidirectional(L.GRU(2, return_sequences=True))(inner_in)
+    inner = lib.Model(inner_in, inner_out, name="inner_functional")
+    shared = L.Bidirectional(L.LSTM(2), name="shared")
+    a = lib.Input(shape=(5, 3))
+    b = lib.Input(shape=(5, 3))
+    merged = L.Add()([shared(inner(a)), shared(inner(b))])
+    return lib.Model([a, b], L.Dense(1)(merged))
+
+
 def inputs_for(builder):
     """A deterministic input batch for a builder's model."""
     rng = np.random.default_rng(0)
@@ -93,7 +162,28 @@ def inputs_for(builder):
         return rng.random((2, 3, 4), dtype=np.float32)
     if builder is kitchen_sink:
         return rng.random((3, 4, 5), dtype=np.float32)
+    if builder is masked_merges:
+        a = rng.integers(0, 2, size=(4, 6, 3)).astype("float32")  # many all-zero steps
+        a[0, 4:] = 0
+        b = rng.integers(0, 2, size=(4, 6, 3)).astype("float32")
+        b[1, :3] = 1  # masked by Masking(1.0)
+        e = rng.integers(0, 5, size=(4, 6)).astype("int32")
+        e[2] = 0  # fully masked row
+        return [a, b, e]
+    if builder is cells_and_states:
+        return rng.random((3, 6, 3), dtype=np.float32)
+    if builder is shared_and_nested:
+        return [rng.random((3, 5, 3), dtype=np.float32) for _ in range(2)]
     return rng.random((3, 5, 10), dtype=np.float32)
 
 
-BUILDERS = [seed_stacked, seed_custom_backward, masked_functional, stateful, kitchen_sink]
+BUILDERS = [
+    seed_stacked,
+    seed_custom_backward,
+    masked_functional,
+    stateful,
+    kitchen_sink,
+    masked_merges,
+    cells_and_states,
+    shared_and_nested,
+]

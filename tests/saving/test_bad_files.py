@@ -1,12 +1,12 @@
 """Missing, truncated, foreign and mismatched files raise clear errors and change nothing."""
 
+import errno
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import zipfile
 
 import h5py
@@ -182,6 +182,24 @@ def test_unknown_layer_class(saved, tmp_path):
         birnn.models.load_model(tmp_path / "fancy.keras")
 
 
+@pytest.mark.filterwarnings("ignore")  # Keras's own warnings while it builds
+def test_keras_layer_birnn_does_not_have(tmp_path):
+    from tests.keras_oracle import keras  # noqa: PLC0415
+
+    model = keras.Sequential(
+        [
+            keras.Input((5, 3)),
+            keras.layers.Conv1D(2, 3),
+            keras.layers.Bidirectional(keras.layers.LSTM(2)),
+        ]
+    )
+    model.save(tmp_path / "conv.keras")
+    with pytest.raises(
+        UnknownObjectError, match=r"conv.keras: .*'Conv1D' \(module 'keras.layers'\)"
+    ):
+        birnn.models.load_model(tmp_path / "conv.keras")
+
+
 def test_config_a_layer_rejects(saved, tmp_path):
     _, good, _ = saved
     config = json.loads(zipfile.ZipFile(good).read("config.json"))
@@ -293,32 +311,68 @@ def test_exception_during_save_keeps_old_file(saved, monkeypatch):
     assert good_weights.read_bytes() == old_weights
 
 
-_KILLED_SAVER = textwrap.dedent(
-    """
-    import sys, time, zipfile
-    import birnn
-    original = zipfile.ZipFile.writestr
-    def slow_writestr(self, name, data, *args, **kwargs):
-        if name == "model.weights.h5":
-            original(self, name, data[: len(data) // 2], *args, **kwargs)
-            print("midway", flush=True)
-            time.sleep(120)
-        return original(self, name, data, *args, **kwargs)
-    zipfile.ZipFile.writestr = slow_writestr
-    model = birnn.Sequential([birnn.Input((5, 3)),
-                              birnn.layers.Bidirectional(birnn.layers.LSTM(6)),
-                              birnn.layers.Dense(2)])
-    model.save(sys.argv[1])
-    """
-)
+_SAVER_PRELUDE = """
+import os, sys, time, zipfile
+import birnn
+from birnn.saving import atomic
+
+def stall():
+    print("midway", flush=True)  # the parent kills us now
+    time.sleep(120)
+
+model = birnn.Sequential([birnn.Input((5, 3)),
+                          birnn.layers.Bidirectional(birnn.layers.LSTM(6)),
+                          birnn.layers.Dense(2)])
+"""
+
+_KILLED_SAVERS = {
+    # Halfway through the weights member of the zip archive.
+    "model": """
+original = zipfile.ZipFile.writestr
+def slow_writestr(self, name, data, *args, **kwargs):
+    if name == "model.weights.h5":
+        original(self, name, data[: len(data) // 2], *args, **kwargs)
+        self.fp.flush()
+        stall()
+    return original(self, name, data, *args, **kwargs)
+zipfile.ZipFile.writestr = slow_writestr
+model.save(sys.argv[1])
+""",
+    # After the first 1 KiB chunk of the weights file.
+    "weights": """
+atomic._CHUNK = 1024
+original_fdopen = os.fdopen
+class StallingFile:
+    def __init__(self, f):
+        self.f, self.written = f, 0
+    def write(self, data):
+        if self.written:
+            self.f.flush()
+            stall()
+        self.written += self.f.write(data)
+        return len(data)
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return self.f.__exit__(*exc)
+os.fdopen = lambda *args, **kwargs: StallingFile(original_fdopen(*args, **kwargs))
+model.save_weights(sys.argv[1])
+""",
+}
 
 
-def test_save_killed_midway_keeps_old_file(saved):
-    _, good, _ = saved
-    old_bytes = good.read_bytes()
+@pytest.mark.parametrize("kind", sorted(_KILLED_SAVERS))
+def test_save_killed_midway_keeps_old_file(saved, kind):
+    """A real SIGKILL while the new file is half written: the old file stays whole."""
+    _, good_keras, good_weights = saved
+    target = good_keras if kind == "model" else good_weights
+    old_bytes = target.read_bytes()
+    script = _SAVER_PRELUDE + _KILLED_SAVERS[kind]
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_SAVER, str(good)],
+        [sys.executable, "-c", script, str(target)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -333,6 +387,128 @@ def test_save_killed_midway_keeps_old_file(saved):
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert good.read_bytes() == old_bytes
-    model = birnn.models.load_model(good)
-    assert model.layers[0].forward_layer.units == 4
+
+    # The kill really came mid-write: a partial temporary file is left beside the target...
+    leftovers = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.tmp-")]
+    assert len(leftovers) == 1
+    partial = leftovers[0].read_bytes()
+    assert 0 < len(partial)
+    with pytest.raises((FileFormatError, FileNotFoundError)):
+        if kind == "model":
+            birnn.models.load_model(leftovers[0].rename(target.parent / "partial.keras"))
+        else:
+            _model().load_weights(leftovers[0].rename(target.parent / "partial.weights.h5"))
+    # ...and the target still holds the old file, which loads.
+    assert target.read_bytes() == old_bytes
+    if kind == "model":
+        assert birnn.models.load_model(target).layers[0].forward_layer.units == 4
+    else:
+        _model().load_weights(target)
+
+
+# ---------------------------------------------------------------------------- more bad weights
+def _rewrite_dataset(source, target, path, data):
+    buffer = io.BytesIO(source.read_bytes())
+    with h5py.File(buffer, "a") as f:
+        del f[path]
+        f[path] = data
+    target.write_bytes(buffer.getvalue())
+
+
+def test_non_numeric_weights_leave_model_unchanged(saved, tmp_path):
+    """Right shapes, wrong kind of data: refused before any weight is assigned."""
+    _, good_keras, good_weights = saved
+    bad = tmp_path / "strings.weights.h5"
+    # The last weight of the walk, so a loader assigning as it reads would change the others.
+    _rewrite_dataset(good_weights, bad, "layers/dense/vars/1", np.array([b"a", b"b"]))
+    model = _model()
+    before = _snapshot(model)
+    with pytest.raises(WeightsMismatchError, match="weight 'bias' cannot be read"):
+        model.load_weights(bad)
+    _assert_unchanged(model, before)
+
+    _rewrite_archive(good_keras, tmp_path / "strings.keras", weights=bad.read_bytes())
+    with pytest.raises(WeightsMismatchError, match="strings.keras"):
+        birnn.models.load_model(tmp_path / "strings.keras")
+
+
+def test_truncated_keras_file_via_load_weights_leaves_model_unchanged(saved, tmp_path):
+    _, good, _ = saved
+    bad = tmp_path / "cut.keras"
+    bad.write_bytes(good.read_bytes()[:-200])
+    model = _model()
+    before = _snapshot(model)
+    with pytest.raises(FileFormatError, match="cut.keras"):
+        model.load_weights(bad)
+    _assert_unchanged(model, before)
+
+
+def test_weights_for_an_unbuilt_model(saved):
+    _, _, good = saved
+    model = birnn.Sequential([birnn.layers.Bidirectional(birnn.layers.LSTM(4))])
+    with pytest.raises(WeightsMismatchError, match="never built"):
+        model.load_weights(good)
+    assert not model.built
+
+
+def _compiled(optimizer):
+    model = _model()
+    model.compile(optimizer=optimizer, loss="mse")
+    rng = np.random.default_rng(0)
+    model.fit(
+        rng.random((4, 5, 3), dtype=np.float32),
+        rng.random((4, 2), dtype=np.float32),
+        epochs=1,
+        batch_size=2,
+        verbose=0,
+    )
+    return model
+
+
+def test_another_optimizers_state_is_skipped_with_a_warning(tmp_path):
+    _compiled("adam").save_weights(tmp_path / "adam.weights.h5")
+    model = _compiled(birnn.optimizers.SGD(0.01, momentum=0.9))
+    state_before = [np.copy(v) for v in model.optimizer.variables]
+    with pytest.warns(UserWarning, match="Optimizer state was not restored"):
+        model.load_weights(tmp_path / "adam.weights.h5")
+    for old, new in zip(state_before, model.optimizer.variables):
+        np.testing.assert_array_equal(old, new)
+    assert len(model.optimizer.variables) == len(state_before)
+    # The model's own weights were loaded.
+    reference = _model()
+    reference.load_weights(tmp_path / "adam.weights.h5")
+    for ours, theirs in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+_FULL_DISK_SAVER = """
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+try:
+    model.save(sys.argv[1]) if sys.argv[1].endswith(".keras") else model.save_weights(sys.argv[1])
+except OSError as e:
+    print("failed:", e.errno, flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file-size limit")
+@pytest.mark.parametrize("kind", ["model", "weights"])
+def test_disk_full_midway_keeps_old_file(saved, kind):
+    """The OS refuses the write past 2 KiB (as a full disk would): old file kept, no debris."""
+    _, good_keras, good_weights = saved
+    target = good_keras if kind == "model" else good_weights
+    old_bytes = target.read_bytes()
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    result = subprocess.run(
+        [sys.executable, "-c", _SAVER_PRELUDE + _FULL_DISK_SAVER, str(target)],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr.decode()[-2000:]
+    assert f"failed: {errno.EFBIG}".encode() in result.stdout
+    assert target.read_bytes() == old_bytes
+    assert [p for p in target.parent.iterdir() if ".tmp-" in p.name] == []

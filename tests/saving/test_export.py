@@ -75,3 +75,46 @@ def test_padding_to_the_exported_length_is_masked(trained):
 def test_unknown_method(trained):
     with pytest.raises(ValueError, match="method"):
         export_for_serving(trained, torch.rand(2, 6, 3), method="script")
+
+
+# ------------------------------------------------------------------------ documented limits
+def _bidirectional(layer):
+    return birnn.Sequential(
+        [
+            birnn.Input((None, 2)),
+            birnn.layers.Masking(),
+            birnn.layers.Bidirectional(layer),
+            birnn.layers.Dense(1),
+        ]
+    )
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_trace_of_fused_layers_accepts_other_lengths(kind):
+    layer = birnn.layers.LSTM(3) if kind == "lstm" else birnn.layers.GRU(3)
+    model = _bidirectional(layer)
+    traced = export_for_serving(model, torch.rand(2, 6, 2), method="trace")
+    for steps in (3, 9):
+        x = torch.rand(3, steps, 2)
+        torch.testing.assert_close(traced(x), _reference(model, x), atol=1e-5, rtol=0)
+
+
+def test_trace_of_the_generic_loop_is_fixed_to_the_example_length():
+    model = _bidirectional(birnn.layers.SimpleRNN(3))
+    traced = export_for_serving(model, torch.rand(2, 6, 2), method="trace")
+    x = torch.rand(3, 6, 2)
+    torch.testing.assert_close(traced(x), _reference(model, x), atol=1e-5, rtol=0)
+    with pytest.raises(RuntimeError):
+        traced(torch.rand(3, 9, 2))
+
+
+def test_export_is_fixed_to_the_example_length(trained):
+    program = export_for_serving(trained, torch.rand(2, 6, 3))
+    with pytest.raises(Exception, match="6"):  # a guard on the sequence length
+        program.module()(torch.rand(2, 9, 3))
+
+
+def test_torch_jit_script_is_not_supported(trained):
+    """The module docstring says so; if this starts to pass, update it."""
+    with pytest.raises(Exception):  # noqa: B017, PT011  (TorchScript's errors vary)
+        torch.jit.script(trained)

@@ -7,6 +7,7 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
+import torch
 
 import birnn
 from tests.keras_oracle import assert_close, keras
@@ -18,22 +19,34 @@ def _predict(model, x):
 
 
 def _h5_layout(source):
-    """{dataset path: shape} of a weights file, optimizer excluded."""
+    """{path: shape} of every dataset, {path: None} of every group in a weights file.
+
+    The optimizer's variables are left out: Keras writes only `iterations` and
+    `learning_rate` until its optimizer is built (first step, or loading a file).
+    """
     layout = {}
     with h5py.File(source, "r") as f:
 
         def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
-                layout[name] = obj.shape
+            if not name.startswith("optimizer"):
+                layout[name] = obj.shape if isinstance(obj, h5py.Dataset) else None
 
         f.visititems(visit)
     return layout
+
+
+def _reset_states(model):
+    """Zeroes the states of a stateful model's layers (Keras or birnn)."""
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            layer.reset_states()
 
 
 def _weights_member(path):
     return io.BytesIO(zipfile.ZipFile(path).read("model.weights.h5"))
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # Keras's own
 @pytest.mark.parametrize("builder", M.BUILDERS, ids=lambda b: b.__name__)
 def test_keras_file_loads_in_birnn(builder, tmp_path):
     path = tmp_path / "keras_made.keras"
@@ -44,6 +57,16 @@ def test_keras_file_loads_in_birnn(builder, tmp_path):
     x = M.inputs_for(builder)
     for _ in range(2 if builder is M.stateful else 1):  # stateful: the state carries on
         assert_close(_predict(model, x), _predict(keras_model, x), atol=1e-5, what="predict")
+    assert model.get_compile_config().keys() == keras_model.get_compile_config().keys()
+
+    # Saved again by birnn (with the mask operations Keras recorded), it loads in Keras.
+    # (States are not saved: both Keras models below start from zero states.)
+    model.save(tmp_path / "resaved.keras")
+    back = keras.models.load_model(tmp_path / "resaved.keras")
+    assert_close(_predict(back, x), _predict(keras.models.load_model(path), x), atol=1e-6)
+    assert _h5_layout(_weights_member(tmp_path / "resaved.keras")) == _h5_layout(
+        _weights_member(path)
+    )
 
 
 @pytest.mark.parametrize("builder", M.BUILDERS, ids=lambda b: b.__name__)
@@ -63,7 +86,7 @@ def test_birnn_file_loads_in_keras(builder, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # Keras's own
-@pytest.mark.parametrize("builder", [M.seed_stacked, M.masked_functional, M.kitchen_sink])
+@pytest.mark.parametrize("builder", M.BUILDERS, ids=lambda b: b.__name__)
 def test_weights_files_cross_both_ways(builder, tmp_path):
     keras_model, model = builder(keras), builder(birnn)
     x = M.inputs_for(builder)
@@ -74,6 +97,7 @@ def test_weights_files_cross_both_ways(builder, tmp_path):
     fresh = builder(birnn)
     fresh.save_weights(tmp_path / "b.weights.h5")
     keras_model.load_weights(tmp_path / "b.weights.h5")
+    _reset_states(keras_model)
     assert_close(_predict(keras_model, x), _predict(fresh, x), atol=1e-5, what="birnn->keras")
     assert _h5_layout(tmp_path / "b.weights.h5") == _h5_layout(tmp_path / "k.weights.h5")
 
@@ -179,3 +203,185 @@ def test_wrong_extensions_are_rejected(tmp_path):
         model.save(tmp_path / "m.h5")
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         model.save_weights(tmp_path / "m.h5")
+
+
+def _compile_parts(model):
+    """A compile config without what legitimately differs (optimizer module, float rounding)."""
+    config = keras.saving.serialize_keras_object(model.get_compile_config())
+    optimizer = config.pop("optimizer")
+    opt_config = dict(optimizer["config"])
+    opt_config["learning_rate"] = round(float(opt_config["learning_rate"]), 6)
+    return {**config, "optimizer": (optimizer["class_name"], opt_config)}
+
+
+def _multi_output_list(lib):
+    model = M.kitchen_sink(lib)
+    model.compile(
+        optimizer=lib.optimizers.RMSprop(0.002, rho=0.8),
+        loss=["mse", lib.losses.LogCosh()],
+        loss_weights=[1.0, 0.3],
+        metrics=[["mae"], ["mse", lib.metrics.RootMeanSquaredError()]],
+    )
+    return model
+
+
+def _multi_output_dict(lib):
+    model = M.kitchen_sink(lib)
+    model.compile(
+        optimizer="adam",
+        loss={"first": "mse", "second": "mae"},
+        loss_weights={"first": 2.0, "second": 1.0},
+        metrics={"first": "mae"},
+        weighted_metrics={"second": ["mse"]},
+    )
+    return model
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # Keras's own
+@pytest.mark.parametrize("builder", [_multi_output_list, _multi_output_dict])
+def test_multi_output_compile_config_crosses_both_ways(builder, tmp_path):
+    x = M.inputs_for(M.kitchen_sink)
+    y = [np.ones((3, 2), "float32"), np.zeros((3, 3), "float32")]
+    if builder is _multi_output_dict:
+        y = {"first": y[0], "second": y[1]}
+    for lib, other in ((keras, birnn), (birnn, keras)):
+        model = builder(lib)
+        model.save(tmp_path / "m.keras")
+        loaded = other.models.load_model(tmp_path / "m.keras")
+        assert _compile_parts(loaded) == _compile_parts(model), lib.__name__
+        # The loaded model trains with those losses and metrics.
+        logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
+        expected = model.evaluate(x, y, verbose=0, return_dict=True)
+        assert logs.keys() == expected.keys()
+        for key in expected:
+            assert logs[key] == pytest.approx(expected[key], abs=1e-5), key
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # Keras's own
+def test_bfloat16_weights_cross_both_ways(tmp_path):
+    """Keras stores bfloat16 weights as raw 16-bit opaque data marked `dtype="bfloat16"`."""
+    x = np.random.default_rng(0).random((2, 5, 10), dtype=np.float32)
+
+    def build(lib):
+        L = lib.layers
+        return lib.Sequential([lib.Input((5, 10)), L.Dense(3, dtype="bfloat16"), L.Dense(2)])
+
+    keras_model = build(keras)
+    keras_model.save(tmp_path / "k.keras")
+    model = birnn.models.load_model(tmp_path / "k.keras")
+    assert model.layers[0].kernel.dtype == torch.bfloat16
+    assert_close(_predict(model, x).astype("float32"), _predict(keras_model, x), atol=1e-6)
+
+    model.save(tmp_path / "b.keras")
+    with h5py.File(_weights_member(tmp_path / "b.keras"), "r") as f:
+        kernel = f["layers/dense/vars/0"]
+        assert kernel.dtype.itemsize == 2 and kernel.attrs["dtype"] == "bfloat16"
+    back = keras.models.load_model(tmp_path / "b.keras")
+    assert_close(_predict(back, x), _predict(keras_model, x), atol=1e-6)
+
+
+@keras.saving.register_keras_serializable(package="tests_cross")
+class KerasMinimalCell(keras.layers.Layer):
+    """A user's RNN cell on the Keras side (`h = tanh(x W + h U)`)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units), name="recurrent_kernel"
+        )
+
+    def call(self, inputs, states):
+        h = keras.ops.tanh(inputs @ self.kernel + states[0] @ self.recurrent_kernel)
+        return h, [h]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@birnn.saving.register_serializable(package="tests_cross", name="KerasMinimalCell")
+class BirnnMinimalCell(birnn.layers.Layer):
+    """The same cell on the birnn side, registered under the same name."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units), name="recurrent_kernel"
+        )
+
+    def call(self, inputs, states):
+        h = torch.tanh(inputs @ self.kernel + states[0] @ self.recurrent_kernel)
+        return h, [h]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_registered_custom_cell_crosses_both_ways(tmp_path):
+    x = np.random.default_rng(0).random((2, 5, 3), dtype=np.float32)
+    for lib, other, cell in ((keras, birnn, KerasMinimalCell), (birnn, keras, BirnnMinimalCell)):
+        L = lib.layers
+        model = lib.Sequential(
+            [
+                lib.Input((5, 3)),
+                L.Bidirectional(L.RNN(cell(4), return_sequences=True)),
+                L.Dense(2),
+            ]
+        )
+        model.save(tmp_path / "cell.keras")
+        config = json.loads(zipfile.ZipFile(tmp_path / "cell.keras").read("config.json"))
+        cell_config = config["config"]["layers"][1]["config"]["layer"]["config"]["cell"]
+        assert cell_config["registered_name"] == "tests_cross>KerasMinimalCell"
+        loaded = other.models.load_model(tmp_path / "cell.keras")
+        expected_cell = BirnnMinimalCell if other is birnn else KerasMinimalCell
+        assert type(loaded.layers[0].forward_layer.cell) is expected_cell
+        assert_close(_predict(loaded, x), _predict(model, x), atol=1e-6, what=lib.__name__)
+
+
+@pytest.mark.parametrize("builder", [M.seed_custom_backward, M.masked_merges])
+def test_keras_get_config_builds_the_birnn_model(builder):
+    keras_model = builder(keras)
+    cls = birnn.Sequential if isinstance(keras_model, keras.Sequential) else birnn.Model
+    # The config as a `.keras` file carries it (JSON: tuples become lists).
+    model = cls.from_config(json.loads(json.dumps(keras_model.get_config())))
+    model.set_weights([np.asarray(w) for w in keras_model.get_weights()])
+    x = M.inputs_for(builder)
+    assert_close(_predict(model, x), _predict(keras_model, x), atol=1e-5)
+
+
+@keras.saving.register_keras_serializable(package="tests_cross")
+def keras_squared_error(y_true, y_pred):
+    return keras.ops.mean((y_true - y_pred) ** 2, axis=-1)
+
+
+def test_custom_loss_in_a_keras_compile_config(tmp_path):
+    """Keras writes a registered loss as "package>name"; birnn finds it or says what to do."""
+    keras_model = M.seed_stacked(keras)
+    keras_model.compile(optimizer="adam", loss=keras_squared_error, metrics=[keras_squared_error])
+    keras_model.save(tmp_path / "k.keras")
+
+    hint = r"k.keras: .*custom_objects.*compile=False"
+    with pytest.raises(birnn.saving.ConfigError, match=hint):
+        birnn.models.load_model(tmp_path / "k.keras")
+    assert not birnn.models.load_model(tmp_path / "k.keras", compile=False).compiled
+
+    def squared_error(y_true, y_pred):
+        return torch.mean((y_true - y_pred) ** 2, dim=-1)
+
+    for key in ("keras_squared_error", "tests_cross>keras_squared_error"):
+        model = birnn.models.load_model(tmp_path / "k.keras", custom_objects={key: squared_error})
+        assert model.compiled
+        x = M.inputs_for(M.seed_stacked)
+        y = np.eye(5, dtype="float32")[[0, 1, 2]]
+        ours = model.evaluate(x, y, verbose=0, return_dict=True)
+        theirs = keras_model.evaluate(x, y, verbose=0, return_dict=True)
+        assert ours["loss"] == pytest.approx(theirs["loss"], abs=1e-6)

@@ -3,6 +3,7 @@
 - `serialization`: Keras 3 configs <-> birnn objects, `register_serializable`.
 - `weights_file`: the HDF5 weights layout Keras 3 uses (`save_weights`/`load_weights`).
 - `keras_file`: the `.keras` zip (`save_model`/`load_model`).
+- `operations`: the Keras operations Keras records in functional configs to carry masks.
 - `export`: routes to `torch.export` / TorchScript for serving.
 """
 

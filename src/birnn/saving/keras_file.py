@@ -26,9 +26,11 @@ uncompressed, in this order:
 - `model.weights.h5`: the weights in the layout `birnn.saving.weights_file`
   describes (optimizer state under `optimizer/vars`).
 
-Keras 3.15 records the mask of a masking `Embedding` in functional configs as an
-explicit `keras.src.ops.numpy.NotEqual` operation whose output is passed as
-`mask=` to the next layer.
+Keras 3.15 records the masks of a functional model as operation nodes
+(`keras.src.ops.numpy.NotEqual` for `Embedding(mask_zero=True)`, `NotEqual` and
+`Any` for `Masking`, `LogicalOr`/`ExpandDims`/`ZerosLike`/`Concatenate`... for
+merges of masked tensors) whose outputs are passed as `mask=` to the next layer;
+`birnn.saving.operations` computes them and writes them back the same way.
 
 `save_model` writes the archive to a temporary file beside the target and
 renames it over the target only once complete (see `birnn.saving.atomic`).

@@ -244,6 +244,8 @@ def _is_functional_class(cls: type) -> bool:
 def _keras_identity(cls: type) -> tuple[str, str, str | None] | None:
     """`(module, class_name, registered_name)` Keras uses for a birnn public class."""
     name = cls.__name__
+    if _operation_class(name, getattr(cls, "keras_module", None)) is cls:
+        return cls.keras_module, name, name
     for area in _AREAS:
         if _public(area, name) is not cls:
             continue
@@ -268,7 +270,19 @@ def _areas_for_module(module: str | None) -> list[str]:
     return ["layers", "models"]  # `keras.Sequential`, `keras.Model`, `keras.Input`
 
 
+def _operation_class(class_name: str, module: str | None) -> type | None:
+    """The birnn layer for a Keras operation node (`keras.src.ops.numpy.Any`...)."""
+    if not module or "ops" not in module.split(".") or module.split(".")[0] != "keras":
+        return None
+    from birnn.saving.operations import OPERATIONS  # noqa: PLC0415
+
+    return OPERATIONS.get(class_name)
+
+
 def _find_public(class_name: str, module: str | None) -> tuple[str, Any] | None:
+    operation = _operation_class(class_name, module)
+    if operation is not None:
+        return "operations", operation
     areas = _areas_for_module(module)
     for area in areas:
         name = "Model" if area == "models" and class_name == "Functional" else class_name
@@ -448,16 +462,61 @@ def build_from_config(layer: Any, build_config: dict | None) -> None:
     layer.built = True
 
 
-def compile_from_config(model: Any, compile_config: dict) -> None:
-    """Compiles `model` with a Keras `compile_config` (optimizer, loss, metrics...)."""
-    if hasattr(model, "compile_from_config"):
-        model.compile_from_config(compile_config)
-        return
-    kwargs = {key: deserialize_keras_object(value) for key, value in compile_config.items()}
-    params = inspect.signature(model.compile).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    model.compile(**kwargs)
+def _resolve_registered_names(value: Any, custom_objects: dict) -> Any:
+    """Replaces `"package>name"` strings (Keras's registered losses and metrics) by objects.
+
+    Keras writes a registered function in a compile config as its key alone; the
+    object is looked up under the key, then under the bare name, so that
+    `custom_objects={"my_loss": my_loss}` finds `"my_package>my_loss"`.
+    """
+    if isinstance(value, str) and ">" in value:
+        for key in (value, value.split(">", 1)[1]):
+            found = get_registered_object(key, custom_objects)
+            if found is not None:
+                return found
+        return value
+    if isinstance(value, dict) and value.get("class_name") == "function":
+        found = _resolve_registered_names(value.get("config"), custom_objects)
+        return found if callable(found) else value
+    if isinstance(value, list):
+        return [_resolve_registered_names(v, custom_objects) for v in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {k: _resolve_registered_names(v, custom_objects) for k, v in value.items()}
+    return value
+
+
+def compile_from_config(
+    model: Any, compile_config: dict, custom_objects: dict[str, Any] | None = None
+) -> None:
+    """Compiles `model` with a Keras `compile_config` (optimizer, loss, metrics...).
+
+    Raises:
+        ConfigError: the config names an optimizer, loss or metric birnn cannot
+            make (the message says how to supply it, or to skip compiling).
+    """
+    config = {
+        key: _resolve_registered_names(value, custom_objects or {})
+        if key != "optimizer"
+        else value
+        for key, value in compile_config.items()
+    }
+    try:
+        if hasattr(model, "compile_from_config"):
+            model.compile_from_config(config)
+            return
+        kwargs = {key: deserialize_keras_object(value) for key, value in config.items()}
+        params = inspect.signature(model.compile).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kwargs = {k: v for k, v in kwargs.items() if k in params}
+        model.compile(**kwargs)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, SavingError):
+            raise
+        raise ConfigError(
+            f"Could not compile model '{getattr(model, 'name', '?')}' from its saved compile "
+            f"config (optimizer, loss, metrics): {e} Pass custom losses/metrics in "
+            "`custom_objects={...}`, or load with `compile=False` and compile it yourself."
+        ) from e
 
 
 def _special(class_name: str, inner: Any, custom_objects: dict) -> Any:
@@ -494,7 +553,8 @@ def _resolve_function(config: dict, custom_objects: dict) -> Callable:
     name = config["config"]
     registered = config.get("registered_name")
     module = config.get("module")
-    for key in (registered, name):
+    bare = name.split(">", 1)[1] if isinstance(name, str) and ">" in name else None
+    for key in (registered, name, bare):  # Keras writes registered functions as "pkg>name"
         if isinstance(key, str) and key != "function":
             found = get_registered_object(key, custom_objects)
             if found is not None:
@@ -603,7 +663,7 @@ def deserialize_keras_object(
             instance = cls(**inner)
         build_from_config(instance, config.get("build_config"))
         if config.get("compile_config"):
-            compile_from_config(instance, config["compile_config"])
+            compile_from_config(instance, config["compile_config"], custom_objects)
     if shared is not None and shared_id is not None:
         shared[shared_id] = instance
     return instance

@@ -31,10 +31,15 @@ Layout (observed on files Keras 3.15.1 writes; `model.weights.h5` inside a
   is `sequential/layers/dense/vars`, `Embedding` is `embedding/vars/0`.
 - A compiled model adds `optimizer/vars/{0..}` (`iterations` int32,
   `learning_rate` float32, then per-variable slots: Adam `m, v` for each
-  trainable weight in model order, interleaved). Stateful RNN states, dropout
+  trainable weight in model order, interleaved). Keras builds its optimizer on
+  the first training step (or when loading a file), so a compiled, never-trained
+  Keras model writes `iterations` and `learning_rate` only; birnn's optimizer is
+  bound at `compile()` and writes its zero slots too (Keras then loads them
+  without its "Skipping variable loading" warning). Stateful RNN states, dropout
   seed generators and metric variables are not saved.
-- Datasets are plain arrays of the variable's dtype (bfloat16 ones carry an
-  attribute `dtype="bfloat16"`). Groups for layers without variables exist but
+- Datasets are plain arrays of the variable's dtype; bfloat16 ones hold the raw
+  16 bits as an opaque 2-byte type (`|V2`) and carry an attribute
+  `dtype="bfloat16"`. Groups for layers without variables exist but
   are empty; readers ignore groups the model does not have.
 
 birnn walks its own layer tree the same way: a layer's `torch.nn.Module`
@@ -62,6 +67,7 @@ from torch import nn
 from birnn import backend
 from birnn.saving import atomic
 from birnn.saving.errors import FileFormatError, WeightsMismatchError
+from birnn.saving.operations import is_operation
 
 WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -119,7 +125,9 @@ def _own_weights(layer: Any) -> list[tuple[str, nn.Parameter]]:
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
     kind = _model_kind(obj)
     if kind is not None:
-        layers = list(obj.layers)
+        # Keras's `model.layers` holds layers only: the operation nodes that carry masks in
+        # a functional graph (`birnn.saving.operations`) own no group in its files.
+        layers = [layer for layer in obj.layers if not is_operation(layer)]
         if kind == "sequential":
             layers = [layer for layer in layers if type(layer).__name__ != "InputLayer"]
         yield "layers", layers
@@ -135,6 +143,20 @@ def _walk(obj: Any, path: str, seen: set[int], out: list[_Entry]) -> None:
         return
     seen.add(id(obj))
     out.append(_Entry(path, obj, _own_weights(obj)))
+    kind = _model_kind(obj)
+    if kind is not None:
+        # Keras writes no group for a Sequential's InputLayer or for a functional
+        # model's operation nodes, not even under the private list that holds them
+        # (which birnn would otherwise reach as `_layers`).
+        for _, child in obj.named_children():
+            if _is_container(child):
+                items = child.values() if isinstance(child, nn.ModuleDict) else child
+                seen.update(
+                    id(x)
+                    for x in items
+                    if is_operation(x)
+                    or (kind == "sequential" and type(x).__name__ == "InputLayer")
+                )
     for attr, child in _children(obj):
         if _is_layer(child):
             _walk(child, _join(path, attr), seen, out)
@@ -207,12 +229,14 @@ def write_h5(model: Any, target: Any) -> None:
             if isinstance(name, str):
                 group.attrs["name"] = name
             for index, (_, param) in enumerate(entry.weights):
-                value = param.detach()
+                value = param.detach().cpu()
                 if value.dtype == torch.bfloat16:
-                    dataset = group.create_dataset(str(index), data=value.float().cpu().numpy())
+                    # As Keras writes it: the raw 16 bits as an opaque 2-byte type.
+                    bits = value.contiguous().view(torch.int16).numpy().view("V2")
+                    dataset = group.create_dataset(str(index), data=bits)
                     dataset.attrs["dtype"] = "bfloat16"
                 else:
-                    group[str(index)] = value.cpu().numpy()
+                    group[str(index)] = value.numpy()
         _write_optimizer(model, f)
 
 
@@ -271,12 +295,24 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
 
 
 # ---------------------------------------------------------------------------- reading
+def _bfloat16_to_float32(value: np.ndarray) -> np.ndarray:
+    """A dataset Keras marked `dtype="bfloat16"` as float32 (exactly: bf16 is a prefix)."""
+    if value.dtype.kind == "f":
+        return value.astype(np.float32)
+    if value.dtype.itemsize != 2:
+        raise TypeError(f"a bfloat16 dataset must hold 2-byte items, not {value.dtype}")
+    bits = np.ascontiguousarray(value).view("<u2").astype(np.uint32) << 16
+    return bits.view(np.float32)
+
+
 def _read_group(group: h5py.Group) -> dict[str, np.ndarray]:
     arrays = {}
     for key, dataset in group.items():
         if not isinstance(dataset, h5py.Dataset):
             continue
         value = np.asarray(dataset[()])
+        if dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16"):
+            value = _bfloat16_to_float32(value)
         arrays[key] = value
     return arrays
 
@@ -287,16 +323,26 @@ def _describe(entry: _Entry) -> str:
     return f"layer '{name}' ({type(entry.obj).__name__}, at '{where}')"
 
 
+def _as_tensor(array: np.ndarray, param: nn.Parameter) -> torch.Tensor:
+    """`array` as a tensor of `param`'s dtype (on the CPU), or `TypeError`/`ValueError`."""
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"it holds {array.dtype} data, not numbers")
+    return torch.from_numpy(np.array(array, copy=True)).to(dtype=param.dtype)
+
+
 def plan_assignments(
     model: Any, f: h5py.File, source: str
-) -> tuple[list[tuple[nn.Parameter, np.ndarray]], list[str]]:
+) -> tuple[list[tuple[nn.Parameter, torch.Tensor]], list[str]]:
     """Matches the file's arrays to `model`'s weights without touching the model.
 
+    Every array is converted to its parameter's dtype here, so that assigning
+    them afterwards cannot fail halfway.
+
     Returns:
-        `(pairs, problems)`: `(parameter, array)` for every weight, and a
-        description of every missing, extra or misshapen one.
+        `(pairs, problems)`: `(parameter, tensor)` for every weight, and a
+        description of every missing, extra, misshapen or non-numeric one.
     """
-    pairs: list[tuple[nn.Parameter, np.ndarray]] = []
+    pairs: list[tuple[nn.Parameter, torch.Tensor]] = []
     problems: list[str] = []
     for entry in weight_tree(model):
         vars_path = _vars_path(entry.path)
@@ -326,15 +372,21 @@ def plan_assignments(
                     f"but the file's '{vars_path}/{index}' has shape {tuple(array.shape)}."
                 )
                 continue
-            pairs.append((param, array))
+            try:
+                pairs.append((param, _as_tensor(array, param)))
+            except (TypeError, ValueError) as e:
+                problems.append(
+                    f"{_describe(entry)}: weight '{name}' cannot be read from the file's "
+                    f"'{vars_path}/{index}': {e}."
+                )
     return pairs, problems
 
 
-def assign(pairs: list[tuple[nn.Parameter, np.ndarray]]) -> None:
-    """Copies validated arrays into their parameters."""
+def assign(pairs: list[tuple[nn.Parameter, torch.Tensor]]) -> None:
+    """Copies validated tensors (already of each parameter's dtype) into their parameters."""
     with torch.no_grad():
-        for param, array in pairs:
-            param.copy_(torch.as_tensor(array).to(dtype=param.dtype, device=param.device))
+        for param, value in pairs:
+            param.copy_(value.to(device=param.device))
 
 
 def _open_h5(source: Any, name: str) -> h5py.File:
@@ -398,6 +450,20 @@ def _load_optimizer(model: Any, arrays: dict[str, np.ndarray] | None) -> None:
     fresh = "0" in arrays and np.ndim(arrays["0"]) == 0 and int(arrays["0"]) == 0
     if fresh and expected is not None and len(expected) != len(arrays):
         return  # an optimizer that never stepped: nothing to restore
+    if getattr(optimizer, "built", False) and expected is not None:
+        # Check everything first (as the model's weights are), so that a file written
+        # with another optimizer leaves this one as it was instead of half-loaded.
+        saved = [arrays.get(str(i)) for i in range(len(arrays))]
+        if len(saved) != len(expected) or any(
+            a is None or np.shape(a) != np.shape(e) for a, e in zip(saved, expected)
+        ):
+            warnings.warn(
+                f"Optimizer state was not restored: optimizer '{optimizer.name}' has "
+                f"{len(expected)} variables, the file's optimizer {len(arrays)} of other "
+                "shapes (saved with another optimizer?). The model's weights were loaded.",
+                stacklevel=3,
+            )
+            return
     try:
         optimizer.load_own_variables(arrays)
     except (ValueError, RuntimeError) as e:
