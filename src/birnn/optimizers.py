@@ -243,15 +243,8 @@ class Optimizer(torch.optim.Optimizer):
             store[str(index)] = value
 
     def _keras_slots(self) -> list[tuple[str, np.ndarray]]:
-        params = self._params()
-        slots = self._slot_names()
-        order = (
-            [(p, s) for p in params for s in slots]
-            if self._interleaved
-            else [(p, s) for s in slots for p in params]
-        )
         out = []
-        for param, (keras_name, torch_key) in order:
+        for param, (keras_name, torch_key) in self._slot_order():
             value = self.state.get(param, {}).get(torch_key)
             if value is None:
                 array = np.zeros(tuple(param.shape), dtype="float32")
@@ -264,40 +257,97 @@ class Optimizer(torch.optim.Optimizer):
     def _initial_slot_value(self, torch_key: str) -> float:
         return 0.0
 
+    def _slot_order(self) -> list[tuple[torch.Tensor, tuple[str, str]]]:
+        params = self._params()
+        slots = self._slot_names()
+        if self._interleaved:
+            return [(p, s) for p in params for s in slots]
+        return [(p, s) for s in slots for p in params]
+
+    def _checked_values(self, store: dict) -> list[np.ndarray]:
+        """`store`'s arrays in order, once they are known to fit; `ValueError` otherwise."""
+        by_key = {str(k): v for k, v in store.items()}
+        wanted = [str(i) for i in range(len(store))]
+        if sorted(by_key) != sorted(wanted):
+            raise ValueError(
+                f"Optimizer '{self.name}': variables must be keyed '0', '1', ... without "
+                f"gaps. Received keys {sorted(by_key)}."
+            )
+        values = [np.asarray(by_key[k]) for k in wanted]
+        if len(values) < 2 or values[0].size != 1 or values[1].size != 1:
+            raise ValueError(
+                f"Optimizer '{self.name}': the first two variables must be the scalars "
+                f"`iterations` and `learning_rate`. Received shapes "
+                f"{[v.shape for v in values[:2]]}."
+            )
+        if not self.built:
+            return values
+        order = self._slot_order()
+        expected = 2 + len(order) + self._extra_variables
+        if len(values) != expected:
+            raise ValueError(
+                f"Optimizer '{self.name}' ({type(self).__name__}, {len(self._params())} "
+                f"parameters) expects {expected} variables, the file has {len(values)} "
+                "(saved with another optimizer or model?)."
+            )
+        for index, ((param, (keras_name, _)), value) in enumerate(zip(order, values[2:]), start=2):
+            if tuple(value.shape) != tuple(param.shape):
+                raise ValueError(
+                    f"Optimizer '{self.name}': variable {index} (slot '{keras_name}') has "
+                    f"shape {tuple(value.shape)}, but its parameter has {tuple(param.shape)}."
+                )
+            if value.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"Optimizer '{self.name}': variable {index} holds {value.dtype} data, "
+                    "not numbers."
+                )
+        extras = values[2 + len(order) :]
+        if any(v.size != 1 for v in extras):
+            raise ValueError(
+                f"Optimizer '{self.name}': its last {len(extras)} variable(s) must be "
+                f"scalars. Received shapes {[v.shape for v in extras]}."
+            )
+        return values
+
     def load_own_variables(self, store: dict) -> None:
-        """Reads Keras's optimizer variables (written by Keras or `save_own_variables`)."""
+        """Reads Keras's optimizer variables (written by Keras or `save_own_variables`).
+
+        Everything is checked (keys, count, shapes) and converted before anything is
+        assigned, so a store that does not fit leaves the optimizer as it was. An
+        unbuilt optimizer keeps the store and loads it when it is built.
+
+        Raises:
+            ValueError: if the store does not fit this optimizer, naming what differs.
+        """
+        values = self._checked_values(store)
         if not self.built:
             self._pending_state = dict(store)
             return
-        keys = sorted(store, key=int)
-        values = [np.asarray(store[k]) for k in keys]
-        params = self._params()
-        slots = self._slot_names()
-        expected = 2 + len(params) * len(slots)
-        if len(values) < expected:
-            raise ValueError(
-                f"Optimizer '{self.name}' expects {expected} variables, the file has "
-                f"{len(values)}."
-            )
-        self.iterations = int(values[0])
-        self.learning_rate = float(values[1])
-        order = (
-            [(p, s) for p in params for s in slots]
-            if self._interleaved
-            else [(p, s) for s in slots for p in params]
-        )
-        for (param, (_, torch_key)), value in zip(order, values[2:]):
-            if tuple(value.shape) != tuple(param.shape):
-                raise ValueError(
-                    f"Optimizer '{self.name}': slot '{torch_key}' has shape {value.shape}, "
-                    f"the parameter {tuple(param.shape)}."
-                )
+        order = self._slot_order()
+        old_learning_rate = self.learning_rate
+        self.learning_rate = float(values[1].item())  # SGD's slots are scaled by it
+        try:
+            slots = [
+                (param, torch_key, self._from_keras_slot(torch_key, value, param))
+                for (param, (_, torch_key)), value in zip(order, values[2:])
+            ]
+        except Exception:
+            self.learning_rate = old_learning_rate
+            raise
+        self.iterations = int(values[0].item())
+        for param, torch_key, tensor in slots:
             state = self.state[param]
-            state[torch_key] = self._from_keras_slot(torch_key, value, param)
+            state[torch_key] = tensor
             self._init_extra_state(state, param)
+        self._load_extra_variables(values[2 + len(order) :])
+
+    _extra_variables = 0  # variables Keras stores after the slots (Nadam: `u_product`)
+
+    def _load_extra_variables(self, values: list[np.ndarray]) -> None:
+        pass
 
     def _init_extra_state(self, state: dict, param: torch.Tensor) -> None:
-        state.setdefault("step", torch.tensor(float(self.iterations)))
+        state["step"] = torch.tensor(float(self.iterations))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} learning_rate={self.learning_rate}>"
@@ -577,10 +627,10 @@ class Nadam(Optimizer, _KerasNadam):
         if self.built:
             store[str(len(store))] = np.asarray(self.u_product, dtype="float32")
 
-    def load_own_variables(self, store: dict) -> None:
-        super().load_own_variables(store)
-        if self.built and len(store) > 2 + 2 * len(self._params()):
-            self.u_product = float(np.asarray(store[str(len(store) - 1)]))
+    _extra_variables = 1
+
+    def _load_extra_variables(self, values: list[np.ndarray]) -> None:
+        self.u_product = float(values[0].item())
 
     def _init_extra_state(self, state, param):
         pass

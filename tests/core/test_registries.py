@@ -196,6 +196,25 @@ def test_orthogonal_is_orthogonal(shape, gain):
     assert torch.allclose(gram, gain**2 * torch.eye(min(rows, cols), dtype=w.dtype), atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_orthogonal_in_half_precision_and_an_lstm_built_in_it(dtype):
+    """torch has no QR for 16-bit floats: the matrix is made in float32, then cast."""
+    from birnn.layers import LSTM  # noqa: PLC0415
+
+    tdtype = getattr(torch, dtype)
+    w = initializers.Orthogonal(gain=2.0, seed=3)((6, 4), dtype=dtype)
+    assert w.dtype == tdtype
+    reference = initializers.Orthogonal(gain=2.0, seed=3)((6, 4))
+    assert torch.equal(w, reference.to(tdtype))
+    layer = LSTM(5, dtype=dtype)
+    out = layer(torch.randn(2, 3, 4))
+    kernel = layer.cell.recurrent_kernel
+    assert out.dtype == kernel.dtype == tdtype and kernel.shape == (5, 20)
+    gram = kernel.detach().float() @ kernel.detach().float().T  # orthonormal rows
+    assert torch.allclose(gram, torch.eye(5), atol=0.02)
+    assert torch.isfinite(out.float()).all()
+
+
 def test_orthogonal_rejects_vectors():
     with pytest.raises(ValueError, match="rank >= 2"):
         initializers.Orthogonal()((3,))

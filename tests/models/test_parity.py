@@ -95,6 +95,87 @@ def test_optimizer_updates_match_keras(name):
 
 
 @pytest.mark.parametrize(
+    "name", ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam"]
+)
+def test_optimizer_state_loaded_from_keras_continues_like_keras(name):
+    """Keras's variables loaded into a fresh and into an already-stepped optimizer."""
+    init = np.array([1.0, -2.0, 3.0, 0.5], "float32")
+    kwargs = {"momentum": 0.9} if name == "sgd" else {}
+    theirs = type(keras.optimizers.get(name))(learning_rate=0.05, **kwargs)
+    kw = keras.Variable(init)
+
+    def grad(step):
+        return np.array([0.5, -1.0, 2.0, 1e-3], "float32") * (step + 1)
+
+    for step in range(3):
+        theirs.apply([keras.ops.convert_to_tensor(grad(step))], [kw])
+    store = {str(i): keras.ops.convert_to_numpy(v) for i, v in enumerate(theirs.variables)}
+    for warm_steps in (0, 5):
+        w = torch.nn.Parameter(torch.tensor(keras.ops.convert_to_numpy(kw)))
+        ours = type(optimizers.get(name))(learning_rate=0.9, **kwargs)
+        ours.build([w])
+        for _ in range(warm_steps):
+            w.grad = torch.ones(4)
+            ours.step()
+        with torch.no_grad():
+            w.copy_(torch.tensor(keras.ops.convert_to_numpy(kw)))
+        ours.load_own_variables(store)
+        assert ours.iterations == 3 and ours.learning_rate == pytest.approx(0.05)
+        kv = keras.Variable(keras.ops.convert_to_numpy(kw))
+        follower = type(keras.optimizers.get(name))(learning_rate=0.05, **kwargs)
+        follower.build([kv])
+        follower.load_own_variables(dict(store))
+        for step in range(3, 5):
+            w.grad = torch.tensor(grad(step))
+            ours.step()
+            follower.apply([keras.ops.convert_to_tensor(grad(step))], [kv])
+        np.testing.assert_allclose(
+            w.detach().numpy(), keras.ops.convert_to_numpy(kv), atol=1e-6, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("name", ["adam", "nadam", "rmsprop"])
+def test_optimizer_load_own_variables_checks_everything_before_assigning(name):
+    w = torch.nn.Parameter(torch.ones(3, 2))
+    b = torch.nn.Parameter(torch.ones(2))
+    ours = optimizers.get(name)
+    ours.build([w, b])
+    w.grad, b.grad = torch.full((3, 2), 0.5), torch.full((2,), 0.5)
+    ours.step()
+    good = {}
+    ours.save_own_variables(good)
+    snapshot = {k: np.copy(v) for k, v in good.items()}
+
+    def unchanged():
+        now = {}
+        ours.save_own_variables(now)
+        assert now.keys() == snapshot.keys()
+        for key, value in snapshot.items():
+            np.testing.assert_array_equal(now[key], value)
+
+    changed = {k: np.asarray(v) + 7 for k, v in good.items()}  # iterations, lr, slots differ
+    extra = {**changed, str(len(changed)): np.zeros(2, "float32")}
+    with pytest.raises(ValueError, match=f"'{ours.name}'.*expects {len(good)} variables.*has "):
+        ours.load_own_variables(extra)
+    unchanged()
+    misshapen = dict(changed)
+    last_slot = max((k for k, v in good.items() if np.ndim(v)), key=int)
+    misshapen[last_slot] = np.zeros(5, "float32")
+    with pytest.raises(ValueError, match=f"variable {last_slot} .*shape \\(5,\\)"):
+        ours.load_own_variables(misshapen)
+    unchanged()
+    gap = {k: v for k, v in changed.items() if k != "2"}
+    with pytest.raises(ValueError, match="keyed '0', '1'"):
+        ours.load_own_variables(gap)
+    unchanged()
+    with pytest.raises(ValueError, match="iterations"):
+        ours.load_own_variables({**changed, "0": np.zeros(3)})
+    unchanged()
+    ours.load_own_variables(changed)
+    assert ours.iterations == int(snapshot["0"]) + 7
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"momentum": 0.9},

@@ -37,6 +37,23 @@ def test_first_layer_input_shape_argument_creates_the_input():
     assert isinstance(model._layers[0], InputLayer) and model._layers[0].batch_shape == (None, 3)
 
 
+def test_a_nested_model_with_an_input_as_first_layer_builds_the_outer_model():
+    # Keras builds the outer model from the inner one's input (an `InputLayer` first).
+    inner = Sequential([Input((5,), dtype="int32"), Embedding(10, 3)])
+    model = Sequential([inner, LSTM(2)])
+    assert model.built and isinstance(model._layers[0], InputLayer)
+    assert model._layers[0].batch_shape == (None, 5) and model._layers[0].dtype == "int32"
+    assert model.layers == [inner, model.layers[1]] and model.outputs[0].shape == (None, 2)
+    assert model.get_config()["build_input_shape"] == [None, 5]
+    tokens = np.array([[1, 2, 3, 4, 5]], dtype="int32")
+    assert model.predict(tokens, verbose=0).shape == (1, 2)
+    x = Input((4,))
+    functional = birnn.Model(x, Dense(3)(x))
+    assert Sequential([functional, Dense(1)]).count_params() == 15 + 4
+    # An unbuilt inner model still defers the build.
+    assert not Sequential([Sequential([Dense(3)]), Dense(1)]).built
+
+
 def test_deferred_build_on_first_call_and_explicit_build():
     model = Sequential([Dense(4), Dense(2)])
     assert not model.built

@@ -149,6 +149,36 @@ def shared_and_nested(lib):
     return lib.Model([a, b], L.Dense(1)(merged))
 
 
+def nested_sequential(lib):
+    """A Sequential model whose first layer is a Sequential model starting with an `Input`."""
+    L = lib.layers
+    inner = lib.Sequential(
+        [lib.Input(shape=(5, 3)), L.Bidirectional(L.LSTM(4, return_sequences=True))],
+        name="inner_sequential",
+    )
+    model = lib.Sequential([inner, L.GRU(3), L.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def nested_dict_outputs(lib):
+    """A nested functional model whose outputs are a dict written out of key order.
+
+    Keras numbers the inner model's output tensors in sorted-key order ("alpha"
+    before "zeta"), and so refers to them in the outer model's config.
+    """
+    L = lib.layers
+    inner_in = lib.Input(shape=(4, 3))
+    h = L.Bidirectional(L.GRU(2, return_sequences=True))(inner_in)
+    outputs = {"zeta": L.Dense(2, name="zeta")(h), "alpha": L.Dense(3, name="alpha")(h)}
+    inner = lib.Model(inner_in, outputs, name="inner_dict")
+    x = lib.Input(shape=(4, 3))
+    out = inner(x)
+    joined = L.Concatenate()([out["zeta"], out["alpha"]])
+    head = L.Dense(1, name="head")(L.GlobalAveragePooling1D()(out["alpha"]))
+    return lib.Model(x, [joined, head])
+
+
 def inputs_for(builder):
     """A deterministic input batch for a builder's model."""
     rng = np.random.default_rng(0)
@@ -172,6 +202,10 @@ def inputs_for(builder):
         return [a, b, e]
     if builder is cells_and_states:
         return rng.random((3, 6, 3), dtype=np.float32)
+    if builder is nested_dict_outputs:
+        return rng.random((3, 4, 3), dtype=np.float32)
+    if builder is nested_sequential:
+        return rng.random((3, 5, 3), dtype=np.float32)
     if builder is shared_and_nested:
         return [rng.random((3, 5, 3), dtype=np.float32) for _ in range(2)]
     return rng.random((3, 5, 10), dtype=np.float32)
@@ -186,4 +220,6 @@ BUILDERS = [
     masked_merges,
     cells_and_states,
     shared_and_nested,
+    nested_sequential,
+    nested_dict_outputs,
 ]

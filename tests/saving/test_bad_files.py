@@ -22,6 +22,7 @@ from birnn.saving.errors import (
     UnknownObjectError,
     WeightsMismatchError,
 )
+from tests.keras_oracle import keras
 
 
 def _model(units=4, name=None):
@@ -274,6 +275,61 @@ def test_weights_missing_for_a_layer(saved, tmp_path):
     with pytest.raises(WeightsMismatchError, match="layer 'dense.*expects 2 weights"):
         model.load_weights(tmp_path / "partial.weights.h5")
     _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("dense", [{"units": 3}, {"units": 2, "use_bias": False}])
+def test_skip_mismatch_loads_the_layers_that_fit_and_warns_about_the_others(saved, dense):
+    """Keras's meaning: layers whose weights differ in count or shape are skipped."""
+    source, good_keras, good_weights = saved
+    for path in (good_weights, good_keras):
+        model = birnn.Sequential(
+            [
+                birnn.Input((5, 3)),
+                birnn.layers.Bidirectional(birnn.layers.LSTM(4)),
+                birnn.layers.Dense(**dense, name="head"),
+            ]
+        )
+        head_before = [np.copy(w) for w in model.layers[1].get_weights()]
+        with pytest.warns(UserWarning, match=r"skip_mismatch=True.*\n.*layer 'head'"):
+            model.load_weights(path, skip_mismatch=True)
+        for ours, theirs in zip(model.layers[0].get_weights(), source.layers[0].get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+        _assert_unchanged(model.layers[1], head_before)
+        # Without it, nothing is loaded.
+        before = _snapshot(model)
+        with pytest.raises(WeightsMismatchError, match="nothing was loaded"):
+            model.load_weights(path)
+        _assert_unchanged(model, before)
+
+
+def test_skip_mismatch_agrees_with_keras(saved):
+    """The same file, the same mismatched model: Keras and birnn load the same weights."""
+    _, _, good = saved
+
+    def build(lib):
+        return lib.Sequential(
+            [
+                lib.Input((5, 3)),
+                lib.layers.Bidirectional(lib.layers.LSTM(4)),
+                lib.layers.Dense(3),
+                lib.layers.Dense(2),
+            ]
+        )
+
+    keras_model, model = build(keras), build(birnn)
+    model.set_weights([np.asarray(w) for w in keras_model.get_weights()])
+    with pytest.warns(UserWarning):
+        keras_model.load_weights(good, skip_mismatch=True)
+    with pytest.warns(UserWarning, match="dense.*\n.*dense"):
+        model.load_weights(good, skip_mismatch=True)
+    for ours, theirs in zip(model.get_weights(), keras_model.get_weights()):
+        np.testing.assert_array_equal(ours, np.asarray(theirs))
+
+
+def test_load_weights_rejects_unknown_keyword_arguments(saved):
+    model, _, good = saved
+    with pytest.raises(ValueError, match="by_name"):
+        model.load_weights(good, by_name=True)
 
 
 def test_load_model_with_misshapen_weights(saved, tmp_path):

@@ -1,5 +1,7 @@
 """The plain PyTorch routes: `state_dict()`, `torch.export` and `torch.jit.trace`."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +120,23 @@ def test_torch_jit_script_is_not_supported(trained):
     """The module docstring says so; if this starts to pass, update it."""
     with pytest.raises(Exception):  # noqa: B017, PT011  (TorchScript's errors vary)
         torch.jit.script(trained)
+
+
+def test_readme_serving_example_runs(tmp_path, monkeypatch):
+    """The README's "Serving with plain PyTorch" code block runs as written."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Serving with plain PyTorch", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    L = birnn.layers
+    model = birnn.Sequential(
+        [birnn.Input((5, 10)), L.Bidirectional(L.LSTM(3)), L.Dense(2, activation="softmax")]
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace = {"model": model}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    x = torch.randn(4, 5, 10)
+    expected = _reference(model, x)
+    program = torch.export.load(tmp_path / "model.pt2").module()
+    torch.testing.assert_close(program(x), expected, atol=1e-6, rtol=0)
+    traced = torch.jit.load(tmp_path / "model.ts")
+    torch.testing.assert_close(traced(x), expected, atol=1e-6, rtol=0)

@@ -347,12 +347,25 @@ def test_registered_custom_cell_crosses_both_ways(tmp_path):
         assert_close(_predict(loaded, x), _predict(model, x), atol=1e-6, what=lib.__name__)
 
 
-@pytest.mark.parametrize("builder", [M.seed_custom_backward, M.masked_merges])
-def test_keras_get_config_builds_the_birnn_model(builder):
+@pytest.mark.parametrize(
+    "builder",
+    [
+        M.seed_custom_backward,
+        M.masked_merges,
+        M.shared_and_nested,
+        M.nested_sequential,
+        M.nested_dict_outputs,
+    ],
+    ids=lambda b: b.__name__,
+)
+@pytest.mark.parametrize("form", ["json", "in_memory"])
+def test_keras_get_config_builds_the_birnn_model(builder, form):
     keras_model = builder(keras)
     cls = birnn.Sequential if isinstance(keras_model, keras.Sequential) else birnn.Model
-    # The config as a `.keras` file carries it (JSON: tuples become lists).
-    model = cls.from_config(json.loads(json.dumps(keras_model.get_config())))
+    config = keras_model.get_config()  # in memory: tuples where JSON has lists
+    if form == "json":  # the config as a `.keras` file carries it
+        config = json.loads(json.dumps(config))
+    model = cls.from_config(config)
     model.set_weights([np.asarray(w) for w in keras_model.get_weights()])
     x = M.inputs_for(builder)
     assert_close(_predict(model, x), _predict(keras_model, x), atol=1e-5)

@@ -25,7 +25,10 @@ class Node:
     """One call of a layer in a graph: its arguments and the tensors it produced.
 
     Creating a node appends it to `layer._inbound_nodes` and stamps each output
-    `KerasTensor` with `_keras_history = (layer, node_index, tensor_index)`.
+    `KerasTensor` with `_keras_history = (layer, node_index, tensor_index)`. The
+    tensor index counts the outputs in `flatten_io` order (dict keys sorted, as
+    Keras flattens them), so a nested model with dict outputs is referred to by
+    the same indices in birnn's and Keras's configs.
     """
 
     def __init__(self, layer: Layer, call_args: tuple, call_kwargs: dict, outputs: Any) -> None:
@@ -33,7 +36,7 @@ class Node:
         self.call_args = tuple(call_args)
         self.call_kwargs = dict(call_kwargs)
         self.outputs = outputs
-        self.flat_outputs = [t for t in flatten_structure(outputs) if isinstance(t, KerasTensor)]
+        self.flat_outputs = [t for t in flatten_io(outputs) if isinstance(t, KerasTensor)]
         self.input_tensors = [
             t
             for t in flatten_structure([list(self.call_args), self.call_kwargs])
@@ -340,7 +343,7 @@ class Graph:
             args = [map_structure(resolve, a) for a in node.call_args]
             kwargs = {k: map_structure(resolve, v) for k, v in node.call_kwargs.items()}
             result = node.layer(*args, **kwargs)
-            flat = flatten_structure(result)
+            flat = flatten_io(result)
             if len(flat) != len(node.flat_outputs):
                 raise ValueError(
                     f"Layer '{node.layer.name}' returned {len(flat)} tensors at run time, but "

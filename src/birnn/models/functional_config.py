@@ -213,8 +213,25 @@ def _map_io(struct: Any, created: dict) -> Any:
     return [_map_io(v, created) for v in struct]
 
 
+def _as_json(value: Any) -> Any:
+    """`value` with its tuples as lists, the way a JSON round trip gives it back.
+
+    `keras.Model.get_config()` in memory holds tuples (node `args`, shapes) where
+    the `.keras` file's JSON has lists; both forms are read the same way.
+    """
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    return value
+
+
 def functional_from_config(cls: type, config: dict, custom_objects: dict | None = None) -> Any:
-    """Rebuilds a functional model from Keras's config (replaying each layer call)."""
+    """Rebuilds a functional model from Keras's config (replaying each layer call).
+
+    The config may come from JSON (a `.keras` file) or from `get_config()` in memory.
+    """
+    config = _as_json(config)
     created: dict[str, Any] = {}
     pending: dict[str, list] = {}
     order = []

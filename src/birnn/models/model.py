@@ -400,10 +400,25 @@ class Model(Trainer, Layer):
         save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath: Any, skip_mismatch: bool = False, **kwargs: Any) -> None:
-        """Loads weights saved by Keras 3 or birnn (`.weights.h5`, or a `.keras` file's)."""
+        """Loads weights saved by Keras 3 or birnn (`.weights.h5`, or a `.keras` file's).
+
+        Args:
+            filepath: A `.weights.h5` or `.keras` file.
+            skip_mismatch: As in Keras: skip (with a warning) the layers whose weights
+                differ from the file's in count or shape, instead of raising.
+
+        Raises:
+            ValueError: for keyword arguments Keras 3 does not take for these files.
+            birnn.saving.WeightsMismatchError: the weights do not fit (nothing loaded).
+        """
+        if kwargs:
+            raise ValueError(
+                f"Model '{self.name}': load_weights() got unexpected keyword arguments "
+                f"{sorted(kwargs)} (it takes `filepath` and `skip_mismatch`)."
+            )
         from birnn.saving.weights_file import load_weights  # noqa: PLC0415
 
-        load_weights(self, filepath)
+        load_weights(self, filepath, skip_mismatch=bool(skip_mismatch))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"

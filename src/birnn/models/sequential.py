@@ -17,7 +17,8 @@ from birnn.models.model import Model, output_names_of, standardize_input
 class Sequential(Model):
     """A linear stack of layers.
 
-    With a leading `Input(...)` (or a first layer given `input_shape=`), the model
+    With a leading `Input(...)` (or a first layer given `input_shape=`, or a built
+    single-input model such as a `Sequential` starting with an `Input`), the model
     is built at once: shapes are inferred and `summary()` works. Otherwise it is
     built on its first call (or `build(input_shape)`). `layers` excludes the
     `InputLayer`, as in Keras.
@@ -90,9 +91,10 @@ class Sequential(Model):
                     f"'{layer.name}' is already the name of a layer in this model. Update the "
                     "`name` argument to pass a unique name."
                 )
-            shape = getattr(layer, "_input_shape_arg", None)
-            if not len(self._layers) and shape is not None:
-                self._layers.append(InputLayer(batch_shape=shape))
+            if not len(self._layers):
+                input_layer = _leading_input_layer(layer)
+                if input_layer is not None:
+                    self._layers.append(input_layer)
         self._layers.append(layer)
         if rebuild:
             self._rebuild()
@@ -225,3 +227,21 @@ class Sequential(Model):
         if self._input_layer is not None:
             return {"input_shape": list(self._input_layer.batch_shape)}
         return None
+
+
+def _leading_input_layer(layer: Layer) -> InputLayer | None:
+    """The `InputLayer` a Sequential model starting with `layer` is built from, if any.
+
+    A layer given `input_shape=` gives one; so does a built model with a single input
+    (a nested `Sequential` starting with an `Input`, or a functional model): the new
+    `InputLayer` takes its input shape, as Keras's does, and its dtype (Keras's is the
+    default float, which an integer-input inner model then casts back).
+    """
+    shape = getattr(layer, "_input_shape_arg", None)
+    if shape is not None:
+        return InputLayer(batch_shape=shape)
+    graph = getattr(layer, "_graph", None)
+    if isinstance(layer, Model) and graph is not None and len(graph.flat_inputs) == 1:
+        spec = graph.flat_inputs[0]
+        return InputLayer(batch_shape=tuple(spec.shape), dtype=spec.dtype)
+    return None

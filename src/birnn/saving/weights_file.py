@@ -330,55 +330,74 @@ def _as_tensor(array: np.ndarray, param: nn.Parameter) -> torch.Tensor:
     return torch.from_numpy(np.array(array, copy=True)).to(dtype=param.dtype)
 
 
+def _plan_entry(
+    entry: _Entry, f: h5py.File
+) -> tuple[list[tuple[nn.Parameter, torch.Tensor]], list[str]]:
+    """The `(parameter, tensor)` pairs of one object's weights, or what stops them."""
+    vars_path = _vars_path(entry.path)
+    group = f.get(vars_path) if entry.path else f.get("vars")
+    arrays = _read_group(group) if isinstance(group, h5py.Group) else {}
+    if len(arrays) != len(entry.weights):
+        expected = [f"{n} {tuple(p.shape)}" for n, p in entry.weights]
+        if not entry.weights and not getattr(entry.obj, "built", True):
+            return [], [
+                f"{_describe(entry)} was never built, but the file has "
+                f"{len(arrays)} weights for it."
+            ]
+        return [], [
+            f"{_describe(entry)} expects {len(entry.weights)} weights {expected}, "
+            f"but '{vars_path}' in the file holds {len(arrays)}."
+        ]
+    pairs: list[tuple[nn.Parameter, torch.Tensor]] = []
+    problems: list[str] = []
+    for index, (name, param) in enumerate(entry.weights):
+        array = arrays.get(str(index))
+        if array is None:
+            problems.append(f"{_describe(entry)}: weight {index} ('{name}') is missing.")
+            continue
+        if tuple(array.shape) != tuple(param.shape):
+            problems.append(
+                f"{_describe(entry)}: weight '{name}' has shape {tuple(param.shape)}, "
+                f"but the file's '{vars_path}/{index}' has shape {tuple(array.shape)}."
+            )
+            continue
+        try:
+            pairs.append((param, _as_tensor(array, param)))
+        except (TypeError, ValueError) as e:
+            problems.append(
+                f"{_describe(entry)}: weight '{name}' cannot be read from the file's "
+                f"'{vars_path}/{index}': {e}."
+            )
+    return pairs, problems
+
+
 def plan_assignments(
-    model: Any, f: h5py.File, source: str
+    model: Any, f: h5py.File, source: str, skip_mismatch: bool = False
 ) -> tuple[list[tuple[nn.Parameter, torch.Tensor]], list[str]]:
     """Matches the file's arrays to `model`'s weights without touching the model.
 
     Every array is converted to its parameter's dtype here, so that assigning
     them afterwards cannot fail halfway.
 
+    Args:
+        model: The birnn model (or layer).
+        f: The open weights file.
+        source: How to name the file in messages.
+        skip_mismatch: If `True`, an object (a layer, a cell) with any problem
+            contributes no pairs at all, and the others still do.
+
     Returns:
-        `(pairs, problems)`: `(parameter, tensor)` for every weight, and a
-        description of every missing, extra, misshapen or non-numeric one.
+        `(pairs, problems)`: `(parameter, tensor)` for every weight that can be
+        loaded, and a description of every missing, extra, misshapen or
+        non-numeric one.
     """
     pairs: list[tuple[nn.Parameter, torch.Tensor]] = []
     problems: list[str] = []
     for entry in weight_tree(model):
-        vars_path = _vars_path(entry.path)
-        group = f.get(vars_path) if entry.path else f.get("vars")
-        arrays = _read_group(group) if isinstance(group, h5py.Group) else {}
-        if len(arrays) != len(entry.weights):
-            expected = [f"{n} {tuple(p.shape)}" for n, p in entry.weights]
-            if not entry.weights and not getattr(entry.obj, "built", True):
-                problems.append(
-                    f"{_describe(entry)} was never built, but the file has "
-                    f"{len(arrays)} weights for it."
-                )
-            else:
-                problems.append(
-                    f"{_describe(entry)} expects {len(entry.weights)} weights {expected}, "
-                    f"but '{vars_path}' in the file holds {len(arrays)}."
-                )
-            continue
-        for index, (name, param) in enumerate(entry.weights):
-            array = arrays.get(str(index))
-            if array is None:
-                problems.append(f"{_describe(entry)}: weight {index} ('{name}') is missing.")
-                continue
-            if tuple(array.shape) != tuple(param.shape):
-                problems.append(
-                    f"{_describe(entry)}: weight '{name}' has shape {tuple(param.shape)}, "
-                    f"but the file's '{vars_path}/{index}' has shape {tuple(array.shape)}."
-                )
-                continue
-            try:
-                pairs.append((param, _as_tensor(array, param)))
-            except (TypeError, ValueError) as e:
-                problems.append(
-                    f"{_describe(entry)}: weight '{name}' cannot be read from the file's "
-                    f"'{vars_path}/{index}': {e}."
-                )
+        entry_pairs, entry_problems = _plan_entry(entry, f)
+        problems.extend(entry_problems)
+        if not (skip_mismatch and entry_problems):
+            pairs.extend(entry_pairs)
     return pairs, problems
 
 
@@ -401,17 +420,27 @@ def _open_h5(source: Any, name: str) -> h5py.File:
         ) from e
 
 
-def load_h5(model: Any, source: Any, name: str) -> None:
+def _problem_list(problems: list[str]) -> str:
+    shown = "\n  ".join(problems[:10])
+    more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    return f"\n  {shown}{more}"
+
+
+def load_h5(model: Any, source: Any, name: str, skip_mismatch: bool = False) -> None:
     """Loads weights from an open-able HDF5 `source` into `model`, all or nothing.
 
     Args:
         model: The birnn model.
         source: A path or binary file object holding a Keras weights file.
         name: How to name the file in error messages.
+        skip_mismatch: If `True`, the layers (or cells) whose weights do not fit
+            (another count or shape, missing from the file) keep their values and a
+            warning lists them; the others are loaded.
 
     Raises:
         FileFormatError: the bytes are not a readable HDF5 file.
-        WeightsMismatchError: the file's weights do not fit the model.
+        WeightsMismatchError: the file's weights do not fit the model (and
+            `skip_mismatch` is `False`).
     """
     with _open_h5(source, name) as f:
         try:
@@ -425,18 +454,23 @@ def load_h5(model: Any, source: Any, name: str) -> None:
                 raise FileFormatError(
                     f"{name} holds no Keras 3 weights (no 'vars' or 'layers' group)."
                 )
-            pairs, problems = plan_assignments(model, f, name)
+            pairs, problems = plan_assignments(model, f, name, skip_mismatch)
             optimizer_arrays = _read_group(f["optimizer/vars"]) if "optimizer/vars" in f else None
         except (OSError, KeyError, RuntimeError) as e:
             if isinstance(e, FileFormatError):
                 raise
             raise FileFormatError(f"{name} could not be read (truncated or corrupt): {e}") from e
-    if problems:
-        shown = "\n  ".join(problems[:10])
-        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    model_name = getattr(model, "name", "?")
+    if problems and not skip_mismatch:
         raise WeightsMismatchError(
-            f"The weights in {name} do not fit model '{getattr(model, 'name', '?')}'; "
-            f"nothing was loaded:\n  {shown}{more}"
+            f"The weights in {name} do not fit model '{model_name}'; nothing was loaded:"
+            f"{_problem_list(problems)}"
+        )
+    if problems:
+        warnings.warn(
+            f"skip_mismatch=True: some weights in {name} do not fit model '{model_name}'; "
+            f"those layers keep their values, the others were loaded:{_problem_list(problems)}",
+            stacklevel=3,
         )
     assign(pairs)
     _load_optimizer(model, optimizer_arrays)
@@ -470,15 +504,19 @@ def _load_optimizer(model: Any, arrays: dict[str, np.ndarray] | None) -> None:
         warnings.warn(f"Optimizer state was not restored: {e}", stacklevel=3)
 
 
-def load_weights(model: Any, filepath: str | os.PathLike) -> None:
+def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = False) -> None:
     """Loads weights saved by Keras 3 or birnn (`.weights.h5`, or a `.keras` file's).
 
     All arrays are read and checked against the model before any is assigned:
     if anything is missing, extra or misshapen, the model is left unchanged.
+    With `skip_mismatch=True` (Keras's meaning), each layer or cell whose weights
+    do not fit is skipped instead, with a warning that lists them, and the rest is
+    loaded.
 
     Args:
         model: A built birnn model (or layer).
         filepath: A `.weights.h5` file, or a `.keras` file (its weights are used).
+        skip_mismatch: Skip the layers whose weights differ in count or shape.
 
     Raises:
         FileNotFoundError: no such file.
@@ -492,11 +530,13 @@ def load_weights(model: Any, filepath: str | os.PathLike) -> None:
         from birnn.saving import keras_file  # noqa: PLC0415
 
         archive = keras_file.read_archive(filepath)
-        load_h5(model, io.BytesIO(archive.weights), f"{filepath} (model.weights.h5)")
+        load_h5(
+            model, io.BytesIO(archive.weights), f"{filepath} (model.weights.h5)", skip_mismatch
+        )
         return
     if filepath.endswith(".weights.json"):
         raise FileFormatError(
             f"{filepath} is a sharded Keras weights manifest; birnn reads single-file "
             "`.weights.h5` weights only."
         )
-    load_h5(model, filepath, filepath)
+    load_h5(model, filepath, filepath, skip_mismatch)
