@@ -372,11 +372,6 @@ def test_output_mask_of_custom_layer_with_return_state():
     assert getattr(h_bw, "_keras_mask", None) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LIBRARY BUG: before the first call, compute_mask of a return_state wrapper "
-    "around a layer without `state_size` returns only the output masks",
-)
 @pytest.mark.parametrize("make", [RunningSum, FrameMap], ids=["running_sum", "frame_map"])
 def test_compute_mask_before_any_call_counts_the_states(make):
     # One mask per output, as after a call: the output, then one state per direction.

@@ -218,11 +218,12 @@ def _direction_pair(kind, dtype, random_state, zero_output_for_mask, dropout):
 
 
 def _reference_direction(kind, x, direction, mask):
+    """The generic run of one direction, its outputs in time order (as `bidirectional`'s)."""
     states = direction.initial_states
     if states is None:
         units = direction.recurrent_kernel.shape[0]
         states = [torch.zeros(B, units, dtype=x.dtype) for _ in range(2 if kind == "lstm" else 1)]
-    return _reference(
+    last, outputs, final = _reference(
         kind,
         x,
         states,
@@ -233,6 +234,21 @@ def _reference_direction(kind, x, direction, mask):
         return_all_outputs=direction.return_all_outputs,
         dropout_mask=direction.dropout_mask,
     )
+    if direction.go_backwards and direction.return_all_outputs:
+        outputs = outputs.flip(1)
+    return last, outputs, final
+
+
+def _assert_pair_close(kind, pair, x, directions, mask, atol):
+    """`pair` equals the generic runs of `directions`; `sequences` holds both outputs."""
+    assert isinstance(pair, fused_rnn.Pair)
+    for got, direction in zip(pair[:2], directions):
+        _assert_triples_close(got, _reference_direction(kind, x, direction, mask), atol)
+    if all(d.return_all_outputs for d in directions):
+        joined = torch.cat([pair.forward[1], pair.backward[1]], dim=-1)
+        torch.testing.assert_close(pair.sequences, joined, atol=0, rtol=0)
+    else:
+        assert pair.sequences is None
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -255,9 +271,8 @@ def test_bidirectional_matches_two_generic_runs(
     for leaf in leaves:
         leaf.requires_grad_(True)
     got = fused_rnn.bidirectional(kind, x, forward, backward, mask)
+    _assert_pair_close(kind, got, x, (forward, backward), mask, atol=1e-10)
     expected = [_reference_direction(kind, x, d, mask) for d in (forward, backward)]
-    for g, e in zip(got, expected):
-        _assert_triples_close(g, e, atol=1e-10)
     got_grads = torch.autograd.grad(_scalar(got[0]) + _scalar(got[1], 2), leaves)
     expected_grads = torch.autograd.grad(_scalar(expected[0]) + _scalar(expected[1], 2), leaves)
     for g, e in zip(got_grads, expected_grads):
@@ -271,8 +286,7 @@ def test_bidirectional_float32(kind, pattern):
     mask = _mask(pattern)
     forward, backward = _direction_pair(kind, torch.float32, False, False, None)
     got = fused_rnn.bidirectional(kind, x, forward, backward, mask)
-    for g, d in zip(got, (forward, backward)):
-        _assert_triples_close(g, _reference_direction(kind, x, d, mask), atol=1e-5)
+    _assert_pair_close(kind, got, x, (forward, backward), mask, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -287,9 +301,8 @@ def test_bidirectional_dropout_and_last_outputs(kind, pattern):
         forward = forward._replace(dropout_mask=masks[0], return_all_outputs=False)
         backward = backward._replace(dropout_mask=masks[1], return_all_outputs=False)
         got = fused_rnn.bidirectional(kind, x, forward, backward, mask)
-        for g, d in zip(got, (forward, backward)):
-            assert g[1].shape == (B, 1, U)
-            _assert_triples_close(g, _reference_direction(kind, x, d, mask), atol=1e-10)
+        assert got.forward[1].shape == got.backward[1].shape == (B, 1, U)
+        _assert_pair_close(kind, got, x, (forward, backward), mask, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -305,8 +318,7 @@ def test_bidirectional_with_different_sizes_or_biases(kind):
     )
     for mask in (None, _mask("holes")):
         got = fused_rnn.bidirectional(kind, x, forward, backward, mask)
-        for g, d in zip(got, (forward, backward)):
-            _assert_triples_close(g, _reference_direction(kind, x, d, mask), atol=1e-10)
+        _assert_pair_close(kind, got, x, (forward, backward), mask, atol=1e-10)
 
 
 def test_bidirectional_rejects_unknown_kind():

@@ -20,10 +20,12 @@ every row from one padded run, and lets one bidirectional kernel call serve
 both directions of a masked batch: its backward direction sees the padding
 first and, from zero initial states, stays exactly zero through it.
 
-Every function returns Keras's triple `(last_output, outputs, states)`:
+`lstm` and `gru` return Keras's triple `(last_output, outputs, states)`:
 `outputs` is `(batch, time, units)` in processing order (reversed time when
 `go_backwards=True`), or `(batch, 1, units)` holding only the last output when
 `return_all_outputs=False`; `states` is `[h, c]` (LSTM) or `[h]` (GRU).
+`bidirectional` returns one such triple per direction, both with outputs in
+time order, and the two outputs side by side, as a `Pair`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import torch
 
 from birnn.ops import masks
 
-__all__ = ["Direction", "bidirectional", "gru", "lstm", "torch_weights"]
+__all__ = ["Direction", "Pair", "bidirectional", "gru", "lstm", "torch_weights"]
 
 Triple = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]
 
@@ -179,8 +181,13 @@ def _run(
     zero_output_for_mask: bool,
     return_all_outputs: bool,
     dropout_mask: torch.Tensor | None,
+    time_order: bool = False,
 ) -> Triple:
-    """One direction through the fused kernel (see `lstm` and `gru`)."""
+    """One direction through the fused kernel (see `lstm` and `gru`).
+
+    With `time_order=True` a backwards run returns its outputs in time order
+    rather than in its processing order.
+    """
     x = _dropped(inputs, dropout_mask)
     hx = [state.unsqueeze(0).contiguous() for state in initial_states]
     if mask is None:
@@ -188,6 +195,8 @@ def _run(
         x = x.flip(1) if go_backwards else x
         outputs, final = _kernel(kind, x, hx, weights, bias is not None, False)
         states = [s[0] for s in final]
+        if return_all_outputs and go_backwards and time_order:
+            outputs = outputs.flip(1)
         return _packaged(states[0], outputs if return_all_outputs else None, states)
     mask = mask.to(torch.bool)
     index, counts, lengths = masks.compaction(mask, reverse=go_backwards)
@@ -207,10 +216,14 @@ def _run(
     last = torch.where(keep_last, last_valid, 0.0)
     expanded = None
     if return_all_outputs:
-        valid = counts > 0
+        # Each step shows the output of the last valid step read so far (none: zeros).
+        slots = counts - 1
+        if go_backwards and time_order:
+            slots, processed = slots.flip(1), mask
+        valid = slots >= 0
         if zero_output_for_mask:
             valid = valid & processed
-        expanded = masks.take_slots(outputs, counts - 1, valid)
+        expanded = masks.take_slots(outputs, slots, valid)
     return _packaged(last, expanded, states)
 
 
@@ -321,9 +334,26 @@ def _one_call_possible(forward: Direction, backward: Direction, mask: torch.Tens
         and forward.recurrent_kernel.shape == backward.recurrent_kernel.shape
         and forward.kernel.dtype == backward.kernel.dtype
         and forward.dropout_mask is backward.dropout_mask
+        and forward.return_all_outputs == backward.return_all_outputs
         and (forward.bias is None) == (backward.bias is None)
         and (mask is None or (forward.initial_states is None and backward.initial_states is None))
     )
+
+
+class Pair(NamedTuple):
+    """Both directions of a bidirectional run (what `bidirectional` returns).
+
+    `forward` and `backward` are each direction's `(last_output, outputs,
+    states)`, with `outputs` in time order for both directions: step `t` holds
+    the output after reading input step `t`, so the two line up step by step.
+    `sequences` holds the two directions' `outputs` side by side on the last
+    axis, `forward` first, `(batch, time, units_fw + units_bw)`; `None` unless
+    both directions return all outputs.
+    """
+
+    forward: Triple
+    backward: Triple
+    sequences: torch.Tensor | None
 
 
 def bidirectional(
@@ -332,14 +362,16 @@ def bidirectional(
     forward: Direction,
     backward: Direction,
     mask: torch.Tensor | None = None,
-) -> tuple[Triple, Triple]:
-    """Both directions of a bidirectional LSTM or GRU: `(forward_triple, backward_triple)`.
+) -> Pair:
+    """Both directions of a bidirectional LSTM or GRU.
 
-    Each triple is what `lstm` / `gru` return for that direction alone (the
-    backward direction's `outputs` in its processing order, reversed time).
+    Each direction computes what `lstm` / `gru` compute for it alone, except
+    that both return their outputs in time order (a backwards direction's
+    flipped back from its processing order), lined up for merging; see `Pair`.
     When the two directions read the same inputs (no dropout mask, or the same
     one) and either there is no mask or both start from zero states, both run
-    in one bidirectional kernel call; otherwise one call per direction.
+    in one bidirectional kernel call, whose side-by-side output is `sequences`
+    itself; otherwise one call per direction.
 
     Args:
         kind: `"lstm"` or `"gru"`.
@@ -355,15 +387,16 @@ def bidirectional(
     >>> fwd = Direction(kernel, recurrent_kernel, None)
     >>> bwd = Direction(kernel, recurrent_kernel, None, go_backwards=True)
     >>> mask = torch.tensor([[True, True, False], [False, True, True]])
-    >>> (f_last, f_out, _), (b_last, b_out, _) = bidirectional(
-    ...     "lstm", torch.rand(2, 3, 5), fwd, bwd, mask)
-    >>> f_out.shape, b_out.shape
-    (torch.Size([2, 3, 4]), torch.Size([2, 3, 4]))
+    >>> pair = bidirectional("lstm", torch.rand(2, 3, 5), fwd, bwd, mask)
+    >>> pair.forward[1].shape, pair.sequences.shape
+    (torch.Size([2, 3, 4]), torch.Size([2, 3, 8]))
+    >>> torch.equal(pair.backward[0], pair.backward[1][:, 0])  # backward ends at step 0
+    True
     """
     if kind not in _GATES:
         raise ValueError(f"fused_rnn: `kind` must be 'lstm' or 'gru'. Received: {kind!r}")
     if not _one_call_possible(forward, backward, mask):
-        return tuple(
+        triples = [
             _run(
                 kind,
                 inputs,
@@ -376,51 +409,66 @@ def bidirectional(
                 d.zero_output_for_mask,
                 d.return_all_outputs,
                 d.dropout_mask,
+                time_order=True,
             )
             for d in (forward, backward)
-        )
+        ]
+        sequences = None
+        if forward.return_all_outputs and backward.return_all_outputs:
+            sequences = torch.cat([triples[0][1], triples[1][1]], dim=-1)
+        return Pair(*triples, sequences)
     swapped = forward.go_backwards
     first, second = (backward, forward) if swapped else (forward, backward)
     x = _dropped(inputs, forward.dropout_mask)
-    has_biases = first.bias is not None
     if mask is None:
-        weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias)
-        weights += torch_weights(kind, second.kernel, second.recurrent_kernel, second.bias)
-        if first.initial_states is None and second.initial_states is None:
-            zeros = x.new_zeros(2, x.shape[0], first.recurrent_kernel.shape[0])
-            hx = [zeros, zeros] if kind == "lstm" else [zeros]
-        else:
-            hx = [
-                torch.stack([a, b])
-                for a, b in zip(_zeros_states(kind, first, x), _zeros_states(kind, second, x))
-            ]
-        outputs, final = _kernel(kind, x, hx, weights, has_biases, True)
-        in_time, reversed_ = outputs.chunk(2, dim=-1)
-        # Without a mask each direction's last output is its final `h`.
-        time_triple = _packaged(
-            final[0][0],
-            in_time if first.return_all_outputs else None,
-            [s[0] for s in final],
-        )
-        reverse_triple = _packaged(
-            final[0][1],
-            reversed_.flip(1) if second.return_all_outputs else None,
-            [s[1] for s in final],
-        )
+        pair = _unmasked_pair(kind, x, first, second)
     else:
-        time_triple, reverse_triple = _masked_pair(kind, x, first, second, mask.to(torch.bool))
-    return (reverse_triple, time_triple) if swapped else (time_triple, reverse_triple)
+        pair = _masked_pair(kind, x, first, second, mask.to(torch.bool))
+    if not swapped:
+        return pair
+    sequences = pair.sequences
+    if sequences is not None:  # the kernel's in-time direction is the second of this pair
+        sequences = torch.cat([pair.backward[1], pair.forward[1]], dim=-1)
+    return Pair(pair.backward, pair.forward, sequences)
+
+
+def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return sequences.chunk(2, dim=-1)
+
+
+def _unmasked_pair(kind: str, x: torch.Tensor, first: Direction, second: Direction) -> Pair:
+    """Both directions of an unmasked batch in one kernel call (`first` reads in time order)."""
+    weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias)
+    weights += torch_weights(kind, second.kernel, second.recurrent_kernel, second.bias)
+    if first.initial_states is None and second.initial_states is None:
+        zeros = x.new_zeros(2, x.shape[0], first.recurrent_kernel.shape[0])
+        hx = [zeros, zeros] if kind == "lstm" else [zeros]
+    else:
+        hx = [
+            torch.stack([a, b])
+            for a, b in zip(_zeros_states(kind, first, x), _zeros_states(kind, second, x))
+        ]
+    sequences, final = _kernel(kind, x, hx, weights, first.bias is not None, True)
+    if not first.return_all_outputs:
+        sequences = None
+    in_time, reverse = _halves(sequences) if sequences is not None else (None, None)
+    # Without a mask each direction's last output is its final `h`.
+    return Pair(
+        _packaged(final[0][0], in_time, [s[0] for s in final]),
+        _packaged(final[0][1], reverse, [s[1] for s in final]),
+        sequences,
+    )
 
 
 def _masked_pair(
     kind: str, x: torch.Tensor, first: Direction, second: Direction, mask: torch.Tensor
-) -> tuple[Triple, Triple]:
+) -> Pair:
     """Both directions of a masked batch from zero states in one kernel call.
 
     The valid steps are compacted to the front of each row; the padding slots
-    carry the saturating feature. The in-time direction reads its valid steps
-    then padding (which keeps an LSTM's carry state); the reverse direction reads
-    the padding first and stays exactly zero through it.
+    carry the saturating feature. The in-time direction (`first`) reads its
+    valid steps then padding (which keeps an LSTM's carry state); the reverse
+    direction reads the padding first and stays exactly zero through it.
     """
     index, counts, lengths = masks.compaction(mask)
     x = masks.gather_time_major(_with_padding_feature(x, mask), index)
@@ -433,28 +481,31 @@ def _masked_pair(
 
     # In-time direction: results at each row's last valid slot; zero state if none.
     h = masks.take_slots(outputs, lengths - 1, lengths > 0, direction=0, directions=2)
-    last = torch.where(mask[:, -1:], h, 0.0) if first.zero_output_for_mask else h
-    expanded = None
-    if first.return_all_outputs:
-        valid = counts > 0
-        if first.zero_output_for_mask:
-            valid = valid & mask
-        expanded = masks.take_slots(outputs, counts - 1, valid, direction=0, directions=2)
-    states = [h, final[1][0]] if kind == "lstm" else [h]
-    time_triple = _packaged(last, expanded, states)
-
+    in_time_last = torch.where(mask[:, -1:], h, 0.0) if first.zero_output_for_mask else h
+    in_time_states = [h, final[1][0]] if kind == "lstm" else [h]
     # Reverse direction: it ends on slot 0, and on exact zeros for a fully masked row.
     first_slot = outputs[0, :, units:]
-    last = torch.where(mask[:, :1], first_slot, 0.0) if second.zero_output_for_mask else first_slot
-    expanded = None
-    if second.return_all_outputs:
+    reverse_last = (
+        torch.where(mask[:, :1], first_slot, 0.0) if second.zero_output_for_mask else first_slot
+    )
+    reverse_states = [s[1] for s in final]
+
+    sequences = in_time = reverse = None
+    if first.return_all_outputs:
+        # At step `t`: the in-time direction shows its output after the valid steps up to
+        # `t`, the reverse one its output after the valid steps from `t` on (read from slot
+        # `before`, counting down from the end: its compacted order is the same).
         before = counts - mask.to(counts.dtype)  # valid steps strictly before each time
-        valid = before < lengths.unsqueeze(1)
-        if second.zero_output_for_mask:
-            valid = valid & mask
-        # Read in processing order (reversed time).
-        expanded = masks.take_slots(
-            outputs, before.flip(1), valid.flip(1), direction=1, directions=2
-        )
-    reverse_triple = _packaged(last, expanded, [s[1] for s in final])
-    return time_triple, reverse_triple
+        slots = torch.stack([counts - 1, before], dim=-1)
+        valid = torch.stack([counts > 0, before < lengths.unsqueeze(1)], dim=-1)
+        zero_masked = torch.tensor([first.zero_output_for_mask, second.zero_output_for_mask])
+        valid = valid & (mask.unsqueeze(-1) | ~zero_masked.to(mask.device))
+        directions = torch.arange(2, device=mask.device)
+        taken = masks.take_slots(outputs, slots, valid, direction=directions, directions=2)
+        sequences = taken.flatten(-2)
+        in_time, reverse = _halves(sequences)
+    return Pair(
+        _packaged(in_time_last, in_time, in_time_states),
+        _packaged(reverse_last, reverse, reverse_states),
+        sequences,
+    )

@@ -93,7 +93,7 @@ def take_slots(
     outputs: torch.Tensor,
     slots: torch.Tensor,
     valid: torch.Tensor | None = None,
-    direction: int = 0,
+    direction: int | torch.Tensor = 0,
     directions: int = 1,
 ) -> torch.Tensor:
     """Per-row results of a time-major kernel output: `outputs[slots[b, ...], b]`.
@@ -104,11 +104,13 @@ def take_slots(
         slots: `(batch,)` or `(batch, steps)` slot to read for each row (and
             step); clamped into range.
         valid: Optional boolean shaped like `slots`: zeros where `False`.
-        direction: Which direction's half of the last axis to read.
+        direction: Which direction's part of the last axis to read: an index,
+            or a tensor of indices broadcast against `slots` (to read
+            several directions at once, each from its own slot).
         directions: How many directions `outputs` holds.
 
     Returns:
-        `(batch, units)` or `(batch, steps, units)`, batch-major and contiguous.
+        `(*slots.shape, units)`, batch-major and contiguous.
 
     Examples:
 

@@ -156,7 +156,7 @@ class Bidirectional(Layer):
         self.return_state = bool(layer.return_state)
         self.supports_masking = True
         self.input_spec = layer.input_spec
-        self._num_states_seen = 0
+        self._num_states_seen: int | None = None
         if not self.trainable:
             self.trainable = False  # reach the sublayers' parameters too
 
@@ -218,16 +218,19 @@ class Bidirectional(Layer):
         if isinstance(mask, (list, tuple)):
             mask = mask[0] if mask else None
         forward_state, backward_state = self._split_states(initial_state, "initial_state")
-        y_fw, y_bw, states_fw, states_bw = self._run_directions(
+        y_fw, y_bw, joined, states_fw, states_bw = self._run_directions(
             sequences, mask, training, forward_state, backward_state
         )
         self._num_states_seen = len(states_fw) + len(states_bw)
-        if self.return_sequences:
-            if mask is not None:
-                y_fw = _zero_masked_steps(self.forward_layer, y_fw, mask)
-                y_bw = _zero_masked_steps(self.backward_layer, y_bw, mask)
-            y_bw = torch.flip(y_bw, dims=(1,))
-        output = self._merge(y_fw, y_bw)
+        if self.return_sequences and mask is not None:
+            # Both are in the forward layer's order, reversed time if it goes backwards.
+            steps = torch.flip(mask, dims=(1,)) if self.forward_layer.go_backwards else mask
+            y_fw = _zero_masked_steps(self.forward_layer, y_fw, steps)
+            y_bw = _zero_masked_steps(self.backward_layer, y_bw, steps)
+        if joined is not None and self.merge_mode == "concat":
+            output = self._cast(joined)  # already `torch.cat([y_fw, y_bw], -1)`
+        else:
+            output = self._merge(y_fw, y_bw)
         if not self.return_state:
             return output
         states = (*states_fw, *states_bw)
@@ -240,11 +243,12 @@ class Bidirectional(Layer):
         training: bool | None,
         forward_state: list | None,
         backward_state: list | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, list, list]:
-        """Runs both layers: `(y_fw, y_bw, states_fw, states_bw)`.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list, list]:
+        """Runs both layers: `(y_fw, y_bw, joined, states_fw, states_bw)`.
 
-        `y_bw` is in the backward layer's processing order (not flipped back).
-        Built-in LSTM/GRU pairs run both directions in one fused kernel call.
+        Sequences come lined up: `y_bw` flipped into the forward layer's order.
+        Built-in LSTM/GRU pairs run both directions in one fused kernel call,
+        which also gives `joined`, the two sequences side by side (else `None`).
         """
         fused = fused_dispatch.run_pair(
             self.forward_layer,
@@ -273,12 +277,16 @@ class Bidirectional(Layer):
             else:
                 results.append((out, []))
         (y_fw, states_fw), (y_bw, states_bw) = results
-        return y_fw, y_bw, states_fw, states_bw
+        if self.return_sequences:
+            y_bw = torch.flip(y_bw, dims=(1,))
+        return y_fw, y_bw, None, states_fw, states_bw
+
+    def _cast(self, y: torch.Tensor) -> torch.Tensor:
+        dtype = self.dtype_torch
+        return y.to(dtype) if dtype.is_floating_point else y
 
     def _merge(self, y_fw: torch.Tensor, y_bw: torch.Tensor) -> Any:
-        dtype = self.dtype_torch
-        if dtype.is_floating_point:
-            y_fw, y_bw = y_fw.to(dtype), y_bw.to(dtype)
+        y_fw, y_bw = self._cast(y_fw), self._cast(y_bw)
         if self.merge_mode == "concat":
             return torch.cat([y_fw, y_bw], dim=-1)
         if self.merge_mode == "sum":
@@ -300,7 +308,7 @@ class Bidirectional(Layer):
                 f"{type(states).__name__}."
             )
         states = list(states)
-        counts = (_num_states(self.forward_layer), _num_states(self.backward_layer))
+        counts = (_state_size_count(self.forward_layer), _state_size_count(self.backward_layer))
         same_kind = None in counts or counts[0] == counts[1]
         if same_kind and states and len(states) % 2 == 0:
             split = len(states) // 2
@@ -394,10 +402,20 @@ class Bidirectional(Layer):
         output_mask = mask if self.return_sequences else None
         output_masks = (output_mask,) if self.merge_mode is not None else (output_mask,) * 2
         if self.return_state:
-            counts = (_num_states(self.forward_layer), _num_states(self.backward_layer))
-            num_states = sum(counts) if None not in counts else self._num_states_seen
-            return (*output_masks, *(None,) * num_states)
+            return (*output_masks, *(None,) * self._num_states(inputs))
         return output_mask if self.merge_mode is not None else output_masks
+
+    def _num_states(self, inputs: Any) -> int:
+        """How many state tensors a call on `inputs` returns (both directions together)."""
+        layers = (self.forward_layer, self.backward_layer)
+        counts = [_state_size_count(layer) for layer in layers]
+        if None not in counts:
+            return sum(counts)
+        if self._num_states_seen is not None:
+            return self._num_states_seen
+        # Neither a `state_size` nor a call yet: the wrapped layers' output shapes say it.
+        shape = tuple(inputs.shape)
+        return sum(len(layer.compute_output_shape(shape)) - 1 for layer in layers)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
@@ -476,7 +494,7 @@ def _deserialize(config: Any, custom_objects: dict | None) -> Any:
         return cls.from_config(dict(config.get("config") or {}))
 
 
-def _num_states(layer: Layer) -> int | None:
+def _state_size_count(layer: Layer) -> int | None:
     """How many state tensors `layer` returns with `return_state=True`, if known."""
     size = getattr(layer, "state_size", None)
     if size is None:
@@ -487,13 +505,14 @@ def _num_states(layer: Layer) -> int | None:
 
 
 def _zero_masked_steps(layer: Layer, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`y` with masked steps zeroed, for layers that have no `zero_output_for_mask`."""
+    """`y` with masked steps zeroed, for layers that have no `zero_output_for_mask`.
+
+    `mask` is in the order of `y`'s steps.
+    """
     if getattr(layer, "zero_output_for_mask", None) is not None:
         return y  # forced to True above: the layer zeroed them itself
     if y.dim() < 2 or tuple(y.shape[:2]) != tuple(mask.shape[:2]):
         return y
     keep = mask.to(device=y.device, dtype=torch.bool)
-    if getattr(layer, "go_backwards", False):
-        keep = torch.flip(keep, dims=(1,))  # `y` is in reversed time order
     keep = keep.reshape(*keep.shape[:2], *(1,) * (y.dim() - 2))
     return torch.where(keep, y, torch.zeros((), dtype=y.dtype, device=y.device))

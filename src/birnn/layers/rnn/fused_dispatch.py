@@ -10,6 +10,7 @@ chooses: `"auto"` takes the fused path when it applies, `False` never does,
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -23,15 +24,20 @@ _TANH = (activations.tanh, torch.tanh)
 _SIGMOID = (activations.sigmoid, torch.sigmoid)
 
 
-def _builtin_classes(layer: Any) -> tuple[str, type, type] | None:
-    """`(kind, layer_class, cell_class)` for a built-in LSTM / GRU layer, else `None`."""
+@functools.cache
+def _builtin_layers() -> tuple[tuple[str, type, type], ...]:
+    """`(kind, layer_class, cell_class)` of the built-in layers that have a fused kernel."""
     from birnn.layers.rnn.gru import GRU, GRUCell  # noqa: PLC0415 (they import this module)
     from birnn.layers.rnn.lstm import LSTM, LSTMCell  # noqa: PLC0415
 
-    if isinstance(layer, LSTM):
-        return "lstm", LSTM, LSTMCell
-    if isinstance(layer, GRU):
-        return "gru", GRU, GRUCell
+    return ("lstm", LSTM, LSTMCell), ("gru", GRU, GRUCell)
+
+
+def _builtin_classes(layer: Any) -> tuple[str, type, type] | None:
+    """`(kind, layer_class, cell_class)` for a built-in LSTM / GRU layer, else `None`."""
+    for entry in _builtin_layers():
+        if isinstance(layer, entry[1]):
+            return entry
     return None
 
 
@@ -72,14 +78,19 @@ def fused_kind(layer: Any, training: bool) -> str | None:
         ValueError: if `layer.use_cudnn is True` but its configuration cannot
             run in the fused kernel.
     """
+    builtin = _fusable(layer, training)
+    return None if builtin is None else builtin[0]
+
+
+def _fusable(layer: Any, training: bool) -> tuple[str, type, type] | None:
+    """`fused_kind`'s answer as `(kind, layer_class, cell_class)`, or `None`."""
     use_cudnn = getattr(layer, "use_cudnn", "auto")
     builtin = None if use_cudnn is False else _builtin_classes(layer)
     if builtin is None:
         return None
-    kind, _, cell_class = builtin
-    problem = _problem(layer, kind, cell_class, training, strict=use_cudnn is True)
+    problem = _problem(layer, builtin[0], builtin[2], training, strict=use_cudnn is True)
     if problem is None:
-        return kind
+        return builtin
     if use_cudnn is True:
         raise ValueError(
             f"Layer '{layer.name}': use_cudnn=True was specified, but the fused (cuDNN-style) "
@@ -126,11 +137,12 @@ def _input_dropout_mask(cell: Any, inputs: torch.Tensor, training: bool) -> torc
 
 def _pair_kind(forward: Any, backward: Any, inputs: torch.Tensor, training: bool) -> str | None:
     """The shared fused kind of a `Bidirectional`'s two layers, if both run fused now."""
-    kinds = {fused_kind(layer, training) for layer in (forward, backward)}
-    if len(kinds) != 1 or None in kinds:
-        return None
+    kinds = set()
     for layer in (forward, backward):
-        layer_class = _builtin_classes(layer)[1]
+        builtin = _fusable(layer, training)
+        if builtin is None:
+            return None
+        kind, layer_class, _ = builtin
         layer_type = type(layer)
         if (
             layer_type.call is not layer_class.call  # a subclass adding to `call()` or `_run()`
@@ -141,7 +153,8 @@ def _pair_kind(forward: Any, backward: Any, inputs: torch.Tensor, training: bool
             or layer.cell.kernel.dtype != inputs.dtype
         ):
             return None
-    return kinds.pop()
+        kinds.add(kind)
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def run_pair(
@@ -154,11 +167,14 @@ def run_pair(
     backward_state: list | None,
     return_state: bool,
 ) -> tuple | None:
-    """A `Bidirectional`'s two layers in one fused run: `(y_fw, y_bw, states_fw, states_bw)`.
+    """A `Bidirectional`'s two layers in one fused run: `(y_fw, y_bw, sequences, states_fw,
+    states_bw)`, or `None` when the pair does not run fused (the caller then calls the two
+    layers).
 
-    Each result is what calling that layer returns (sequences in its processing
-    order, or its last output; its states when `return_state`). `None` when the
-    pair does not run fused (the caller then calls the two layers).
+    `y_fw` and `y_bw` are what calling each layer returns (its last output, or its
+    sequences), except that sequences are lined up: both in the forward layer's
+    processing order. `sequences` is then the two side by side (`y_fw` first) in one
+    tensor, else `None`; the states are the layers' final states when `return_state`.
     """
     if inputs.dim() != 3 or inputs.shape[1] == 0:
         return None
@@ -185,14 +201,20 @@ def run_pair(
             )
         )
     try:
-        results = fused_rnn.bidirectional(kind, inputs, *directions, mask)
+        pair = fused_rnn.bidirectional(kind, inputs, *directions, mask)
     finally:
         if training:
             reset_dropout_masks(forward.cell)
             reset_dropout_masks(backward.cell)
-    (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = results
-    y_fw = out_fw if forward.return_sequences else last_fw
-    y_bw = out_bw if backward.return_sequences else last_bw
+    (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = pair.forward, pair.backward
+    sequences = pair.sequences
+    if forward.return_sequences:
+        y_fw, y_bw = out_fw, out_bw
+        if forward.go_backwards:  # lined up in time order: flip into the forward layer's order
+            sequences = sequences.flip(1)
+            y_fw, y_bw = sequences.split([y_fw.shape[-1], y_bw.shape[-1]], dim=-1)
+    else:
+        y_fw, y_bw, sequences = last_fw, last_bw, None
     if not return_state:
-        return y_fw, y_bw, [], []
-    return y_fw, y_bw, list(states_fw), list(states_bw)
+        return y_fw, y_bw, sequences, [], []
+    return y_fw, y_bw, sequences, list(states_fw), list(states_bw)
