@@ -47,17 +47,20 @@ def build(lib):  # noqa: ANN001, ANN201
     return model
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool, batches: int | None = None, repeats: int | None = None) -> list[dict]:
     """Times one `fit` epoch per repeat for each library.
 
     Args:
         quick: use 16 batches per epoch and 3 repeats instead of 64 and 9.
+        batches: batches per epoch, overriding `quick`'s choice.
+        repeats: timed epochs per library, overriding `quick`'s choice.
 
     Returns:
         One row dict: ``{"row", "birnn", "keras_torch", "ratio"}`` with the
         median ms per step of each library and ``keras_torch / birnn``.
     """
-    batches, repeats = (16, 3) if quick else (64, 9)
+    default_batches, default_repeats = (16, 3) if quick else (64, 9)
+    batches, repeats = batches or default_batches, repeats or default_repeats
     rng = np.random.default_rng(0)
     n = batches * BATCH
     x = rng.random((n, 5, 10), dtype=np.float32)

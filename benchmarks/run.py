@@ -374,6 +374,26 @@ def render(results: list[tuple[Row, dict]], memory: dict | None, header: str) ->
     return "\n".join(lines) + "\n"
 
 
+def render_fit(rows: list[dict]) -> str:
+    """The `Model.fit` overhead table (from `fit_overhead.py`), or nothing."""
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "`Model.fit(x, y, batch_size=32, verbose=0)` on the seed model, whole epochs, median ms "
+        "per step (`benchmarks/fit_overhead.py`):",
+        "",
+        "| workload | birnn (ms) | Keras (ms) | Keras / birnn |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['row']} | {_ms(row['birnn'])} | {_ms(row['keras_torch'])} | "
+            f"{row['ratio']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats")
@@ -382,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=None, help="comma-separated substrings of row names")
     parser.add_argument("--only", default=",".join(IMPLEMENTATIONS), help="implementations to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory row")
+    parser.add_argument("--no-fit", action="store_true", help="skip the seed model `fit` row")
     parser.add_argument(
         "--threads",
         type=int,
@@ -438,6 +459,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             if name in MEMORY_IMPLEMENTATIONS
         }
 
+    fit_rows = []
+    if not args.no_fit and {"birnn", "keras"} <= set(implementations):
+        sys.path.insert(0, str(HERE))
+        import fit_overhead  # noqa: PLC0415
+
+        fit_rows = fit_overhead.run(args.quick)
+        for row in fit_rows:
+            print(f"{row['row']}: birnn {row['birnn']:.2f} ms, keras {row['keras_torch']:.2f} ms")
+
     sizes = (
         "tiny sizes (--quick)"
         if args.quick
@@ -454,7 +484,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "`Masking` layer). *torch*: hand-written `torch.nn.LSTM/GRU(bidirectional=True)`, "
         "packed sequences for the masked row."
     )
-    table = render(results, memory, header)
+    table = render(results, memory, header) + render_fit(fit_rows)
     print()
     print(table)
     output = args.output or (None if args.quick else str(HERE / "RESULTS.md"))

@@ -21,7 +21,8 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
     run = _load()
     threads = torch.get_num_threads()
     output = tmp_path / "RESULTS.md"
-    args = ["--quick", "--repeats", "1", "--warmup", "0", "--no-memory", "--output", str(output)]
+    args = ["--quick", "--repeats", "1", "--warmup", "0", "--no-memory", "--no-fit"]
+    args += ["--output", str(output)]
     assert run.main(args) == 0
     assert torch.get_num_threads() == threads
     table = output.read_text()
@@ -37,3 +38,14 @@ def test_memory_child_reports_its_peak_rss(capsys):
     run._memory_child("birnn", quick=True, steps=1)
     before, peak = (float(v) for v in capsys.readouterr().out.split())
     assert peak >= before > 0
+
+
+def test_fit_overhead_row_renders():
+    run = _load()
+    sys.path.insert(0, str(RUN_PY.parent))
+    import fit_overhead
+
+    rows = fit_overhead.run(quick=True, batches=2, repeats=1)
+    assert rows[0]["birnn"] > 0 and rows[0]["keras_torch"] > 0
+    table = run.render_fit(rows)
+    assert f"| {fit_overhead.ROW} |" in table
