@@ -5,7 +5,6 @@ Nothing in here knows about layers; layers and models import from it.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 from collections import defaultdict
@@ -62,6 +61,8 @@ def standardize_dtype(dtype: Any) -> str:
 
 def torch_dtype(dtype: Any) -> torch.dtype:
     """The `torch.dtype` for a dtype-like object."""
+    if isinstance(dtype, str) and dtype in _DTYPES:  # the common case: a canonical name
+        return _DTYPES[dtype]
     return _DTYPES[standardize_dtype(dtype)]
 
 
@@ -150,11 +151,21 @@ def current_training() -> bool | None:
     return stack[-1] if stack else None
 
 
-@contextlib.contextmanager
-def training_scope(training: bool | None):
-    """Makes `training` the default for nested layer calls."""
-    _call_context.training.append(training)
-    try:
-        yield
-    finally:
-        _call_context.training.pop()
+class training_scope:  # noqa: N801 (used like a function, as a context manager)
+    """Makes `training` the default for nested layer calls (`with training_scope(True):`).
+
+    A class rather than a generator-based context manager: every layer call
+    enters one, and this is several times cheaper.
+    """
+
+    __slots__ = ("_stack", "_training")
+
+    def __init__(self, training: bool | None) -> None:
+        self._training = training
+
+    def __enter__(self) -> None:
+        self._stack = _call_context.training
+        self._stack.append(self._training)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stack.pop()

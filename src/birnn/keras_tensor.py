@@ -41,8 +41,11 @@ def is_symbolic(structure: Any) -> bool:
     """Whether a (nested) structure holds any `KerasTensor`."""
     if isinstance(structure, KerasTensor):
         return True
-    if isinstance(structure, (list, tuple)):
-        return any(is_symbolic(x) for x in structure)
     if isinstance(structure, dict):
-        return any(is_symbolic(x) for x in structure.values())
+        structure = structure.values()
+    elif not isinstance(structure, (list, tuple)):
+        return False
+    for x in structure:  # a loop, not `any()`: every layer call asks, usually of one tensor
+        if is_symbolic(x):
+            return True
     return False

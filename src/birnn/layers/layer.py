@@ -167,36 +167,38 @@ def check_input_compatibility(layer_name: str, input_spec: Any, inputs: Any) -> 
             raise ValueError(f"Input {index} of layer '{layer_name}' is None.")
         if not hasattr(x, "shape"):
             raise TypeError(f"Inputs to layer '{layer_name}' should be tensors. Received: {x!r}")
-        shape = tuple(x.shape)
-        ndim = len(shape)
-        prefix = f"Input {index} of layer '{layer_name}' is incompatible with the layer:"
-        if spec.ndim is not None and not spec.allow_last_axis_squeeze and ndim != spec.ndim:
+        problem = _spec_problem(spec, tuple(x.shape))
+        if problem is not None:
             raise ValueError(
-                f"{prefix} expected ndim={spec.ndim}, found ndim={ndim}. "
-                f"Full shape received: {shape}"
+                f"Input {index} of layer '{layer_name}' is incompatible with the layer: {problem}"
             )
-        if spec.max_ndim is not None and ndim > spec.max_ndim:
-            raise ValueError(
-                f"{prefix} expected max_ndim={spec.max_ndim}, found ndim={ndim}. "
-                f"Full shape received: {shape}"
+
+
+def _spec_problem(spec: InputSpec, shape: tuple) -> str | None:
+    """How a tensor of `shape` fails `spec`, or `None` if it meets it."""
+    ndim = len(shape)
+    expected = None
+    if spec.ndim is not None and not spec.allow_last_axis_squeeze and ndim != spec.ndim:
+        expected = f"ndim={spec.ndim}"
+    elif spec.max_ndim is not None and ndim > spec.max_ndim:
+        expected = f"max_ndim={spec.max_ndim}"
+    elif spec.min_ndim is not None and ndim < spec.min_ndim:
+        expected = f"min_ndim={spec.min_ndim}"
+    if expected is not None:
+        return f"expected {expected}, found ndim={ndim}. Full shape received: {shape}"
+    for axis, value in spec.axes.items():
+        if value is None:
+            continue
+        if not -ndim <= axis < ndim or shape[axis] not in (value, None):
+            return (
+                f"expected axis {axis} of input shape to have value {value}, "
+                f"but received input with shape {shape}"
             )
-        if spec.min_ndim is not None and ndim < spec.min_ndim:
-            raise ValueError(
-                f"{prefix} expected min_ndim={spec.min_ndim}, found ndim={ndim}. "
-                f"Full shape received: {shape}"
-            )
-        for axis, value in spec.axes.items():
-            if value is None:
-                continue
-            if not -ndim <= axis < ndim or shape[axis] not in (value, None):
-                raise ValueError(
-                    f"{prefix} expected axis {axis} of input shape to have value {value}, "
-                    f"but received input with shape {shape}"
-                )
-        if spec.shape is not None and len(spec.shape) == ndim:
-            for expected, actual in zip(spec.shape, shape):
-                if expected is not None and actual is not None and expected != actual:
-                    raise ValueError(f"{prefix} expected shape={spec.shape}, found shape={shape}")
+    if spec.shape is not None and len(spec.shape) == ndim:
+        for expected, actual in zip(spec.shape, shape):
+            if expected is not None and actual is not None and expected != actual:
+                return f"expected shape={spec.shape}, found shape={shape}"
+    return None
 
 
 @dataclass
@@ -658,8 +660,8 @@ class Layer(nn.Module):
                         x._keras_mask = mask
             return x
 
-        if _is_number_nest(inputs):  # `[[1.0, 2.0]]` is one tensor, not a structure
-            return convert(inputs)
+        if isinstance(inputs, torch.Tensor) or _is_number_nest(inputs):
+            return convert(inputs)  # `[[1.0, 2.0]]` is one tensor, not a structure
         return _map_structure(convert, inputs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -701,7 +703,7 @@ class Layer(nn.Module):
 
         check_input_compatibility(self.name, self.input_spec, inputs)
         self._maybe_build(inputs)
-        self._call_losses = []
+        self._call_losses.clear()  # in place: `nn.Module.__setattr__` is slow
         with backend.training_scope(training):
             outputs = super().__call__(*args, **kwargs)
 

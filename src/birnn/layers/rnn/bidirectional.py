@@ -221,7 +221,9 @@ class Bidirectional(Layer):
         y_fw, y_bw, joined, states_fw, states_bw = self._run_directions(
             sequences, mask, training, forward_state, backward_state
         )
-        self._num_states_seen = len(states_fw) + len(states_bw)
+        num_states = len(states_fw) + len(states_bw)
+        if num_states != self._num_states_seen:  # `nn.Module.__setattr__` is slow
+            self._num_states_seen = num_states
         if self.return_sequences and mask is not None:
             # Both are in the forward layer's order, reversed time if it goes backwards.
             steps = torch.flip(mask, dims=(1,)) if self.forward_layer.go_backwards else mask
@@ -283,7 +285,7 @@ class Bidirectional(Layer):
 
     def _cast(self, y: torch.Tensor) -> torch.Tensor:
         dtype = self.dtype_torch
-        return y.to(dtype) if dtype.is_floating_point else y
+        return y.to(dtype) if dtype.is_floating_point and y.dtype != dtype else y
 
     def _merge(self, y_fw: torch.Tensor, y_bw: torch.Tensor) -> Any:
         y_fw, y_bw = self._cast(y_fw), self._cast(y_bw)

@@ -41,13 +41,14 @@ def _builtin_classes(layer: Any) -> tuple[str, type, type] | None:
     return None
 
 
-def _problem(layer: Any, kind: str, cell_class: type, training: bool, strict: bool) -> str | None:
-    """Why `layer` cannot run fused now (`None` if it can).
+def _problem(
+    layer: Any, cell: Any, kind: str, cell_class: type, training: bool, strict: bool
+) -> str | None:
+    """Why `layer` (with its `cell`) cannot run fused now (`None` if it can).
 
     `strict` judges the configuration as `use_cudnn=True` does (as Keras does):
     any recurrent dropout is a problem, even where inference would ignore it.
     """
-    cell = layer.cell
     cell_type = type(cell)
     if not (
         isinstance(cell, cell_class)
@@ -78,17 +79,17 @@ def fused_kind(layer: Any, training: bool) -> str | None:
         ValueError: if `layer.use_cudnn is True` but its configuration cannot
             run in the fused kernel.
     """
-    builtin = _fusable(layer, training)
+    builtin = _fusable(layer, layer.cell, training)
     return None if builtin is None else builtin[0]
 
 
-def _fusable(layer: Any, training: bool) -> tuple[str, type, type] | None:
+def _fusable(layer: Any, cell: Any, training: bool) -> tuple[str, type, type] | None:
     """`fused_kind`'s answer as `(kind, layer_class, cell_class)`, or `None`."""
     use_cudnn = getattr(layer, "use_cudnn", "auto")
     builtin = None if use_cudnn is False else _builtin_classes(layer)
     if builtin is None:
         return None
-    problem = _problem(layer, builtin[0], builtin[2], training, strict=use_cudnn is True)
+    problem = _problem(layer, cell, builtin[0], builtin[2], training, strict=use_cudnn is True)
     if problem is None:
         return builtin
     if use_cudnn is True:
@@ -135,11 +136,13 @@ def _input_dropout_mask(cell: Any, inputs: torch.Tensor, training: bool) -> torc
     return None
 
 
-def _pair_kind(forward: Any, backward: Any, inputs: torch.Tensor, training: bool) -> str | None:
+def _pair_kind(
+    forward: Any, backward: Any, cells: tuple, inputs: torch.Tensor, training: bool
+) -> str | None:
     """The shared fused kind of a `Bidirectional`'s two layers, if both run fused now."""
     kinds = set()
-    for layer in (forward, backward):
-        builtin = _fusable(layer, training)
+    for layer, cell in zip((forward, backward), cells):
+        builtin = _fusable(layer, cell, training)
         if builtin is None:
             return None
         kind, layer_class, _ = builtin
@@ -150,7 +153,7 @@ def _pair_kind(forward: Any, backward: Any, inputs: torch.Tensor, training: bool
             or layer.stateful
             or layer.activity_regularizer is not None
             or not layer.built
-            or layer.cell.kernel.dtype != inputs.dtype
+            or cell.kernel.dtype != inputs.dtype
         ):
             return None
         kinds.add(kind)
@@ -178,13 +181,13 @@ def run_pair(
     """
     if inputs.dim() != 3 or inputs.shape[1] == 0:
         return None
-    kind = _pair_kind(forward, backward, inputs, training)
+    cells = (getattr(forward, "cell", None), getattr(backward, "cell", None))
+    kind = _pair_kind(forward, backward, cells, inputs, training)
     if kind is None:
         return None
     mask = forward._standardize_mask(mask, inputs)
     directions = []
-    for layer, state in ((forward, forward_state), (backward, backward_state)):
-        cell = layer.cell
+    for layer, cell, state in zip((forward, backward), cells, (forward_state, backward_state)):
         cell._check_features(inputs)
         if state is not None:
             state = flatten_structure(layer._initial_state(state, inputs))
@@ -204,8 +207,8 @@ def run_pair(
         pair = fused_rnn.bidirectional(kind, inputs, *directions, mask)
     finally:
         if training:
-            reset_dropout_masks(forward.cell)
-            reset_dropout_masks(backward.cell)
+            for cell in cells:
+                reset_dropout_masks(cell)
     (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = pair.forward, pair.backward
     sequences = pair.sequences
     if forward.return_sequences:
