@@ -243,18 +243,28 @@ IMPLEMENTATIONS = tuple(MAKERS)
 # ---------------------------------------------------------------- timing
 
 
-def time_row(row: Row, implementations: list[str], repeats: int, warmup: int) -> dict:
-    """Median milliseconds per implementation, timed in turns."""
+def time_row(
+    row: Row, implementations: list[str], repeats: int, warmup: int, min_seconds: float = 0.0
+) -> dict:
+    """Median milliseconds per implementation, timed in turns.
+
+    At least `repeats` turns, and more while a turn of all implementations has
+    taken less than `min_seconds` in all: short steps get enough samples for a
+    stable median.
+    """
     steps = {name: MAKERS[name](row) for name in implementations}
     for step in steps.values():
         for _ in range(warmup):
             step()
     samples: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
+    started = time.perf_counter()
+    turns = 0
+    while turns < repeats or time.perf_counter() - started < min_seconds:
         for name, step in steps.items():
             start = time.perf_counter()
             step()
             samples[name].append((time.perf_counter() - start) * 1000)
+        turns += 1
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -399,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per row")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=None,
+        help="keep timing a row until this long has passed (default: 10, 0 with --quick)",
+    )
     parser.add_argument("--rows", default=None, help="comma-separated substrings of row names")
     parser.add_argument("--only", default=",".join(IMPLEMENTATIONS), help="implementations to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory row")
@@ -438,6 +454,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"unknown implementations {sorted(unknown)}; choose from {IMPLEMENTATIONS}")
     repeats = args.repeats or (2 if args.quick else 15)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    min_seconds = args.min_seconds if args.min_seconds is not None else (0 if args.quick else 10)
     rows = [_quick(row) for row in ROWS] if args.quick else ROWS
     if args.rows:
         wanted = [w.strip().lower() for w in args.rows.split(",")]
@@ -445,7 +462,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     results = []
     for row in rows:
-        medians = time_row(row, implementations, repeats, warmup)
+        medians = time_row(row, implementations, repeats, warmup, min_seconds)
         results.append((row, medians))
         print(
             f"{row.name}: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in medians.items()), flush=True
@@ -476,7 +493,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     header = (
         f"# birnn benchmarks\n\n"
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {machine()}.\n\n"
-        f"{sizes}. Median ms of {repeats} steps after {warmup} warm-up steps, the "
+        f"{sizes}. Median ms of at least {repeats} steps (more for short steps: each row "
+        f"is timed for at least {min_seconds:g} s) after {warmup} warm-up steps, the "
         "implementations of a row timed in turns in one process. *Layer*: the library's "
         "`Bidirectional` layer called eagerly, forward + MSE + backward + a torch RMSprop "
         "step (infer: forward under `no_grad`). *Model*: `Sequential(...).train_on_batch` / "
