@@ -19,7 +19,12 @@ A layer-level training step is forward, mean-squared error against a fixed
 target, backward and an `RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)` step; an
 inference step is the forward pass under `torch.no_grad()`. The implementations
 of a row are timed in turns (interleaved) in this one process, and each
-reports the median. The memory row runs the LSTM training row in a fresh
+reports its median step. A turn runs one implementation's steps back to back
+for about `--block-seconds` (0.2 s), as a training loop does: alternating
+single steps of five libraries measures cold caches instead, which penalises
+whichever step runs more Python (measured 2026-11-30 on the seed row: birnn /
+torch 1.30x alternating single steps of all five, 1.14x of birnn and torch
+alone). The memory row runs the LSTM training row in a fresh
 subprocess per layer-level implementation and reports its peak resident set
 size.
 """
@@ -244,26 +249,38 @@ IMPLEMENTATIONS = tuple(MAKERS)
 
 
 def time_row(
-    row: Row, implementations: list[str], repeats: int, warmup: int, min_seconds: float = 0.0
+    row: Row,
+    implementations: list[str],
+    repeats: int,
+    warmup: int,
+    min_seconds: float = 0.0,
+    block_seconds: float = 0.0,
 ) -> dict:
-    """Median milliseconds per implementation, timed in turns.
+    """Median milliseconds per step of each implementation, timed in turns.
 
-    At least `repeats` turns, and more while a turn of all implementations has
-    taken less than `min_seconds` in all: short steps get enough samples for a
-    stable median.
+    Each turn runs every implementation for one block of consecutive steps:
+    as many as take about `block_seconds` (at least one), as a training loop
+    runs them, back to back with warm caches. Turns go on for at least
+    `repeats` blocks each and until `min_seconds` have passed, so a slow drift
+    of the machine's speed reaches all implementations alike.
     """
     steps = {name: MAKERS[name](row) for name in implementations}
-    for step in steps.values():
+    block = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
         for _ in range(warmup):
             step()
+        per_step = (time.perf_counter() - start) / max(warmup, 1)
+        block[name] = max(1, round(block_seconds / per_step)) if per_step > 0 else 1
     samples: dict[str, list[float]] = {name: [] for name in steps}
     started = time.perf_counter()
     turns = 0
     while turns < repeats or time.perf_counter() - started < min_seconds:
         for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            samples[name].append((time.perf_counter() - start) * 1000)
+            for _ in range(block[name]):
+                start = time.perf_counter()
+                step()
+                samples[name].append((time.perf_counter() - start) * 1000)
         turns += 1
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -410,6 +427,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per row")
     parser.add_argument(
+        "--block-seconds",
+        type=float,
+        default=0.2,
+        help="each turn runs an implementation's steps back to back for about this long "
+        "(0: one step per turn)",
+    )
+    parser.add_argument(
         "--min-seconds",
         type=float,
         default=None,
@@ -455,6 +479,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     repeats = args.repeats or (2 if args.quick else 15)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     min_seconds = args.min_seconds if args.min_seconds is not None else (0 if args.quick else 10)
+    block_seconds = 0 if args.quick else args.block_seconds
     rows = [_quick(row) for row in ROWS] if args.quick else ROWS
     if args.rows:
         wanted = [w.strip().lower() for w in args.rows.split(",")]
@@ -462,7 +487,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     results = []
     for row in rows:
-        medians = time_row(row, implementations, repeats, warmup, min_seconds)
+        medians = time_row(row, implementations, repeats, warmup, min_seconds, block_seconds)
         results.append((row, medians))
         print(
             f"{row.name}: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in medians.items()), flush=True
@@ -493,9 +518,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     header = (
         f"# birnn benchmarks\n\n"
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {machine()}.\n\n"
-        f"{sizes}. Median ms of at least {repeats} steps (more for short steps: each row "
-        f"is timed for at least {min_seconds:g} s) after {warmup} warm-up steps, the "
-        "implementations of a row timed in turns in one process. *Layer*: the library's "
+        f"{sizes}. Median ms per step after {warmup} warm-up steps. The implementations "
+        "of a row are timed in turns in one process, each turn running an implementation's "
+        f"steps back to back for about {block_seconds:g} s (at least one step), for at least "
+        f"{repeats} turns and {min_seconds:g} s. *Layer*: the library's "
         "`Bidirectional` layer called eagerly, forward + MSE + backward + a torch RMSprop "
         "step (infer: forward under `no_grad`). *Model*: `Sequential(...).train_on_batch` / "
         "`predict_on_batch` on NumPy data with the library's own RMSprop (masked rows: a "
