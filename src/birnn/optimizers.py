@@ -764,7 +764,7 @@ class RMSprop(Optimizer, _KerasRMSprop):
     >>> opt.build([w])
     >>> w.grad = torch.tensor([2.0])
     >>> _ = opt.step()
-    >>> round(float(w), 5)  # 1 - 0.1 * 2 / sqrt(0.1 * 4 + 1e-7)
+    >>> round(w.item(), 5)  # 1 - 0.1 * 2 / sqrt(0.1 * 4 + 1e-7)
     0.68377
     """
 
