@@ -142,7 +142,11 @@ class Dense(Layer):
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         if not inputs.is_floating_point():
             inputs = inputs.to(self.kernel.dtype)
-        return self.activation(F.linear(inputs, self.kernel.T, self.bias))
+        kernel, bias = self.kernel, self.bias
+        if inputs.dim() == 2 and bias is not None:
+            # What `F.linear` computes for 2-D inputs, minus the autograd node of `kernel.T`.
+            return self.activation(torch.addmm(bias, inputs, kernel))
+        return self.activation(F.linear(inputs, kernel.T, bias))
 
     def compute_output_shape(self, input_shape):
         return (*tuple(input_shape)[:-1], self.units)

@@ -43,6 +43,7 @@ __all__ = ["Direction", "Pair", "bidirectional", "gru", "lstm", "torch_weights"]
 Triple = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]
 
 _GATES = {"lstm": 4, "gru": 3}
+_VF_KERNELS = {"lstm": torch._VF.lstm, "gru": torch._VF.gru}
 # Pre-activation added at padding slots: far beyond where sigmoid rounds to exactly 0 or 1.
 _SATURATE = {torch.float16: 3.0e4}
 _DEFAULT_SATURATE = 1.0e6
@@ -149,10 +150,12 @@ def _kernel(
 
     States are `(directions, batch, units)`; `outputs` has the layout of `inputs`.
     """
-    train = torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *states, *weights))
+    train = torch.is_grad_enabled() and (
+        any(w.requires_grad for w in weights) or any(t.requires_grad for t in (inputs, *states))
+    )
     hx = (states[0], states[1]) if kind == "lstm" else states[0]
     args = (inputs, hx, weights, has_biases, 1, 0.0, train, bidirectional, batch_first)
-    function = torch._VF.lstm if kind == "lstm" else torch._VF.gru
+    function = _VF_KERNELS[kind]
     if inputs.is_cuda:
         # cuDNN wants one flat weight buffer; ours are converted on every call anyway.
         with warnings.catch_warnings():
@@ -466,10 +469,11 @@ def _unmasked_pair(kind: str, x: torch.Tensor, first: Direction, second: Directi
     if not first.return_all_outputs:
         sequences = None
     in_time, reverse = _halves(sequences) if sequences is not None else (None, None)
+    in_time_states, reverse_states = zip(*(state.unbind(0) for state in final))
     # Without a mask each direction's last output is its final `h`.
     return Pair(
-        _packaged(final[0][0], in_time, [s[0] for s in final]),
-        _packaged(final[0][1], reverse, [s[1] for s in final]),
+        _packaged(in_time_states[0], in_time, list(in_time_states)),
+        _packaged(reverse_states[0], reverse, list(reverse_states)),
         sequences,
     )
 
