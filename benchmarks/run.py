@@ -268,10 +268,10 @@ def time_row(
     block = {}
     for name, step in steps.items():
         start = time.perf_counter()
-        for _ in range(warmup):
+        for _ in range(max(warmup, 1)):  # at least one step, to size the block
             step()
         per_step = (time.perf_counter() - start) / max(warmup, 1)
-        block[name] = max(1, round(block_seconds / per_step)) if per_step > 0 else 1
+        block[name] = max(1, round(block_seconds / per_step))
     samples: dict[str, list[float]] = {name: [] for name in steps}
     started = time.perf_counter()
     turns = 0
