@@ -185,3 +185,38 @@ def test_user_cell_config_round_trip():
     assert isinstance(clone.cell, MinimalRNNCell) and clone.cell.built
     # The class lives in an imported module, so it resolves without custom_objects too.
     assert isinstance(layers.RNN.from_config(config).cell, MinimalRNNCell)
+
+
+# ---------------------------------------------------------------- weight memory layout
+def _torch_layout(weight):
+    """Keras's shape over PyTorch's memory layout: the transpose is contiguous."""
+    return weight.t().is_contiguous() and not weight.is_contiguous()
+
+
+@pytest.mark.parametrize("cell_class", [layers.SimpleRNNCell, layers.LSTMCell, layers.GRUCell])
+def test_builtin_kernels_are_stored_in_torch_layout_and_keep_it(cell_class, tmp_path):
+    layer = layers.RNN(cell_class(4))
+    layer(torch.zeros(2, 3, 5))
+    cell = layer.cell
+    assert cell.kernel.shape == (5, cell.gates * 4)
+    values = [w.detach().clone() for w in (cell.kernel, cell.recurrent_kernel)]
+
+    layer.set_weights([np.ones(tuple(w.shape)) for w in layer.weights])
+    torch.save(layer.state_dict(), tmp_path / "state.pt")
+    layer.load_state_dict(torch.load(tmp_path / "state.pt"))
+    layer.to(torch.float64)
+    for weight, before in zip((cell.kernel, cell.recurrent_kernel), values):
+        assert _torch_layout(weight)
+        assert torch.equal(weight, torch.ones_like(weight))
+        assert before.shape == weight.shape
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_fused_kernels_receive_contiguous_weights(kind):
+    from birnn.ops import fused_rnn  # noqa: PLC0415
+
+    layer = {"lstm": layers.LSTM, "gru": layers.GRU}[kind](3)
+    layer(torch.zeros(2, 4, 5))
+    cell = layer.cell
+    weights = fused_rnn.torch_weights(kind, cell.kernel, cell.recurrent_kernel, cell.bias)
+    assert all(w.is_contiguous() for w in weights)

@@ -1,5 +1,6 @@
 """The plain PyTorch routes: `state_dict()`, `torch.export` and `torch.jit.trace`."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,9 @@ def test_state_dict_round_trip(trained):
 
 def test_torch_export_with_dynamic_batch(trained, tmp_path):
     program = export_for_serving(trained, torch.rand(2, 6, 3))
-    torch.export.save(program, tmp_path / "model.pt2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's warning on non-contiguous weights
+        torch.export.save(program, tmp_path / "model.pt2")
     served = torch.export.load(tmp_path / "model.pt2").module()
     for batch in (1, 5):
         x = torch.rand(batch, 6, 3)

@@ -241,6 +241,20 @@ def _get_mask(structure: Any) -> Any:
     return getattr(structure, "_keras_mask", None)
 
 
+_PLAIN_TYPES = frozenset({torch.Tensor, bool, int, float, type(None)})
+
+
+def _any_symbolic(args: tuple, kwargs: dict) -> bool:
+    """Whether a layer call's arguments hold a `KerasTensor` (a plain tensor is quick to skip)."""
+    for x in args:
+        if type(x) not in _PLAIN_TYPES and is_symbolic(x):
+            return True
+    for x in kwargs.values():
+        if type(x) not in _PLAIN_TYPES and is_symbolic(x):
+            return True
+    return False
+
+
 def _is_number_nest(structure: Any) -> bool:
     """Whether `structure` is a (nested) list/tuple of plain numbers only."""
     if isinstance(structure, (list, tuple)):
@@ -254,6 +268,8 @@ def _set_mask(outputs: Any, mask: Any) -> None:
         for out, m in zip(outputs, masks):
             _set_mask(out, m)
     elif isinstance(outputs, (torch.Tensor, KerasTensor)):
+        if mask is None and getattr(outputs, "_keras_mask", None) is None:
+            return  # nothing to set or clear; a first attribute costs a tensor a `__dict__`
         try:
             outputs._keras_mask = mask
         except (AttributeError, RuntimeError):  # tensors that refuse attributes
@@ -634,6 +650,10 @@ class Layer(nn.Module):
         self._build_input_shape = _shape_of(inputs)  # Keras's `build_config`
 
     def _convert_inputs(self, inputs: Any) -> Any:
+        if isinstance(inputs, torch.Tensor) and not (
+            self.autocast and inputs.is_floating_point() and inputs.dtype != self.dtype_torch
+        ):
+            return inputs  # the usual call: nothing to convert
         compute = self.dtype_torch
 
         def convert(x: Any) -> Any:
@@ -665,7 +685,7 @@ class Layer(nn.Module):
         return _map_structure(convert, inputs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if is_symbolic(args) or is_symbolic(kwargs):
+        if _any_symbolic(args, kwargs):
             from birnn.models.functional import symbolic_call  # noqa: PLC0415
 
             return symbolic_call(self, args, kwargs)
@@ -701,8 +721,15 @@ class Layer(nn.Module):
         if self._call_has_training:
             kwargs["training"] = training
 
-        check_input_compatibility(self.name, self.input_spec, inputs)
-        self._maybe_build(inputs)
+        input_spec = self.input_spec
+        if isinstance(input_spec, InputSpec) and isinstance(inputs, torch.Tensor):
+            problem = _spec_problem(input_spec, tuple(inputs.shape))  # the usual call
+            if problem is not None:
+                check_input_compatibility(self.name, input_spec, inputs)  # raises
+        else:
+            check_input_compatibility(self.name, input_spec, inputs)
+        if not self.built:
+            self._maybe_build(inputs)
         self._call_losses.clear()  # in place: `nn.Module.__setattr__` is slow
         with backend.training_scope(training):
             outputs = super().__call__(*args, **kwargs)

@@ -18,7 +18,7 @@ from birnn import backend
 from birnn import callbacks as callbacks_module
 from birnn import metrics as metrics_module
 from birnn import optimizers as optimizers_module
-from birnn.layers.layer import flatten_structure, iter_layers, map_structure
+from birnn.layers.layer import Layer, flatten_structure, map_structure
 from birnn.models import data_adapter
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
 from birnn.models.functional import flatten_io, leaf_paths
@@ -309,11 +309,14 @@ class Trainer:
 
     def _prepare_fit_state(self) -> dict:
         """Caches what each step needs from the layer tree (walking it costs per batch)."""
-        layers, seen = [], set()
-        for layer in iter_layers(self):
-            if id(layer) not in seen:
-                seen.add(id(layer))
-                layers.append(layer)
+        layers, params, seen = [], [], set()
+        for module in self.modules():  # one walk, depth first; each module once
+            if isinstance(module, Layer):
+                layers.append(module)
+            for p in module._parameters.values():
+                if p is not None and p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
         specs = [
             (layer, name, spec)
             for layer in layers
@@ -327,10 +330,16 @@ class Trainer:
                 if spec.regularizer is not None and spec.trainable and layer.trainable
             ],
             "has_constraints": any(spec.constraint is not None for _, _, spec in specs),
-            "params": [p for p in self.parameters() if p.requires_grad],
+            "params": params,  # the order of `self.parameters()`
         }
         self._fit_state = state
         return state
+
+    def _cache_fit_state(self) -> None:
+        """Caches the fit state when every layer has its weights (else the first step does)."""
+        state = self._prepare_fit_state()
+        if not all(layer.built for layer in state["layers"]):
+            self._fit_state = None
 
     def _extra_losses(self) -> list:
         """`self.losses` (add_loss and regularizers), from the cached tree during `fit`."""
@@ -485,9 +494,7 @@ class Trainer:
             steps=steps,
         )
         self.stop_training = False
-        self._fit_state = None
-        if all(layer.built for layer in iter_layers(self)):
-            self._prepare_fit_state()  # else the first step does, once the weights exist
+        self._cache_fit_state()
         device = self._model_device()
         want_batch_logs = cbs.has_batch_hooks("on_train_batch_end")
         logs: dict = {}
@@ -656,9 +663,14 @@ class Trainer:
         )
         data_adapter.check_cardinality(x, y, sample_weight)
         self.reset_metrics()
-        self._fit_state = None
-        self.train_step(x, y, sample_weight)
-        self._fit_state = None
+        # One walk of the layer tree serves the whole step (zeroing the gradients,
+        # the losses of `add_loss` and regularizers, the constraints); the next call
+        # walks it again, as the model may have changed in between.
+        self._cache_fit_state()
+        try:
+            self.train_step(x, y, sample_weight)
+        finally:
+            self._fit_state = None
         logs = self._logs()
         return logs if return_dict else self._flatten_logs(logs)
 

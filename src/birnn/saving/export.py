@@ -122,4 +122,13 @@ def export_for_serving(
     if dynamic_batch:
         batch = torch.export.Dim("batch")
         dynamic_shapes = (tuple({0: batch} for _ in inputs),)  # one entry: `*inputs`
-    return torch.export.export(wrapper, inputs, dynamic_shapes=dynamic_shapes, strict=False)
+    program = torch.export.export(wrapper, inputs, dynamic_shapes=dynamic_shapes, strict=False)
+    # Recurrent kernels are stored transposed (`base_cell._store_transposed`);
+    # `torch.export.save` warns on any weight that does not cover its storage
+    # in order, so the program keeps contiguous copies (same values).
+    for name, value in list(program.state_dict.items()):
+        if not value.is_contiguous():
+            program.state_dict[name] = nn.Parameter(
+                value.detach().contiguous(), requires_grad=value.requires_grad
+            )
+    return program

@@ -136,16 +136,24 @@ def _input_dropout_mask(cell: Any, inputs: torch.Tensor, training: bool) -> torc
     return None
 
 
-def _pair_kind(
-    forward: Any, backward: Any, cells: tuple, inputs: torch.Tensor, training: bool
-) -> str | None:
-    """The shared fused kind of a `Bidirectional`'s two layers, if both run fused now."""
-    kinds = set()
-    for layer, cell in zip((forward, backward), cells):
+def _pair_weights(
+    forward: Any, backward: Any, inputs: torch.Tensor, training: bool
+) -> tuple | None:
+    """`(kind, cells, weights)` if both layers of a `Bidirectional` run fused now, else `None`.
+
+    `weights` holds each cell's `(kernel, recurrent_kernel, bias)`, each fetched
+    once: every call of the layer comes here, and a `torch.nn.Module` attribute
+    lookup is slow.
+    """
+    kind = None
+    cells = []
+    weights = []
+    for layer in (forward, backward):
+        cell = getattr(layer, "cell", None)
         builtin = _fusable(layer, cell, training)
         if builtin is None:
             return None
-        kind, layer_class, _ = builtin
+        layer_kind, layer_class, _ = builtin
         layer_type = type(layer)
         if (
             layer_type.call is not layer_class.call  # a subclass adding to `call()` or `_run()`
@@ -153,11 +161,18 @@ def _pair_kind(
             or layer.stateful
             or layer.activity_regularizer is not None
             or not layer.built
-            or cell.kernel.dtype != inputs.dtype
+            or (kind is not None and layer_kind != kind)
         ):
             return None
-        kinds.add(kind)
-    return kinds.pop() if len(kinds) == 1 else None
+        kernel = cell.kernel
+        if kernel.dtype != inputs.dtype:
+            return None
+        if inputs.shape[-1] != kernel.shape[0]:
+            cell._check_features(inputs)  # raises, naming the layer
+        kind = layer_kind
+        cells.append(cell)
+        weights.append((kernel, cell.recurrent_kernel, cell.bias))
+    return kind, cells, weights
 
 
 def run_pair(
@@ -181,32 +196,33 @@ def run_pair(
     """
     if inputs.dim() != 3 or inputs.shape[1] == 0:
         return None
-    cells = (getattr(forward, "cell", None), getattr(backward, "cell", None))
-    kind = _pair_kind(forward, backward, cells, inputs, training)
-    if kind is None:
+    fusable = _pair_weights(forward, backward, inputs, training)
+    if fusable is None:
         return None
+    kind, cells, weights = fusable
     mask = forward._standardize_mask(mask, inputs)
     directions = []
-    for layer, cell, state in zip((forward, backward), cells, (forward_state, backward_state)):
-        cell._check_features(inputs)
+    for layer, cell, (kernel, recurrent_kernel, bias), state in zip(
+        (forward, backward), cells, weights, (forward_state, backward_state)
+    ):
         if state is not None:
             state = flatten_structure(layer._initial_state(state, inputs))
         directions.append(
             fused_rnn.Direction(
-                cell.kernel,
-                cell.recurrent_kernel,
-                cell.bias,
-                initial_states=state,
-                go_backwards=layer.go_backwards,
-                zero_output_for_mask=layer.zero_output_for_mask and mask is not None,
-                return_all_outputs=layer.return_sequences,
-                dropout_mask=_input_dropout_mask(cell, inputs, training),
+                kernel,
+                recurrent_kernel,
+                bias,
+                state,
+                layer.go_backwards,
+                layer.zero_output_for_mask and mask is not None,
+                layer.return_sequences,
+                _input_dropout_mask(cell, inputs, training),
             )
         )
     try:
         pair = fused_rnn.bidirectional(kind, inputs, *directions, mask)
     finally:
-        if training:
+        if directions[0].dropout_mask is not None or directions[1].dropout_mask is not None:
             for cell in cells:
                 reset_dropout_masks(cell)
     (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = pair.forward, pair.backward
