@@ -301,8 +301,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _model_device(self) -> torch.device | None:
-        for p in self.parameters():
-            return p.device
+        device = self._device()  # cached by the model until it moves
+        if device is not None:
+            return device
         for b in self.buffers():
             return b.device
         return None

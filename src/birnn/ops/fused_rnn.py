@@ -31,8 +31,8 @@ time order, and the two outputs side by side, as a `Pair`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
@@ -348,7 +348,7 @@ def _one_call_possible(forward: Direction, backward: Direction, mask: torch.Tens
     )
 
 
-class Pair(NamedTuple):
+class Pair:
     """Both directions of a bidirectional run (what `bidirectional` returns).
 
     `forward` and `backward` are each direction's `(last_output, outputs,
@@ -357,11 +357,78 @@ class Pair(NamedTuple):
     `sequences` holds the two directions' `outputs` side by side on the last
     axis, `forward` first, `(batch, time, units_fw + units_bw)`; `None` unless
     both directions return all outputs.
+
+    It unpacks and indexes as `(forward, backward, sequences)`. The parts are
+    also readable one kind at a time, each as a `(forward,
+    backward)` pair: `last_outputs`, `outputs` and `states`. They are views of
+    the kernel's results made on first read, so a caller that needs only
+    `sequences` (a concatenating `Bidirectional`) or only the last outputs pays
+    for no other views.
     """
 
-    forward: Triple
-    backward: Triple
-    sequences: torch.Tensor | None
+    __slots__ = ("sequences", "_last_outputs", "_outputs", "_states")
+
+    def __init__(
+        self,
+        sequences: torch.Tensor | None,
+        last_outputs: Any,
+        outputs: Any,
+        states: Any,
+    ) -> None:
+        """Each of `last_outputs`, `outputs` and `states` is a `(forward, backward)`
+        pair or a function of no arguments that returns one; `outputs` may be
+        `None`: the last outputs, each with a time axis of 1."""
+        self.sequences = sequences
+        self._last_outputs = last_outputs
+        self._outputs = outputs
+        self._states = states
+
+    @property
+    def last_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if callable(self._last_outputs):
+            self._last_outputs = self._last_outputs()
+        return self._last_outputs
+
+    @property
+    def outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._outputs is None:
+            self._outputs = tuple(last.unsqueeze(1) for last in self.last_outputs)
+        elif callable(self._outputs):
+            self._outputs = self._outputs()
+        return self._outputs
+
+    @property
+    def states(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if callable(self._states):
+            self._states = self._states()
+        return self._states
+
+    @property
+    def forward(self) -> Triple:
+        return self.last_outputs[0], self.outputs[0], self.states[0]
+
+    @property
+    def backward(self) -> Triple:
+        return self.last_outputs[1], self.outputs[1], self.states[1]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.forward, self.backward, self.sequences))
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return (self.forward, self.backward, self.sequences)[index]
+
+    def __len__(self) -> int:
+        return 3
+
+    def swapped(self, sequences: torch.Tensor | None) -> Pair:
+        """The same run with the two directions exchanged, and these `sequences`."""
+
+        def swap(part: Any) -> Any:
+            if part is None:
+                return None
+            return lambda: tuple(reversed(part() if callable(part) else part))
+
+        return Pair(sequences, swap(self._last_outputs), swap(self._outputs), swap(self._states))
 
 
 def bidirectional(
@@ -424,7 +491,8 @@ def bidirectional(
         sequences = None
         if forward.return_all_outputs and backward.return_all_outputs:
             sequences = torch.cat([triples[0][1], triples[1][1]], dim=-1)
-        return Pair(*triples, sequences)
+        (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = triples
+        return Pair(sequences, (last_fw, last_bw), (out_fw, out_bw), (states_fw, states_bw))
     swapped = forward.go_backwards
     first, second = (backward, forward) if swapped else (forward, backward)
     x = _dropped(inputs, forward.dropout_mask)
@@ -436,8 +504,8 @@ def bidirectional(
         return pair
     sequences = pair.sequences
     if sequences is not None:  # the kernel's in-time direction is the second of this pair
-        sequences = torch.cat([pair.backward[1], pair.forward[1]], dim=-1)
-    return Pair(pair.backward, pair.forward, sequences)
+        sequences = torch.cat(pair.outputs[::-1], dim=-1)
+    return pair.swapped(sequences)
 
 
 def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -459,13 +527,16 @@ def _unmasked_pair(kind: str, x: torch.Tensor, first: Direction, second: Directi
     sequences, final = _kernel(kind, x, hx, weights, first.bias is not None, True)
     if not first.return_all_outputs:
         sequences = None
-    in_time, reverse = _halves(sequences) if sequences is not None else (None, None)
-    in_time_states, reverse_states = zip(*(state.unbind(0) for state in final))
-    # Without a mask each direction's last output is its final `h`.
+
+    def states() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        in_time, reverse = zip(*(state.unbind(0) for state in final))
+        return list(in_time), list(reverse)
+
     return Pair(
-        _packaged(in_time_states[0], in_time, list(in_time_states)),
-        _packaged(reverse_states[0], reverse, list(reverse_states)),
         sequences,
+        lambda: tuple(final[0].unbind(0)),  # without a mask, the last output is the final `h`
+        None if sequences is None else lambda: _halves(sequences),
+        states,
     )
 
 
@@ -499,7 +570,7 @@ def _masked_pair(
     )
     reverse_states = [s[1] for s in final]
 
-    sequences = in_time = reverse = None
+    sequences = None
     if first.return_all_outputs:
         # At step `t`: the in-time direction shows its output after the valid steps up to
         # `t`, the reverse one its output after the valid steps from `t` on (read from slot
@@ -514,9 +585,9 @@ def _masked_pair(
         directions = torch.arange(2, device=mask.device)
         taken = masks.take_slots(outputs, slots, valid, direction=directions, directions=2)
         sequences = taken.flatten(-2)
-        in_time, reverse = _halves(sequences)
     return Pair(
-        _packaged(in_time_last, in_time, in_time_states),
-        _packaged(reverse_last, reverse, reverse_states),
         sequences,
+        (in_time_last, reverse_last),
+        None if sequences is None else lambda: _halves(sequences),
+        (in_time_states, reverse_states),
     )

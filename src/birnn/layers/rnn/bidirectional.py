@@ -12,6 +12,7 @@ import torch
 from birnn.layers.layer import Layer, flatten_structure
 from birnn.layers.rnn import fused_dispatch
 from birnn.layers.serialization import deserialize_layer, serialize_layer
+from birnn.ops import fused_rnn
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 _REQUIRED_ATTRIBUTES = ("go_backwards", "return_sequences", "return_state")
@@ -218,20 +219,21 @@ class Bidirectional(Layer):
         if isinstance(mask, (list, tuple)):
             mask = mask[0] if mask else None
         forward_state, backward_state = self._split_states(initial_state, "initial_state")
-        y_fw, y_bw, joined, states_fw, states_bw = self._run_directions(
-            sequences, mask, training, forward_state, backward_state
-        )
+        directions = self._run_directions(sequences, mask, training, forward_state, backward_state)
+        states_fw, states_bw = directions.states if self.return_state else ((), ())
         num_states = len(states_fw) + len(states_bw)
         if num_states != self._num_states_seen:  # `nn.Module.__setattr__` is slow
             self._num_states_seen = num_states
-        if self.return_sequences and mask is not None:
-            # Both are in the forward layer's order, reversed time if it goes backwards.
-            steps = torch.flip(mask, dims=(1,)) if self.forward_layer.go_backwards else mask
-            y_fw = _zero_masked_steps(self.forward_layer, y_fw, steps)
-            y_bw = _zero_masked_steps(self.backward_layer, y_bw, steps)
-        if joined is not None and self.merge_mode == "concat":
-            output = self._cast(joined)  # already `torch.cat([y_fw, y_bw], -1)`
+        if directions.sequences is not None and self.merge_mode == "concat":
+            # Already `torch.cat([y_fw, y_bw], -1)`, masked steps zeroed by the fused run.
+            output = self._cast(directions.sequences)
         else:
+            y_fw, y_bw = directions.outputs
+            if self.return_sequences and mask is not None:
+                # Both are in the forward layer's order, reversed time if it goes backwards.
+                steps = torch.flip(mask, dims=(1,)) if self.forward_layer.go_backwards else mask
+                y_fw = _zero_masked_steps(self.forward_layer, y_fw, steps)
+                y_bw = _zero_masked_steps(self.backward_layer, y_bw, steps)
             output = self._merge(y_fw, y_bw)
         if not self.return_state:
             return output
@@ -245,12 +247,13 @@ class Bidirectional(Layer):
         training: bool | None,
         forward_state: list | None,
         backward_state: list | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list, list]:
-        """Runs both layers: `(y_fw, y_bw, joined, states_fw, states_bw)`.
+    ) -> fused_rnn.Pair:
+        """Runs both layers; the result's `outputs` are `(y_fw, y_bw)` (what each layer
+        returns), its `states` `(states_fw, states_bw)`.
 
         Sequences come lined up: `y_bw` flipped into the forward layer's order.
         Built-in LSTM/GRU pairs run both directions in one fused kernel call,
-        which also gives `joined`, the two sequences side by side (else `None`).
+        which also gives `sequences`, the two side by side (else `None`).
         """
         fused = fused_dispatch.run_pair(
             self.forward_layer,
@@ -260,7 +263,6 @@ class Bidirectional(Layer):
             bool(training),
             forward_state,
             backward_state,
-            self.return_state,
         )
         if fused is not None:
             return fused
@@ -281,7 +283,7 @@ class Bidirectional(Layer):
         (y_fw, states_fw), (y_bw, states_bw) = results
         if self.return_sequences:
             y_bw = torch.flip(y_bw, dims=(1,))
-        return y_fw, y_bw, None, states_fw, states_bw
+        return fused_rnn.Pair(None, None, (y_fw, y_bw), (states_fw, states_bw))
 
     def _cast(self, y: torch.Tensor) -> torch.Tensor:
         dtype = self.dtype_torch

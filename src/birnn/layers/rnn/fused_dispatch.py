@@ -183,16 +183,15 @@ def run_pair(
     training: bool,
     forward_state: list | None,
     backward_state: list | None,
-    return_state: bool,
-) -> tuple | None:
-    """A `Bidirectional`'s two layers in one fused run: `(y_fw, y_bw, sequences, states_fw,
-    states_bw)`, or `None` when the pair does not run fused (the caller then calls the two
-    layers).
+) -> fused_rnn.Pair | None:
+    """A `Bidirectional`'s two layers in one fused run, or `None` when the pair does not
+    run fused (the caller then calls the two layers).
 
-    `y_fw` and `y_bw` are what calling each layer returns (its last output, or its
-    sequences), except that sequences are lined up: both in the forward layer's
-    processing order. `sequences` is then the two side by side (`y_fw` first) in one
-    tensor, else `None`; the states are the layers' final states when `return_state`.
+    The result's `outputs` are what calling each layer returns (its last output,
+    or its sequences), except that sequences are lined up: both in the forward
+    layer's processing order. Its `sequences` is then the two side by side
+    (forward first) in one tensor, else `None`; its `states` are the layers'
+    final states. Parts nobody reads are never made (see `fused_rnn.Pair`).
     """
     if inputs.dim() != 3 or inputs.shape[1] == 0:
         return None
@@ -225,15 +224,16 @@ def run_pair(
         if directions[0].dropout_mask is not None or directions[1].dropout_mask is not None:
             for cell in cells:
                 reset_dropout_masks(cell)
-    (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = pair.forward, pair.backward
-    sequences = pair.sequences
-    if forward.return_sequences:
-        y_fw, y_bw = out_fw, out_bw
-        if forward.go_backwards:  # lined up in time order: flip into the forward layer's order
-            sequences = sequences.flip(1)
-            y_fw, y_bw = sequences.split([y_fw.shape[-1], y_bw.shape[-1]], dim=-1)
-    else:
-        y_fw, y_bw, sequences = last_fw, last_bw, None
-    if not return_state:
-        return y_fw, y_bw, sequences, [], []
-    return y_fw, y_bw, sequences, list(states_fw), list(states_bw)
+    if not forward.return_sequences:  # each layer returns its last output
+        last_outputs = lambda: pair.last_outputs  # noqa: E731
+        return fused_rnn.Pair(None, last_outputs, last_outputs, lambda: pair.states)
+    if not forward.go_backwards:
+        return pair  # its sequences are in time order, the forward layer's
+    # Lined up in time order: flip into the forward layer's (reversed) order.
+    sequences = pair.sequences.flip(1)
+    units_fw = forward.cell.units
+
+    def outputs() -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(sequences.split([units_fw, sequences.shape[-1] - units_fw], dim=-1))
+
+    return fused_rnn.Pair(sequences, lambda: pair.last_outputs, outputs, lambda: pair.states)
