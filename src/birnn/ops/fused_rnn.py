@@ -359,11 +359,11 @@ class Pair:
     both directions return all outputs.
 
     It unpacks and indexes as `(forward, backward, sequences)`. The parts are
-    also readable one kind at a time, each as a `(forward,
-    backward)` pair: `last_outputs`, `outputs` and `states`. They are views of
-    the kernel's results made on first read, so a caller that needs only
-    `sequences` (a concatenating `Bidirectional`) or only the last outputs pays
-    for no other views.
+    also readable one kind at a time, each as a `(forward, backward)` pair:
+    `last_outputs`, `outputs` and `states`. They are views of the kernel's
+    results made on first read, so a caller that needs only `sequences` (a
+    concatenating `Bidirectional`) or only the last outputs pays for no other
+    views.
     """
 
     __slots__ = ("sequences", "_last_outputs", "_outputs", "_states")
