@@ -249,6 +249,9 @@ def _assert_pair_close(kind, pair, x, directions, mask, atol):
         torch.testing.assert_close(pair.sequences, joined, atol=0, rtol=0)
     else:
         assert pair.sequences is None
+    # The parts read one kind at a time are the triples' parts.
+    for index, part in enumerate((pair.last_outputs, pair.outputs, pair.states)):
+        assert part[0] is pair.forward[index] and part[1] is pair.backward[index]
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -325,3 +328,19 @@ def test_bidirectional_rejects_unknown_kind():
     forward, backward = _direction_pair("gru", torch.float32, False, False, None)
     with pytest.raises(ValueError, match="kind"):
         fused_rnn.bidirectional("rnn", torch.randn(B, T, F), forward, backward)
+
+
+def test_a_concatenating_bidirectional_makes_no_per_direction_views(monkeypatch):
+    """Only `sequences` is read: the halves and the final states are never split off."""
+    from birnn.layers import LSTM, Bidirectional  # noqa: PLC0415
+
+    layer = Bidirectional(LSTM(U, return_sequences=True))
+    x = torch.randn(B, T, F)
+    expected = layer(x)
+
+    def unread(*args):
+        raise AssertionError("a per-direction view was made")
+
+    monkeypatch.setattr(fused_rnn, "_halves", unread)
+    monkeypatch.setattr(torch.Tensor, "unbind", unread)
+    torch.testing.assert_close(layer(x), expected, atol=0, rtol=0)
