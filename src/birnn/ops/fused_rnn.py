@@ -128,6 +128,10 @@ def torch_weights(
     return weights
 
 
+# TorchDynamo runs PyTorch's own RNN modules eagerly (`torch._dynamo.config.allow_rnn`
+# is False by default): traced into a compiled training graph, the LSTM kernel fails in
+# AOTAutograd (torch 2.13). The kernel call is likewise left out of compiled graphs.
+@torch.compiler.disable
 def _kernel(
     kind: str,
     inputs: torch.Tensor,

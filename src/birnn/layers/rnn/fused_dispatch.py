@@ -10,7 +10,6 @@ chooses: `"auto"` takes the fused path when it applies, `False` never does,
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -24,18 +23,20 @@ _TANH = (activations.tanh, torch.tanh)
 _SIGMOID = (activations.sigmoid, torch.sigmoid)
 
 
-@functools.cache
-def _builtin_layers() -> tuple[tuple[str, type, type], ...]:
-    """`(kind, layer_class, cell_class)` of the built-in layers that have a fused kernel."""
-    from birnn.layers.rnn.gru import GRU, GRUCell  # noqa: PLC0415 (they import this module)
-    from birnn.layers.rnn.lstm import LSTM, LSTMCell  # noqa: PLC0415
+_BUILTIN_LAYERS: list[tuple[str, type, type]] = []
 
-    return ("lstm", LSTM, LSTMCell), ("gru", GRU, GRUCell)
+
+def register_builtin(kind: str, layer_class: type, cell_class: type) -> None:
+    """Declares `layer_class` (with `cell_class`) as running in the `kind` fused kernel.
+
+    `LSTM` and `GRU` call it where they are defined (they import this module).
+    """
+    _BUILTIN_LAYERS.append((kind, layer_class, cell_class))
 
 
 def _builtin_classes(layer: Any) -> tuple[str, type, type] | None:
     """`(kind, layer_class, cell_class)` for a built-in LSTM / GRU layer, else `None`."""
-    for entry in _builtin_layers():
+    for entry in _BUILTIN_LAYERS:
         if isinstance(layer, entry[1]):
             return entry
     return None

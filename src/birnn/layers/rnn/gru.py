@@ -312,3 +312,5 @@ class GRU(BuiltinRNN):
 
 GRUCell.__doc__ = GRUCell.__doc__.replace("{args}", _ARGS_DOC)
 GRU.__doc__ = GRU.__doc__.replace("{args}", _ARGS_DOC)
+
+fused_dispatch.register_builtin("gru", GRU, GRUCell)

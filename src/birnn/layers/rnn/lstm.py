@@ -309,3 +309,5 @@ class LSTM(BuiltinRNN):
 
 LSTMCell.__doc__ = LSTMCell.__doc__.replace("{args}", _ARGS_DOC)
 LSTM.__doc__ = LSTM.__doc__.replace("{args}", _ARGS_DOC)
+
+fused_dispatch.register_builtin("lstm", LSTM, LSTMCell)
