@@ -24,7 +24,8 @@ for about `--block-seconds` (0.2 s), as a training loop does: alternating
 single steps of five libraries measures cold caches instead, which penalises
 whichever step runs more Python (measured 2026-11-30 on the seed row: birnn /
 torch 1.30x alternating single steps of all five, 1.14x of birnn and torch
-alone). The memory row runs the LSTM training row in a fresh
+alone). The masked row also times the birnn layer on its data without the
+mask, in the same turns, for the masked / unmasked ratio. The memory row runs the LSTM training row in a fresh
 subprocess per layer-level implementation and reports its peak resident set
 size.
 """
@@ -49,6 +50,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+UNMASKED = "birnn-unmasked"
 
 
 @dataclass(frozen=True)
@@ -241,8 +243,11 @@ MAKERS = {
     "torch": make_torch,
     "keras": lambda row: _make_layers("keras", row),
     "keras-model": lambda row: _make_model("keras", row),
+    # A masked row's own reference: the same birnn layer and data without the mask, timed
+    # in the same turns, so the masked / unmasked ratio sees no drift between rows.
+    UNMASKED: lambda row: _make_layers("birnn", replace(row, masked=False)),
 }
-IMPLEMENTATIONS = tuple(MAKERS)
+IMPLEMENTATIONS = tuple(name for name in MAKERS if name != UNMASKED)
 
 
 # ---------------------------------------------------------------- timing
@@ -385,11 +390,18 @@ def render(results: list[tuple[Row, dict]], memory: dict | None, header: str) ->
         by_name[row.name] = medians
     unmasked, masked = by_name.get("LSTM train"), by_name.get("LSTM train, masked")
     notes = []
+    if masked and UNMASKED in masked:
+        notes.append(
+            "Masked / unmasked LSTM train, birnn layer, both timed in the masked row's turns "
+            f"(same data, mask dropped): {_ratio(masked.get('birnn'), masked[UNMASKED])}."
+        )
     if unmasked and masked:
         parts = [
             f"{COLUMNS[name]} {_ratio(masked.get(name), unmasked.get(name))}" for name in names
         ]
-        notes.append("Masked / unmasked LSTM train: " + ", ".join(parts) + ".")
+        notes.append(
+            "Masked / unmasked LSTM train, across the two rows: " + ", ".join(parts) + "."
+        )
     if memory:
         cells = [
             f"{COLUMNS[name]} {peak:.0f} MiB (+{growth:.0f} MiB over its set-up)"
@@ -487,7 +499,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     results = []
     for row in rows:
-        medians = time_row(row, implementations, repeats, warmup, min_seconds, block_seconds)
+        names = implementations + ([UNMASKED] if row.masked and "birnn" in implementations else [])
+        medians = time_row(row, names, repeats, warmup, min_seconds, block_seconds)
         results.append((row, medians))
         print(
             f"{row.name}: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in medians.items()), flush=True
