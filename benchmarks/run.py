@@ -25,9 +25,9 @@ single steps of five libraries measures cold caches instead, which penalises
 whichever step runs more Python (measured 2026-11-30 on the seed row: birnn /
 torch 1.30x alternating single steps of all five, 1.14x of birnn and torch
 alone). The masked row also times the birnn layer on its data without the
-mask, in the same turns, for the masked / unmasked ratio. The memory row runs the LSTM training row in a fresh
-subprocess per layer-level implementation and reports its peak resident set
-size.
+mask, in the same turns, for the masked / unmasked ratio. The memory row runs
+the LSTM training row in a fresh subprocess per layer-level implementation and
+reports its peak resident set size.
 """
 
 from __future__ import annotations
