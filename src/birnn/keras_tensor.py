@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from birnn import backend
 
 
@@ -37,6 +39,9 @@ class KerasTensor:
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
 
 
+_PLAIN_TYPES = frozenset({torch.Tensor, bool, int, float, type(None)})
+
+
 def is_symbolic(structure: Any) -> bool:
     """Whether a (nested) structure holds any `KerasTensor`."""
     if isinstance(structure, KerasTensor):
@@ -45,7 +50,8 @@ def is_symbolic(structure: Any) -> bool:
         structure = structure.values()
     elif not isinstance(structure, (list, tuple)):
         return False
-    for x in structure:  # a loop, not `any()`: every layer call asks, usually of one tensor
-        if is_symbolic(x):
+    # A loop, not `any()`, and plain leaves skipped without a call: every layer call asks.
+    for x in structure:
+        if type(x) not in _PLAIN_TYPES and is_symbolic(x):
             return True
     return False

@@ -151,6 +151,12 @@ def check_input_compatibility(layer_name: str, input_spec: Any, inputs: Any) -> 
     """Raises a `ValueError` naming the layer if `inputs` do not meet `input_spec`."""
     if input_spec is None:
         return
+    if (
+        isinstance(input_spec, InputSpec)
+        and isinstance(inputs, torch.Tensor)
+        and _spec_problem(input_spec, tuple(inputs.shape)) is None
+    ):
+        return  # the usual call: one tensor that meets one spec
     specs = list(input_spec) if isinstance(input_spec, (list, tuple)) else [input_spec]
     flat_inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     if len(specs) != len(flat_inputs) and not (len(specs) == 1 and len(flat_inputs) == 1):
@@ -239,20 +245,6 @@ def _get_mask(structure: Any) -> Any:
         masks = [_get_mask(x) for x in structure]
         return None if all(m is None for m in masks) else masks
     return getattr(structure, "_keras_mask", None)
-
-
-_PLAIN_TYPES = frozenset({torch.Tensor, bool, int, float, type(None)})
-
-
-def _any_symbolic(args: tuple, kwargs: dict) -> bool:
-    """Whether a layer call's arguments hold a `KerasTensor` (a plain tensor is quick to skip)."""
-    for x in args:
-        if type(x) not in _PLAIN_TYPES and is_symbolic(x):
-            return True
-    for x in kwargs.values():
-        if type(x) not in _PLAIN_TYPES and is_symbolic(x):
-            return True
-    return False
 
 
 def _is_number_nest(structure: Any) -> bool:
@@ -685,7 +677,7 @@ class Layer(nn.Module):
         return _map_structure(convert, inputs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _any_symbolic(args, kwargs):
+        if is_symbolic(args) or is_symbolic(kwargs):
             from birnn.models.functional import symbolic_call  # noqa: PLC0415
 
             return symbolic_call(self, args, kwargs)
@@ -721,13 +713,7 @@ class Layer(nn.Module):
         if self._call_has_training:
             kwargs["training"] = training
 
-        input_spec = self.input_spec
-        if isinstance(input_spec, InputSpec) and isinstance(inputs, torch.Tensor):
-            problem = _spec_problem(input_spec, tuple(inputs.shape))  # the usual call
-            if problem is not None:
-                check_input_compatibility(self.name, input_spec, inputs)  # raises
-        else:
-            check_input_compatibility(self.name, input_spec, inputs)
+        check_input_compatibility(self.name, self.input_spec, inputs)
         if not self.built:
             self._maybe_build(inputs)
         self._call_losses.clear()  # in place: `nn.Module.__setattr__` is slow

@@ -228,7 +228,8 @@ class Bidirectional(Layer):
             # Already `torch.cat([y_fw, y_bw], -1)`, masked steps zeroed by the fused run.
             output = self._cast(directions.sequences)
         else:
-            y_fw, y_bw = directions.outputs
+            # What each layer returns: its sequences, or its last output.
+            y_fw, y_bw = directions.outputs if self.return_sequences else directions.last_outputs
             if self.return_sequences and mask is not None:
                 # Both are in the forward layer's order, reversed time if it goes backwards.
                 steps = torch.flip(mask, dims=(1,)) if self.forward_layer.go_backwards else mask
@@ -248,10 +249,10 @@ class Bidirectional(Layer):
         forward_state: list | None,
         backward_state: list | None,
     ) -> fused_rnn.Pair:
-        """Runs both layers; the result's `outputs` are `(y_fw, y_bw)` (what each layer
-        returns), its `states` `(states_fw, states_bw)`.
+        """Runs both layers: the result holds their `outputs` (with `return_sequences`)
+        or `last_outputs`, and their `states`, each as `(forward, backward)`.
 
-        Sequences come lined up: `y_bw` flipped into the forward layer's order.
+        Sequences come lined up: the backward layer's flipped into the forward layer's order.
         Built-in LSTM/GRU pairs run both directions in one fused kernel call,
         which also gives `sequences`, the two side by side (else `None`).
         """
@@ -283,7 +284,10 @@ class Bidirectional(Layer):
         (y_fw, states_fw), (y_bw, states_bw) = results
         if self.return_sequences:
             y_bw = torch.flip(y_bw, dims=(1,))
-        return fused_rnn.Pair(None, None, (y_fw, y_bw), (states_fw, states_bw))
+        returned = (y_fw, y_bw)
+        if self.return_sequences:  # `call()` reads no last outputs then
+            return fused_rnn.Pair(None, None, returned, (states_fw, states_bw))
+        return fused_rnn.Pair(None, returned, None, (states_fw, states_bw))
 
     def _cast(self, y: torch.Tensor) -> torch.Tensor:
         dtype = self.dtype_torch

@@ -188,11 +188,11 @@ def run_pair(
     """A `Bidirectional`'s two layers in one fused run, or `None` when the pair does not
     run fused (the caller then calls the two layers).
 
-    The result's `outputs` are what calling each layer returns (its last output,
-    or its sequences), except that sequences are lined up: both in the forward
-    layer's processing order. Its `sequences` is then the two side by side
-    (forward first) in one tensor, else `None`; its `states` are the layers'
-    final states. Parts nobody reads are never made (see `fused_rnn.Pair`).
+    The result holds both layers' last outputs, output sequences when they
+    return them, and final states, the forward layer's first. Sequences are
+    lined up in the forward layer's processing order; its `sequences` is then
+    the two side by side in one tensor, else `None`. Parts nobody reads are
+    never made (see `fused_rnn.Pair`).
     """
     if inputs.dim() != 3 or inputs.shape[1] == 0:
         return None
@@ -222,14 +222,11 @@ def run_pair(
     try:
         pair = fused_rnn.bidirectional(kind, inputs, *directions, mask)
     finally:
-        if directions[0].dropout_mask is not None or directions[1].dropout_mask is not None:
+        if training:
             for cell in cells:
                 reset_dropout_masks(cell)
-    if not forward.return_sequences:  # each layer returns its last output
-        last_outputs = lambda: pair.last_outputs  # noqa: E731
-        return fused_rnn.Pair(None, last_outputs, last_outputs, lambda: pair.states)
-    if not forward.go_backwards:
-        return pair  # its sequences are in time order, the forward layer's
+    if not (forward.return_sequences and forward.go_backwards):
+        return pair  # sequences, if any, in time order: the forward layer's
     # Lined up in time order: flip into the forward layer's (reversed) order.
     sequences = pair.sequences.flip(1)
     units_fw = forward.cell.units
