@@ -1,14 +1,16 @@
-"""Merge layers: `Concatenate`, `Add`, `Multiply`, `Average`.
+"""Merge layers: `Concatenate`, `Add`, `Subtract`, `Multiply`, `Average`, `Maximum`,
+`Minimum`, `Dot`.
 
-Each takes a list of tensors. Masks follow Keras 3: the output mask of
-`Add`/`Multiply`/`Average` is the element-wise OR of the input masks when every
-input has one (else no mask); `Concatenate` combines whatever masks exist, taking
-"all valid" for inputs without one. `Multiply` treats masked entries as 1 and
-zeroes positions masked in every input.
+Each takes a list of tensors. Masks follow Keras 3: the output mask of the
+element-wise merges is the element-wise OR of the input masks when every input
+has one (else no mask); `Concatenate` combines whatever masks exist, taking
+"all valid" for inputs without one; `Dot` passes no mask on. `Multiply` treats
+masked entries as 1 and zeroes positions masked in every input.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -219,6 +221,199 @@ class Multiply(Merge):
         if all_masked:
             out = torch.where(out_mask, out, torch.zeros((), dtype=out.dtype, device=out.device))
         return out
+
+
+class Subtract(Merge):
+    """Subtracts the second of exactly two inputs from the first (shapes broadcast).
+
+    Examples:
+
+    >>> import torch
+    >>> Subtract()([torch.full((1, 2), 3.0), torch.ones(1, 2)])
+    tensor([[2., 2.]])
+    """
+
+    def _check_list(self, input_shape: Any) -> None:
+        if not _is_shape_list(input_shape) or len(input_shape) != 2:
+            raise ValueError(
+                f"Layer '{self.name}' (Subtract) should be called on exactly 2 inputs. "
+                f"Received: input_shape={input_shape}"
+            )
+
+    def _merge(self, inputs, masks):
+        if len(inputs) != 2:
+            raise ValueError(
+                f"Layer '{self.name}' (Subtract) should be called on exactly 2 inputs. "
+                f"Received {len(inputs)} inputs."
+            )
+        return inputs[0] - inputs[1]
+
+
+class _Extremum(Merge):
+    """Element-wise maximum or minimum; masked entries are left out.
+
+    An entry masked in every input takes the first input's value (as Keras).
+    """
+
+    _reduce = staticmethod(torch.maximum)
+    _fill = -math.inf
+
+    def _merge(self, inputs, masks):
+        masks = masks or [None] * len(inputs)
+        candidates = []
+        for x, m in zip(inputs, masks):
+            if m is not None:
+                m = m if m.ndim == x.ndim else m.unsqueeze(-1)
+                x = torch.where(m, x, torch.full((), self._fill, dtype=x.dtype, device=x.device))
+            candidates.append(x)
+        out = candidates[0]
+        for x in candidates[1:]:
+            out = self._reduce(out, x)
+        if all(m is not None for m in masks):
+            valid = masks[0]
+            for m in masks[1:]:
+                valid = torch.logical_or(valid, m)
+            valid = valid if valid.ndim == out.ndim else valid.unsqueeze(-1)
+            out = torch.where(valid, out, inputs[0])
+        return out
+
+
+class Maximum(_Extremum):
+    """Element-wise maximum of a list of inputs (shapes broadcast).
+
+    Masked entries of an input are left out; an entry masked in every input
+    takes the first input's value.
+
+    Examples:
+
+    >>> import torch
+    >>> Maximum()([torch.tensor([[1.0, 5.0]]), torch.tensor([[3.0, 2.0]])])
+    tensor([[3., 5.]])
+    """
+
+    _reduce = staticmethod(torch.maximum)
+    _fill = -math.inf
+
+
+class Minimum(_Extremum):
+    """Element-wise minimum of a list of inputs (shapes broadcast).
+
+    Masked entries of an input are left out; an entry masked in every input
+    takes the first input's value.
+
+    Examples:
+
+    >>> import torch
+    >>> Minimum()([torch.tensor([[1.0, 5.0]]), torch.tensor([[3.0, 2.0]])])
+    tensor([[1., 2.]])
+    """
+
+    _reduce = staticmethod(torch.minimum)
+    _fill = math.inf
+
+
+class Dot(Layer):
+    """Dot product of two batched inputs along `axes` (Keras's `batch_dot`).
+
+    For inputs `x` of shape `(batch, *a)` and `y` of shape `(batch, *b)`, the
+    axis `axes[0]` of `x` is contracted with the axis `axes[1]` of `y`; the
+    output has `x`'s remaining axes followed by `y`'s (`(batch, 1)` when nothing
+    remains). E.g. `axes=(2, 2)` on `(b, n, d)` and `(b, m, d)` gives the
+    `(b, n, m)` attention scores.
+
+    Args:
+        axes: Integer or pair of integers: the axis of each input to contract
+            (axis 0 is the batch axis and cannot be contracted).
+        normalize: Whether to L2-normalize both inputs along the contracted axes
+            first (the output is then a cosine similarity).
+        **kwargs: Base layer arguments.
+
+    No mask is passed on.
+
+    Examples:
+
+    >>> import torch
+    >>> Dot(axes=1)([torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 4.0]])])
+    tensor([[11.]])
+    >>> Dot(axes=(2, 2))([torch.zeros(4, 5, 8), torch.zeros(4, 7, 8)]).shape
+    torch.Size([4, 5, 7])
+    """
+
+    supports_masking = True
+
+    def __init__(self, axes: int | tuple[int, int], normalize: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        ok = (isinstance(axes, int) and not isinstance(axes, bool)) or (
+            isinstance(axes, (list, tuple))
+            and len(axes) == 2
+            and all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
+        )
+        if not ok:
+            raise TypeError(
+                "Dot: argument `axes` must be an integer or a list/tuple of 2 integers. "
+                f"Received: axes={axes!r}"
+            )
+        self.axes = axes
+        self.normalize = bool(normalize)
+
+    def _resolve_axes(self, shape1: tuple, shape2: tuple) -> tuple[int, int]:
+        axes = (self.axes, self.axes) if isinstance(self.axes, int) else tuple(self.axes)
+        out = []
+        for axis, shape in zip(axes, (shape1, shape2)):
+            rank = len(shape)
+            if not -rank <= axis < rank or axis % rank == 0:
+                raise ValueError(
+                    f"Layer '{self.name}' (Dot): axis {axis} cannot be contracted for an input "
+                    f"of shape {shape} (axis 0 is the batch axis)."
+                )
+            out.append(axis % rank)
+        a1, a2 = out
+        if shape1[a1] is not None and shape2[a2] is not None and shape1[a1] != shape2[a2]:
+            raise ValueError(
+                f"Layer '{self.name}' (Dot): incompatible input shapes: axis {a1} of "
+                f"{shape1} has size {shape1[a1]}, axis {a2} of {shape2} has size {shape2[a2]}."
+            )
+        return a1, a2
+
+    def _check_pair(self, inputs: Any) -> None:
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(
+                f"Layer '{self.name}' (Dot) should be called on a list of exactly 2 inputs. "
+                f"Received: {inputs!r}"
+            )
+
+    def build(self, input_shape: Any) -> None:
+        self._check_pair(input_shape)
+        self._resolve_axes(tuple(input_shape[0]), tuple(input_shape[1]))
+        self.built = True
+
+    def call(self, inputs: Any) -> torch.Tensor:
+        self._check_pair(inputs)
+        x, y = inputs
+        a1, a2 = self._resolve_axes(tuple(x.shape), tuple(y.shape))
+        if self.normalize:
+            x = torch.nn.functional.normalize(x, dim=a1, eps=1e-12)
+            y = torch.nn.functional.normalize(y, dim=a2, eps=1e-12)
+        batch = x.shape[0]
+        x = x.movedim(a1, -1)
+        y = y.movedim(a2, 1)
+        rest_x, rest_y = x.shape[1:-1], y.shape[2:]
+        out = torch.bmm(x.reshape(batch, -1, x.shape[-1]), y.reshape(batch, y.shape[1], -1))
+        out = out.reshape(batch, *rest_x, *rest_y)
+        return out.reshape(batch, 1) if out.ndim == 1 else out
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        self._check_pair(input_shape)
+        shape1, shape2 = tuple(input_shape[0]), tuple(input_shape[1])
+        a1, a2 = self._resolve_axes(shape1, shape2)
+        rest = shape1[1:a1] + shape1[a1 + 1 :] + shape2[1:a2] + shape2[a2 + 1 :]
+        return (shape1[0], *rest) if rest else (shape1[0], 1)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
 
 
 class Concatenate(Layer):
