@@ -15,6 +15,10 @@ each implementation, with the same sizes and inputs:
 - torch: `torch.nn.LSTM/GRU(bidirectional=True)` (packed sequences for the
   masked row, PyTorch's way of masking), the final states concatenated.
 
+The CRNN row (`benchmarks/crnn.py`) times a whole OCR-style model instead:
+Conv2D/MaxPooling2D/BatchNormalization, Reshape, Dense, two Bidirectional
+LSTMs and a per-step softmax, against the same model written with `torch.nn`.
+
 A layer-level training step is forward, mean-squared error against a fixed
 target, backward and an `RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)` step; an
 inference step is the forward pass under `torch.no_grad()`. The implementations
@@ -58,7 +62,7 @@ class Row:
     """One benchmark workload."""
 
     name: str
-    kind: str = "lstm"  # "lstm", "gru" or "seed" (the seed model)
+    kind: str = "lstm"  # "lstm", "gru", "seed" (the seed model) or "crnn" (crnn.py)
     batch: int = 64
     time: int = 100
     features: int = 32
@@ -81,17 +85,38 @@ ROWS = [
         features=10,
         units=10,
     ),
+    Row(
+        "CRNN (batch 32, 128x32 images, 64 units) train",
+        kind="crnn",
+        batch=32,
+        time=128,
+        features=32,
+        units=64,
+    ),
 ]
 
 
 def _quick(row: Row) -> Row:
+    if row.kind == "crnn":  # two 2x2 poolings need room
+        return replace(row, batch=4, time=8, features=4, units=4)
     return replace(row, batch=4, time=min(row.time, 6), features=3, units=4)
+
+
+def _crnn():  # noqa: ANN202
+    """The CRNN row's module (`benchmarks/crnn.py`)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import crnn  # noqa: PLC0415
+
+    return crnn
 
 
 # ---------------------------------------------------------------- shared inputs
 
 
 def _data(row: Row) -> dict:
+    if row.kind == "crnn":
+        return _crnn().data(row)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(row.batch, row.time, row.features, generator=g)
     lengths = torch.randint(row.time // 2, row.time + 1, (row.batch,), generator=g)
@@ -152,6 +177,8 @@ def _library(name: str):  # noqa: ANN202
 
 def _stack(lib, row: Row) -> list:  # noqa: ANN001
     """The row's layers, built from `lib` (`birnn` or `keras`)."""
+    if row.kind == "crnn":
+        return _crnn().stack(lib, row)
     layers = lib.layers
     rnn = layers.GRU if row.kind == "gru" else layers.LSTM
     if row.kind == "seed":  # the model of the seed document
@@ -192,7 +219,8 @@ def _make_model(name: str, row: Row) -> Callable[[], None]:
     lib = _library(name)
     data = _data(row)
     x = data["x"]
-    head = [lib.Input(shape=(row.time, row.features))]
+    shape = _crnn().input_shape(row) if row.kind == "crnn" else (row.time, row.features)
+    head = [lib.Input(shape=shape)]
     if row.masked:  # padded steps are all-zero; `Masking` turns them into the mask
         x = x * data["mask"].unsqueeze(-1)
         head.append(lib.layers.Masking(0.0))
@@ -208,6 +236,9 @@ def _make_model(name: str, row: Row) -> Callable[[], None]:
 def make_torch(row: Row) -> Callable[[], None]:
     """Hand-written `torch.nn.LSTM/GRU(bidirectional=True)`; packed sequences when masked."""
     data = _data(row)
+    if row.kind == "crnn":
+        model = _crnn().TorchCRNN(row)
+        return _stepper(row, lambda data: model(data["x_nchw"]), list(model.parameters()), data)
     nn = torch.nn
     cls = nn.GRU if row.kind == "gru" else nn.LSTM
     rnn = cls(row.features, row.units, batch_first=True, bidirectional=True)
@@ -539,7 +570,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "step (infer: forward under `no_grad`). *Model*: `Sequential(...).train_on_batch` / "
         "`predict_on_batch` on NumPy data with the library's own RMSprop (masked rows: a "
         "`Masking` layer). *torch*: hand-written `torch.nn.LSTM/GRU(bidirectional=True)`, "
-        "packed sequences for the masked row."
+        "packed sequences for the masked row. The CRNN row runs the whole model of "
+        "`benchmarks/crnn.py` in each implementation (torch: the same model in `torch.nn`, "
+        "on NCHW images)."
     )
     table = render(results, memory, header) + render_fit(fit_rows)
     print()
