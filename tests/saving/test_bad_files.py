@@ -190,13 +190,13 @@ def test_keras_layer_birnn_does_not_have(tmp_path):
     model = keras.Sequential(
         [
             keras.Input((5, 3)),
-            keras.layers.Conv1D(2, 3),
+            keras.layers.Conv1DTranspose(2, 3),
             keras.layers.Bidirectional(keras.layers.LSTM(2)),
         ]
     )
     model.save(tmp_path / "conv.keras")
     with pytest.raises(
-        UnknownObjectError, match=r"conv.keras: .*'Conv1D' \(module 'keras.layers'\)"
+        UnknownObjectError, match=r"conv.keras: .*'Conv1DTranspose' \(module 'keras.layers'\)"
     ):
         birnn.models.load_model(tmp_path / "conv.keras")
 
