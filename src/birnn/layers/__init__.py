@@ -29,6 +29,9 @@ _NAMES = {
     "GRU": "birnn.layers.rnn.gru",
     "StackedRNNCells": "birnn.layers.rnn.stacked_rnn_cells",
     "Bidirectional": "birnn.layers.rnn.bidirectional",
+    "Attention": "birnn.layers.attention.attention",
+    "AdditiveAttention": "birnn.layers.attention.additive_attention",
+    "MultiHeadAttention": "birnn.layers.attention.multi_head_attention",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_getattr(__name__, _NAMES)
