@@ -300,7 +300,7 @@ class MultiHeadAttention(SeededDropout, Layer):
     def get_build_config(self) -> dict | None:
         if self._shapes is None:
             return None
-        return {"shapes_dict": {k: list(v) for k, v in self._shapes.items()}}
+        return {"shapes_dict": dict(self._shapes)}
 
     def build_from_config(self, config: dict) -> None:
         shapes = config.get("shapes_dict") or {}
