@@ -97,7 +97,10 @@ MASK_CASES = {
     "value": ((None, V_MASK, None), {}),
     "query": ((Q_MASK, None, None), {}),
     "attention_mask": ((None, None, None), {"attention_mask": ATT_MASK}),
-    "all_and_causal": ((Q_MASK, V_MASK, None), {"attention_mask": ATT_MASK, "use_causal_mask": True}),
+    "all_and_causal": (
+        (Q_MASK, V_MASK, None),
+        {"attention_mask": ATT_MASK, "use_causal_mask": True},
+    ),
 }
 
 

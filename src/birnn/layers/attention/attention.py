@@ -29,7 +29,9 @@ def _check_rate(layer: str, rate: Any) -> float:
 
 def _check_seed(layer: str, seed: Any) -> Any:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"{layer}: argument `seed` must be an integer or None. Received: {seed!r}")
+        raise ValueError(
+            f"{layer}: argument `seed` must be an integer or None. Received: {seed!r}"
+        )
     return seed
 
 

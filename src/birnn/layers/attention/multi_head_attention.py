@@ -169,9 +169,9 @@ class MultiHeadAttention(SeededDropout, Layer):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.num_heads = _check_positive_int(name, "num_heads", num_heads)
         self.key_dim = _check_positive_int(name, "key_dim", key_dim)
-        self.value_dim = (
-            self.key_dim if value_dim is None else _check_positive_int(name, "value_dim", value_dim)
-        )
+        if value_dim is not None:
+            _check_positive_int(name, "value_dim", value_dim)
+        self.value_dim = self.key_dim if value_dim is None else value_dim
         self.dropout = _check_rate(name, dropout)
         self.seed = _check_seed(name, seed)
         self.use_bias = bool(use_bias)
