@@ -100,7 +100,7 @@ def multi_head_attention(
     >>> import torch
     >>> q, k = torch.ones(1, 1, 2, 4), torch.ones(1, 1, 3, 4)
     >>> v = torch.arange(3.0).view(1, 1, 3, 1)
-    >>> out, _ = multi_head_attention(q, k, v, mask=torch.tensor([True, True, False]))
+    >>> out, _ = multi_head_attention(q, k, v, mask=torch.tensor([[True, True, False]]))
     >>> out.flatten()
     tensor([0.5000, 0.5000])
     """
