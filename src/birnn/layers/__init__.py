@@ -13,6 +13,7 @@ _NAMES = {
     "Embedding": "birnn.layers.core",
     "Masking": "birnn.layers.core",
     "Flatten": "birnn.layers.core",
+    "Lambda": "birnn.layers.lambda_layer",
     "Concatenate": "birnn.layers.merging",
     "Add": "birnn.layers.merging",
     "Multiply": "birnn.layers.merging",
