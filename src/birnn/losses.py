@@ -628,6 +628,7 @@ BinaryFocalCrossentropy = _loss_class(
     ),
 )
 
+
 class CTC(LossFunctionWrapper):
     """CTC (Connectionist Temporal Classification) loss, for unaligned sequence labels.
 

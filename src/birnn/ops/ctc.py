@@ -109,23 +109,18 @@ def _beam_search_one(
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}
     classes = log_probs.shape[1]
     for step in log_probs:
+        # labelling -> [log p(ending in a blank), log p(ending in its last label)]
         grown: dict[tuple[int, ...], list[float]] = {}
-
-        def slot(prefix: tuple[int, ...]) -> list[float]:
-            if prefix not in grown:
-                grown[prefix] = [-math.inf, -math.inf]
-            return grown[prefix]
-
         for prefix, (p_blank, p_label) in beams.items():
             total = _log_add(p_blank, p_label)
-            here = slot(prefix)
+            here = grown.setdefault(prefix, [-math.inf, -math.inf])
             here[0] = _log_add(here[0], total + float(step[blank]))
             last = prefix[-1] if prefix else None
             for c in range(classes):
                 if c == blank:
                     continue
                 p = float(step[c])
-                extended = slot((*prefix, c))
+                extended = grown.setdefault((*prefix, c), [-math.inf, -math.inf])
                 if c == last:
                     # A repeat extends the labelling only across a blank; without one
                     # it stays on the same labelling.
