@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from birnn import constraints, initializers, regularizers
 from birnn.keras_tensor import KerasTensor
@@ -69,8 +70,14 @@ class _Projection(Layer):
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        out = torch.tensordot(inputs, self.kernel, dims=self.in_axes)
-        return out + self.bias if self.bias is not None else out
+        # One GEMM with the bias fused: the kernel seen as (in, out) matrix, as Dense.
+        n = self.in_axes
+        in_shape, out_shape = self.kernel.shape[:n], self.kernel.shape[n:]
+        flat_in = inputs.reshape(*inputs.shape[: inputs.ndim - n], math.prod(in_shape))
+        weight = self.kernel.reshape(math.prod(in_shape), math.prod(out_shape)).T
+        bias = None if self.bias is None else self.bias.reshape(-1)
+        out = F.linear(flat_in, weight, bias)
+        return out.reshape(*out.shape[:-1], *out_shape)
 
 
 class _Weightless(Layer):
