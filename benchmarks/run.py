@@ -19,6 +19,11 @@ The CRNN row (`benchmarks/crnn.py`) times a whole OCR-style model instead:
 Conv2D/MaxPooling2D/BatchNormalization, Reshape, Dense, two Bidirectional
 LSTMs and a per-step softmax, against the same model written with `torch.nn`.
 
+The attention row is `Bidirectional(LSTM(units, return_sequences=True))`, then
+`MultiHeadAttention(4 heads, key_dim=units // 2)` over the sequence (self-attention)
+and the mean over time; its torch version is `nn.LSTM(bidirectional=True)`,
+`nn.MultiheadAttention(batch_first=True)` (`need_weights=False`) and the mean.
+
 A layer-level training step is forward, mean-squared error against a fixed
 target, backward and an `RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)` step; an
 inference step is the forward pass under `torch.no_grad()`. The implementations
@@ -62,7 +67,7 @@ class Row:
     """One benchmark workload."""
 
     name: str
-    kind: str = "lstm"  # "lstm", "gru", "seed" (the seed model) or "crnn" (crnn.py)
+    kind: str = "lstm"  # "lstm", "gru", "seed" (the seed model), "crnn" (crnn.py) or "mha"
     batch: int = 64
     time: int = 100
     features: int = 32
@@ -93,13 +98,16 @@ ROWS = [
         features=32,
         units=64,
     ),
+    Row("BiLSTM (64 units) + MultiHeadAttention train", kind="mha", units=64),
 ]
+
+HEADS = 4
 
 
 def _quick(row: Row) -> Row:
     if row.kind == "crnn":  # two 2x2 poolings need room
         return replace(row, batch=4, time=8, features=4, units=4)
-    return replace(row, batch=4, time=min(row.time, 6), features=3, units=4)
+    return replace(row, batch=4, time=min(row.time, 6), features=3, units=HEADS)
 
 
 def _crnn():  # noqa: ANN202
@@ -187,6 +195,12 @@ def _stack(lib, row: Row) -> list:  # noqa: ANN001
             layers.Bidirectional(rnn(row.units)),
             layers.Dense(5, activation="softmax"),
         ]
+    if row.kind == "mha":
+        return [
+            layers.Bidirectional(rnn(row.units, return_sequences=True)),
+            layers.MultiHeadAttention(num_heads=HEADS, key_dim=2 * row.units // HEADS),
+            layers.GlobalAveragePooling1D(),
+        ]
     return [layers.Bidirectional(rnn(row.units))]
 
 
@@ -203,7 +217,10 @@ def _make_layers(name: str, row: Row) -> Callable[[], None]:
             kwargs = {"training": row.train}
             if mask is not None:
                 kwargs["mask"] = mask
-            y = layer(y, **kwargs)
+            if type(layer).__name__ == "MultiHeadAttention":  # self-attention
+                y = layer(y, y, training=row.train)
+            else:
+                y = layer(y, **kwargs)
         return y
 
     forward(data)  # builds the weights
@@ -224,7 +241,13 @@ def _make_model(name: str, row: Row) -> Callable[[], None]:
     if row.masked:  # padded steps are all-zero; `Masking` turns them into the mask
         x = x * data["mask"].unsqueeze(-1)
         head.append(lib.layers.Masking(0.0))
-    model = lib.Sequential(head + _stack(lib, row))
+    if row.kind == "mha":  # attention takes two inputs: a functional model
+        inputs = head[0]
+        sequence, attention, pooling = _stack(lib, row)
+        y = sequence(inputs)
+        model = lib.Model(inputs, pooling(attention(y, y)))
+    else:
+        model = lib.Sequential(head + _stack(lib, row))
     loss = "categorical_crossentropy" if row.kind == "seed" else "mse"
     model.compile(loss=loss, optimizer=lib.optimizers.RMSprop(learning_rate=1e-3))
     x, target = x.numpy(), data["target"].numpy()
@@ -247,6 +270,9 @@ def make_torch(row: Row) -> Callable[[], None]:
         second = nn.LSTM(2 * row.units, row.units, batch_first=True, bidirectional=True)
         dense = nn.Linear(2 * row.units, 5)
         modules += [second, dense]
+    if row.kind == "mha":
+        attention = nn.MultiheadAttention(2 * row.units, HEADS, batch_first=True)
+        modules.append(attention)
 
     def final_states(module: nn.Module, x: object) -> torch.Tensor:
         _, state = module(x)
@@ -258,6 +284,10 @@ def make_torch(row: Row) -> Callable[[], None]:
         if row.kind == "seed":
             sequences, _ = rnn(x)
             return torch.softmax(dense(final_states(second, sequences)), dim=-1)
+        if row.kind == "mha":
+            sequences, _ = rnn(x)
+            attended, _ = attention(sequences, sequences, sequences, need_weights=False)
+            return attended.mean(dim=1)
         if row.masked:
             x = nn.utils.rnn.pack_padded_sequence(
                 x, data["lengths"], batch_first=True, enforce_sorted=False

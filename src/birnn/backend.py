@@ -93,7 +93,8 @@ def convert_to_tensor(x: Any, dtype: Any = None, device: Any = None) -> torch.Te
             arr = arr.astype(floatx())
         if arr.dtype == object:
             raise TypeError(f"Cannot convert {type(x).__name__} to a tensor.")
-        out = torch.from_numpy(np.ascontiguousarray(arr))
+        # `ascontiguousarray` turns 0-d arrays into 1-d ones; reshape keeps scalars scalar.
+        out = torch.from_numpy(np.ascontiguousarray(arr).reshape(arr.shape))
     if dtype is not None:
         out = out.to(torch_dtype(dtype))
     if device is not None:

@@ -300,6 +300,37 @@ def binary_focal_crossentropy(
     return torch.mean(focal, dim=axis)
 
 
+def ctc(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """CTC loss per sample, as Keras's `losses.ctc`.
+
+    Args:
+        y_true: Integer labels `(batch, max_label_length)`, right-padded with 0:
+            class 0 is the blank, and a sample's label length is its number of
+            non-zero entries.
+        y_pred: Scores `(batch, time, classes)`; they are log-softmaxed (as in
+            Keras, also when they are already softmax probabilities), and every
+            time step counts.
+
+    Returns:
+        `(batch,)` negative log-likelihoods (`inf` where no alignment exists).
+
+    Examples:
+
+    >>> import torch
+    >>> loss = ctc(torch.tensor([[1, 0]]), torch.zeros(1, 2, 2))
+    >>> round(float(loss[0]), 4)
+    0.2877
+    """
+    from birnn.ops.ctc import ctc_loss  # noqa: PLC0415
+
+    y_pred = _tensor(y_pred)
+    y_true = _tensor(y_true).to(device=y_pred.device, dtype=torch.long)
+    batch, steps = y_pred.shape[0], y_pred.shape[1]
+    output_length = torch.full((batch,), steps, dtype=torch.long, device=y_pred.device)
+    label_length = (y_true != 0).sum(dim=-1)
+    return ctc_loss(y_true, y_pred, label_length, output_length, mask_index=0)
+
+
 # ---------------------------------------------------------------------------- reduction
 def _apply_mask(
     sample_weight: torch.Tensor | None, mask: torch.Tensor | None, dtype, reduction: Any
@@ -597,6 +628,39 @@ BinaryFocalCrossentropy = _loss_class(
     ),
 )
 
+
+class CTC(LossFunctionWrapper):
+    """CTC (Connectionist Temporal Classification) loss, for unaligned sequence labels.
+
+    `y_true` holds integer labels `(batch, max_label_length)` right-padded with 0
+    (class 0 is the blank, never a label); `y_pred` holds `(batch, time, classes)`
+    scores, log-softmaxed here as Keras does. See `ctc`.
+
+    Args:
+        reduction: Reduction of the per-sample losses (default
+            `"sum_over_batch_size"`).
+        name: Name of the loss.
+        dtype: Dtype of the computation.
+
+    Examples:
+
+    >>> import torch
+    >>> round(float(CTC()(torch.tensor([[1, 0]]), torch.zeros(1, 2, 2))), 4)
+    0.2877
+    """
+
+    _keeps_int_labels = True
+
+    def __init__(
+        self, reduction: str | None = "sum_over_batch_size", name: str = "ctc", dtype=None
+    ) -> None:
+        super().__init__(ctc, reduction=reduction, name=name, dtype=dtype)
+        self._keeps_int_labels = True
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction}
+
+
 _FUNCTIONS = (
     mean_squared_error,
     mean_absolute_error,
@@ -614,6 +678,7 @@ _FUNCTIONS = (
     sparse_categorical_crossentropy,
     binary_crossentropy,
     binary_focal_crossentropy,
+    ctc,
 )
 _CLASSES = (
     Loss,
@@ -634,6 +699,7 @@ _CLASSES = (
     CategoricalCrossentropy,
     SparseCategoricalCrossentropy,
     BinaryFocalCrossentropy,
+    CTC,
 )
 _ALIASES = {
     "bce": binary_crossentropy,

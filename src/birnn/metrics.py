@@ -738,6 +738,175 @@ class AUC(_ConfusionMetric):
         }
 
 
+# ---------------------------------------------------------------------------- F-scores
+_AVERAGES = (None, "micro", "macro", "weighted")
+
+
+class FBetaScore(Metric):
+    """F-beta score: `(1 + b2) * precision * recall / (b2 * precision + recall)`, `b2 = beta**2`.
+
+    For multi-class and multi-label classification: `y_true` and `y_pred` are
+    `(batch, classes)`. Per class, the weighted true positives, false positives
+    and false negatives (and the support, `sum(y_true)`) are accumulated across
+    `update_state` calls; `result()` forms the score from the totals.
+
+    Args:
+        average: `None` (default: one score per class), `"micro"` (the score of
+            the totals over all classes), `"macro"` (the mean of the per-class
+            scores) or `"weighted"` (their mean weighted by each class's support).
+        beta: Weight of recall against precision (positive; default 1).
+        threshold: Predictions above it count as positive; with `None` (default)
+            each row's largest prediction is the positive one.
+        name: Name of the metric.
+        dtype: Dtype of the state and the result.
+
+    Examples:
+
+    >>> import torch
+    >>> metric = FBetaScore(beta=2.0, threshold=0.5)
+    >>> y_true = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0]])
+    >>> y_pred = torch.tensor([[0.2, 0.6, 0.7], [0.2, 0.6, 0.6], [0.6, 0.8, 0.0]])
+    >>> metric.update_state(y_true, y_pred)
+    >>> metric.result()
+    tensor([0.3846, 0.9091, 0.8333])
+    """
+
+    def __init__(
+        self,
+        average: str | None = None,
+        beta: float = 1.0,
+        threshold: float | None = None,
+        name: str = "fbeta_score",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(name=name, dtype=dtype)
+        cls = type(self).__name__
+        if average not in _AVERAGES:
+            raise ValueError(
+                f"{cls}: invalid value for argument `average`. Expected one of "
+                f"{_AVERAGES}. Received: average={average!r}"
+            )
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta <= 0:
+            raise ValueError(
+                f"{cls}: argument `beta` must be a positive float. Received: beta={beta!r}"
+            )
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not 0 < threshold <= 1
+        ):
+            raise ValueError(
+                f"{cls}: argument `threshold` must be a float in (0, 1] or None. "
+                f"Received: threshold={threshold!r}"
+            )
+        self.average = average
+        self.beta = float(beta)
+        self.threshold = None if threshold is None else float(threshold)
+        self._built_for: int | None = None
+
+    def _build(self, classes: int) -> None:
+        names = ("true_positives", "false_positives", "false_negatives", "intermediate_weights")
+        for var in names:
+            self.add_variable(var, (classes,))
+        self._built_for = classes
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        dtype = backend.torch_dtype(self.dtype)
+        y_pred = _tensor(y_pred, dtype)
+        y_true = _tensor(y_true, dtype, y_pred.device)
+        if y_pred.dim() != 2 or y_true.shape != y_pred.shape:
+            raise ValueError(
+                f"{type(self).__name__} expects 2D inputs of equal shape (batch_size, "
+                f"output_dim). Received: y_true of shape {tuple(y_true.shape)}, y_pred of "
+                f"shape {tuple(y_pred.shape)}"
+            )
+        classes = y_pred.shape[-1]
+        if self._built_for is None:
+            self._build(classes)
+        elif classes != self._built_for:
+            raise ValueError(
+                f"{type(self).__name__}: y_pred has {classes} classes, but earlier "
+                f"batches had {self._built_for}."
+            )
+        self._to_device(y_pred.device)
+        if self.threshold is None:
+            top = y_pred.amax(dim=-1, keepdim=True)
+            positive = (y_pred >= top).to(dtype)
+        else:
+            positive = (y_pred > self.threshold).to(dtype)
+        if sample_weight is not None:
+            weight = _tensor(sample_weight, dtype, y_pred.device)
+            if weight.dim() == 1:
+                weight = weight[:, None]
+            y_true_w, positive_w = y_true * weight, positive * weight
+        else:
+            weight = None
+            y_true_w, positive_w = y_true, positive
+        self.true_positives.add_((positive_w * y_true).sum(0))
+        self.false_positives.add_((positive_w * (1 - y_true)).sum(0))
+        self.false_negatives.add_(((1 - positive) * y_true_w).sum(0))
+        self.intermediate_weights.add_(y_true_w.sum(0))
+
+    def result(self) -> torch.Tensor:
+        if self._built_for is None:
+            return torch.tensor(0.0, dtype=backend.torch_dtype(self.dtype))
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        if self.average == "micro":
+            tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+        precision = _divide_no_nan(tp, tp + fp)
+        recall = _divide_no_nan(tp, tp + fn)
+        b2 = self.beta**2
+        score = (1 + b2) * _divide_no_nan(precision * recall, b2 * precision + recall)
+        if self.average == "macro":
+            return score.mean()
+        if self.average == "weighted":
+            support = self.intermediate_weights
+            return (score * _divide_no_nan(support, support.sum())).sum()
+        return score
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "average": self.average,
+            "beta": self.beta,
+            "threshold": self.threshold,
+        }
+
+
+class F1Score(FBetaScore):
+    """F1 score: the harmonic mean of precision and recall (`FBetaScore` with `beta=1`).
+
+    Args:
+        average: `None` (one score per class), `"micro"`, `"macro"` or `"weighted"`.
+        threshold: Predictions above it count as positive; with `None` (default)
+            each row's largest prediction is the positive one.
+        name: Name of the metric.
+        dtype: Dtype of the state and the result.
+
+    Examples:
+
+    >>> import torch
+    >>> metric = F1Score(average="micro", threshold=0.5)
+    >>> metric.update_state(torch.tensor([[1, 0], [0, 1]]), torch.tensor([[0.9, 0.2], [0.6, 0.7]]))
+    >>> round(float(metric.result()), 4)
+    0.8
+    """
+
+    def __init__(
+        self,
+        average: str | None = None,
+        threshold: float | None = None,
+        name: str = "f1_score",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name, dtype=dtype)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["beta"]
+        return config
+
+
 # ---------------------------------------------------------------------------- registry
 _FUNCTIONS = (
     accuracy,
@@ -793,6 +962,8 @@ _CLASSES = (
     FalsePositives,
     TrueNegatives,
     FalseNegatives,
+    FBetaScore,
+    F1Score,
 )
 _ALIASES = {
     "bce": binary_crossentropy,

@@ -39,11 +39,18 @@ def test_special_values_round_trip():
     assert S.deserialize_keras_object(S.serialize_keras_object(Ellipsis)) is Ellipsis
 
 
-def test_lambdas_are_refused_both_ways():
-    with pytest.raises(SavingError, match="lambda"):
-        S.serialize_keras_object(lambda x: x)
+def test_lambdas_load_only_outside_safe_mode():
+    config = S.serialize_keras_object(lambda x, k=3: x * k)
+    assert config["class_name"] == "__lambda__"
+    with pytest.raises(SavingError, match=r"`lambda` object.*safe_mode=False"):
+        S.deserialize_keras_object(config)
+    assert S.deserialize_keras_object(config, safe_mode=False)(2) == 6
     with pytest.raises(SavingError, match="lambda"):
         S.deserialize_keras_object({"class_name": "__lambda__", "config": {"value": "..."}})
+    with pytest.raises(SavingError, match="Python version"):
+        S.deserialize_keras_object(
+            {"class_name": "__lambda__", "config": {"value": "..."}}, safe_mode=False
+        )
 
 
 def test_builtin_function_is_written_as_keras_writes_it():

@@ -13,6 +13,7 @@ _NAMES = {
     "Embedding": "birnn.layers.core",
     "Masking": "birnn.layers.core",
     "Flatten": "birnn.layers.core",
+    "Lambda": "birnn.layers.lambda_layer",
     "Concatenate": "birnn.layers.merging",
     "Add": "birnn.layers.merging",
     "Multiply": "birnn.layers.merging",
@@ -56,6 +57,9 @@ _NAMES = {
     "GRU": "birnn.layers.rnn.gru",
     "StackedRNNCells": "birnn.layers.rnn.stacked_rnn_cells",
     "Bidirectional": "birnn.layers.rnn.bidirectional",
+    "Attention": "birnn.layers.attention.attention",
+    "AdditiveAttention": "birnn.layers.attention.additive_attention",
+    "MultiHeadAttention": "birnn.layers.attention.multi_head_attention",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_getattr(__name__, _NAMES)

@@ -280,8 +280,12 @@ class Trainer:
                 flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
                 self._compiled_metrics.update(flat_true, flat_pred, flat_sw)
 
-    def _logs(self) -> dict[str, float]:
-        """Current metric values as floats, keys sorted like Keras's logs."""
+    def _logs(self) -> dict[str, Any]:
+        """Current metric values, keys sorted like Keras's logs.
+
+        Scalar results are floats; a metric with several values (`F1Score` with
+        `average=None` scores each class) gives a NumPy array, as in Keras.
+        """
         values = {"loss": self._loss_tracker.result()}
         if self._compiled_loss is not None:
             for tracker in self._compiled_loss.trackers:
@@ -290,14 +294,13 @@ class Trainer:
             for _, _, m in self._compiled_metrics.metrics or []:
                 values[m.name] = m.result()
         keys = sorted(values)
-        stacked = torch.stack(
-            [
-                values[k].float().reshape(-1)[0] if values[k].dim() else values[k].float()
-                for k in keys
-            ]
-        )
-        floats = stacked.cpu().tolist()
-        return dict(zip(keys, floats))
+        scalar = [k for k in keys if values[k].numel() == 1]
+        floats = torch.stack([values[k].float().reshape(()) for k in scalar]).cpu().tolist()
+        logs = dict(zip(scalar, floats))
+        for k in keys:
+            if k not in logs:
+                logs[k] = values[k].detach().float().cpu().numpy()
+        return {k: logs[k] for k in keys}
 
     # ------------------------------------------------------------------ steps
     def _model_device(self) -> torch.device | None:

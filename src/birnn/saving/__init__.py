@@ -16,6 +16,7 @@ _NAMES = {
     "custom_object_scope": "birnn.saving.serialization",
     "serialize_keras_object": "birnn.saving.serialization",
     "deserialize_keras_object": "birnn.saving.serialization",
+    "enable_unsafe_deserialization": "birnn.saving.lambdas",
     "save_model": "birnn.saving.keras_file",
     "load_model": "birnn.saving.keras_file",
     "save_weights": "birnn.saving.weights_file",

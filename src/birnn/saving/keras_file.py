@@ -214,7 +214,9 @@ def load_model(
             `birnn.saving.register_serializable()`).
         compile: Whether to compile the model with the saved optimizer, loss
             and metrics.
-        safe_mode: Kept for Keras compatibility; birnn never loads lambdas.
+        safe_mode: If `True` (default), a file holding a Python lambda (a
+            `Lambda` layer's function, saved as marshalled bytecode) raises
+            instead of loading: only pass `False` for files you trust.
 
     Returns:
         The birnn model, with its weights.

@@ -10,7 +10,9 @@ as `mask=` to the next layer. Keras 3.15.1 writes these for the layers birnn has
 - `Masking(v)`: `Any(NotEqual(x, v), axis=-1)`;
 - `Add`/`Multiply`/`Average` of masked inputs: `LogicalOr` of the masks;
 - `Concatenate` of masked inputs: `ExpandDims`, `ZerosLike`/`OnesLike`,
-  `LogicalOr`, `Concatenate(axis)` and `Any(axis=-1)`.
+  `LogicalOr`, `Concatenate(axis)` and `Any(axis=-1)`, with a
+  `ConvertToTensor` (module `keras.src.ops.core`) in front of a mask that an
+  attention layer passed on.
 
 Each class here is a weightless birnn `Layer` that computes the same thing with
 torch and writes the same config Keras does (module `keras.src.ops.numpy`,
@@ -253,6 +255,31 @@ class Concatenate(Operation):
         return tuple(out), _dtype(xs[0])
 
 
+class ConvertToTensor(Operation):
+    """`x` as a tensor of `dtype` (Keras's `ops.convert_to_tensor`; `None` keeps its dtype)."""
+
+    keras_module = "keras.src.ops.core"
+
+    def __init__(
+        self,
+        dtype: typing.Any = None,
+        sparse: typing.Any = None,
+        ragged: typing.Any = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.to_dtype = None if dtype is None else backend.standardize_dtype(dtype)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.to_dtype, "sparse": None, "ragged": None}
+
+    def call(self, x: typing.Any) -> torch.Tensor:
+        return backend.convert_to_tensor(x, dtype=self.to_dtype)
+
+    def output_spec(self, x: typing.Any) -> tuple[tuple, str]:
+        return _shape(x), self.to_dtype or _dtype(x)
+
+
 OPERATIONS: dict[str, type[Operation]] = {
     cls.__name__: cls
     for cls in (
@@ -267,6 +294,7 @@ OPERATIONS: dict[str, type[Operation]] = {
         ZerosLike,
         OnesLike,
         Concatenate,
+        ConvertToTensor,
     )
 }
 """Keras operation class name -> the birnn layer that computes it."""

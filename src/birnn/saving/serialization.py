@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from birnn import _registry
+from birnn.saving import lambdas
 from birnn.saving.errors import ConfigError, SavingError, UnknownObjectError
 
 _AREAS = (
@@ -303,11 +304,8 @@ def _unknown(kind: str, name: str, module: str | None) -> UnknownObjectError:
 
 # ---------------------------------------------------------------------------- serialize
 def _function_config(fn: Callable) -> dict:
-    if fn.__name__ == "<lambda>":
-        raise SavingError(
-            "Cannot serialize a Python lambda: saved configs never carry code. "
-            "Use a named function registered with `birnn.saving.register_serializable()`."
-        )
+    if lambdas.is_lambda(fn):
+        return lambdas.serialize_lambda(fn)  # Keras's form; loads only outside safe mode
     for area in _REGISTRY_AREAS:
         if _public(area, fn.__name__) is fn:
             return {  # Keras 3.15 writes its built-in functions this way
@@ -542,10 +540,7 @@ def _special(class_name: str, inner: Any, custom_objects: dict) -> Any:
             )
         )
     if class_name == "__lambda__":
-        raise SavingError(
-            "The config holds a Python lambda (Keras '__lambda__'). birnn never loads code "
-            "from a file; rewrite it as a named function and pass it in custom_objects."
-        )
+        return lambdas.deserialize_lambda(inner, custom_objects)
     raise UnknownObjectError(f"Unknown special config class '{class_name}'.")
 
 
@@ -570,7 +565,7 @@ def _resolve_function(config: dict, custom_objects: dict) -> Callable:
 
 
 def deserialize_keras_object(
-    config: Any, custom_objects: dict[str, Any] | None = None, safe_mode: bool = True
+    config: Any, custom_objects: dict[str, Any] | None = None, safe_mode: bool | None = None
 ) -> Any:
     """The object a Keras 3 config describes (the inverse of `serialize_keras_object`).
 
@@ -578,8 +573,11 @@ def deserialize_keras_object(
         config: A config dict (or list, or plain value) as Keras or birnn wrote it.
         custom_objects: Mapping of names to user classes/functions the config
             refers to.
-        safe_mode: Kept for Keras compatibility; lambdas are refused whatever
-            its value.
+        safe_mode: If `True`, a Python lambda in the config (Keras's
+            `__lambda__`, e.g. a `Lambda` layer's function) raises instead of
+            being loaded: loading it runs code from the config. `None` (default)
+            keeps the current mode: safe, unless inside a load with
+            `safe_mode=False` or after `enable_unsafe_deserialization()`.
 
     Returns:
         The birnn object (layers and models are built from their
@@ -597,6 +595,13 @@ def deserialize_keras_object(
     >>> type(layer).__name__, layer.units
     ('LSTM', 3)
     """
+    with lambdas.safe_mode_scope(safe_mode):
+        return _deserialize(config, custom_objects, safe_mode)
+
+
+def _deserialize(
+    config: Any, custom_objects: dict[str, Any] | None, safe_mode: bool | None
+) -> Any:
     custom_objects = dict(custom_objects or {})
     if config is None or isinstance(config, (bool, int, float)):
         return config

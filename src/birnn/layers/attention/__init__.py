@@ -1,0 +1,1 @@
+"""Attention layers: `Attention` (Luong), `AdditiveAttention` (Bahdanau), `MultiHeadAttention`."""
