@@ -27,6 +27,9 @@ _NAMES = {
     "LSTM": "birnn.layers.rnn.lstm",
     "GRUCell": "birnn.layers.rnn.gru",
     "GRU": "birnn.layers.rnn.gru",
+    "ConvLSTM1D": "birnn.layers.rnn.conv_lstm",
+    "ConvLSTM2D": "birnn.layers.rnn.conv_lstm",
+    "ConvLSTM3D": "birnn.layers.rnn.conv_lstm",
     "StackedRNNCells": "birnn.layers.rnn.stacked_rnn_cells",
     "Bidirectional": "birnn.layers.rnn.bidirectional",
 }
