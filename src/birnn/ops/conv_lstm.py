@@ -56,11 +56,13 @@ def _convolution(
     strides: Sequence[int],
     padding: str,
     dilation: Sequence[int],
+    groups: int = 1,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """`x -> conv(x, weight)` on channels-first `x` with spatial shape `spatial`, Keras's padding.
 
     Symmetric padding goes to the convolution itself; an uneven `"same"`
-    padding is added with `F.pad` first.
+    padding is added with `F.pad` first. With `groups=4`, each gate's block of
+    output channels reads its own block of input channels.
     """
     rank = len(spatial)
     conv = _CONV[rank]
@@ -76,14 +78,14 @@ def _convolution(
         inner = tuple(before for before, _ in pads)
 
         def symmetric_conv(x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-            return conv(x, weight, bias, stride, inner, dilation)
+            return conv(x, weight, bias, stride, inner, dilation, groups)
 
         return symmetric_conv
     # `F.pad` lists the last axis first.
     flat_pads = tuple(p for pair in reversed(pads) for p in pair)
 
     def padded_conv(x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        return conv(F.pad(x, flat_pads), weight, bias, stride, 0, dilation)
+        return conv(F.pad(x, flat_pads), weight, bias, stride, 0, dilation, groups)
 
     return padded_conv
 
@@ -136,8 +138,11 @@ def conv_lstm(
         zero_output_for_mask: Masked steps output zeros.
         return_all_outputs: If `False`, `outputs` holds only the last output.
         dropout_mask: Optional input multiplier shaped like one input step,
-            `(batch, *spatial, channels)`, the same for every step and gate.
-        recurrent_dropout_mask: Optional multiplier of `h`, shaped like it.
+            `(batch, *spatial, channels)`, the same for every step and gate; or
+            `(4, batch, *spatial, channels)`, one per gate `i, f, c, o` (Keras's
+            ConvLSTM cell draws four).
+        recurrent_dropout_mask: Optional multiplier of `h`, shaped like it, or
+            four of them stacked on a leading axis, one per gate.
 
     Returns:
         `(last_output, outputs, [h, c])` in the layout of `inputs`; `outputs`
@@ -156,13 +161,24 @@ def conv_lstm(
     """
     batch, steps = inputs.shape[0], inputs.shape[1]
     rank = inputs.dim() - 3
-    if dropout_mask is not None:
-        inputs = inputs * dropout_mask.unsqueeze(1)
-    # Time-major and channels-first: one copy of the (usually small) input.
-    x = inputs.transpose(0, 1).reshape(steps * batch, *inputs.shape[2:])
-    x = _channels_first(x, channels_last)
+    groups = 1
+    if dropout_mask is not None and dropout_mask.dim() == inputs.dim():
+        # One mask per gate: the four masked copies side by side on the channel axis, each
+        # convolved with its gate's kernel block (a convolution with 4 groups).
+        groups = 4
+        x = inputs.unsqueeze(0) * dropout_mask.unsqueeze(2)  # (4, batch, time, ...)
+        x = x.permute(2, 1, 0, *range(3, x.dim()))  # (time, batch, 4, ...)
+        if channels_last:
+            x = x.movedim(-1, 3)
+        x = x.reshape(steps * batch, -1, *x.shape[4:]).contiguous()
+    else:
+        if dropout_mask is not None:
+            inputs = inputs * dropout_mask.unsqueeze(1)
+        # Time-major and channels-first: one copy of the (usually small) input.
+        x = inputs.transpose(0, 1).reshape(steps * batch, *inputs.shape[2:])
+        x = _channels_first(x, channels_last)
     input_conv = _convolution(
-        torch_conv_weight(kernel), x.shape[2:], strides, padding, dilation_rate
+        torch_conv_weight(kernel), x.shape[2:], strides, padding, dilation_rate, groups
     )
     projected = input_conv(x, bias)
     projected = projected.view(steps, batch, *projected.shape[1:])
@@ -170,16 +186,26 @@ def conv_lstm(
     h0 = _channels_first(initial_h, channels_last)
     c0 = _channels_first(initial_c, channels_last)
     ones = (1,) * rank
-    recurrent_conv = _convolution(
-        torch_conv_weight(recurrent_kernel), h0.shape[2:], ones, "same", ones
-    )
     recurrent_mask = None
+    recurrent_groups = 1
     if recurrent_dropout_mask is not None:
-        recurrent_mask = _channels_first(recurrent_dropout_mask, channels_last)
+        if recurrent_dropout_mask.dim() == initial_h.dim() + 1:  # one mask per gate
+            recurrent_groups = 4
+            masks = (
+                recurrent_dropout_mask.movedim(-1, 2) if channels_last else recurrent_dropout_mask
+            )
+            recurrent_mask = masks.transpose(0, 1).contiguous()  # (batch, 4, filters, ...)
+        else:
+            recurrent_mask = _channels_first(recurrent_dropout_mask, channels_last)
+    recurrent_conv = _convolution(
+        torch_conv_weight(recurrent_kernel), h0.shape[2:], ones, "same", ones, recurrent_groups
+    )
 
     def step(x_proj: torch.Tensor, states: list) -> tuple:
         h, c = states
-        if recurrent_mask is not None:
+        if recurrent_groups == 4:
+            h = (h.unsqueeze(1) * recurrent_mask).flatten(1, 2)
+        elif recurrent_mask is not None:
             h = h * recurrent_mask
         z = x_proj + recurrent_conv(h)
         gates = z.view(z.shape[0], 4, -1, *z.shape[2:])

@@ -114,9 +114,11 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
             `recurrent_kernel`.
         bias_constraint: Constraint function applied to the bias vector.
         dropout: Float between 0 and 1. Fraction of the input entries to drop
-            (one mask per sequence, shared by the four gates). Default: 0.
+            (as in Keras, four masks per sequence, one per gate, each reused at
+            every step). Default: 0.
         recurrent_dropout: Float between 0 and 1. Fraction of the entries of
-            `h` to drop for the recurrent convolution. Default: 0.
+            `h` to drop for the recurrent convolution (four masks likewise).
+            Default: 0.
         seed: Random seed for dropout.
 
     Call arguments:
@@ -216,6 +218,7 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
                 f"{owner}: argument `seed` must be an integer or None. Received: {seed!r}"
             )
         self.seed = seed
+        self.dropout_mask_count = 4  # Keras draws one mask per gate
         self.state_size = [filters, filters]
         self.output_size = filters
         self.input_spec = InputSpec(ndim=rank + 2)
