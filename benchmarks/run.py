@@ -612,7 +612,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "step (infer: forward under `no_grad`). *Model*: `Sequential(...).train_on_batch` / "
         "`predict_on_batch` on NumPy data with the library's own RMSprop (masked rows: a "
         "`Masking` layer). *torch*: hand-written `torch.nn.LSTM/GRU(bidirectional=True)`, "
-        "packed sequences for the masked row."
+        "packed sequences for the masked row; for the ConvLSTM row a hand-written PyTorch "
+        "ConvLSTM pair (one batched input convolution, one recurrent convolution per step "
+        "and direction) in PyTorch's channels-first layout."
     )
     table = render(results, memory, header) + render_fit(fit_rows)
     print()
