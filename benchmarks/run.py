@@ -13,7 +13,10 @@ each implementation, with the same sizes and inputs:
 - birnn / Keras Model: the library's `Sequential` model and its own
   `train_on_batch` / `predict_on_batch` (Keras's own RMSprop), the usual use;
 - torch: `torch.nn.LSTM/GRU(bidirectional=True)` (packed sequences for the
-  masked row, PyTorch's way of masking), the final states concatenated.
+  masked row, PyTorch's way of masking), the final states concatenated; for
+  the ConvLSTM row a hand-written PyTorch ConvLSTM in PyTorch's layout
+  (`(batch, time, channels, rows, cols)`), one input convolution over all
+  steps and one recurrent convolution per step and direction.
 
 The CRNN row (`benchmarks/crnn.py`) times a whole OCR-style model instead:
 Conv2D/MaxPooling2D/BatchNormalization, Reshape, Dense, two Bidirectional
@@ -67,13 +70,14 @@ class Row:
     """One benchmark workload."""
 
     name: str
-    kind: str = "lstm"  # "lstm", "gru", "seed" (the seed model), "crnn" (crnn.py) or "mha"
+    kind: str = "lstm"  # lstm, gru, seed (the seed model), crnn (crnn.py), mha, convlstm2d
     batch: int = 64
     time: int = 100
     features: int = 32
     units: int = 128
     masked: bool = False
     train: bool = True
+    size: int = 0  # rows = cols of each frame (ConvLSTM rows)
 
 
 ROWS = [
@@ -99,6 +103,15 @@ ROWS = [
         units=64,
     ),
     Row("BiLSTM (64 units) + MultiHeadAttention train", kind="mha", units=64),
+    Row(
+        "ConvLSTM2D (16 filters, 3x3, same, seqs), 10 frames 32x32x4, batch 8, train",
+        kind="convlstm2d",
+        batch=8,
+        time=10,
+        features=4,
+        units=16,
+        size=32,
+    ),
 ]
 
 HEADS = 4
@@ -107,7 +120,9 @@ HEADS = 4
 def _quick(row: Row) -> Row:
     if row.kind == "crnn":  # two 2x2 poolings need room
         return replace(row, batch=4, time=8, features=4, units=4)
-    return replace(row, batch=4, time=min(row.time, 6), features=3, units=HEADS)
+    return replace(
+        row, batch=4, time=min(row.time, 6), features=3, units=HEADS, size=min(row.size, 5)
+    )
 
 
 def _crnn():  # noqa: ANN202
@@ -119,6 +134,13 @@ def _crnn():  # noqa: ANN202
     return crnn
 
 
+def _frame(row: Row) -> tuple:
+    """One step's shape (Keras's channels-last layout)."""
+    if row.kind == "convlstm2d":
+        return (row.size, row.size, row.features)
+    return (row.features,)
+
+
 # ---------------------------------------------------------------- shared inputs
 
 
@@ -126,13 +148,15 @@ def _data(row: Row) -> dict:
     if row.kind == "crnn":
         return _crnn().data(row)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(row.batch, row.time, row.features, generator=g)
+    x = torch.randn(row.batch, row.time, *_frame(row), generator=g)
     lengths = torch.randint(row.time // 2, row.time + 1, (row.batch,), generator=g)
     lengths[0] = row.time
     mask = torch.arange(row.time) < lengths[:, None]
     if row.kind == "seed":
         labels = torch.randint(0, 5, (row.batch,), generator=g)
         target = torch.nn.functional.one_hot(labels, 5).float()
+    elif row.kind == "convlstm2d":  # the merged sequences
+        target = torch.randn(row.batch, row.time, row.size, row.size, 2 * row.units, generator=g)
     else:
         target = torch.randn(row.batch, 2 * row.units, generator=g)
     return {"x": x, "mask": mask, "lengths": lengths, "target": target}
@@ -188,6 +212,9 @@ def _stack(lib, row: Row) -> list:  # noqa: ANN001
     if row.kind == "crnn":
         return _crnn().stack(lib, row)
     layers = lib.layers
+    if row.kind == "convlstm2d":
+        conv_lstm = layers.ConvLSTM2D(row.units, 3, padding="same", return_sequences=True)
+        return [layers.Bidirectional(conv_lstm)]
     rnn = layers.GRU if row.kind == "gru" else layers.LSTM
     if row.kind == "seed":  # the model of the seed document
         return [
@@ -236,7 +263,7 @@ def _make_model(name: str, row: Row) -> Callable[[], None]:
     lib = _library(name)
     data = _data(row)
     x = data["x"]
-    shape = _crnn().input_shape(row) if row.kind == "crnn" else (row.time, row.features)
+    shape = _crnn().input_shape(row) if row.kind == "crnn" else (row.time, *_frame(row))
     head = [lib.Input(shape=shape)]
     if row.masked:  # padded steps are all-zero; `Masking` turns them into the mask
         x = x * data["mask"].unsqueeze(-1)
@@ -256,8 +283,56 @@ def _make_model(name: str, row: Row) -> Callable[[], None]:
     return lambda: model.train_on_batch(x, target)
 
 
+class TorchConvLSTM(torch.nn.Module):
+    """A hand-written ConvLSTM (`"same"` padding) in PyTorch's layout, one direction.
+
+    The input convolution runs once over all frames (time folded into the
+    batch), the recurrent one once per step; gates `i, f, c, o`.
+    """
+
+    def __init__(self, channels: int, filters: int, kernel_size: int, reverse: bool) -> None:
+        super().__init__()
+        pad = kernel_size // 2
+        self.filters, self.reverse = filters, reverse
+        self.input_conv = torch.nn.Conv2d(channels, 4 * filters, kernel_size, padding=pad)
+        self.recurrent_conv = torch.nn.Conv2d(
+            filters, 4 * filters, kernel_size, padding=pad, bias=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, time, channels, rows, cols)
+        batch, steps = x.shape[:2]
+        z = self.input_conv(x.flatten(0, 1)).unflatten(0, (batch, steps))
+        h = c = x.new_zeros(batch, self.filters, *z.shape[3:])
+        outputs = []
+        order = range(steps - 1, -1, -1) if self.reverse else range(steps)
+        for t in order:
+            i, f, g, o = (z[:, t] + self.recurrent_conv(h)).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        if self.reverse:
+            outputs.reverse()
+        return torch.stack(outputs, 1)
+
+
+def _make_torch_conv_lstm(row: Row) -> Callable[[], None]:
+    data = _data(row)
+    # PyTorch's layout: channels before the spatial axes, for inputs and targets alike.
+    data = {**data, "x": data["x"].permute(0, 1, 4, 2, 3).contiguous()}
+    data["target"] = data["target"].permute(0, 1, 4, 2, 3).contiguous()
+    directions = [TorchConvLSTM(row.features, row.units, 3, reverse) for reverse in (False, True)]
+
+    def forward(data: dict) -> torch.Tensor:
+        return torch.cat([direction(data["x"]) for direction in directions], dim=2)
+
+    params = [p for m in directions for p in m.parameters()]
+    return _stepper(row, forward, params, data)
+
+
 def make_torch(row: Row) -> Callable[[], None]:
     """Hand-written `torch.nn.LSTM/GRU(bidirectional=True)`; packed sequences when masked."""
+    if row.kind == "convlstm2d":
+        return _make_torch_conv_lstm(row)
     data = _data(row)
     if row.kind == "crnn":
         model = _crnn().TorchCRNN(row)
@@ -602,7 +677,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "`Masking` layer). *torch*: hand-written `torch.nn.LSTM/GRU(bidirectional=True)`, "
         "packed sequences for the masked row. The CRNN row runs the whole model of "
         "`benchmarks/crnn.py` in each implementation (torch: the same model in `torch.nn`, "
-        "on NCHW images)."
+        "on NCHW images); the ConvLSTM row's torch is a hand-written PyTorch ConvLSTM pair "
+        "(one batched input convolution, one recurrent convolution per step and direction) "
+        "in PyTorch's channels-first layout."
     )
     table = render(results, memory, header) + render_fit(fit_rows)
     print()

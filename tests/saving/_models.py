@@ -179,6 +179,25 @@ def nested_dict_outputs(lib):
     return lib.Model(x, [joined, head])
 
 
+def conv_lstm(lib):
+    """`Bidirectional` over two `ConvLSTM2D` layers on 5-D inputs, then a dense head."""
+    L = lib.layers
+    model = lib.Sequential(
+        [
+            lib.Input(shape=(4, 6, 5, 2)),
+            L.Bidirectional(L.ConvLSTM2D(3, 3, padding="same", return_sequences=True)),
+            L.Bidirectional(
+                L.ConvLSTM2D(2, (2, 3), strides=(1, 2), dropout=0.1, recurrent_dropout=0.1),
+                merge_mode="ave",
+            ),
+            L.Flatten(),
+            L.Dense(3),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
 def inputs_for(builder):
     """A deterministic input batch for a builder's model."""
     rng = np.random.default_rng(0)
@@ -206,6 +225,8 @@ def inputs_for(builder):
         return rng.random((3, 4, 3), dtype=np.float32)
     if builder is nested_sequential:
         return rng.random((3, 5, 3), dtype=np.float32)
+    if builder is conv_lstm:
+        return rng.random((3, 4, 6, 5, 2), dtype=np.float32)
     if builder is shared_and_nested:
         return [rng.random((3, 5, 3), dtype=np.float32) for _ in range(2)]
     return rng.random((3, 5, 10), dtype=np.float32)
@@ -222,4 +243,5 @@ BUILDERS = [
     shared_and_nested,
     nested_sequential,
     nested_dict_outputs,
+    conv_lstm,
 ]

@@ -48,6 +48,18 @@ _ARGS_DOC = """
         seed: Random seed for dropout."""
 
 
+def forget_bias_initializer(base: Any, units: int) -> Any:
+    """An initializer of a `(4 * units,)` LSTM bias: `base`, but ones for the forget gate."""
+    ones = initializers.get("ones")
+
+    def forget_bias_one(shape: Any, dtype: Any = None) -> torch.Tensor:
+        parts = [base((units,), dtype=dtype), ones((units,), dtype=dtype)]
+        parts.append(base((2 * units,), dtype=dtype))
+        return torch.cat([torch.as_tensor(p) for p in parts])
+
+    return forget_bias_one
+
+
 class LSTMCell(BuiltinCell):
     """Cell class for the LSTM layer.
 
@@ -124,15 +136,7 @@ class LSTMCell(BuiltinCell):
     def _bias_initializer(self) -> Any:
         if not self.unit_forget_bias:
             return self.bias_initializer
-        units, base = self.units, self.bias_initializer
-        ones = initializers.get("ones")
-
-        def forget_bias_one(shape: Any, dtype: Any = None) -> torch.Tensor:
-            parts = [base((units,), dtype=dtype), ones((units,), dtype=dtype)]
-            parts.append(base((2 * units,), dtype=dtype))
-            return torch.cat([torch.as_tensor(p) for p in parts])
-
-        return forget_bias_one
+        return forget_bias_initializer(self.bias_initializer, self.units)
 
     def call(self, inputs: torch.Tensor, states: Any, training: bool = False) -> tuple:
         h, c = states[0], states[1]

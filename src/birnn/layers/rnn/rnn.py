@@ -271,7 +271,7 @@ class RNN(Layer):
                     self._create_states(self.get_initial_state(batch))
                 initial_state = self.states
             else:
-                initial_state = self.get_initial_state(batch)
+                initial_state = self._zero_states(sequences)
         elif not isinstance(initial_state, (list, tuple)):
             initial_state = [initial_state]
         initial_state = list(initial_state)
@@ -283,22 +283,33 @@ class RNN(Layer):
                 f"`initial_state` (state_size={self.state_size}), but received {len(flat)}."
             )
         converted = []
-        for index, (state, size) in enumerate(zip(flat, sizes)):
+        for index, (state, shape) in enumerate(zip(flat, self._state_shapes(sequences))):
             if state is None:
                 raise ValueError(f"Layer '{self.name}': `initial_state[{index}]` is None.")
             state = backend.convert_to_tensor(state, device=sequences.device)
             if state.dtype != sequences.dtype and state.is_floating_point():
                 state = state.to(sequences.dtype)
-            if tuple(state.shape) != (batch, size):
+            if tuple(state.shape) != shape:
                 raise ValueError(
                     f"Layer '{self.name}': `initial_state[{index}]` must have shape "
-                    f"{(batch, size)} (batch_size, state_size), but has shape "
+                    f"{shape} ({self._state_shape_meaning}), but has shape "
                     f"{tuple(state.shape)}."
                 )
             converted.append(state)
         nested = len(initial_state) == len(self.state_size)
         template = initial_state if nested else self.state_size
         return _pack_like(template, converted)
+
+    _state_shape_meaning = "batch_size, state_size"
+
+    def _zero_states(self, sequences: torch.Tensor) -> list:
+        """The zero initial states for `sequences` (a layer with shaped states overrides it)."""
+        return self.get_initial_state(sequences.shape[0])
+
+    def _state_shapes(self, sequences: torch.Tensor) -> list[tuple]:
+        """The shape of each (flattened) state for `sequences`: `(batch, size)` here."""
+        batch = sequences.shape[0]
+        return [(batch, size) for size in _flat_sizes(self.state_size)]
 
     # ------------------------------------------------------------------ call
     def call(
