@@ -143,6 +143,65 @@ def test_masked_steps_inside_the_sequence(tmp_path):
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=ATOL, rtol=0)
 
 
+def _unmasked_sum_time_distributed():
+    """Keras 3.15 exports this with its time axis fixed to 1."""
+    return _sequential(
+        L.Bidirectional(L.LSTM(6, return_sequences=True), merge_mode="sum"),
+        L.TimeDistributed(L.Dense(4)),
+    )
+
+
+def _wrapped_backward_layers():
+    """`Bidirectional` around layers that already go backwards: the output is reversed."""
+    return _sequential(
+        L.Masking(),
+        L.Bidirectional(L.LSTM(4, go_backwards=True, return_sequences=True)),
+        L.Bidirectional(L.GRU(3, go_backwards=True)),
+    )
+
+
+def _mixed_directions():
+    """An LSTM forward and a GRU backward (two operators), `mul` and `ave` merges."""
+    return _sequential(
+        L.Masking(),
+        L.Bidirectional(
+            L.LSTM(4, return_sequences=True),
+            backward_layer=L.GRU(4, go_backwards=True, return_sequences=True),
+            merge_mode="mul",
+        ),
+        L.Dropout(0.5),
+        L.Bidirectional(L.SimpleRNN(3, use_bias=False, return_sequences=True), merge_mode="ave"),
+    )
+
+
+@pytest.mark.parametrize(
+    "build", [_unmasked_sum_time_distributed, _wrapped_backward_layers, _mixed_directions]
+)
+def test_more_configurations(build, tmp_path):
+    model = build()
+    path = tmp_path / "model.onnx"
+    session = _onnx_session(model, path)
+    assert "Scan" not in _op_types(path)
+    for batch, steps in SIZES:
+        x = _batch(model, batch, steps)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x})
+        expected = model.predict(x, verbose=0)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
+
+
+def test_opset_version(tmp_path):
+    model = docstring_model()
+    model.export(tmp_path / "m.onnx", opset_version=18, verbose=False)
+    assert onnx.load(str(tmp_path / "m.onnx")).opset_import[0].version == 18
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = _batch(model, 3, 8)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=ATOL, rtol=0)
+    with pytest.raises(TypeError, match="opset_version"):
+        model.export(tmp_path / "m.pt2", format="torch", opset_version=18)
+
+
 def test_native_operators(tmp_path):
     cases = {
         "docstring": ("LSTM", 2, {"direction": b"bidirectional"}),

@@ -154,9 +154,10 @@ def _exportable_scan(
     if go_backwards:
         steps = steps.flip(0)
         keep = None if keep is None else keep.flip(0)
-    # The output's shape, for the zeros a masked step may output before any step ran.
+    # The output's shape, for the zeros a masked step may output before any step ran;
+    # only its shape is read, so the probe step is dead code in the program.
     probe, _ = step_fn(steps[0], list(initial_states))
-    zeros = torch.zeros_like(probe)
+    zeros = torch.zeros(probe.shape, dtype=probe.dtype, device=probe.device)
 
     def combine(carry: tuple, xs: tuple) -> tuple:
         states, previous = list(carry[0]), carry[1]

@@ -83,15 +83,22 @@ def export_for_serving(
 ) -> Any:
     """Exports a trained birnn model for serving with `torch.export` or TorchScript.
 
+    `Model.export(path, format="torch")` saves the same kind of program; this
+    function returns it unsaved, and is the route to a TorchScript trace.
+
     Args:
         model: A built birnn model (or layer).
         example_inputs: An input array/tensor, or a list of them for a model with
-            several inputs; fixes the number of timesteps of the export.
+            several inputs. With `"export"`, the axes that the model's `Input`s
+            leave as `None` (the time axis) stay symbolic; for a model without
+            `Input`s (a layer, a subclassed model) the example's sizes are
+            fixed except the batch. A trace is fixed to what ran (see the
+            module docstring).
         method: `"export"` for a `torch.export.ExportedProgram`, `"trace"` for a
             `torch.jit.ScriptModule`.
         dynamic_batch: Whether the batch axis may vary (`"export"` marks it
-            dynamic; a trace is shape-generic in the batch axis anyway). With
-            `"export"` the example batch must have at least 2 rows.
+            dynamic, any example batch size, 1 included; a trace is
+            shape-generic in the batch axis anyway).
 
     Returns:
         The exported program or traced module. Call it with the same tensors as
@@ -270,11 +277,7 @@ def export_model(
         from birnn.saving.onnx_graph import OPSET, require_onnx  # noqa: PLC0415
 
         onnx = require_onnx()
-        graph = getattr(model, "_graph", None)
-        names = list(getattr(model, "output_names", None) or [])
-        count = len(graph.flat_outputs) if graph is not None else len(names)
-        names = names if len(names) == count else [f"output_{i}" for i in range(count)]
-        proto = onnx_export.model_to_onnx(model, specs, names)
+        proto = onnx_export.model_to_onnx(model, specs, list(getattr(model, "output_names", [])))
         if opset is not None and opset != OPSET:
             proto = onnx.version_converter.convert_version(proto, int(opset))
         onnx.save(proto, str(path))

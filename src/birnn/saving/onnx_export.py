@@ -262,9 +262,13 @@ def model_to_onnx(model: Any, input_specs: list[Any], output_names: list[str]) -
             "Sequential model without an `Input`): the ONNX exporter converts functional "
             "and Sequential models. Export with format='torch' instead."
         )
+    if len(input_specs) != len(graph.flat_inputs):
+        raise ValueError(
+            f"Model '{model.name}' has {len(graph.flat_inputs)} inputs, but "
+            f"`input_signature` describes {len(input_specs)}."
+        )
     b = GraphBuilder()
-    names = [f"input_{i}" if len(input_specs) > 1 else "inputs" for i in range(len(input_specs))]
-    names = [getattr(model, "input_names", names)[i] for i in range(len(input_specs))]
+    names = list(model.input_names)
     b.inputs = [_input_info(b, n, s) for n, s in zip(names, input_specs)]
     inputs: list[Value] = [(n, None) for n in names]
     outputs = _run_graph(b, graph, inputs)

@@ -31,18 +31,26 @@ def require_onnx() -> Any:
 
 
 def activation_name(function: Any) -> str | None:
-    """Keras's name for a birnn activation function (`"tanh"`), or `None` if it has none."""
+    """Keras's name for a birnn activation function (`"tanh"`), or `None` if it has none.
+
+    >>> from birnn import activations
+    >>> activation_name(activations.get("swish")), activation_name(lambda x: x)
+    ('silu', None)
+    """
+    import torch  # noqa: PLC0415
+
     from birnn import activations  # noqa: PLC0415
 
     if function is None:
         return "linear"
+    torch_functions = {torch.tanh: "tanh", torch.sigmoid: "sigmoid", torch.relu: "relu"}
+    if function in torch_functions:
+        return torch_functions[function]
     try:
         name = activations.serialize(function)
     except Exception:  # noqa: BLE001  (a user callable: no name)
         return None
     if not isinstance(name, str) or activations.get(name) is not function:
-        if function in (np.tanh,):
-            return "tanh"
         return None
     return {"swish": "silu"}.get(name, name)
 
@@ -51,11 +59,12 @@ class GraphBuilder:
     """Collects the nodes, initializers, inputs and outputs of one ONNX graph.
 
     Args:
-        prefix: Prepended to every generated name (keeps a subgraph's names
-            apart from its parent's).
+        prefix: Prepended to every generated name, which keeps them apart from
+            the graph's input and output names (the model's) and a subgraph's
+            names apart from its parent's.
     """
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "birnn/") -> None:
         self.onnx = require_onnx()
         self.helper = self.onnx.helper
         self.prefix = prefix

@@ -316,7 +316,7 @@ def _loop(b: GraphBuilder, x: str, mask: str | None, layer: Any) -> RunResult:
     """The layer's recurrence as a `Scan` over time, one cell step per iteration."""
     onnx = b.onnx
     cells = _cells(layer)
-    body = GraphBuilder(prefix=f"{b.name('scan')}/")
+    body = GraphBuilder(prefix=f"{b.name('scan')}/")  # e.g. "birnn/scan_7/"
     float_type = onnx.TensorProto.FLOAT
     state_sizes = [
         size
