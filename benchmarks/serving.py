@@ -70,7 +70,8 @@ def _timed(steps: dict, repeats: int, block_seconds: float) -> dict:
 
 
 def run(quick: bool = False, repeats: int | None = None, block_seconds: float = 0.2) -> dict:
-    """`{"birnn": ms, "onnxruntime": ms, "max_abs_diff": float}`, median ms per batch."""
+    """Median ms per batch of `"birnn"` and `"onnxruntime"`, their `"max_abs_diff"`, and
+    the `"batch"` and `"time"` sizes."""
     import onnxruntime as ort  # noqa: PLC0415
 
     batch, steps = (4, 6) if quick else (BATCH, TIME)
@@ -94,7 +95,7 @@ def run(quick: bool = False, repeats: int | None = None, block_seconds: float = 
         0.0 if quick else block_seconds,
     )
     medians["max_abs_diff"] = float(np.abs(got - expected).max())
-    return medians
+    return {**medians, "batch": batch, "time": steps}
 
 
 def render(result: dict) -> str:
@@ -102,8 +103,8 @@ def render(result: dict) -> str:
     ratio = result["birnn"] / result["onnxruntime"]
     return (
         "\nServing, the docstring model (`Masking` on `Input((None, 10))`, two "
-        "`Bidirectional(LSTM(10))`, `Dense(5)`) over (batch 64, time 100), right-padded "
-        "(`benchmarks/serving.py`): birnn `predict_on_batch` "
+        f"`Bidirectional(LSTM(10))`, `Dense(5)`) over (batch {result['batch']}, time "
+        f"{result['time']}), right-padded (`benchmarks/serving.py`): birnn `predict_on_batch` "
         f"{result['birnn']:.2f} ms, onnxruntime on `model.export(format='onnx')` "
         f"{result['onnxruntime']:.2f} ms per batch; birnn / onnxruntime {ratio:.2f}x "
         f"(largest output difference {result['max_abs_diff']:.1e}).\n"

@@ -15,7 +15,7 @@ pair of the same kind and size is one operator with `direction="bidirectional"`.
 
 Masks. ONNX's `sequence_lens` only knows right padding, while Keras skips any
 masked step (keeping the states). The graph therefore moves each row's valid
-steps to its front (a `TopK` over `invalid * time + step`, then `GatherElements`),
+steps to its front (a `TopK` over `invalid * time + step`, then a row `Gather`),
 runs the operator with `sequence_lens` = the number of valid steps, and reads
 the output of original step `t` back from the compacted position that holds
 it: for the forward direction the last valid step at or before `t`, for the
@@ -110,24 +110,27 @@ class _Compaction(NamedTuple):
     mask: str  # (batch, time) bool
     cumsum: str  # (batch, time) int64: valid steps up to and including t
     lengths: str  # (batch,) int64
-    perm: str  # (batch, time) int64: source step of each compacted position
+    rows: str  # (time, batch) int64: row of the (batch * time, features) inputs to read
+    batch: str  # (1,) int64
+    row_ids: str  # (batch, 1) int64: 0, 1, ..., batch - 1
 
 
 def _compaction(b: GraphBuilder, mask: str) -> _Compaction:
     as_int = b.cast_int64(mask)
-    time = b.dim(mask, 1)
+    batch, time = b.dim(mask, 0), b.dim(mask, 1)
     steps = b.op("Range", b.const(0), b.squeeze(time, 0), b.const(1))
     key = b.op("Add", b.op("Mul", b.cast_int64(b.op("Not", mask)), time), steps)
     _, perm = b.op("TopK", key, time, axis=1, largest=0, sorted=1, outputs=2)
+    row_ids = b.unsqueeze(b.op("Range", b.const(0), b.squeeze(batch, 0), b.const(1)), 1)
+    rows = b.op("Transpose", b.op("Add", perm, b.op("Mul", row_ids, time)), perm=[1, 0])
     cumsum = b.op("CumSum", as_int, b.const(1))
     lengths = b.op("ReduceSum", as_int, b.const([1]), keepdims=0)
-    return _Compaction(mask, cumsum, lengths, perm)
+    return _Compaction(mask, cumsum, lengths, rows, batch, row_ids)
 
 
-def _gather_steps(b: GraphBuilder, values: str, index: str) -> str:
-    """`values[b, index[b, t]]` for `(batch, time, units)` values and `(batch, time)` index."""
-    expanded = b.op("Expand", b.unsqueeze(index, 2), b.op("Shape", values))
-    return b.op("GatherElements", values, expanded, axis=1)
+def _compacted_inputs(b: GraphBuilder, x: str, compaction: _Compaction) -> str:
+    """`(time, batch, features)` inputs with each row's valid steps first."""
+    return b.op("Gather", b.op("Flatten", x, axis=2), compaction.rows, axis=0)
 
 
 def _zero_where_not(b: GraphBuilder, keep: str, values: str) -> str:
@@ -194,8 +197,9 @@ def _native(
     if kind == "gru":
         attributes["linear_before_reset"] = int(bool(cells[0].reset_after))
     if compaction is not None:
-        x = _gather_steps(b, x, compaction.perm)
-    x_tbf = b.op("Transpose", x, perm=[1, 0, 2])
+        x_tbf = _compacted_inputs(b, x, compaction)
+    else:
+        x_tbf = b.op("Transpose", x, perm=[1, 0, 2])
     w, r, bias = (b.weight(np.stack([wt[i] for wt in weights]), "rnn") for i in range(3))
     operands = [x_tbf, w, r, bias]
     if compaction is not None:
@@ -203,16 +207,53 @@ def _native(
     num_outputs = 3 if kind == "lstm" else 2
     results = b.op(_ONNX_KIND[kind], *operands, outputs=num_outputs, **attributes)
     y, y_h = results[0], results[1]
+    directions = len(layers)
     out = []
     for d, layer in enumerate(layers):
         states = [b.op("Gather", y_h, b.const(d), axis=0)]
         if kind == "lstm":
             states.append(b.op("Gather", results[2], b.const(d), axis=0))
         sequences = None
-        if layer.return_sequences:
+        if layer.return_sequences and compaction is None:
             sequences = b.op("Transpose", b.op("Gather", y, b.const(d), axis=1), perm=[1, 0, 2])
+        elif layer.return_sequences:
+            sequences = _uncompacted_outputs(b, layer, compaction, y, d, directions)
         out.append(_masked_result(b, layer, compaction, sequences, states))
     return out
+
+
+def _uncompacted_outputs(
+    b: GraphBuilder, layer: Any, compaction: _Compaction, y: str, d: int, directions: int
+) -> str:
+    """Direction `d`'s `(batch, time, units)` outputs at the original steps, Keras's way.
+
+    `y` is the operator's `(time, directions, batch, units)` output over the
+    compacted steps; step `t` reads the compacted position holding the last
+    valid step at or before `t` (forward) or the first at or after it
+    (backward), and is zero where there is none (or where it is masked, with
+    `zero_output_for_mask`).
+    """
+    mask, cumsum, lengths = compaction.mask, compaction.cumsum, compaction.lengths
+    if layer.go_backwards:
+        index = b.op("Sub", cumsum, b.cast_int64(mask))
+        exists = b.op("Less", index, b.unsqueeze(lengths, 1))
+        index = b.op("Min", index, b.op("Sub", b.unsqueeze(lengths, 1), b.const(1)))
+        index = b.op("Max", index, b.const(0))
+    else:
+        index = b.op("Sub", cumsum, b.const(1))
+        exists = b.op("GreaterOrEqual", index, b.const(0))
+        index = b.op("Max", index, b.const(0))
+    # Row of the flattened (time * directions * batch, units) output.
+    stride = b.op("Mul", compaction.batch, b.const([directions]))
+    rows = b.op(
+        "Add",
+        b.op("Mul", index, stride),
+        b.op("Add", compaction.row_ids, b.op("Mul", compaction.batch, b.const([d]))),
+    )
+    gathered = b.op("Gather", b.op("Flatten", y, axis=3), rows, axis=0)
+    # A masked step is zero with `zero_output_for_mask`; a valid step always has a position.
+    keep = mask if layer.zero_output_for_mask else exists
+    return _zero_where_not(b, keep, gathered)
 
 
 def _masked_result(
@@ -222,27 +263,15 @@ def _masked_result(
     sequences: str | None,
     states: list[str],
 ) -> RunResult:
-    """Keras's outputs from a run over compacted steps (see the module docstring)."""
+    """The last output and states of a run over compacted steps: zero for rows with no
+    valid step, and the last output zero where `zero_output_for_mask` masks it."""
     last = states[0]
     if compaction is None:
         return RunResult(sequences, last, states)
-    mask, cumsum, lengths = compaction.mask, compaction.cumsum, compaction.lengths
-    any_valid = b.op("Greater", lengths, b.const(0))
+    mask = compaction.mask
+    any_valid = b.op("Greater", compaction.lengths, b.const(0))
     states = [_zero_where_not(b, any_valid, s) for s in states]
     last = states[0]
-    if sequences is not None:
-        if layer.go_backwards:  # first valid step at or after t
-            index = b.op("Sub", cumsum, b.cast_int64(mask))
-            exists = b.op("Less", index, b.unsqueeze(lengths, 1))
-            index = b.op("Min", index, b.op("Sub", b.unsqueeze(lengths, 1), b.const(1)))
-            index = b.op("Max", index, b.const(0))
-        else:  # last valid step at or before t
-            index = b.op("Sub", cumsum, b.const(1))
-            exists = b.op("GreaterOrEqual", index, b.const(0))
-            index = b.op("Max", index, b.const(0))
-        sequences = _zero_where_not(b, exists, _gather_steps(b, sequences, index))
-        if layer.zero_output_for_mask:
-            sequences = _zero_where_not(b, mask, sequences)
     if layer.zero_output_for_mask:
         # The last processed step: the first one when going backwards.
         last_step = b.const(0 if layer.go_backwards else -1)
