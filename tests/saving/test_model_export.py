@@ -349,6 +349,25 @@ def test_layer_without_onnx_form(tmp_path):
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=ATOL, rtol=0)
 
 
+def test_subclasses_that_replace_call_are_not_converted_as_their_base(tmp_path):
+    """A silent wrong result would be worse than the error."""
+
+    class ScaledDense(L.Dense):
+        def call(self, x):
+            return 3 * super().call(x)
+
+    class NoisyLSTM(L.LSTM):
+        def call(self, sequences, **kwargs):
+            return super().call(sequences + 1, **kwargs)
+
+    model = _sequential(L.Masking(), ScaledDense(2, name="scaled"))
+    with pytest.raises(ValueError, match=r"'scaled' \(ScaledDense\)"):
+        model.export(tmp_path / "m.onnx")
+    model = _sequential(L.Bidirectional(NoisyLSTM(3, name="noisy")))
+    with pytest.raises(ValueError, match=r"'forward_noisy' \(NoisyLSTM\)"):
+        model.export(tmp_path / "m.onnx")
+
+
 def test_subclassed_model_needs_a_signature(tmp_path):
     class Net(birnn.Model):
         def __init__(self):

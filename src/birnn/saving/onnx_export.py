@@ -44,6 +44,16 @@ def _unsupported(layer: Any, detail: str = "") -> ValueError:
     )
 
 
+def _plain(layer: Any, *classes: type) -> bool:
+    """Whether `layer` is one of `classes` computing what that class computes: a subclass
+    that replaces `call` or `compute_mask` is not converted as its base."""
+    for cls in classes:
+        if isinstance(layer, cls):
+            kind = type(layer)
+            return kind.call is cls.call and kind.compute_mask is cls.compute_mask
+    return False
+
+
 def _pass_mask(layer: Any, mask: str | None) -> str | None:
     return mask if layer.supports_masking else None
 
@@ -52,12 +62,12 @@ def _pointwise(b: GraphBuilder, layer: Any, x: str) -> str | None:
     """Layers that act on the last axis alone (so also inside `TimeDistributed`)."""
     from birnn.layers.core import Activation, Dense, Dropout  # noqa: PLC0415
 
-    if isinstance(layer, Dense):
+    if _plain(layer, Dense):
         y = b.dense(x, layer.kernel, layer.bias)
         return b.activation(layer.activation, y, f"Layer '{layer.name}'")
-    if isinstance(layer, Activation):
+    if _plain(layer, Activation):
         return b.activation(layer.activation, x, f"Layer '{layer.name}'")
-    if isinstance(layer, Dropout):
+    if _plain(layer, Dropout):
         return x
     return None
 
@@ -110,30 +120,31 @@ def _convert(b: GraphBuilder, layer: Any, inputs: list[Value]) -> list[Value]:
     from birnn.layers.rnn.rnn import RNN  # noqa: PLC0415
     from birnn.layers.time_distributed import TimeDistributed  # noqa: PLC0415
     from birnn.models.model import Model  # noqa: PLC0415
+    from birnn.models.sequential import Sequential  # noqa: PLC0415
 
     x, mask = inputs[0]
     pointwise = _pointwise(b, layer, x)
     if pointwise is not None:
         return [(pointwise, _pass_mask(layer, mask))]
-    if isinstance(layer, (RNN, Bidirectional)):
+    if _plain(layer, Bidirectional) or isinstance(layer, RNN):  # RNNs: see onnx_rnn._cells
         return _recurrent(b, layer, x, mask)
-    if isinstance(layer, core.Masking):
+    if _plain(layer, core.Masking):
         differs = b.op("Not", b.op("Equal", x, b.float_const(layer.mask_value)))
         keep = b.cast_bool(b.op("ReduceMax", b.cast_float(differs), b.const([-1]), keepdims=0))
         return [(b.where(b.unsqueeze(keep, -1), x, b.float_const(0.0)), keep)]
-    if isinstance(layer, core.Embedding):
+    if _plain(layer, core.Embedding):
         ids = b.cast_int64(x)
         y = b.op("Gather", b.weight(layer.embeddings, "embeddings"), ids, axis=0)
         out_mask = b.op("Not", b.op("Equal", ids, b.const(0))) if layer.mask_zero else None
         return [(y, out_mask)]
-    if isinstance(layer, core.Flatten):
+    if _plain(layer, core.Flatten):
         return [(b.op("Flatten", x, axis=1), None)]
-    if isinstance(layer, TimeDistributed):
+    if _plain(layer, TimeDistributed):
         inner = _pointwise(b, layer.layer, x)
         if inner is None:
             raise _unsupported(layer, f" around layer '{layer.layer.name}'")
         return [(inner, mask)]
-    if isinstance(layer, merging.Concatenate):
+    if _plain(layer, merging.Concatenate):
         if layer.axis != -1:
             raise _unsupported(layer, f" with axis={layer.axis} (only the last axis)")
         values = [v for v, _ in inputs]
@@ -144,7 +155,7 @@ def _convert(b: GraphBuilder, layer: Any, inputs: list[Value]) -> list[Value]:
             for m in masks[1:]:
                 out_mask = b.op("Or", out_mask, m)
         return [(b.op("Concat", *values, axis=-1), out_mask)]
-    if isinstance(layer, (merging.Add, merging.Average)):
+    if _plain(layer, merging.Add, merging.Average):
         out = inputs[0][0]
         for value, _ in inputs[1:]:
             out = b.op("Add", out, value)
@@ -157,9 +168,9 @@ def _convert(b: GraphBuilder, layer: Any, inputs: list[Value]) -> list[Value]:
             for m in masks[1:]:
                 out_mask = b.op("Or", out_mask, m)
         return [(out, out_mask)]
-    if isinstance(layer, (pooling.GlobalAveragePooling1D, pooling.GlobalMaxPooling1D)):
+    if _plain(layer, pooling.GlobalAveragePooling1D, pooling.GlobalMaxPooling1D):
         return [(_global_pooling(b, layer, x, mask), None)]
-    if isinstance(layer, Model) and layer._graph is not None:
+    if _plain(layer, Sequential, Model) and layer._graph is not None:
         return _run_graph(b, layer._graph, inputs)
     raise _unsupported(layer)
 

@@ -66,21 +66,32 @@ def _cells(layer: Any) -> list[Any]:
     Raises:
         ValueError: for a layer or cell the exporter does not know.
     """
+    from birnn.layers.rnn.gru import GRU  # noqa: PLC0415
+    from birnn.layers.rnn.lstm import LSTM  # noqa: PLC0415
     from birnn.layers.rnn.rnn import RNN  # noqa: PLC0415
+    from birnn.layers.rnn.simple_rnn import SimpleRNN  # noqa: PLC0415
     from birnn.layers.rnn.stacked_rnn_cells import StackedRNNCells  # noqa: PLC0415
 
-    if not isinstance(layer, RNN):
+    builtin = next((c for c in (LSTM, GRU, SimpleRNN) if isinstance(layer, c)), RNN)
+    if not (
+        isinstance(layer, RNN)
+        and type(layer).call is RNN.call
+        and type(layer)._run is builtin._run
+        and type(layer).compute_mask is RNN.compute_mask
+    ):
         raise ValueError(
             f"Layer '{layer.name}' ({type(layer).__name__}) has no ONNX form in birnn's "
-            "exporter: only RNN layers over built-in cells (LSTM, GRU, SimpleRNN, "
-            "StackedRNNCells of their cells) convert. Export with format='torch' instead."
+            "exporter: only the built-in RNN, LSTM, GRU and SimpleRNN layers (their `call` "
+            "not replaced) over built-in cells (or StackedRNNCells of them) convert. Export "
+            "with format='torch' instead."
         )
     if layer.stateful:
         raise ValueError(
             f"Layer '{layer.name}' is stateful; an exported program does not carry states "
             "between calls. Rebuild the model with `stateful=False` to export it."
         )
-    cells = list(layer.cell.cells) if isinstance(layer.cell, StackedRNNCells) else [layer.cell]
+    stacked = type(layer.cell) is StackedRNNCells
+    cells = list(layer.cell.cells) if stacked else [layer.cell]
     for cell in cells:
         if _cell_kind(cell) is None:
             raise ValueError(
