@@ -592,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory row")
     parser.add_argument("--no-fit", action="store_true", help="skip the seed model `fit` row")
     parser.add_argument(
+        "--no-serving", action="store_true", help="skip the onnxruntime serving row"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -659,6 +662,18 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         for row in fit_rows:
             print(f"{row['row']}: birnn {row['birnn']:.2f} ms, keras {row['keras_torch']:.2f} ms")
 
+    serving_note = ""
+    if not args.no_serving and "birnn-model" in implementations:
+        sys.path.insert(0, str(HERE))
+        import serving  # noqa: PLC0415
+
+        served = serving.run(args.quick)
+        serving_note = serving.render(served)
+        print(
+            f"serving: birnn predict_on_batch {served['birnn']:.2f} ms, "
+            f"onnxruntime {served['onnxruntime']:.2f} ms"
+        )
+
     sizes = (
         "tiny sizes (--quick)"
         if args.quick
@@ -681,7 +696,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "(one batched input convolution, one recurrent convolution per step and direction) "
         "in PyTorch's channels-first layout."
     )
-    table = render(results, memory, header) + render_fit(fit_rows)
+    table = render(results, memory, header) + render_fit(fit_rows) + serving_note
     print()
     print(table)
     output = args.output or (None if args.quick else str(HERE / "RESULTS.md"))

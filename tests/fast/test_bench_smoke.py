@@ -22,6 +22,7 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
     threads = torch.get_num_threads()
     output = tmp_path / "RESULTS.md"
     args = ["--quick", "--repeats", "1", "--warmup", "0", "--no-memory", "--no-fit"]
+    args += ["--no-serving"]
     args += ["--output", str(output)]
     assert run.main(args) == 0
     assert torch.get_num_threads() == threads
@@ -49,3 +50,13 @@ def test_fit_overhead_row_renders():
     assert rows[0]["birnn"] > 0 and rows[0]["keras_torch"] > 0
     table = run.render_fit(rows)
     assert f"| {fit_overhead.ROW} |" in table
+
+
+def test_serving_row_renders():
+    sys.path.insert(0, str(RUN_PY.parent))
+    import serving
+
+    result = serving.run(quick=True)
+    assert result["birnn"] > 0 and result["onnxruntime"] > 0
+    assert result["max_abs_diff"] < 1e-5
+    assert "birnn / onnxruntime" in serving.render(result)

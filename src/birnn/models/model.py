@@ -393,6 +393,69 @@ class Model(Trainer, Layer):
 
         save_model(self, filepath, overwrite=overwrite)
 
+    def export(
+        self,
+        filepath: Any,
+        format: str = "onnx",
+        verbose: bool | None = None,
+        input_signature: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Exports the model as an artifact for inference: ONNX or a `torch.export` program.
+
+        The artifact takes any batch size (1 included) and, for `Input` axes left
+        as `None`, any number of timesteps; `Masking` and `Embedding(mask_zero=True)`
+        masks are computed inside it exactly as `predict` computes them. It runs
+        in inference mode (`training=False`); a stateful layer's state is not
+        carried between calls.
+
+        Args:
+            filepath: `str` or `pathlib.Path`: where to write the artifact.
+            format: `"onnx"` (an ONNX model; needs `pip install birnn[export]`)
+                or `"torch"` (a `torch.export` program saved with
+                `torch.export.save`; load it with
+                `torch.export.load(filepath).module()`). Keras's
+                `"tf_saved_model"`, `"litert"` and `"openvino"` are not supported.
+            verbose: Whether to print a message once saved. Defaults to `None`
+                (print).
+            input_signature: Optional shapes and dtypes of the inputs: a
+                structure (one entry per model input) of objects with `shape` and
+                `dtype` (`InputSpec`, `KerasTensor`, a tensor or array, whose
+                first axis then counts as the batch). `None` axes stay
+                symbolic. Defaults to the model's `Input`s.
+            **kwargs: `opset_version` (ONNX only; birnn writes opset 20 and
+                converts to another one if asked).
+
+        ONNX: `LSTM`, `GRU` and `SimpleRNN` layers (also wrapped in
+        `Bidirectional`) with tanh, sigmoid or relu activations become ONNX's
+        own `LSTM`/`GRU`/`RNN` operators (a `Bidirectional` pair one operator
+        with `direction="bidirectional"`); other activations and
+        `StackedRNNCells` become a `Scan` loop. Layers with no ONNX form in
+        the converter raise a `ValueError` naming them; `format="torch"`
+        exports any model.
+
+        Raises:
+            ValueError: an unsupported `format`, or a layer with no ONNX form.
+            ImportError: `format="onnx"` without the `onnx` package.
+
+        Examples:
+
+        >>> import numpy as np, tempfile, os, torch
+        >>> from birnn import Input, Sequential, layers
+        >>> model = Sequential([Input((None, 3)), layers.Masking(),
+        ...                     layers.Bidirectional(layers.GRU(4)), layers.Dense(2)])
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.pt2")
+        >>> model.export(path, format="torch", verbose=False)
+        >>> served = torch.export.load(path).module()
+        >>> x = np.random.rand(1, 9, 3).astype("float32")
+        >>> y = served(torch.from_numpy(x)).detach().numpy()
+        >>> np.allclose(y, model.predict(x, verbose=0), atol=1e-5)
+        True
+        """
+        from birnn.saving.export import export_model  # noqa: PLC0415
+
+        export_model(self, filepath, format, verbose, input_signature, **kwargs)
+
     def save_weights(self, filepath: Any, overwrite: bool = True) -> None:
         """Saves the weights as a Keras 3 `.weights.h5` file."""
         from birnn.saving.weights_file import save_weights  # noqa: PLC0415

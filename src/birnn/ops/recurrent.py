@@ -75,6 +75,17 @@ def scan(
     >>> outputs[0, :, 0].tolist(), states[0].item()
     ([1.0, 1.0, 2.0, 3.0], 3.0)
     """
+    if torch.compiler.is_exporting():
+        return _exportable_scan(
+            step_fn,
+            inputs,
+            initial_states,
+            mask,
+            go_backwards,
+            zero_output_for_mask,
+            return_all_outputs,
+            time_major,
+        )
     time_axis = 0 if time_major else 1
     steps = inputs.unbind(time_axis)
     num_steps = len(steps)
@@ -113,6 +124,59 @@ def scan(
         last = previous
     stacked = torch.stack(outputs, 1) if return_all_outputs else last.unsqueeze(1)
     return last, stacked, states
+
+
+def _exportable_scan(
+    step_fn: StepFn,
+    inputs: torch.Tensor,
+    initial_states: Sequence[torch.Tensor],
+    mask: torch.Tensor | None,
+    go_backwards: bool,
+    zero_output_for_mask: bool,
+    return_all_outputs: bool,
+    time_major: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """`scan` as one `torch.export`-able loop whose number of steps stays symbolic.
+
+    A Python loop over the steps would be unrolled into the exported program,
+    fixing its sequence length; PyTorch's `scan` operator keeps the time axis
+    dynamic. Same arguments and results as `scan`.
+    """
+    from torch._higher_order_ops.scan import scan as torch_scan  # noqa: PLC0415
+
+    steps = inputs if time_major else inputs.transpose(0, 1)
+    if steps.shape[0] == 0:
+        raise ValueError(
+            "scan: `inputs` must have at least one timestep. "
+            f"Received shape {tuple(inputs.shape)}."
+        )
+    keep = None if mask is None else mask.to(torch.bool).transpose(0, 1)
+    if go_backwards:
+        steps = steps.flip(0)
+        keep = None if keep is None else keep.flip(0)
+    # The output's shape, for the zeros a masked step may output before any step ran;
+    # only its shape is read, so the probe step is dead code in the program.
+    probe, _ = step_fn(steps[0], list(initial_states))
+    zeros = torch.zeros(probe.shape, dtype=probe.dtype, device=probe.device)
+
+    def combine(carry: tuple, xs: tuple) -> tuple:
+        states, previous = list(carry[0]), carry[1]
+        output, new_states = step_fn(xs[0], states)
+        new_states = list(new_states)
+        if keep is not None:
+            step_keep = xs[1]
+            fallback = torch.zeros_like(output) if zero_output_for_mask else previous
+            output = torch.where(_expand(step_keep, output), output, fallback)
+            new_states = [
+                torch.where(_expand(step_keep, new), new, old)
+                for new, old in zip(new_states, states)
+            ]
+        return (new_states, output.clone()), output.clone()
+
+    xs = (steps,) if keep is None else (steps, keep)
+    (states, last), outputs = torch_scan(combine, (list(initial_states), zeros), xs)
+    stacked = outputs.transpose(0, 1) if return_all_outputs else last.unsqueeze(1)
+    return last, stacked, list(states)
 
 
 def _expand(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,10 @@ def fused_kind(layer: Any, training: bool) -> str | None:
 
 def _fusable(layer: Any, cell: Any, training: bool) -> tuple[str, type, type] | None:
     """`fused_kind`'s answer as `(kind, layer_class, cell_class)`, or `None`."""
+    if torch.compiler.is_exporting():
+        # `torch.export` decomposes the kernel into one step per timestep, fixing the
+        # program's sequence length; the generic path exports a length-generic loop.
+        return None
     use_cudnn = getattr(layer, "use_cudnn", "auto")
     builtin = None if use_cudnn is False else _builtin_classes(layer)
     if builtin is None:
