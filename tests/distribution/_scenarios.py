@@ -26,6 +26,25 @@ def make_model(seed: int = 0) -> birnn.Model:
     return model
 
 
+def make_two_output_model(seed: int = 0) -> birnn.Model:
+    torch.manual_seed(seed)
+    inputs = birnn.Input((5, 3))
+    features = layers.Bidirectional(layers.GRU(3))(inputs)
+    model = birnn.Model(
+        inputs, [layers.Dense(2, name="a")(features), layers.Dense(1, name="b")(features)]
+    )
+    model.compile(optimizer="sgd", loss=["mse", "mae"], loss_weights=[1.0, 0.5])
+    return model
+
+
+def two_output_fit(model: birnn.Model) -> dict:
+    x, y, _ = arrays(21, seed=5)
+    history = model.fit(
+        x, [y, y[:, :1]], batch_size=GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0
+    )
+    return history.history
+
+
 def arrays(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs whose first feature of the first step is the sample's index."""
     rng = np.random.default_rng(seed)

@@ -108,6 +108,10 @@ def main(out: str, mode: str) -> None:
     history = model.fit(sc.loader(dx, dy, shuffle=True), epochs=2, verbose=0)
     result["shuffled"] = {"history": history.history, "weights": sc.weights(model), "seen": seen}
 
+    # Two outputs: the per-output loss trackers count each global batch once.
+    model = sc.make_two_output_model()
+    result["two_outputs"] = {"history": sc.two_output_fit(model), "weights": sc.weights(model)}
+
     torch.save(result, os.path.join(out, f"rank{rank}.pt"))
 
 

@@ -198,6 +198,16 @@ def test_shuffled_dataloader_shuffles_alike_on_every_process(run):
     assert first["seen"][:19] != list(range(19))
 
 
+def test_two_output_losses_match_one_process(run):
+    _, ranks, _ = run
+    model = sc.make_two_output_model()
+    history = sc.two_output_fit(model)
+    assert {"a_loss", "b_loss"} <= set(history)
+    for result in ranks:
+        _assert_weights_close(result["two_outputs"]["weights"], sc.weights(model))
+        _assert_history_close(result["two_outputs"]["history"], history)
+
+
 def test_an_error_on_one_process_ends_the_job(tmp_path):
     done = _torchrun(str(tmp_path), "fail")
     assert done.returncode != 0

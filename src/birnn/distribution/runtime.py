@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from birnn.distribution import data_parallel, sharding
 from birnn.layers.layer import map_structure
+from birnn.models import data_adapter
 
 
 class DistributedError(RuntimeError):
@@ -148,10 +149,15 @@ class Runtime:
                 tracker.count.mul_(share)
         return out
 
+    def _first_step(self, *batch: Any) -> tuple:
+        """Syncs the weights; the batch, moved to where the model now is."""
+        self._sync_weights(batch[0])
+        return tuple(data_adapter.to_device(part, self.device) for part in batch)
+
     def train_step(self, x: Any, y: Any, sample_weight: Any) -> None:
         model = self.model
         if not self._synced:
-            self._sync_weights(x)
+            x, y, sample_weight = self._first_step(x, y, sample_weight)
         if self.sizes.local == 0:
             self._empty_train_step()
             return
@@ -175,13 +181,13 @@ class Runtime:
 
     def test_step(self, x: Any, y: Any, sample_weight: Any) -> None:
         if not self._synced:
-            self._sync_weights(x)
+            x, y, sample_weight = self._first_step(x, y, sample_weight)
         if self.sizes.local:
             self._weigh_output_losses(lambda: self.model.test_step(x, y, sample_weight))
 
     def predict_step(self, x: Any) -> Any:
         if not self._synced:
-            self._sync_weights(x)
+            (x,) = self._first_step(x)
         return self.model.predict_step(x) if self.sizes.local else None
 
     def _params(self) -> list[torch.Tensor]:

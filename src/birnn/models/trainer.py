@@ -658,12 +658,12 @@ class Trainer:
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )
-        device = self._model_device()
-        outputs: list = []
         runtime = distributed.begin(self)
         predict_step = self.predict_step
         if runtime is not None:
             data, predict_step = runtime.shard(data), runtime.predict_step
+        device = self._model_device()
+        outputs: list = []
         cbs.on_predict_begin()
         for step, (bx, _, _) in enumerate(data):
             cbs.on_predict_batch_begin(step)
