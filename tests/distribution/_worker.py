@@ -102,6 +102,10 @@ def main(out: str, mode: str) -> None:
     history = model.fit(sc.loader(dx, dy, shuffle=False), epochs=2, verbose=0)
     result["loader"] = {"history": history.history, "weights": sc.weights(model)}
     model = sc.make_model()
+    dataset = sc.loader(dx, dy, shuffle=False).dataset
+    history = model.fit(dataset, batch_size=sc.GLOBAL_BATCH, shuffle=False, epochs=2, verbose=0)
+    result["dataset"] = {"history": history.history, "weights": sc.weights(model)}
+    model = sc.make_model()
     seen = []
     train_step = model.train_step
     model.train_step = counting_step

@@ -175,14 +175,21 @@ def test_generator_with_a_one_sample_last_batch_matches_one_process(run):
         _assert_history_close(result["generator"]["history"], history.history)
 
 
-def test_dataloader_matches_arrays(run):
-    _, ranks, _ = run
+@pytest.fixture(scope="module")
+def arrays_fit_of_37():
     dx, dy, _ = sc.arrays(37, seed=4)
     model = sc.make_model()
     history = model.fit(dx, dy, batch_size=sc.GLOBAL_BATCH, epochs=2, shuffle=False, verbose=0)
+    return sc.weights(model), history.history
+
+
+@pytest.mark.parametrize("source", ["loader", "dataset"])
+def test_dataloader_and_dataset_match_arrays(run, arrays_fit_of_37, source):
+    _, ranks, _ = run
+    weights, history = arrays_fit_of_37
     for result in ranks:
-        _assert_weights_close(result["loader"]["weights"], sc.weights(model))
-        _assert_history_close(result["loader"]["history"], history.history)
+        _assert_weights_close(result[source]["weights"], weights)
+        _assert_history_close(result[source]["history"], history)
 
 
 def test_shuffled_dataloader_shuffles_alike_on_every_process(run):
