@@ -17,6 +17,7 @@ _SUBMODULES = (
     "backend",
     "callbacks",
     "constraints",
+    "distribution",
     "initializers",
     "layers",
     "losses",

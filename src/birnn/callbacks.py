@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from birnn.distribution.data_parallel import is_primary
 from birnn.models.progbar import Progbar
+
+
+def _print(*args: Any, **kwargs: Any) -> None:
+    """`print` on the primary process only (every process when not distributed)."""
+    if is_primary():
+        print(*args, **kwargs)
 
 
 class Callback:
@@ -263,7 +270,7 @@ class ProgbarLogger(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.verbose and self.epochs > 1:
-            print(f"Epoch {epoch + 1}/{self.epochs}", file=self._stream or sys.stdout)
+            _print(f"Epoch {epoch + 1}/{self.epochs}", file=self._stream or sys.stdout)
         self._new_bar()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -403,11 +410,11 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            _print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
                 epoch = self.best_epoch + 1
-                print(f"Restoring model weights from the end of the best epoch: {epoch}.")
+                _print(f"Restoring model weights from the end of the best epoch: {epoch}.")
             self.model.load_state_dict(self.best_weights)
 
 
@@ -502,19 +509,19 @@ class ModelCheckpoint(Callback):
                 return
             if self.best is not None and not self.monitor_op(value, self.best):
                 if self.verbose > 0:
-                    print(
+                    _print(
                         f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}"
                     )
                 return
             if self.verbose > 0:
                 previous = "inf" if self.best is None else f"{self.best:.5f}"
-                print(
+                _print(
                     f"\nEpoch {epoch + 1}: {self.monitor} improved from {previous} to "
                     f"{value:.5f}, saving model to {path}"
                 )
             self.best = value
         elif self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+            _print(f"\nEpoch {epoch + 1}: saving model to {path}")
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)
@@ -604,7 +611,7 @@ class ReduceLROnPlateau(Callback):
                     new = max(old * self.factor, self.min_lr)
                     set_learning_rate(optimizer, new)
                     if self.verbose > 0:
-                        print(
+                        _print(
                             f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
                             f"to {new}."
                         )
@@ -624,7 +631,7 @@ class LearningRateScheduler(Callback):
         lr = float(self.schedule(epoch, float(get_learning_rate(self.model.optimizer))))
         set_learning_rate(self.model.optimizer, lr)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+            _print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if isinstance(logs, dict):
@@ -673,6 +680,8 @@ class LambdaCallback(Callback):
 class CSVLogger(Callback):
     """Streams epoch results to a CSV file (one row per epoch, `epoch` first).
 
+    Under a distribution, only the primary process writes the file.
+
     Args:
         filename: Path of the CSV file.
         separator: Column separator.
@@ -689,12 +698,16 @@ class CSVLogger(Callback):
         self._writer = None
 
     def on_train_begin(self, logs=None):
+        if not is_primary():
+            return
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename)
         self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
         self._append_header = not exists
         self.keys = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._file is None:
+            return
         logs = dict(logs or {})
         if self.keys is None:
             self.keys = sorted(logs)
@@ -722,7 +735,7 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            print(f"Batch {batch}: Invalid loss, terminating training")
+            _print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
 
 

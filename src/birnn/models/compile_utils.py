@@ -147,6 +147,8 @@ class CompiledLoss:
         self.losses: list[losses_module.Loss | None] | None = None
         with_loss = [i for i, ident in enumerate(self._identifiers) if ident is not None]
         self._trackers: list[metrics_module.Mean | None] = [None] * len(output_names)
+        # Under a distribution, the share of the global batch each update stands for.
+        self.tracker_weight: float | None = None
         if len(with_loss) > 1:
             for i in with_loss:
                 self._trackers[i] = metrics_module.Mean(name=f"{output_names[i]}_loss")
@@ -177,7 +179,7 @@ class CompiledLoss:
             tracker = self._trackers[i]
             if tracker is not None:
                 with torch.no_grad():
-                    tracker.update_state(value.detach())
+                    tracker.update_state(value.detach(), sample_weight=self.tracker_weight)
             weighted = value * self.weights[i] if self.weights[i] != 1.0 else value
             total = weighted if total is None else total + weighted
         return total

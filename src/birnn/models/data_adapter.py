@@ -183,16 +183,17 @@ class ArrayData:
         self._resume = resume and steps is not None
         self._pass: Iterator | None = None
         self._cursor = 0
+        self.generator: torch.Generator | None = None  # for shuffling (None: the global one)
 
     def _new_pass(self) -> Iterator[tuple[Any, Any, Any]]:
         n, bs = self.num_samples, self.batch_size
         order = None
         if self.shuffle == "batch":
-            starts = torch.randperm(self.batches_per_pass) * bs
+            starts = torch.randperm(self.batches_per_pass, generator=self.generator) * bs
         else:
             starts = torch.arange(0, n, bs)
             if self.shuffle:
-                order = torch.randperm(n)
+                order = torch.randperm(n, generator=self.generator)
         for start in starts.tolist():
             if order is None:
                 sl = slice(start, min(start + bs, n))

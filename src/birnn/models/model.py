@@ -388,10 +388,17 @@ class Model(Trainer, Layer):
 
     # ------------------------------------------------------------------ saving
     def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
-        """Saves the model as a Keras 3 `.keras` file (loadable by Keras and birnn)."""
+        """Saves the model as a Keras 3 `.keras` file (loadable by Keras and birnn).
+
+        Under a distribution, every process may call it: process 0 writes the file
+        and every process returns once it is complete.
+        """
+        from birnn.distribution.runtime import run_on_primary  # noqa: PLC0415
         from birnn.saving.keras_file import save_model  # noqa: PLC0415
 
-        save_model(self, filepath, overwrite=overwrite)
+        run_on_primary(
+            f"saving {filepath}", lambda: save_model(self, filepath, overwrite=overwrite)
+        )
 
     def export(
         self,
@@ -457,10 +464,13 @@ class Model(Trainer, Layer):
         export_model(self, filepath, format, verbose, input_signature, **kwargs)
 
     def save_weights(self, filepath: Any, overwrite: bool = True) -> None:
-        """Saves the weights as a Keras 3 `.weights.h5` file."""
+        """Saves the weights as a Keras 3 `.weights.h5` file (once, as `save` does)."""
+        from birnn.distribution.runtime import run_on_primary  # noqa: PLC0415
         from birnn.saving.weights_file import save_weights  # noqa: PLC0415
 
-        save_weights(self, filepath, overwrite=overwrite)
+        run_on_primary(
+            f"saving {filepath}", lambda: save_weights(self, filepath, overwrite=overwrite)
+        )
 
     def load_weights(self, filepath: Any, skip_mismatch: bool = False, **kwargs: Any) -> None:
         """Loads weights saved by Keras 3 or birnn (`.weights.h5`, or a `.keras` file's).

@@ -121,6 +121,10 @@ def _optimizer_size(model: Any) -> tuple[int, int]:
     return sum(t.numel() for t in tensors), sum(t.numel() * t.element_size() for t in tensors)
 
 
+def _print_nothing(line: str) -> None:
+    """Processes other than the primary one of a distribution print no summary."""
+
+
 def print_summary(
     model: Any,
     line_length: int | None = None,
@@ -129,7 +133,10 @@ def print_summary(
     show_trainable: bool = False,
 ) -> None:
     """Prints (or hands to `print_fn`) the summary table of `model`."""
-    print_fn = print_fn or print
+    if print_fn is None:
+        from birnn.distribution.data_parallel import is_primary  # noqa: PLC0415
+
+        print_fn = print if is_primary() else _print_nothing
     graph = getattr(model, "_graph", None)
     sequential_like = type(model).__name__ == "Sequential" or graph is None
     if not sequential_like:

@@ -18,6 +18,8 @@ from birnn import backend
 from birnn import callbacks as callbacks_module
 from birnn import metrics as metrics_module
 from birnn import optimizers as optimizers_module
+from birnn.distribution import data_parallel as distribution_lib
+from birnn.distribution import runtime as distributed
 from birnn.layers.layer import Layer, flatten_structure, map_structure
 from birnn.models import data_adapter
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
@@ -29,7 +31,7 @@ def _resolve_verbose(verbose: Any) -> int:
         return 1
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: {verbose!r}")
-    return int(verbose)
+    return int(verbose) if distribution_lib.is_primary() else 0
 
 
 def _is_sequence_of_tensors(x: Any) -> bool:
@@ -43,6 +45,7 @@ class Trainer:
     optimizer: Any = None
     stop_training = False
     history: Any = None
+    _distributed: distributed.Runtime | None = None  # set during a distributed call
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -281,11 +284,17 @@ class Trainer:
                 self._compiled_metrics.update(flat_true, flat_pred, flat_sw)
 
     def _logs(self) -> dict[str, Any]:
-        """Current metric values, keys sorted like Keras's logs.
+        """Current metric values, keys sorted like Keras's logs (across processes when
+        a distribution is set).
 
         Scalar results are floats; a metric with several values (`F1Score` with
         `average=None` scores each class) gives a NumPy array, as in Keras.
         """
+        if self._distributed is not None:
+            return self._distributed.logs(self._local_logs)
+        return self._local_logs()
+
+    def _local_logs(self) -> dict[str, Any]:
         values = {"loss": self._loss_tracker.result()}
         if self._compiled_loss is not None:
             for tracker in self._compiled_loss.trackers:
@@ -354,6 +363,13 @@ class Trainer:
         out.extend(reg(param) for param, reg in state["regularizers"])
         return out
 
+    def _batch_logs(self) -> Any:
+        """Logs for batch-level hooks: computed when read, or at once when distributed
+        (computing them is then a collective that every process must join)."""
+        if self._distributed is not None:
+            return self._logs()
+        return callbacks_module.LazyLogs(self._logs)
+
     def _batch_size_of(self, x: Any) -> int:
         for t in flatten_structure(x):
             if isinstance(t, torch.Tensor) and t.dim() > 0:
@@ -374,6 +390,8 @@ class Trainer:
             self.zero_grad(set_to_none=True)
         if loss.requires_grad:
             loss.backward()
+            if self._distributed is not None:
+                self._distributed.sync_gradients()
             opt.step()
             state = self._fit_state or self._prepare_fit_state()
             if state["has_constraints"]:
@@ -488,6 +506,11 @@ class Trainer:
                     validation_steps,
                 )
         steps = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        runtime = distributed.begin(self)
+        train_step = self.train_step
+        if runtime is not None:
+            data, val_data = runtime.shard(data), runtime.shard(val_data)
+            train_step = runtime.train_step
         cbs = callbacks_module.CallbackList(
             callbacks,
             add_history=True,
@@ -501,6 +524,8 @@ class Trainer:
         self._cache_fit_state()
         device = self._model_device()
         want_batch_logs = cbs.has_batch_hooks("on_train_batch_end")
+        if runtime is not None:
+            want_batch_logs = runtime.wants_batch_logs(want_batch_logs)
         logs: dict = {}
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -513,11 +538,11 @@ class Trainer:
                 bx = data_adapter.to_device(bx, device)
                 by = data_adapter.to_device(by, device)
                 bsw = data_adapter.to_device(bsw, device)
-                self.train_step(bx, by, bsw)
+                train_step(bx, by, bsw)
                 if device is None:
                     device = self._model_device()
                 if want_batch_logs:
-                    cbs.on_train_batch_end(step, callbacks_module.LazyLogs(self._logs))
+                    cbs.on_train_batch_end(step, self._batch_logs())
                 if self.stop_training:
                     break
             logs = self._logs()
@@ -530,6 +555,7 @@ class Trainer:
                 break
         self._fit_state = None
         cbs.on_train_end(logs)
+        distributed.end(self, runtime)
         return cbs.history
 
     # ------------------------------------------------------------------ evaluate
@@ -537,15 +563,20 @@ class Trainer:
         self.reset_metrics()
         cbs.on_test_begin()
         want = cbs.has_batch_hooks("on_test_batch_end")
+        runtime = self._distributed
+        test_step = self.test_step
+        if runtime is not None:
+            want = runtime.wants_batch_logs(want)
+            test_step = runtime.test_step
         for step, (bx, by, bsw) in enumerate(data):
             cbs.on_test_batch_begin(step)
-            self.test_step(
+            test_step(
                 data_adapter.to_device(bx, device),
                 data_adapter.to_device(by, device),
                 data_adapter.to_device(bsw, device),
             )
             if want:
-                cbs.on_test_batch_end(step, callbacks_module.LazyLogs(self._logs))
+                cbs.on_test_batch_end(step, self._batch_logs())
         logs = self._logs()
         cbs.on_test_end(logs)
         return logs
@@ -582,7 +613,11 @@ class Trainer:
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )
+        runtime = distributed.begin(self)
+        if runtime is not None:
+            data = runtime.shard(data)
         logs = self._run_evaluation(data, cbs, self._model_device())
+        distributed.end(self, runtime)
         if return_dict:
             return logs
         return self._flatten_logs(logs)
@@ -627,17 +662,24 @@ class Trainer:
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )
+        runtime = distributed.begin(self)
+        predict_step = self.predict_step
+        if runtime is not None:
+            data, predict_step = runtime.shard(data), runtime.predict_step
         device = self._model_device()
         outputs: list = []
         cbs.on_predict_begin()
         for step, (bx, _, _) in enumerate(data):
             cbs.on_predict_batch_begin(step)
-            out = self.predict_step(data_adapter.to_device(bx, device))
+            out = predict_step(data_adapter.to_device(bx, device))
             outputs.append(
                 map_structure(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, out)
             )
             cbs.on_predict_batch_end(step, {"outputs": out})
         cbs.on_predict_end()
+        if runtime is not None:
+            outputs = runtime.gather(outputs)
+            distributed.end(self, runtime)
         if not outputs:
             raise ValueError("predict(): the input yielded no batches.")
         return _concat(outputs)
