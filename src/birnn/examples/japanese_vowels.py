@@ -8,7 +8,7 @@ with birnn's own `.ts` reader; `aeon` itself is never imported.
 The model is the one in `Bidirectional`'s docstring, on padded and masked batches:
 `Masking` → `Bidirectional(LSTM(units, return_sequences=True))` → `Bidirectional(LSTM(units))`
 → `Dropout` → `Dense(9, softmax)`, with input dropout in each LSTM. It trains with RMSprop on
-the categorical crossentropy with label smoothing; the learning rate halves when the validation
+the categorical crossentropy; the learning rate halves when the validation
 loss stalls, and training stops early on the validation loss, keeping the best weights. The
 validation split is held out of the training utterances, the same number from each speaker;
 the test split is only ever used for the final score. The same pipeline trains a
@@ -52,7 +52,6 @@ DEFAULTS = {
     "units": 64,
     "dropout": 0.2,
     "head_dropout": 0.3,
-    "label_smoothing": 0.1,
     "batch_size": 32,
     "learning_rate": 0.002,
     "lr_factor": 0.5,
@@ -247,16 +246,15 @@ def train_and_evaluate(model, split: dict, args: argparse.Namespace, seed: int) 
     """Compiles, fits with the learning-rate schedule and early stopping, scores on test.
 
     Returns:
-        The run's details: `seed`, `test_accuracy`, `test_loss` (plain categorical
-        crossentropy, without label smoothing), `best_epoch` (1-based, the epoch whose weights
-        were kept), `best_val_loss` (the training loss, label smoothing included, on the
-        validation split), `epochs_run`, `train_seconds` and the per-epoch `history`.
+        The run's details: `seed`, `test_accuracy`, `test_loss` (categorical crossentropy),
+        `best_epoch` (1-based, the epoch whose weights were kept), `best_val_loss`,
+        `epochs_run`, `train_seconds` and the per-epoch `history`.
     """
     import birnn
 
     seed_everything(seed)
     model.compile(
-        loss=birnn.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+        loss="categorical_crossentropy",
         optimizer=birnn.optimizers.RMSprop(learning_rate=args.learning_rate),
         metrics=["accuracy"],
     )
@@ -402,7 +400,7 @@ def plot_curves(results: dict, path: str) -> bool:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("loss: smoothed crossentropy (log scale)")
+    axes[0].set_ylabel("categorical crossentropy (log scale)")
     axes[0].legend()
     seeds = len(results["seeds"])
     fig.suptitle(
@@ -450,12 +448,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=DEFAULTS["head_dropout"],
         help="dropout before the classifier",
-    )
-    parser.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=DEFAULTS["label_smoothing"],
-        help="label smoothing of the crossentropy loss",
     )
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     parser.add_argument(
