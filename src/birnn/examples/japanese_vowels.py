@@ -404,7 +404,8 @@ def plot_curves(results: dict, path: str) -> bool:
     axes[0].legend()
     seeds = len(results["seeds"])
     fig.suptitle(
-        f"JapaneseVowels: mean over {seeds} seed{'s' if seeds > 1 else ''} (line) and range (band)"
+        f"JapaneseVowels: mean over {seeds} seed{'s' if seeds > 1 else ''} (line) and range "
+        "(band)\nof the runs still training: each run ends where early stopping stops it"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
