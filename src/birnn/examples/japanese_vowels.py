@@ -7,13 +7,22 @@ with birnn's own `.ts` reader; `aeon` itself is never imported.
 
 The model is the one in `Bidirectional`'s docstring, on padded and masked batches:
 `Masking` → `Bidirectional(LSTM(units, return_sequences=True))` → `Bidirectional(LSTM(units))`
-→ `Dense(9, softmax)`, compiled with `categorical_crossentropy` and `rmsprop`, trained with early
-stopping on a stratified validation split. The same pipeline then trains a unidirectional LSTM
-model with about the same number of parameters, for comparison.
+→ `Dropout` → `Dense(9, softmax)`, with input dropout in each LSTM. It trains with RMSprop on
+the categorical crossentropy; the learning rate halves when the validation
+loss stalls, and training stops early on the validation loss, keeping the best weights. The
+validation split is held out of the training utterances, the same number from each speaker;
+the test split is only ever used for the final score. The same pipeline trains a
+unidirectional LSTM model with about the same number of parameters, for comparison.
+
+Both models train once per seed (5 seeds by default; the seed drives the validation split, the
+initial weights, dropout and shuffling), and the demo prints a table of test accuracies per
+seed with the mean ± standard deviation of each model, and says whether the difference between
+the models is larger than the spread between seeds.
 
 Run it with `make demo` or `python -m birnn.examples.japanese_vowels [options]`; see `--help`.
-It writes `learning_curves.png` and `results.json` into the output folder, and its last line is
-`JapaneseVowels test accuracy: 0.xxxx` (the bidirectional model).
+It writes `results.json` and, when matplotlib is installed, `learning_curves.png` into the output
+folder. Its last line is `JapaneseVowels test accuracy: 0.xxxx`, the bidirectional model's mean
+over the seeds.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import random
 import sys
 import time
@@ -34,13 +44,19 @@ import torch
 from birnn.examples.ts_format import read_ts
 
 NUM_FEATURES = 12
+MODELS = ("bidirectional", "unidirectional")
 DEFAULTS = {
-    "epochs": 30,
+    "seeds": 5,
     "seed": 1,
+    "epochs": 60,
     "units": 64,
+    "dropout": 0.2,
+    "head_dropout": 0.3,
     "batch_size": 32,
-    "patience": 8,
     "learning_rate": 0.002,
+    "lr_factor": 0.5,
+    "lr_patience": 4,
+    "patience": 10,
     "validation_per_class": 3,
 }
 
@@ -126,21 +142,31 @@ def stratified_split(
     return rng.permutation(train), np.sort(validation)
 
 
-def build_model(units: int, bidirectional: bool, timesteps: int, num_classes: int, mask_value=0.0):
-    """The docstring's model (or its unidirectional twin), built and compiled.
+def build_model(
+    units: int,
+    bidirectional: bool,
+    timesteps: int,
+    num_classes: int,
+    dropout: float = 0.0,
+    head_dropout: float = 0.0,
+    mask_value: float = 0.0,
+):
+    """The docstring's model (or its unidirectional twin), built but not compiled.
 
     Args:
         units: units of each LSTM (per direction).
         bidirectional: wrap each LSTM in `Bidirectional` when True.
         timesteps: padded sequence length.
         num_classes: size of the softmax output.
+        dropout: input dropout of each LSTM (one mask per sequence, on the fused path).
+        head_dropout: dropout between the last LSTM and the classifier.
         mask_value: the pad value that `Masking` skips.
     """
     import birnn
     from birnn import layers
 
     def recurrent(return_sequences: bool):
-        lstm = layers.LSTM(units, return_sequences=return_sequences)
+        lstm = layers.LSTM(units, return_sequences=return_sequences, dropout=dropout)
         return layers.Bidirectional(lstm) if bidirectional else lstm
 
     return birnn.Sequential(
@@ -149,6 +175,7 @@ def build_model(units: int, bidirectional: bool, timesteps: int, num_classes: in
             layers.Masking(mask_value=mask_value),
             recurrent(return_sequences=True),
             recurrent(return_sequences=False),
+            layers.Dropout(head_dropout),
             layers.Dense(num_classes, activation="softmax"),
         ],
         name="bidirectional_lstm" if bidirectional else "lstm",
@@ -176,8 +203,53 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_and_evaluate(model, data: dict, args: argparse.Namespace, seed: int) -> dict:
-    """Compiles, fits with early stopping and scores `model` on the test split."""
+def prepare_data(data_dir: str | None = None) -> dict:
+    """Loads, standardizes (with training statistics) and pads both official splits.
+
+    Returns:
+        A dict with the padded `x_train`/`x_test` arrays, the integer `labels_train`/
+        `labels_test`, `timesteps` and `num_classes`.
+    """
+    x_train, y_train, x_test, y_test, classes = load_japanese_vowels(data_dir)
+    x_train, x_test = standardize(x_train, x_test)
+    timesteps = max(len(s) for s in (*x_train, *x_test))
+    return {
+        "x_train": pad(x_train, timesteps, 0.0),
+        "labels_train": y_train,
+        "x_test": pad(x_test, timesteps, 0.0),
+        "labels_test": y_test,
+        "timesteps": timesteps,
+        "num_classes": len(classes),
+    }
+
+
+def split_for_seed(data: dict, seed: int, validation_per_class: int) -> dict:
+    """The fit / validation / test arrays of one seed, labels one-hot encoded.
+
+    The validation utterances (`validation_per_class` of each speaker, drawn with `seed`) come
+    out of the official training split; the test split is untouched.
+    """
+    labels = data["labels_train"]
+    fit_idx, val_idx = stratified_split(labels, validation_per_class, np.random.default_rng(seed))
+    eye = np.eye(data["num_classes"], dtype=np.float32)
+    return {
+        "x_train": data["x_train"][fit_idx],
+        "y_train": eye[labels[fit_idx]],
+        "x_val": data["x_train"][val_idx],
+        "y_val": eye[labels[val_idx]],
+        "x_test": data["x_test"],
+        "y_test": eye[data["labels_test"]],
+    }
+
+
+def train_and_evaluate(model, split: dict, args: argparse.Namespace, seed: int) -> dict:
+    """Compiles, fits with the learning-rate schedule and early stopping, scores on test.
+
+    Returns:
+        The run's details: `seed`, `test_accuracy`, `test_loss` (categorical crossentropy),
+        `best_epoch` (1-based, the epoch whose weights were kept), `best_val_loss`,
+        `epochs_run`, `train_seconds` and the per-epoch `history`.
+    """
     import birnn
 
     seed_everything(seed)
@@ -186,78 +258,159 @@ def train_and_evaluate(model, data: dict, args: argparse.Namespace, seed: int) -
         optimizer=birnn.optimizers.RMSprop(learning_rate=args.learning_rate),
         metrics=["accuracy"],
     )
-    stop = birnn.callbacks.EarlyStopping(
-        monitor="val_loss", patience=args.patience, restore_best_weights=True
-    )
+    callbacks = [
+        birnn.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=args.lr_factor, patience=args.lr_patience, min_lr=1e-5
+        ),
+        birnn.callbacks.EarlyStopping(
+            monitor="val_loss", patience=args.patience, restore_best_weights=True
+        ),
+    ]
     start = time.perf_counter()
     history = model.fit(
-        data["x_train"],
-        data["y_train"],
+        split["x_train"],
+        split["y_train"],
         batch_size=args.batch_size,
         epochs=args.epochs,
-        validation_data=(data["x_val"], data["y_val"]),
-        callbacks=[stop],
+        validation_data=(split["x_val"], split["y_val"]),
+        callbacks=callbacks,
         shuffle=True,
         verbose=args.verbose,
     )
     train_seconds = time.perf_counter() - start
-    probabilities = model.predict(data["x_test"], batch_size=256, verbose=0)
-    accuracy = float(np.mean(np.argmax(probabilities, axis=1) == data["labels_test"]))
+    probabilities = model.predict(split["x_test"], batch_size=256, verbose=0)
+    labels = np.argmax(split["y_test"], axis=1)
+    correct = np.argmax(probabilities, axis=1) == labels
+    chosen = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
+    val_loss = history.history["val_loss"]
+    best = int(np.argmin(val_loss))
     return {
-        "test_accuracy": accuracy,
-        "params": int(model.count_params()),
+        "seed": seed,
+        "test_accuracy": float(np.mean(correct)),
+        "test_loss": float(-np.mean(np.log(chosen))),
+        "best_epoch": best + 1,
+        "best_val_loss": float(val_loss[best]),
+        "epochs_run": len(val_loss),
         "train_seconds": train_seconds,
-        "epochs_run": len(history.history["loss"]),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
     }
 
 
-def plot_curves(results: dict, path: str) -> None:
-    """Writes the loss and accuracy curves of every model into one PNG."""
-    import matplotlib
+def summarize(values: Sequence[float]) -> dict:
+    """`{"mean", "std", "per_seed"}` of per-seed values; `std` has `ddof=1` (0 for one)."""
+    values = [float(v) for v in values]
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(np.mean(values)), "std": std, "per_seed": values}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for (name, result), color in zip(results.items(), ("tab:blue", "tab:orange")):
-        history = result["history"]
-        name = f"{name} (test {result['test_accuracy']:.3f})"
-        for ax, metric in zip(axes, ("loss", "accuracy")):
-            epochs = range(1, len(history.get(metric, [])) + 1)
-            if metric in history:
-                ax.plot(epochs, history[metric], color=color, label=f"{name} train")
-            if f"val_{metric}" in history:
-                ax.plot(epochs, history[f"val_{metric}"], "--", color=color, label=f"{name} val")
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+def compare(summary: dict) -> dict:
+    """The bidirectional − unidirectional difference, set against the spread between seeds.
+
+    The difference counts as larger than the seed spread when the gap between the two means
+    exceeds the larger of the two models' standard deviations over seeds.
+
+    >>> out = compare({
+    ...     "bidirectional": summarize([0.98, 0.97, 0.99]),
+    ...     "unidirectional": summarize([0.96, 0.95, 0.97]),
+    ... })
+    >>> out["exceeds_seed_spread"], out["bidirectional_wins"]
+    (True, 3)
+    >>> out["verdict"]
+    'bidirectional − unidirectional = +0.0200 (ahead on 3 of 3 seeds), larger than the seed spread (std 0.0100 / 0.0100)'
+    """  # noqa: E501
+    bi, uni = summary["bidirectional"], summary["unidirectional"]
+    diffs = np.subtract(bi["per_seed"], uni["per_seed"])
+    difference = float(bi["mean"] - uni["mean"])
+    spread = max(bi["std"], uni["std"])
+    wins = int(np.sum(diffs > 0))
+    seeds = len(diffs)
+    head = (
+        f"bidirectional − unidirectional = {difference:+.4f} "
+        f"(ahead on {wins} of {seeds} seed{'s' if seeds > 1 else ''})"
+    )
+    if seeds < 2:
+        exceeds = None
+        verdict = f"{head}; one seed has no spread to compare with (use --seeds 5)"
+    else:
+        exceeds = abs(difference) > spread
+        verdict = (
+            f"{head}, {'larger' if exceeds else 'not larger'} than the seed spread "
+            f"(std {bi['std']:.4f} / {uni['std']:.4f})"
+        )
+    return {
+        "difference": difference,
+        "bidirectional_wins": wins,
+        "exceeds_seed_spread": exceeds,
+        "verdict": verdict,
+    }
+
+
+def versions() -> dict:
+    """The versions that produced a result."""
+    import birnn
+
+    return {
+        "birnn": birnn.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def _mean_and_range(curves: Sequence[Sequence[float]]):
+    """Per-epoch mean, minimum and maximum over the runs still training at that epoch."""
+    length = max(len(c) for c in curves)
+    table = np.full((len(curves), length), np.nan)
+    for i, c in enumerate(curves):
+        table[i, : len(c)] = c
+    return np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
+
+
+def plot_curves(results: dict, path: str) -> bool:
+    """Writes the training and validation loss of each model, over seeds, into one PNG.
+
+    Each panel has a log-scale loss axis; a model's line is its mean over the seeds (at each
+    epoch, over the runs that had not stopped early) and its band the range over the seeds.
+
+    Returns:
+        False, having written nothing, when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        return False
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    colors = dict(zip(MODELS, ("tab:blue", "tab:orange")))
+    for name, result in results["models"].items():
+        runs = result["runs"]
+        label = f"{name} ({result['params']:,} parameters)"
+        for ax, key in zip(axes, ("loss", "val_loss")):
+            mean, low, high = _mean_and_range([r["history"][key] for r in runs])
+            epochs = np.arange(1, len(mean) + 1)
+            ax.fill_between(epochs, low, high, color=colors.get(name), alpha=0.2, linewidth=0)
+            ax.plot(epochs, mean, color=colors.get(name), label=label)
+    for ax, title in zip(axes, ("training loss", "validation loss")):
+        ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("JapaneseVowels: bidirectional vs unidirectional LSTM")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("categorical crossentropy (log scale)")
+    axes[0].legend()
+    seeds = len(results["seeds"])
+    fig.suptitle(
+        f"JapaneseVowels: mean over {seeds} seed{'s' if seeds > 1 else ''} (line) and range "
+        "(band)\nof the runs still training: each run ends where early stopping stops it"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def prepare_data(seed: int, validation_per_class: int, data_dir: str | None = None) -> dict:
-    """Loads, standardizes, splits, pads and one-hot encodes the data."""
-    x_train, y_train, x_test, y_test, classes = load_japanese_vowels(data_dir)
-    x_train, x_test = standardize(x_train, x_test)
-    timesteps = max(len(s) for s in (*x_train, *x_test))
-    fit_idx, val_idx = stratified_split(y_train, validation_per_class, np.random.default_rng(seed))
-    eye = np.eye(len(classes), dtype=np.float32)
-    x_train, x_test = pad(x_train, timesteps, 0.0), pad(x_test, timesteps, 0.0)
-    return {
-        "x_train": x_train[fit_idx],
-        "y_train": eye[y_train[fit_idx]],
-        "x_val": x_train[val_idx],
-        "y_val": eye[y_train[val_idx]],
-        "x_test": x_test,
-        "labels_test": y_test,
-        "timesteps": timesteps,
-        "num_classes": len(classes),
-    }
+    return True
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -266,15 +419,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m birnn.examples.japanese_vowels",
         description=(
             "Train the Bidirectional(LSTM) docstring model on JapaneseVowels (speaker "
-            "recognition), compare it with a unidirectional LSTM of the same parameter "
-            "budget, and write learning curves and results to the output folder."
+            "recognition) over several seeds, compare it with a unidirectional LSTM of the "
+            "same parameter budget, and write results and learning curves to the output folder."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="maximum epochs")
     parser.add_argument(
-        "--seed", type=int, default=DEFAULTS["seed"], help="seed of every random generator"
+        "--seeds", type=int, default=DEFAULTS["seeds"], help="number of seeds to train each model"
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULTS["seed"],
+        help="first seed (the runs use --seed, --seed + 1, ...)",
+    )
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="maximum epochs")
     parser.add_argument(
         "--units",
         type=int,
@@ -282,7 +441,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="units per direction of each bidirectional LSTM (the unidirectional model gets "
         "as many as matches its parameter count)",
     )
+    parser.add_argument(
+        "--dropout", type=float, default=DEFAULTS["dropout"], help="input dropout of each LSTM"
+    )
+    parser.add_argument(
+        "--head-dropout",
+        type=float,
+        default=DEFAULTS["head_dropout"],
+        help="dropout before the classifier",
+    )
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=DEFAULTS["learning_rate"],
+        help="initial RMSprop learning rate",
+    )
+    parser.add_argument(
+        "--lr-factor",
+        type=float,
+        default=DEFAULTS["lr_factor"],
+        help="learning-rate multiplier when the validation loss stalls",
+    )
+    parser.add_argument(
+        "--lr-patience",
+        type=int,
+        default=DEFAULTS["lr_patience"],
+        help="epochs without val_loss improvement before the learning rate drops",
+    )
     parser.add_argument(
         "--patience",
         type=int,
@@ -290,19 +476,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="early stopping: epochs without val_loss improvement before stopping",
     )
     parser.add_argument(
-        "--learning-rate", type=float, default=DEFAULTS["learning_rate"], help="RMSprop rate"
-    )
-    parser.add_argument(
         "--validation-per-class",
         type=int,
         default=DEFAULTS["validation_per_class"],
-        help="training cases per speaker held out for early stopping",
+        help="training utterances per speaker held out for validation",
     )
     parser.add_argument(
-        "--output", default="demo_output", help="folder for learning_curves.png and results.json"
+        "--output", default="demo_output", help="folder for results.json and learning_curves.png"
     )
     parser.add_argument(
-        "--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras-style fit verbosity"
+        "--verbose",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="Keras-style fit verbosity (0: one line per run)",
     )
     parser.add_argument(
         "--threads",
@@ -317,11 +504,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: 2 epochs, 8 units, no progress bar (used by the test suite)",
+        help="smoke test: 2 seeds of 2 epochs, 8 units, no progress bar (used by the tests)",
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.units, args.verbose = 2, 8, 0
+        args.seeds, args.epochs, args.units, args.verbose = 2, 2, 8, 0
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     return args
 
 
@@ -337,51 +526,92 @@ def main(argv: Sequence[str] | None = None) -> dict:
         torch.set_num_threads(threads)
 
 
+def _build_models(args: argparse.Namespace, data: dict, seed: int) -> dict:
+    shape = (data["timesteps"], data["num_classes"])
+    regularization = {"dropout": args.dropout, "head_dropout": args.head_dropout}
+    seed_everything(seed)
+    models = {"bidirectional": build_model(args.units, True, *shape, **regularization)}
+    if not args.no_compare:
+        units = matching_units(models["bidirectional"].count_params(), *shape)
+        seed_everything(seed)
+        models["unidirectional"] = build_model(units, False, *shape, **regularization)
+    return models
+
+
+def _print_table(results: dict) -> None:
+    names = list(results["models"])
+    width = max(18, *(len(n) + 2 for n in names))
+    print(f"\ntest accuracy{'':<3}" + "".join(f"{n:>{width}}" for n in names))
+    for i, seed in enumerate(results["seeds"]):
+        row = "".join(f"{results['summary'][n]['per_seed'][i]:>{width}.4f}" for n in names)
+        print(f"seed {seed:<11}{row}")
+    row = "".join(
+        f"{results['summary'][n]['mean']:.4f} ± {results['summary'][n]['std']:.4f}".rjust(width)
+        for n in names
+    )
+    print(f"{'mean ± std':<16}{row}")
+    row = "".join(f"{results['models'][n]['params']:>{width},}" for n in names)
+    print(f"{'parameters':<16}{row}")
+
+
 def _run(args: argparse.Namespace) -> dict:
-    seed_everything(args.seed)
-    data = prepare_data(args.seed, args.validation_per_class)
+    started = time.perf_counter()
+    data = prepare_data()
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    split = split_for_seed(data, seeds[0], args.validation_per_class)
     print(
-        f"JapaneseVowels: {len(data['x_train'])} train / {len(data['x_val'])} validation / "
-        f"{len(data['x_test'])} test utterances, padded to {data['timesteps']} steps of "
-        f"{NUM_FEATURES} features, {data['num_classes']} speakers"
+        f"JapaneseVowels: {len(split['x_train'])} train / {len(split['x_val'])} validation / "
+        f"{len(split['x_test'])} test utterances, padded to {data['timesteps']} steps of "
+        f"{NUM_FEATURES} features, {data['num_classes']} speakers; seeds {seeds}"
     )
 
-    seed_everything(args.seed)
-    bidirectional = build_model(args.units, True, data["timesteps"], data["num_classes"])
-    models = {"bidirectional": bidirectional}
-    if not args.no_compare:
-        target = bidirectional.count_params()
-        units = matching_units(target, data["timesteps"], data["num_classes"])
-        seed_everything(args.seed)
-        models["unidirectional"] = build_model(
-            units, False, data["timesteps"], data["num_classes"]
-        )
+    models: dict = {}
+    for seed in seeds:
+        split = split_for_seed(data, seed, args.validation_per_class)
+        for name, model in _build_models(args, data, seed).items():
+            entry = models.setdefault(name, {"params": int(model.count_params()), "runs": []})
+            run = train_and_evaluate(model, split, args, seed)
+            entry["runs"].append(run)
+            print(
+                f"{name:<15} seed {seed}: best epoch {run['best_epoch']:>2}/"
+                f"{run['epochs_run']:<2} val loss {run['best_val_loss']:.4f}  "
+                f"test loss {run['test_loss']:.4f}  test accuracy {run['test_accuracy']:.4f}"
+                f"  ({run['train_seconds']:.1f} s)",
+                flush=True,
+            )
 
-    results = {}
-    for name, model in models.items():
-        print(f"\n== {name} LSTM model: {model.count_params()} parameters ==")
-        results[name] = train_and_evaluate(model, data, args, args.seed)
+    summary = {n: summarize([r["test_accuracy"] for r in m["runs"]]) for n, m in models.items()}
+    results = {
+        "dataset": "JapaneseVowels",
+        "versions": versions(),
+        "options": vars(args),
+        "seeds": seeds,
+        "summary": summary,
+        "models": models,
+    }
+    if "unidirectional" in summary:
+        results["comparison"] = compare(summary)
+    results["wall_seconds"] = time.perf_counter() - started
 
     os.makedirs(args.output, exist_ok=True)
-    plot_path = os.path.join(args.output, "learning_curves.png")
-    plot_curves(results, plot_path)
-    summary = {
-        "dataset": "JapaneseVowels",
-        "options": vars(args),
-        "models": results,
-    }
     with open(os.path.join(args.output, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+        json.dump(results, f, indent=1)
+    plot_path = os.path.join(args.output, "learning_curves.png")
+    plotted = plot_curves(results, plot_path)
 
-    print(f"\n{'model':<16}{'params':>8}{'epochs':>8}{'train s':>9}{'test acc':>10}")
-    for name, r in results.items():
+    _print_table(results)
+    if "comparison" in results:
+        print(results["comparison"]["verdict"])
+    print(f"results: {os.path.join(args.output, 'results.json')}")
+    if plotted:
+        print(f"learning curves: {plot_path}")
+    else:
         print(
-            f"{name:<16}{r['params']:>8}{r['epochs_run']:>8}"
-            f"{r['train_seconds']:>9.1f}{r['test_accuracy']:>10.4f}"
+            "learning curves: skipped, matplotlib is not installed "
+            "(pip install 'birnn[demo]' to draw them)"
         )
-    print(f"learning curves: {plot_path}")
-    print(f"JapaneseVowels test accuracy: {results['bidirectional']['test_accuracy']:.4f}")
-    return summary
+    print(f"JapaneseVowels test accuracy: {summary['bidirectional']['mean']:.4f}")
+    return results
 
 
 if __name__ == "__main__":
