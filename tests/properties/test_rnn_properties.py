@@ -82,11 +82,14 @@ def _layer(module, config, keras_side=False):
         layer = module.RNN(DecayCell(config["units"], dtype=config["dtype"]), **flags)
     else:
         class_name, extra = CELLS[config["cell"]]
-        if class_name != "SimpleRNN" and not keras_side:
-            extra = {**extra, "use_cudnn": config["use_cudnn"]}
-        layer = getattr(module, class_name)(
-            config["units"], unroll=config["unroll"], **extra, **flags
-        )
+        if not keras_side:
+            # Keras 3.15.1's torch backend fails on `unroll=True` going backwards with a mask
+            # ("'tuple' object has no attribute 'shape'"); unrolling changes no number,
+            # so the oracle always runs the loop.
+            extra = {**extra, "unroll": config["unroll"]}
+            if class_name != "SimpleRNN":
+                extra["use_cudnn"] = config["use_cudnn"]
+        layer = getattr(module, class_name)(config["units"], **extra, **flags)
     if config["bidirectional"]:
         layer = module.Bidirectional(layer, merge_mode=config["merge_mode"], dtype=config["dtype"])
     return layer
