@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export KERAS_BACKEND := torch
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test fuzz lint format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
+
+# A long local soak of the property suite (tests/properties): random examples instead of
+# the fixed CI set, FUZZ_EXAMPLES per test.
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	BIRNN_HYPOTHESIS_PROFILE=fuzz BIRNN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		$(PY) -m pytest -n 2 -q tests/properties
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -87,29 +87,45 @@ def squeeze_or_expand_to_same_rank(
     return x1, x2
 
 
+def _aligned(name: str, y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """`y_true` and `y_pred` as tensors of the same rank; a `ValueError` naming `name` and
+    both shapes unless they broadcast together."""
+    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    if y_true.shape != y_pred.shape:
+        try:
+            torch.broadcast_shapes(y_true.shape, y_pred.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"{name}: `y_true` and `y_pred` must have the same shape (or shapes that "
+                f"broadcast together). Received: y_true.shape={tuple(y_true.shape)}, "
+                f"y_pred.shape={tuple(y_pred.shape)}"
+            ) from None
+    return y_true, y_pred
+
+
 # ---------------------------------------------------------------------------- functions
 def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Mean of `(y_true - y_pred) ** 2` over the last axis."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("mean_squared_error", y_true, y_pred)
     return torch.mean(torch.square(y_pred - y_true), dim=-1)
 
 
 def mean_absolute_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Mean of `|y_true - y_pred|` over the last axis."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("mean_absolute_error", y_true, y_pred)
     return torch.mean(torch.abs(y_pred - y_true), dim=-1)
 
 
 def mean_absolute_percentage_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """`100 * mean(|(y_true - y_pred) / y_true|)` over the last axis."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("mean_absolute_percentage_error", y_true, y_pred)
     diff = torch.abs((y_true - y_pred) / torch.clamp(torch.abs(y_true), min=EPSILON))
     return 100.0 * torch.mean(diff, dim=-1)
 
 
 def mean_squared_logarithmic_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Mean of `(log(y_true + 1) - log(y_pred + 1)) ** 2` over the last axis."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("mean_squared_logarithmic_error", y_true, y_pred)
     first = torch.log(torch.clamp(y_pred, min=EPSILON) + 1.0)
     second = torch.log(torch.clamp(y_true, min=EPSILON) + 1.0)
     return torch.mean(torch.square(first - second), dim=-1)
@@ -117,7 +133,7 @@ def mean_squared_logarithmic_error(y_true: Any, y_pred: Any) -> torch.Tensor:
 
 def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
     """Quadratic for `|error| <= delta`, linear beyond, averaged over the last axis."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("huber", y_true, y_pred)
     error = torch.abs(y_pred - y_true)
     quad = 0.5 * torch.square(error)
     lin = delta * error - 0.5 * delta**2
@@ -126,14 +142,14 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
 
 def log_cosh(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Mean of `log(cosh(y_pred - y_true))` over the last axis."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("log_cosh", y_true, y_pred)
     x = y_pred - y_true
     return torch.mean(x + F.softplus(-2.0 * x) - math.log(2.0), dim=-1)
 
 
 def kl_divergence(y_true: Any, y_pred: Any) -> torch.Tensor:
     """`sum(y_true * log(y_true / y_pred))` over the last axis (both clipped to [eps, 1])."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("kl_divergence", y_true, y_pred)
     y_true = torch.clamp(y_true, EPSILON, 1.0)
     y_pred = torch.clamp(y_pred, EPSILON, 1.0)
     return torch.sum(y_true * torch.log(y_true / y_pred), dim=-1)
@@ -141,7 +157,7 @@ def kl_divergence(y_true: Any, y_pred: Any) -> torch.Tensor:
 
 def poisson(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Mean of `y_pred - y_true * log(y_pred + eps)` over the last axis."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("poisson", y_true, y_pred)
     return torch.mean(y_pred - y_true * torch.log(y_pred + EPSILON), dim=-1)
 
 
@@ -153,13 +169,13 @@ def _signed_labels(y_true: torch.Tensor) -> torch.Tensor:
 
 def hinge(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Mean of `max(1 - y_true * y_pred, 0)` over the last axis (labels -1/1 or 0/1)."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("hinge", y_true, y_pred)
     return torch.mean(torch.clamp(1.0 - _signed_labels(y_true) * y_pred, min=0.0), dim=-1)
 
 
 def squared_hinge(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Mean of `max(1 - y_true * y_pred, 0) ** 2` over the last axis."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("squared_hinge", y_true, y_pred)
     margin = torch.clamp(1.0 - _signed_labels(y_true) * y_pred, min=0.0)
     return torch.mean(torch.square(margin), dim=-1)
 
@@ -174,7 +190,7 @@ def categorical_hinge(y_true: Any, y_pred: Any) -> torch.Tensor:
 
 def cosine_similarity(y_true: Any, y_pred: Any, axis: int = -1) -> torch.Tensor:
     """Negative cosine similarity along `axis` (-1 is best)."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("cosine_similarity", y_true, y_pred)
     y_true = F.normalize(y_true, dim=axis, eps=1e-12)
     y_pred = F.normalize(y_pred, dim=axis, eps=1e-12)
     return -torch.sum(y_true * y_pred, dim=axis)
@@ -255,7 +271,7 @@ def binary_crossentropy(
     axis: int = -1,
 ) -> torch.Tensor:
     """Elementwise binary crossentropy, averaged over `axis`."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("binary_crossentropy", y_true, y_pred)
     if y_true.shape != y_pred.shape:
         raise ValueError(
             "binary_crossentropy: `y_true` and `y_pred` must have the same shape. "
@@ -283,7 +299,7 @@ def binary_focal_crossentropy(
     axis: int = -1,
 ) -> torch.Tensor:
     """Binary crossentropy down-weighting easy examples by `(1 - p_t) ** gamma`."""
-    y_true, y_pred = squeeze_or_expand_to_same_rank(*_pair(y_true, y_pred))
+    y_true, y_pred = _aligned("binary_focal_crossentropy", y_true, y_pred)
     if label_smoothing:
         y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import birnn.layers as layers
+from birnn.layers.rnn.dropout import reset_dropout_masks
 from tests.keras_oracle import assert_close
 
 
@@ -120,3 +121,77 @@ def test_dropout_in_a_training_scope_applies():
 
     with backend.training_scope(True):
         assert not torch.equal(lstm(x), reference)
+
+
+class _StepMaskCell(layers.Layer):
+    """Asks for its dropout mask at every step: each output row is that step's mask."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+        self.dropout = 0.5
+        self._inner = layers.SimpleRNNCell(units, dropout=0.5)
+
+    def build(self, input_shape):
+        self._inner.build(input_shape)
+
+    def call(self, inputs, states, training=None):
+        mask = self._inner.get_dropout_mask(inputs)
+        return torch.ones_like(inputs) * mask, [states[0]]
+
+
+def _threaded_calls(call, batches=(5, 7), calls=50):
+    import threading
+
+    errors, results = [], {batch: [] for batch in batches}
+
+    def work(batch):
+        try:
+            for _ in range(calls):
+                results[batch].append(call(batch))
+        except Exception as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return results
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: layers.LSTM(4, dropout=0.5, return_sequences=True),  # fused
+        lambda: layers.GRU(4, dropout=0.3, recurrent_dropout=0.3, return_sequences=True),
+        lambda: layers.SimpleRNN(4, dropout=0.5, return_sequences=True),
+        lambda: layers.Bidirectional(layers.LSTM(4, dropout=0.5, return_sequences=True)),
+    ],
+    ids=["lstm_fused", "gru_generic", "simple_rnn", "bidirectional"],
+)
+def test_two_threads_training_with_different_batch_sizes(make):
+    layer = make()
+    layer(torch.ones(2, 3, 6))
+    results = _threaded_calls(lambda batch: layer(torch.ones(batch, 3, 6), training=True))
+    for batch, outputs in results.items():
+        assert len(outputs) == 50 and all(o.shape[0] == batch for o in outputs)
+
+
+def test_two_threads_each_keep_one_mask_over_the_timesteps_of_a_call():
+    cell = _StepMaskCell(6)
+    layer = layers.RNN(cell, return_sequences=True)
+    layer(torch.ones(2, 8, 6))
+
+    def call(batch):
+        out = layer(torch.ones(batch, 8, 6), training=True)
+        reset_dropout_masks(cell._inner)  # the user's cell resets its own
+        return out
+
+    results = _threaded_calls(call)
+    for outputs in results.values():
+        for out in outputs:
+            for t in range(1, out.shape[1]):
+                assert torch.equal(out[:, t], out[:, 0])

@@ -197,3 +197,46 @@ def test_cell_returning_states_unlike_its_state_size(cell, match, masked):
     mask = torch.tensor([[True, True, False]]) if masked else None
     with pytest.raises(ValueError, match=match):
         layers.RNN(cell, name="cell_rnn")(torch.ones(1, 3, 2), mask=mask)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: layers.Bidirectional(layers.LSTM(4, name="enc")),
+        lambda: layers.Bidirectional(layers.GRU(4, name="enc", reset_after=False)),
+        lambda: layers.Bidirectional(layers.SimpleRNN(4, name="enc")),
+    ],
+    ids=["fused", "generic", "simple"],
+)
+def test_wrong_feature_size_names_the_users_layer(make):
+    layer = make()
+    layer(torch.ones(2, 3, 5))
+    with pytest.raises(ValueError, match=r"'enc'.*5.*\(2, 3, 6\)") as info:
+        layer(torch.ones(2, 3, 6))
+    assert "cell" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: layers.LSTM(3, return_sequences=True),
+        lambda: layers.SimpleRNN(3, return_sequences=True),
+        lambda: layers.Bidirectional(layers.LSTM(3, return_sequences=True)),
+        lambda: layers.Bidirectional(layers.GRU(3, return_sequences=True, use_cudnn=False)),
+    ],
+    ids=["lstm", "simple_rnn", "bi_lstm", "bi_gru_generic"],
+)
+def test_list_valued_mask_is_one_mask(make):
+    layer = make()
+    x = torch.randn(2, 3, 5)
+    rows = [[True, False, True], [True, True, False]]
+    expected = layer(x, mask=torch.tensor(rows))
+    torch.testing.assert_close(layer(x, mask=rows), expected)
+    torch.testing.assert_close(layer(x, mask=np.array(rows)), expected)
+    torch.testing.assert_close(layer(x, mask=[torch.tensor(rows)]), expected)  # a list of masks
+    assert torch.equal(layer.compute_mask(x, rows), torch.tensor(rows))
+
+
+def test_list_valued_mask_of_the_wrong_shape_says_so():
+    with pytest.raises(ValueError, match=r"`mask` must have shape \(2, 3\).*\(2, 2\)"):
+        layers.LSTM(3)(torch.randn(2, 3, 5), mask=[[True, False], [True, True]])

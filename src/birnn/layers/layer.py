@@ -535,14 +535,24 @@ class Layer(nn.Module):
             layer.trainable = value
 
     def get_weights(self) -> list[np.ndarray]:
-        """The weights as NumPy arrays, in `weights` order."""
-        return [w.detach().cpu().numpy() for w in self.weights]
+        """Copies of the weights as NumPy arrays, in `weights` order.
+
+        The arrays are snapshots on every device: training the layer later does
+        not change them, and writing into them does not change the layer.
+        """
+        return [w.detach().to("cpu", copy=True).numpy() for w in self.weights]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Sets the weights from NumPy arrays (or tensors), in `weights` order.
 
+        All arrays are checked and converted before any weight changes, so a bad
+        array leaves every weight as it was.
+
         Raises:
-            ValueError: if the number of arrays or any shape does not match.
+            ValueError: if the number of arrays or any shape does not match, or
+                an array cannot be converted.
+            TypeError: if an array does not hold real numbers (strings, objects,
+                complex numbers).
         """
         own = self.weights
         if isinstance(weights, (np.ndarray, torch.Tensor)) or not isinstance(weights, Iterable):
@@ -558,16 +568,43 @@ class Layer(nn.Module):
                 f"{len(weights)} weights in set_weights().{hint}"
             )
         names = self._weight_paths()
-        for name, param, value in zip(names, own, weights):
-            value_shape = tuple(np.shape(value))
-            if value_shape != tuple(param.shape):
-                raise ValueError(
-                    f"Layer '{self.name}': weight '{name}' has shape {tuple(param.shape)}, "
-                    f"but set_weights() received an array of shape {value_shape}."
-                )
+        converted = [
+            self._weight_value(name, param, value)
+            for name, param, value in zip(names, own, weights)
+        ]
         with torch.no_grad():
-            for param, value in zip(own, weights):
-                param.copy_(backend.convert_to_tensor(np.asarray(value), dtype=param.dtype))
+            for param, value in zip(own, converted):
+                param.copy_(value)
+
+    def _weight_value(self, name: str, param: torch.Tensor, value: Any) -> torch.Tensor:
+        """`value` checked against the weight `param` and converted to its dtype and device."""
+        if isinstance(value, torch.Tensor):
+            real = not value.is_complex()
+            kind = str(value.dtype).replace("torch.", "")
+        else:
+            try:
+                value = np.asarray(value)
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"Layer '{self.name}': set_weights() could not convert the array for "
+                    f"weight '{name}' to numbers: {error}"
+                ) from None
+            real = value.dtype.kind in "biuf"
+            kind = "str" if value.dtype.kind in "US" else value.dtype.name
+        if not real:
+            raise TypeError(
+                f"Layer '{self.name}': set_weights() expects real numbers for weight "
+                f"'{name}', but received an array of dtype {kind}."
+            )
+        value_shape = tuple(value.shape)
+        if value_shape != tuple(param.shape):
+            raise ValueError(
+                f"Layer '{self.name}': weight '{name}' has shape {tuple(param.shape)}, "
+                f"but set_weights() received an array of shape {value_shape}."
+            )
+        if not isinstance(value, torch.Tensor):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        return value.to(device=param.device, dtype=param.dtype)
 
     def _weight_paths(self) -> list[str]:
         """Keras-style names (`lstm/lstm_cell/kernel`) for `weights`, in order."""

@@ -233,8 +233,6 @@ class Model(Trainer, Layer):
         if isinstance(inputs, dict) and not isinstance(struct, dict):
             names = self.input_names
             missing = [n for n in names if n not in inputs]
-            if missing and len(names) == 1 and len(inputs) == 1:
-                return list(inputs.values())
             if missing:
                 raise ValueError(
                     f"Model '{self.name}' expects inputs named {names}; missing {missing} in "

@@ -179,6 +179,8 @@ class Sequential(Model):
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         x = inputs
         input_layer = self._input_layer
+        if isinstance(x, dict):
+            x = self._input_from_dict(x)
         if input_layer is not None and self._graph is not None:
             x = standardize_input(self.name, 0, input_layer.output, x, self._device())
         if mask is not None:
@@ -187,6 +189,17 @@ class Sequential(Model):
             if not isinstance(layer, InputLayer):
                 x = layer(x)
         return x
+
+    def _input_from_dict(self, inputs: dict) -> Any:
+        """The value for the model's one input from a dict keyed by the input's name."""
+        name = self._input_layer.name if self._input_layer is not None else None
+        if name is None or name not in inputs:
+            expected = f"one input named '{name}'" if name else "one tensor input"
+            raise ValueError(
+                f"Sequential model '{self.name}' takes {expected}, but received a dict with "
+                f"keys {sorted(map(str, inputs))}."
+            )
+        return inputs[name]
 
     def compute_output_spec(self, *args: Any, **kwargs: Any) -> Any:
         if self._graph is None:

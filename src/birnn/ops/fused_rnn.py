@@ -12,7 +12,9 @@ step keeps the states and repeats the previous output (zeros before the first
 valid step), or outputs zeros with `zero_output_for_mask=True`. Any mask is
 first reduced to right padding by moving each row's valid steps to its front
 (`birnn.ops.masks`), so the kernel runs on a plain padded batch, never a
-`PackedSequence`. The padding slots get one extra input feature whose weights
+`PackedSequence`. The masked steps are zeroed first, so nothing they held
+(NaN, infinities, huge values) reaches the kernel's arithmetic, its results or
+its gradients. The padding slots get one extra input feature whose weights
 saturate the gates (LSTM: input gate 0 and forget gate 1; GRU: update gate 1),
 so a padding step leaves the cell state of an LSTM, and the whole state of a
 GRU, bit-for-bit unchanged. That gives the exact final LSTM carry state of
@@ -200,6 +202,8 @@ def _run(
     With `time_order=True` a backwards run returns its outputs in time order
     rather than in its processing order.
     """
+    if mask is not None:
+        inputs = masks.zero_masked_steps(inputs, mask)
     x = _dropped(inputs, dropout_mask)
     hx = [state.unsqueeze(0).contiguous() for state in initial_states]
     if mask is None:
@@ -499,11 +503,12 @@ def bidirectional(
         return Pair(sequences, (last_fw, last_bw), (out_fw, out_bw), (states_fw, states_bw))
     swapped = forward.go_backwards
     first, second = (backward, forward) if swapped else (forward, backward)
-    x = _dropped(inputs, forward.dropout_mask)
     if mask is None:
-        pair = _unmasked_pair(kind, x, first, second)
+        pair = _unmasked_pair(kind, _dropped(inputs, forward.dropout_mask), first, second)
     else:
-        pair = _masked_pair(kind, x, first, second, mask.to(torch.bool))
+        mask = mask.to(torch.bool)
+        x = _dropped(masks.zero_masked_steps(inputs, mask), forward.dropout_mask)
+        pair = _masked_pair(kind, x, first, second, mask)
     if not swapped:
         return pair
     sequences = pair.sequences

@@ -19,7 +19,38 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["compaction", "gather_time_major", "take_slots"]
+__all__ = ["compaction", "gather_time_major", "take_slots", "zero_masked_steps"]
+
+
+def zero_masked_steps(
+    inputs: torch.Tensor, mask: torch.Tensor, time_major: bool = False
+) -> torch.Tensor:
+    """`inputs` with zeros at the masked steps, whatever they held (NaN, inf, ...).
+
+    A recurrent computation replaces its results at masked steps, but the values
+    there still pass through its arithmetic, and a NaN or an infinity there turns
+    the gradients of everything they met into NaN (`0 * nan` is NaN) even where
+    the forward results are kept out. Zeroing the masked steps before any
+    arithmetic makes results and gradients independent of them; the gradient
+    with respect to a masked step is zero.
+
+    Args:
+        inputs: `(batch, time, ...)`, or `(time, batch, ...)` with `time_major=True`.
+        mask: Boolean `(batch, time)`, `True` for the steps to keep.
+        time_major: Whether `inputs` is time-major.
+
+    Examples:
+
+    >>> import torch
+    >>> x = torch.tensor([[[1.0], [float("nan")], [3.0]]])
+    >>> zero_masked_steps(x, torch.tensor([[True, False, True]]))[..., 0].tolist()
+    [[1.0, 0.0, 3.0]]
+    """
+    keep = mask.to(torch.bool)
+    if time_major:
+        keep = keep.t()
+    keep = keep.view(*keep.shape, *([1] * (inputs.dim() - 2)))
+    return torch.where(keep, inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device))
 
 
 def compaction(

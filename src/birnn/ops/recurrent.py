@@ -13,6 +13,9 @@ Conventions shared by every function:
   `(batch, time, ...)` in *processing* order (reversed time when
   `go_backwards=True`), as Keras returns it; with `return_all_outputs=False` it is
   only the last output, `(batch, 1, ...)`.
+- The values at masked steps never enter the arithmetic (they are zeroed first),
+  so results and gradients do not depend on them, even when they are NaN or
+  infinite; the gradient with respect to a masked step is zero.
 - At a masked step the states are kept and the output is the previous output
   (zeros before the first processed step), or zeros with
   `zero_output_for_mask=True`. `last_output` is the output at the last processed
@@ -28,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+
+from birnn.ops.masks import zero_masked_steps
 
 StepFn = Callable[[torch.Tensor, list], tuple]
 Activation = Callable[[torch.Tensor], torch.Tensor]
@@ -75,17 +80,32 @@ def scan(
     >>> outputs[0, :, 0].tolist(), states[0].item()
     ([1.0, 1.0, 2.0, 3.0], 3.0)
     """
-    if torch.compiler.is_exporting():
-        return _exportable_scan(
-            step_fn,
-            inputs,
-            initial_states,
-            mask,
-            go_backwards,
-            zero_output_for_mask,
-            return_all_outputs,
-            time_major,
-        )
+    if mask is not None:
+        inputs = zero_masked_steps(inputs, mask, time_major)
+    run = _exportable_scan if torch.compiler.is_exporting() else _scan
+    return run(
+        step_fn,
+        inputs,
+        initial_states,
+        mask,
+        go_backwards,
+        zero_output_for_mask,
+        return_all_outputs,
+        time_major,
+    )
+
+
+def _scan(
+    step_fn: StepFn,
+    inputs: torch.Tensor,
+    initial_states: Sequence[torch.Tensor],
+    mask: torch.Tensor | None,
+    go_backwards: bool,
+    zero_output_for_mask: bool,
+    return_all_outputs: bool,
+    time_major: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """`scan` over inputs whose masked steps are already zeros."""
     time_axis = 0 if time_major else 1
     steps = inputs.unbind(time_axis)
     num_steps = len(steps)
@@ -352,6 +372,8 @@ def simple_rnn(
     >>> outputs.shape, torch.equal(last, h)
     (torch.Size([2, 5, 4]), True)
     """
+    if mask is not None:
+        inputs = zero_masked_steps(inputs, mask)
     projected = input_projection(inputs, kernel, bias, dropout_mask, time_major_output=True)
 
     def step(x_proj: torch.Tensor, states: list) -> tuple:
@@ -360,7 +382,7 @@ def simple_rnn(
         )
         return h, [h]
 
-    return scan(
+    return _scan(
         step,
         projected,
         [initial_state],
@@ -404,6 +426,8 @@ def lstm(
     >>> outputs.shape, c.shape
     (torch.Size([2, 5, 4]), torch.Size([2, 4]))
     """
+    if mask is not None:
+        inputs = zero_masked_steps(inputs, mask)
     projected = input_projection(inputs, kernel, bias, dropout_mask, time_major_output=True)
 
     def step(x_proj: torch.Tensor, states: list) -> tuple:
@@ -418,7 +442,7 @@ def lstm(
         )
         return h, [h, c]
 
-    return scan(
+    return _scan(
         step,
         projected,
         [initial_h, initial_c],
@@ -468,6 +492,8 @@ def gru(
             input_bias, recurrent_bias = bias[0], bias[1]
         else:
             input_bias = bias
+    if mask is not None:
+        inputs = zero_masked_steps(inputs, mask)
     projected = input_projection(inputs, kernel, input_bias, dropout_mask, time_major_output=True)
 
     def step(x_proj: torch.Tensor, states: list) -> tuple:
@@ -483,7 +509,7 @@ def gru(
         )
         return h, [h]
 
-    return scan(
+    return _scan(
         step,
         projected,
         [initial_state],

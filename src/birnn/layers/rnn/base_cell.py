@@ -158,12 +158,13 @@ class BuiltinCell(Layer, DropoutRNNCell):
     def _bias_initializer(self) -> Any:
         return self.bias_initializer
 
-    def _check_features(self, inputs: torch.Tensor) -> None:
+    def _check_features(self, inputs: torch.Tensor, layer_name: str | None = None) -> None:
+        """A `ValueError` naming `layer_name` (else this cell) on a wrong feature size."""
         expected = self.kernel.shape[0]
         if inputs.shape[-1] != expected:
             raise ValueError(
-                f"Layer '{self.name}' was built for inputs with {expected} features (last "
-                f"axis), but received inputs of shape {tuple(inputs.shape)}."
+                f"Layer '{layer_name or self.name}' was built for inputs with {expected} "
+                f"features (last axis), but received inputs of shape {tuple(inputs.shape)}."
             )
 
     # ------------------------------------------------------------------ states

@@ -11,6 +11,7 @@ import torch
 
 from birnn.layers.layer import Layer, flatten_structure
 from birnn.layers.rnn import fused_dispatch
+from birnn.layers.rnn.rnn import sequence_mask
 from birnn.layers.serialization import deserialize_layer, serialize_layer
 from birnn.ops import fused_rnn
 
@@ -158,6 +159,8 @@ class Bidirectional(Layer):
         self.supports_masking = True
         self.input_spec = layer.input_spec
         self._num_states_seen: int | None = None
+        self._wrapped_name = layer.name
+        self._expected_features: int | None = None
         if not self.trainable:
             self.trainable = False  # reach the sublayers' parameters too
 
@@ -193,6 +196,9 @@ class Bidirectional(Layer):
         if self._pending_weights is not None:
             weights, self._pending_weights = self._pending_weights, None
             self._set_initial_weights(weights)
+        spec = self.forward_layer.input_spec
+        spec = spec[0] if isinstance(spec, list) and spec else spec
+        self._expected_features = (getattr(spec, "axes", None) or {}).get(-1)
         self.built = True
 
     def _set_initial_weights(self, weights: list) -> None:
@@ -216,8 +222,14 @@ class Bidirectional(Layer):
         mask: torch.Tensor | None = None,
         training: bool | None = None,
     ) -> Any:
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0] if mask else None
+        mask = sequence_mask(mask)
+        features = self._expected_features
+        if features is not None and sequences.shape[-1] != features:
+            raise ValueError(
+                f"Bidirectional '{self.name}' (wrapping layer '{self._wrapped_name}') was "
+                f"built for inputs with {features} features (last axis), but received "
+                f"inputs of shape {tuple(sequences.shape)}."
+            )
         forward_state, backward_state = self._split_states(initial_state, "initial_state")
         directions = self._run_directions(sequences, mask, training, forward_state, backward_state)
         states_fw, states_bw = directions.states if self.return_state else ((), ())
@@ -405,8 +417,7 @@ class Bidirectional(Layer):
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         # Keras 3.15 raises a TypeError here for a stateful layer with
         # `return_state=True` (it multiplies a generator).
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0] if mask else None
+        mask = sequence_mask(mask)
         output_mask = mask if self.return_sequences else None
         output_masks = (output_mask,) if self.merge_mode is not None else (output_mask,) * 2
         if self.return_state:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 import torch
@@ -35,12 +37,40 @@ def sample_dropout_mask(
     return torch.bernoulli(probs, generator=generator) / keep
 
 
+class _ThreadMasks(threading.local):
+    """Each thread's cached masks: `{cell: [input_mask, recurrent_mask]}`."""
+
+    def __init__(self) -> None:
+        self.by_cell: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+_MASKS = _ThreadMasks()
+
+
+def _cached(cell: Any, index: int) -> torch.Tensor | None:
+    entry = _MASKS.by_cell.get(cell)
+    return None if entry is None else entry[index]
+
+
+def _cache(cell: Any, index: int, mask: torch.Tensor | None) -> None:
+    entry = _MASKS.by_cell.get(cell)
+    if entry is None:
+        if mask is None:
+            return
+        entry = _MASKS.by_cell[cell] = [None, None]
+    entry[index] = mask
+    if entry[0] is None and entry[1] is None:
+        del _MASKS.by_cell[cell]
+
+
 class DropoutRNNCell:
     """Mixin giving a cell Keras's cached dropout masks.
 
     The RNN layer asks for the masks before its first step (or the cell does on its
     first step) and resets them after the sequence, so one mask serves every
-    timestep of a batch and the next batch draws a new one. A cell with
+    timestep of a batch and the next batch draws a new one. The cache is kept
+    per thread, so threads calling the same layer at once each get their own
+    masks (for their own batch sizes). A cell with
     `dropout_mask_count = n` gets `n` independent masks stacked on a leading axis
     (one per gate, Keras's `implementation=1`); Keras returns a list there.
 
@@ -56,9 +86,23 @@ class DropoutRNNCell:
     recurrent_dropout: float = 0.0
     seed: int | None = None
     dropout_mask_count: int | None = None
-    _dropout_mask: torch.Tensor | None = None
-    _recurrent_dropout_mask: torch.Tensor | None = None
     _dropout_draws: int = 0
+
+    @property
+    def _dropout_mask(self) -> torch.Tensor | None:
+        return _cached(self, 0)
+
+    @_dropout_mask.setter
+    def _dropout_mask(self, mask: torch.Tensor | None) -> None:
+        _cache(self, 0, mask)
+
+    @property
+    def _recurrent_dropout_mask(self) -> torch.Tensor | None:
+        return _cached(self, 1)
+
+    @_recurrent_dropout_mask.setter
+    def _recurrent_dropout_mask(self, mask: torch.Tensor | None) -> None:
+        _cache(self, 1, mask)
 
     def _dropout_applies(self, rate: float) -> bool:
         """Whether a mask of this rate is applied in training (LSTM/GRU skip rate 1)."""

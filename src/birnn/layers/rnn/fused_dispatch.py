@@ -118,7 +118,7 @@ def run(
     if kind is None:
         return None
     cell = layer.cell
-    cell._check_features(inputs)
+    cell._check_features(inputs, layer.name)
     states = flatten_structure(initial_state)
     function = fused_rnn.lstm if kind == "lstm" else fused_rnn.gru
     return function(
@@ -173,7 +173,7 @@ def _pair_weights(
         if kernel.dtype != inputs.dtype:
             return None
         if inputs.shape[-1] != kernel.shape[0]:
-            cell._check_features(inputs)  # raises, naming the layer
+            cell._check_features(inputs, layer.name)  # raises
         kind = layer_kind
         cells.append(cell)
         weights.append((kernel, cell.recurrent_kernel, cell.bias))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from birnn import backend
@@ -34,6 +35,36 @@ def _pack_like(template: Structure, flat: Sequence[Any]) -> Structure:
         return next(items)
 
     return fill(template)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):  # `Layer.__call__` converts each boolean on its own
+        return value.dim() <= 1 and value.numel() == 1
+    return isinstance(value, (bool, int, np.bool_, np.integer))
+
+
+def sequence_mask(mask: Any) -> Any:
+    """The sequences' mask from a call's `mask` argument.
+
+    `mask` is a tensor or array, a nested list of booleans (one mask, returned
+    as a boolean tensor), or a list of masks, one per input (the first is the
+    sequences').
+
+    Examples:
+
+    >>> sequence_mask([[True, False], [True, True]]).tolist()
+    [[True, False], [True, True]]
+    >>> sequence_mask([None, None]) is None
+    True
+    """
+    while isinstance(mask, (list, tuple)):
+        if not mask:
+            return None
+        first = mask[0]
+        if isinstance(first, (list, tuple)) and first and _is_scalar(first[0]):
+            return torch.tensor([[bool(step) for step in row] for row in mask])
+        mask = first
+    return mask
 
 
 def _flat_sizes(state_size: Any) -> list:
@@ -360,8 +391,7 @@ class RNN(Layer):
         return output
 
     def _standardize_mask(self, mask: Any, sequences: torch.Tensor) -> torch.Tensor | None:
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0] if mask else None
+        mask = sequence_mask(mask)
         if mask is None:
             return None
         mask = backend.convert_to_tensor(mask, dtype="bool", device=sequences.device)
@@ -459,8 +489,7 @@ class RNN(Layer):
         return output_shape
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0] if mask else None
+        mask = sequence_mask(mask)
         output_mask = mask if self.return_sequences else None
         if self.return_state:
             return [output_mask] + [None for _ in self.state_size]
