@@ -13,6 +13,7 @@ from torch import nn
 
 from birnn import backend
 from birnn.keras_tensor import KerasTensor, is_symbolic
+from birnn.layers.tracking import TrackedStructure, holds_trackable, track
 
 _BASE_KWARGS = frozenset(
     {
@@ -365,6 +366,36 @@ class Layer(nn.Module):
             )
         )
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        state = self.__dict__
+        modules = state.get("_modules")
+        if modules is not None and isinstance(modules.get(name), TrackedStructure):
+            del modules[name]  # the attribute is replaced: so is its registration
+        if "_weight_specs" not in state:  # before `Layer.__init__` has run
+            super().__setattr__(name, value)
+        elif isinstance(value, (list, tuple, dict)) and holds_trackable(value):
+            value, tracker = track(value)
+            super().__setattr__(name, value)
+            modules[name] = tracker
+        elif isinstance(value, nn.Parameter):
+            super().__setattr__(name, value)
+            specs = self._weight_specs
+            if name not in specs and not any(self._parameters[n] is value for n in specs):
+                self._weight_specs[name] = _WeightSpec(
+                    keras_name=name, trainable=bool(value.requires_grad)
+                )
+        else:
+            super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        modules = self.__dict__.get("_modules")
+        if modules is not None and isinstance(modules.get(name), TrackedStructure):
+            del modules[name]
+            object.__delattr__(self, name)
+            return
+        self.__dict__.get("_weight_specs", {}).pop(name, None)
+        super().__delattr__(name)
+
     def _input_shape_from_kwargs(self, kwargs: dict) -> tuple | None:
         """The batch shape given by `input_shape`/`input_dim`/`batch_input_shape`, if any."""
         if kwargs.get("batch_input_shape") is not None:
@@ -451,17 +482,38 @@ class Layer(nn.Module):
         )
         return param
 
+    def _own_weight_items(self) -> list[tuple[str, nn.Parameter, bool]]:
+        """`(keras_name, parameter, trainable)` for the layer's own weights, in Keras order.
+
+        Own weights are those made by `add_weight`, `nn.Parameter`s assigned as
+        attributes and those held in list/tuple/dict attributes: the trainable
+        ones (as created) first, then the others. A floating weight counts as
+        trainable exactly when it `requires_grad`.
+        """
+        items = []
+        for n, spec in self._weight_specs.items():
+            param = self._parameters[n]
+            if param is None:
+                continue
+            if param.is_floating_point() or param.is_complex():
+                effective = bool(param.requires_grad)
+            else:
+                effective = spec.trainable and self._trainable
+            items.append((spec.keras_name, param, spec.trainable, effective))
+        for child in self._modules.values():
+            if isinstance(child, TrackedStructure):
+                for param in child.own_parameters():
+                    trainable = bool(param.requires_grad)
+                    items.append(("variable", param, trainable, trainable))
+        ordered = [i for i in items if i[2]] + [i for i in items if not i[2]]
+        return [(name, param, effective) for name, param, _, effective in ordered]
+
     def _own_weights(self, trainable: bool | None = None) -> list[nn.Parameter]:
-        names = [n for n, s in self._weight_specs.items() if s.trainable] + [
-            n for n, s in self._weight_specs.items() if not s.trainable
+        return [
+            param
+            for _, param, effective in self._own_weight_items()
+            if trainable is None or effective == trainable
         ]
-        out = []
-        for n in names:
-            spec = self._weight_specs[n]
-            effective = spec.trainable and self._trainable
-            if trainable is None or effective == trainable:
-                out.append(self._parameters[n])
-        return out
 
     @property
     def layers(self) -> list[Layer]:
@@ -472,7 +524,23 @@ class Layer(nn.Module):
             for child in module.children():
                 if isinstance(child, Layer):
                     found.append(child)
-                else:  # ModuleList / ModuleDict containers
+                else:  # ModuleList / ModuleDict containers, tracked lists and dicts
+                    visit(child)
+
+        visit(self)
+        return found
+
+    def _weight_children(self) -> list[nn.Module]:
+        """Sublayers and plain torch modules (which own weights too), in tracking order."""
+        found: list[nn.Module] = []
+
+        def visit(module: nn.Module) -> None:
+            for child in module._modules.values():
+                if child is None:
+                    continue
+                if isinstance(child, Layer) or is_torch_leaf(child):
+                    found.append(child)
+                else:
                     visit(child)
 
         visit(self)
@@ -485,8 +553,16 @@ class Layer(nn.Module):
             if id(w) not in seen:
                 seen.add(id(w))
                 out.append(w)
-        for layer in self.layers:
-            for w in layer._collect(trainable):
+        for child in self._weight_children():
+            if isinstance(child, Layer):
+                found = child._collect(trainable)
+            else:
+                found = [
+                    p
+                    for p in child.parameters()
+                    if trainable is None or bool(p.requires_grad) == trainable
+                ]
+            for w in found:
                 if id(w) not in seen:
                     seen.add(id(w))
                     out.append(w)
@@ -531,8 +607,18 @@ class Layer(nn.Module):
             param = self._parameters[name]
             if param.is_floating_point():
                 param.requires_grad_(spec.trainable and value)
-        for layer in self.layers:
-            layer.trainable = value
+        for child in self._modules.values():
+            if isinstance(child, TrackedStructure):
+                for param in child.own_parameters():
+                    if param.is_floating_point():
+                        param.requires_grad_(value)
+        for child in self._weight_children():
+            if isinstance(child, Layer):
+                child.trainable = value
+            else:
+                for param in child.parameters():
+                    if param.is_floating_point():
+                        param.requires_grad_(value)
 
     def get_weights(self) -> list[np.ndarray]:
         """The weights as NumPy arrays, in `weights` order."""
@@ -574,10 +660,14 @@ class Layer(nn.Module):
         by_id: dict[int, str] = {}
 
         def visit(layer: Layer, prefix: str) -> None:
-            for attr, spec in layer._weight_specs.items():
-                by_id.setdefault(id(layer._parameters[attr]), f"{prefix}/{spec.keras_name}")
-            for sub in layer.layers:
-                visit(sub, f"{prefix}/{sub.name}")
+            for keras_name, param, _ in layer._own_weight_items():
+                by_id.setdefault(id(param), f"{prefix}/{keras_name}")
+            for sub in layer._weight_children():
+                if isinstance(sub, Layer):
+                    visit(sub, f"{prefix}/{sub.name}")
+                else:
+                    for name, param in sub.named_parameters():
+                        by_id.setdefault(id(param), f"{prefix}/{type(sub).__name__}/{name}")
 
         visit(self, self.name)
         return [by_id.get(id(w), "?") for w in self.weights]
@@ -850,6 +940,17 @@ def flatten_structure(structure: Any) -> list:
 def map_structure(fn, structure: Any) -> Any:
     """Applies `fn` to every leaf of a nested structure."""
     return _map_structure(fn, structure)
+
+
+def is_torch_leaf(module: nn.Module) -> bool:
+    """Whether `module` is a plain torch module (no birnn layer inside): a weight owner.
+
+    Keras on the torch backend wraps such a module in a `TorchModuleWrapper`
+    layer whose weights are the module's parameters.
+    """
+    if isinstance(module, (Layer, TrackedStructure)):
+        return False
+    return not any(isinstance(m, Layer) for m in module.modules())
 
 
 def iter_layers(layer: Layer) -> Iterable[Layer]:

@@ -1,0 +1,241 @@
+"""birnn layers used with PyTorch idioms only: what a `torch.nn.Module` user expects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import birnn
+from birnn import layers
+
+
+class TorchHolder(layers.Layer):
+    """A custom layer holding a torch module, a parameter and sublayers in containers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.lin = nn.Linear(3, 4)
+        self.gain = nn.Parameter(torch.full((4,), 2.0))
+        self.blocks = [layers.Dense(2), layers.Dense(5)]
+        self.heads = {"b": layers.Dense(1), "a": layers.Dense(1)}
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(4,), initializer="ones", name="w")
+
+    def call(self, x):
+        h = self.lin(x) * self.w * self.gain
+        out = self.blocks[1](self.blocks[0](h))
+        return out + self.heads["a"](h) + self.heads["b"](h)
+
+
+def _expected_weight_shapes():
+    # own weights (tracking order), then the torch module's parameters, then the
+    # sublayers in the order their containers were assigned.
+    return [(4,), (4,), (4, 3), (4,), (4, 2), (2,), (2, 5), (5,), (4, 1), (1,), (4, 1), (1,)]
+
+
+# ---------------------------------------------------------------- tracking
+def test_torch_modules_parameters_and_containers_are_weights():
+    layer = TorchHolder()
+    layer(torch.ones(2, 3))
+    assert [tuple(w.shape) for w in layer.weights] == _expected_weight_shapes()
+    assert layer.count_params() == 4 + 4 + 16 + 10 + 15 + 5 + 5
+    assert {id(p) for p in layer.parameters()} == {id(w) for w in layer.weights}
+    keys = set(layer.state_dict())
+    assert {"lin.weight", "gain", "blocks.0.kernel", "blocks.1.bias", "heads.a.kernel"} <= keys
+    assert len(layer.trainable_weights) == 12
+    assert len(layer.layers) == 4
+
+
+def test_container_mutation_is_tracked():
+    layer = TorchHolder()
+    layer.blocks.append(layers.Dense(3))
+    layer.heads["c"] = layers.Dense(1)
+    assert len(layer.layers) == 6
+    assert "blocks.2" in dict(layer.named_modules(prefix="")).keys() or any(
+        n == "blocks.2" for n, _ in layer.named_modules()
+    )
+    del layer.heads["c"]
+    assert len(layer.layers) == 5
+
+
+def test_fit_trains_torch_modules_and_container_layers():
+    torch.manual_seed(0)
+    inputs = birnn.Input((3,))
+    outputs = TorchHolder()(inputs)
+    model = birnn.Model(inputs, outputs)
+    before = [w.detach().clone() for w in model.weights]
+    assert len(before) == 12
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((8, 3), "float32"), np.zeros((8, 5), "float32"), epochs=1, verbose=0)
+    changed = [not torch.equal(b, w) for b, w in zip(before, model.weights)]
+    assert all(changed), changed
+
+
+def test_torch_module_weights_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    model = birnn.Sequential([birnn.Input((3,)), TorchHolder()])
+    x = torch.randn(4, 3)
+    expected = model(x)
+    path = tmp_path / "m.weights.h5"
+    model.save_weights(path)
+    import h5py
+
+    with h5py.File(path) as f:
+        names = []
+        f.visit(names.append)
+    # Keras's layout for a torch module (TorchModuleWrapper): named datasets.
+    assert "layers/torch_holder/lin/vars/weight" in names
+    assert "layers/torch_holder/blocks/dense_1/vars/0" in names
+    assert "layers/torch_holder/heads/dense/vars/0" in names
+    torch.manual_seed(1)
+    other = birnn.Sequential([birnn.Input((3,)), TorchHolder()])
+    assert not torch.allclose(other(x), expected)
+    other.load_weights(path)
+    torch.testing.assert_close(other(x), expected)
+
+
+def test_summary_counts_torch_modules(capsys):
+    model = birnn.Sequential([birnn.Input((3,)), TorchHolder()])
+    model.summary()
+    assert "Total params: 59" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- weights before the first call
+def test_optimizer_made_before_first_call_trains_every_weight():
+    torch.manual_seed(0)
+    net = layers.Bidirectional(layers.LSTM(4))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    n_before = len(list(net.parameters()))
+    assert n_before == 6
+    x = torch.randn(3, 5, 2)
+    out = net(x)
+    snapshot = [p.detach().clone() for p in net.parameters()]
+    out.square().sum().backward()
+    opt.step()
+    assert len(list(net.parameters())) == n_before
+    assert all(not torch.equal(a, p) for a, p in zip(snapshot, net.parameters()))
+
+
+def test_load_state_dict_into_fresh_module():
+    torch.manual_seed(0)
+    source = layers.Bidirectional(layers.GRU(3, return_sequences=True))
+    x = torch.randn(2, 4, 5)
+    expected = source(x)
+    fresh = layers.Bidirectional(layers.GRU(3, return_sequences=True))
+    fresh.load_state_dict(source.state_dict())
+    torch.testing.assert_close(fresh(x), expected)
+    assert [w.shape for w in fresh.get_weights()] == [w.shape for w in source.get_weights()]
+
+
+def test_input_shape_builds_the_layer():
+    layer = layers.Dense(3, input_shape=(4,))
+    assert layer.built
+    assert tuple(layer.kernel.shape) == (4, 3)
+    lstm = layers.LSTM(2, input_shape=(5, 6))
+    assert lstm.built and lstm.count_params() == 4 * 2 * (6 + 2 + 1)
+
+
+# ---------------------------------------------------------------- train / eval
+class _TorchDropout(layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.drop = nn.Dropout(0.5)
+
+    def call(self, x):
+        return self.drop(x)
+
+
+def test_train_eval_rule():
+    layer = layers.Dropout(0.5)
+    assert not layer.training
+    x = torch.ones(1000)
+    assert torch.equal(layer(x), x)  # fresh: inference, as Keras
+    layer.train()
+    assert (layer(x) == 0).any()
+    assert torch.equal(layer(x, training=False), x)  # explicit wins
+    layer.eval()
+    assert torch.equal(layer(x), x)
+    assert (layer(x, training=True) == 0).any()
+
+
+def test_train_mode_reaches_sublayers_through_model_call():
+    model = birnn.Sequential([birnn.Input((1000,)), layers.Dropout(0.5)])
+    x = torch.ones(2, 1000)
+    assert torch.equal(model(x), x)
+    model.train()
+    assert (model(x) == 0).any()
+
+
+def test_predict_evaluates_torch_dropout_in_eval_and_restores_mode():
+    model = birnn.Sequential([birnn.Input((1000,)), _TorchDropout()])
+    x = np.ones((2, 1000), "float32")
+    model.train()
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)
+    assert model.training and model.layers[0].drop.training
+    model.eval()
+    model.compile(optimizer="sgd", loss="mse")
+    seen = []
+
+    class Probe(birnn.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(model.layers[0].drop.training)
+
+    model.fit(x, x, epochs=1, verbose=0, callbacks=[Probe()])
+    assert seen == [True]
+    assert not model.training and not model.layers[0].drop.training
+
+
+# ---------------------------------------------------------------- dtypes
+@pytest.mark.parametrize("convert", ["double", "to", "half_then_double"])
+def test_double_computes_in_float64(convert):
+    torch.manual_seed(0)
+    net = layers.Bidirectional(layers.LSTM(3))
+    if convert == "double":
+        net.double()
+    elif convert == "to":
+        net.to(torch.float64)
+    else:
+        net.half().double()
+    assert net.dtype == "float64" and net.compute_dtype == "float64"
+    x = torch.randn(2, 4, 2, dtype=torch.float64)
+    out = net(x)
+    assert out.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in net.parameters())
+
+
+def test_gradcheck_float64_lstm_and_gru():
+    torch.manual_seed(0)
+    for rnn in (layers.LSTM(2, return_sequences=True), layers.GRU(2)):
+        net = layers.Bidirectional(rnn).double()
+        x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda t: net(t), (x,))
+
+
+def test_built_layer_float64_matches_float32_values():
+    torch.manual_seed(0)
+    net = layers.GRU(3)
+    x = torch.randn(2, 4, 2)
+    expected = net(x)
+    net.double()
+    assert net.dtype == "float64"
+    got = net(x.double())
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got.float(), expected, atol=1e-6, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- trainable <-> requires_grad
+def test_requires_grad_and_trainable_agree():
+    net = layers.Dense(3)
+    net.build((None, 2))
+    net.kernel.requires_grad_(False)
+    assert [tuple(w.shape) for w in net.trainable_weights] == [(3,)]
+    assert [tuple(w.shape) for w in net.non_trainable_weights] == [(2, 3)]
+    net.requires_grad_(False)
+    assert not net.trainable and net.trainable_weights == []
+    net.requires_grad_(True)
+    assert net.trainable and len(net.trainable_weights) == 2
+    net.trainable = False
+    assert not any(p.requires_grad for p in net.parameters())
