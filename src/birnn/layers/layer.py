@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedParameter, is_lazy
 
 from birnn import backend
 from birnn.keras_tensor import KerasTensor, is_symbolic
@@ -269,7 +270,16 @@ def _set_mask(outputs: Any, mask: Any) -> None:
             pass
 
 
-class Layer(nn.Module):
+class _LayerType(type):
+    """Runs `Layer._after_init` once the outermost `__init__` of a layer has returned."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        layer = super().__call__(*args, **kwargs)
+        layer._after_init()
+        return layer
+
+
+class Layer(nn.Module, metaclass=_LayerType):
     """The base class of every birnn layer: a `torch.nn.Module` with Keras's contract.
 
     A layer creates its weights lazily in `build(input_shape)` the first time it is
@@ -315,6 +325,9 @@ class Layer(nn.Module):
     """
 
     supports_masking: bool = False
+    # A layer whose `build` only creates its own weights sets this to a batch
+    # shape with which `build` can run before the first call (see `_after_init`).
+    _lazy_build_probe: tuple | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         unknown = set(kwargs) - _BASE_KWARGS
@@ -349,6 +362,7 @@ class Layer(nn.Module):
             kwargs.get("activity_regularizer"),
         )
         self._input_shape_arg = self._input_shape_from_kwargs(kwargs)
+        self._lazy_attrs: set[str] = set()
         call_params = inspect.signature(self.call).parameters
         self._call_has_mask = "mask" in call_params
         self._call_has_training = "training" in call_params
@@ -365,6 +379,64 @@ class Layer(nn.Module):
                 }
             )
         )
+
+    def _after_init(self) -> None:
+        """Makes the weights exist before the first call where that can be done.
+
+        With `input_shape=` (or `batch_input_shape=`/`input_dim=`) the layer is
+        built now. Otherwise a layer that declares `_lazy_build_probe` registers
+        its weights as `torch.nn.UninitializedParameter`s (PyTorch's lazy-module
+        protocol, as `nn.LazyLinear`): an optimizer made now holds them, and
+        the first call (or `load_state_dict`) materializes them in place.
+        """
+        if self.built:
+            return
+        if self._input_shape_arg is not None:
+            shape = self._input_shape_arg
+            self.build(shape)
+            self.built = True
+            self._build_input_shape = shape
+        elif self._lazy_build_probe is not None and type(self).build.__module__.startswith(
+            "birnn."
+        ):  # only builds known to create nothing but their own weights
+            self._register_lazy_weights(self._lazy_build_probe)
+
+    def _register_lazy_weights(self, probe_shape: tuple) -> None:
+        state_before = dict(self.__dict__)
+        params_before = set(self._parameters)
+        specs_before = set(self._weight_specs)
+        try:
+            self.build(probe_shape)
+        except Exception:  # noqa: BLE001  (the layer simply stays lazy the Keras way)
+            for name in set(self._parameters) - params_before:
+                del self._parameters[name]
+            for name in set(self._weight_specs) - specs_before:
+                del self._weight_specs[name]
+            new_names: list[str] = []
+        else:
+            new_names = [n for n in self._parameters if n not in params_before]
+        for name in new_names:
+            probe = self._parameters[name]
+            placeholder = UninitializedParameter(
+                requires_grad=probe.requires_grad, device=probe.device, dtype=probe.dtype
+            )
+            self._parameters[name] = placeholder
+        keep = {"_parameters", "_weight_specs", "_modules", "_buffers"}
+        for key in [k for k in self.__dict__ if k not in state_before]:
+            del self.__dict__[key]
+        for key, value in state_before.items():
+            if key not in keep:
+                self.__dict__[key] = value
+        self._lazy_attrs = set(new_names)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        for name in self._lazy_attrs:
+            param = self._parameters.get(name)
+            source = state_dict.get(prefix + name)
+            if param is not None and is_lazy(param) and source is not None:
+                with torch.no_grad():
+                    param.materialize(source.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def __setattr__(self, name: str, value: Any) -> None:
         state = self.__dict__
@@ -468,18 +540,48 @@ class Layer(nn.Module):
         keras_name = name or "variable"
         attr = keras_name
         suffix = 1
-        while attr in self._parameters or (hasattr(self, attr) and attr not in self._parameters):
+        while (attr in self._parameters and attr not in self._lazy_attrs) or (
+            hasattr(self, attr) and attr not in self._parameters
+        ):
             attr = f"{keras_name}_{suffix}"
             suffix += 1
         is_float = value.is_floating_point() or value.is_complex()
-        param = nn.Parameter(value, requires_grad=bool(trainable and self._trainable and is_float))
-        self.register_parameter(attr, param)
+        requires_grad = bool(trainable and self._trainable and is_float)
+        if attr in self._lazy_attrs:
+            param = self._claim_lazy_weight(attr, value, requires_grad)
+        else:
+            param = nn.Parameter(value, requires_grad=requires_grad)
+            self.register_parameter(attr, param)
         self._weight_specs[attr] = _WeightSpec(
             keras_name=keras_name,
             trainable=bool(trainable),
             regularizer=get_argument(where, "regularizer", regularizers.get, regularizer),
             constraint=get_argument(where, "constraint", constraints.get, constraint),
         )
+        return param
+
+    def _claim_lazy_weight(
+        self, attr: str, value: torch.Tensor, requires_grad: bool
+    ) -> nn.Parameter:
+        """The placeholder registered for `attr` before the first call, now holding `value`.
+
+        The parameter object stays the same, so optimizers made before the first
+        call update it. Values loaded by `load_state_dict` into the fresh layer
+        are kept.
+        """
+        self._lazy_attrs.discard(attr)
+        param = self._parameters[attr]
+        if is_lazy(param):
+            dtype = param.dtype if value.is_floating_point() else value.dtype
+            with torch.no_grad():
+                param.materialize(value.shape, device=value.device, dtype=dtype)
+                param.copy_(value)
+        elif tuple(param.shape) != tuple(value.shape):
+            raise ValueError(
+                f"Layer '{self.name}': weight '{attr}' was loaded with shape "
+                f"{tuple(param.shape)}, but the input calls for shape {tuple(value.shape)}."
+            )
+        param.requires_grad = requires_grad
         return param
 
     def _own_weight_items(self) -> list[tuple[str, nn.Parameter, bool]]:
@@ -493,7 +595,7 @@ class Layer(nn.Module):
         items = []
         for n, spec in self._weight_specs.items():
             param = self._parameters[n]
-            if param is None:
+            if param is None or is_lazy(param):
                 continue
             if param.is_floating_point() or param.is_complex():
                 effective = bool(param.requires_grad)
@@ -606,7 +708,7 @@ class Layer(nn.Module):
         for name, spec in self._weight_specs.items():
             param = self._parameters[name]
             if param.is_floating_point():
-                param.requires_grad_(spec.trainable and value)
+                param.requires_grad = spec.trainable and value
         for child in self._modules.values():
             if isinstance(child, TrackedStructure):
                 for param in child.own_parameters():
@@ -702,7 +804,9 @@ class Layer(nn.Module):
         out = list(self._call_losses)
         for name, spec in self._weight_specs.items():
             if spec.regularizer is not None and spec.trainable and self._trainable:
-                out.append(spec.regularizer(self._parameters[name]))
+                param = self._parameters[name]
+                if not is_lazy(param):
+                    out.append(spec.regularizer(param))
         for layer in self.layers:
             out.extend(layer.losses)
         return out

@@ -110,14 +110,12 @@ class TrackedList(list):
     del _name
 
 
-
 class TrackedDict(dict):
     """A `dict` attribute of a layer that keeps its torch registration in step."""
 
     for _name in ("pop", "popitem", "clear", "update", "setdefault", "__setitem__", "__delitem__"):
         locals()[_name] = _changes(_name)
     del _name
-
 
 
 def track(value: Any) -> tuple[Any, TrackedStructure]:
