@@ -337,6 +337,7 @@ class Layer(nn.Module, metaclass=_LayerType):
                 f"{ {k: kwargs[k] for k in sorted(unknown)} }"
             )
         super().__init__()
+        self.training = False  # a new layer infers when called without `training` (Keras)
         name = kwargs.get("name")
         if name is not None and not isinstance(name, str):
             raise TypeError(
@@ -445,10 +446,21 @@ class Layer(nn.Module, metaclass=_LayerType):
             del modules[name]  # the attribute is replaced: so is its registration
         if "_weight_specs" not in state:  # before `Layer.__init__` has run
             super().__setattr__(name, value)
-        elif isinstance(value, (list, tuple, dict)) and holds_trackable(value):
+        elif (
+            isinstance(value, (list, tuple, dict))
+            and not name.startswith("_")  # private attributes: internal caches
+            and holds_trackable(value)
+        ):
             value, tracker = track(value)
             super().__setattr__(name, value)
             modules[name] = tracker
+            for module in tracker.children():
+                if is_torch_leaf(module):
+                    module.train(self.training)
+        elif isinstance(value, nn.Module) and not isinstance(value, Layer):
+            if is_torch_leaf(value):
+                value.train(self.training)  # one mode for the whole tree
+            super().__setattr__(name, value)
         elif isinstance(value, nn.Parameter):
             super().__setattr__(name, value)
             specs = self._weight_specs
@@ -479,6 +491,35 @@ class Layer(nn.Module, metaclass=_LayerType):
         return None
 
     # ------------------------------------------------------------------ weights
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the layer computes in (its `dtype`; follows `.to(dtype)`/`.double()`)."""
+        return self.dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype of the layer's weights."""
+        return self.dtype
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # `.to(dtype)`, `.double()`, `.half()`...: the layer then computes in the new dtype
+        # (and an unbuilt layer creates its weights in it).
+        result = super()._apply(fn, *args, **kwargs)
+        if backend.is_float_dtype(self.dtype):
+            try:
+                probe = fn(torch.empty(0, dtype=self.dtype_torch))
+            except Exception:  # noqa: BLE001  (an `fn` that is not a conversion)
+                probe = None
+            if isinstance(probe, torch.Tensor) and probe.is_floating_point():
+                if probe.dtype != self.dtype_torch:
+                    self.dtype = backend.standardize_dtype(probe.dtype)
+        return result
+
+    def requires_grad_(self, requires_grad: bool = True) -> Layer:
+        """Sets `trainable` (and so every trainable weight's `requires_grad`)."""
+        self.trainable = requires_grad
+        return self
+
     @property
     def dtype_torch(self) -> torch.dtype:
         """The layer's dtype as a `torch.dtype`."""
@@ -904,6 +945,8 @@ class Layer(nn.Module, metaclass=_LayerType):
         training = kwargs.pop("training", None)
         if training is None:
             training = backend.current_training()
+            if training is None and self.training:  # after `.train()`
+                training = True
         if self._call_has_training:
             kwargs["training"] = training
 
