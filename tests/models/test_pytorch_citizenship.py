@@ -242,3 +242,108 @@ def test_requires_grad_and_trainable_agree():
     assert net.trainable and len(net.trainable_weights) == 2
     net.trainable = False
     assert not any(p.requires_grad for p in net.parameters())
+
+
+# ---------------------------------------------------------------- torch losses in compile
+def _classifier(seed=0):
+    torch.manual_seed(seed)
+    return birnn.Sequential(
+        [birnn.Input((4, 3)), layers.Bidirectional(layers.GRU(3)), layers.Dense(5)]
+    )
+
+
+def test_torch_loss_module_and_functional_in_compile():
+    x = np.random.default_rng(0).normal(size=(6, 4, 3)).astype("float32")
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    model = _classifier()
+    model.compile(optimizer="sgd", loss=nn.CrossEntropyLoss())
+    logits = model(torch.from_numpy(x))
+    expected = nn.functional.cross_entropy(logits, torch.from_numpy(labels))
+    got = model.evaluate(x, labels, verbose=0)
+    np.testing.assert_allclose(got, float(expected), rtol=1e-5)
+    # a function from torch.nn.functional, and sample weights
+    model.compile(optimizer="sgd", loss=nn.functional.cross_entropy)
+    weights = np.array([1.0, 0.0, 2.0, 1.0, 0.0, 1.0], "float32")
+    per_sample = nn.functional.cross_entropy(logits, torch.from_numpy(labels), reduction="none")
+    expected = (per_sample * torch.from_numpy(weights)).sum() / 6
+    got = model.evaluate(x, labels, sample_weight=weights, verbose=0)
+    np.testing.assert_allclose(got, float(expected), rtol=1e-5)
+    model.compile(optimizer="sgd", loss=nn.MSELoss())
+    target = np.zeros((6, 5), "float32")
+    np.testing.assert_allclose(
+        model.evaluate(x, target, verbose=0), float(logits.square().mean()), rtol=1e-5
+    )
+    history = model.fit(x, target, epochs=2, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+
+
+def test_model_compiled_with_torch_loss_saves_without_compile_config(tmp_path):
+    model = _classifier()
+    model.compile(optimizer="sgd", loss=nn.MSELoss())
+    with pytest.warns(UserWarning, match="PyTorch loss"):
+        model.save(tmp_path / "m.keras")
+    loaded = birnn.models.load_model(tmp_path / "m.keras")
+    x = torch.randn(2, 4, 3)
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+# ---------------------------------------------------------------- optimizer state_dict resume
+@pytest.mark.parametrize("optimizer", ["adam", "nadam"])
+def test_optimizer_state_dict_resume_equals_uninterrupted(optimizer):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4, 3)).astype("float32")
+    y = rng.normal(size=(8, 5)).astype("float32")
+    straight = _classifier()
+    straight.compile(optimizer=optimizer, loss="mse")
+    for _ in range(4):
+        straight.train_on_batch(x, y)
+    first = _classifier()
+    first.compile(optimizer=optimizer, loss="mse")
+    for _ in range(2):
+        first.train_on_batch(x, y)
+    model_state, opt_state = first.state_dict(), first.optimizer.state_dict()
+    resumed = _classifier(seed=1)
+    resumed.compile(optimizer=optimizer, loss="mse")
+    resumed.load_state_dict(model_state)
+    resumed.optimizer.load_state_dict(opt_state)
+    assert resumed.optimizer.iterations == 2
+    for _ in range(2):
+        resumed.train_on_batch(x, y)
+    for got, expected in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- copies of compiled models
+@pytest.mark.parametrize("how", ["deepcopy", "pickle", "torch.save"])
+def test_copies_of_a_compiled_model_fit_evaluate_and_save(how, tmp_path):
+    import copy
+    import io
+    import pickle
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4, 3)).astype("float32")
+    y = rng.normal(size=(8, 5)).astype("float32")
+    model = _classifier()
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.fit(x, y, epochs=1, verbose=0)
+    if how == "deepcopy":
+        clone = copy.deepcopy(model)
+    elif how == "pickle":
+        clone = pickle.loads(pickle.dumps(model))
+    else:
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        buffer.seek(0)
+        clone = torch.load(buffer, weights_only=False)
+    np.testing.assert_allclose(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert clone.optimizer.iterations == model.optimizer.iterations
+    model.fit(x, y, epochs=1, verbose=0)
+    clone.fit(x, y, epochs=1, verbose=0)
+    for got, expected in zip(clone.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(clone.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0))
+    clone.save(tmp_path / "clone.keras")
+    loaded = birnn.models.load_model(tmp_path / "clone.keras")
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5
+    )

@@ -117,7 +117,7 @@ class Trainer:
             "metrics": metrics,
             "weighted_metrics": weighted_metrics,
         }
-        self._loss_spec = loss
+        self.__dict__["_loss_spec"] = loss  # a torch loss module is not a submodule
         self._reset_compiled_state()
         self._layout_cache = None
         if getattr(self, "_graph", None) is not None:
