@@ -193,6 +193,18 @@ class Optimizer(torch.optim.Optimizer):
         return self._torch_class.step(self, closure)
 
     # ------------------------------------------------------------------ config
+    # ------------------------------------------------------------------ copies
+    def __getstate__(self) -> dict:
+        # torch keeps only its own state; `deepcopy`/`pickle`/`torch.save` of a compiled
+        # model need the Keras-level attributes (`iterations`, `name`, `built`...) too.
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict) -> None:
+        if state.get("built"):
+            super().__setstate__(state)
+        else:
+            self.__dict__.update(state)
+
     # ------------------------------------------------------------------ torch state
     _keras_state = ("iterations",)  # attributes a resumed run needs besides torch's state
 

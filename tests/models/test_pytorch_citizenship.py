@@ -61,6 +61,19 @@ def test_container_mutation_is_tracked():
     assert len(layer.layers) == 5
 
 
+def test_copies_keep_container_tracking():
+    import copy
+    import pickle
+
+    layer = TorchHolder()
+    layer(torch.ones(2, 3))
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert clone.blocks[0] is clone.layers[0] and clone.blocks[0] is not layer.blocks[0]
+        clone.blocks.append(layers.Dense(3))
+        assert len(clone.layers) == 5 and len(layer.layers) == 4
+        torch.testing.assert_close(clone(torch.ones(2, 3)), layer(torch.ones(2, 3)))
+
+
 def test_fit_trains_torch_modules_and_container_layers():
     torch.manual_seed(0)
     inputs = birnn.Input((3,))
