@@ -360,3 +360,29 @@ def test_copies_of_a_compiled_model_fit_evaluate_and_save(how, tmp_path):
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5
     )
+
+
+# ---------------------------------------------------------------- autocast
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: layers.LSTM(4, return_sequences=True),
+        lambda: layers.GRU(4),
+        lambda: layers.SimpleRNN(4),
+        lambda: layers.Bidirectional(layers.LSTM(4)),
+        lambda: layers.Bidirectional(layers.GRU(4, return_sequences=True), merge_mode="sum"),
+    ],
+)
+@pytest.mark.parametrize("masked", [False, True])
+def test_autocast_returns_the_autocast_dtype(make, masked):
+    torch.manual_seed(0)
+    layer = make()
+    x = torch.randn(3, 5, 2)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    kwargs = {"mask": mask} if masked else {}
+    expected = layer(x, **kwargs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x, **kwargs)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, atol=0.05, rtol=0.05)

@@ -291,7 +291,9 @@ class Bidirectional(Layer):
 
     def _cast(self, y: torch.Tensor) -> torch.Tensor:
         dtype = self.dtype_torch
-        return y.to(dtype) if dtype.is_floating_point and y.dtype != dtype else y
+        if not dtype.is_floating_point or y.dtype == dtype:
+            return y
+        return y if torch.is_autocast_enabled(y.device.type) else y.to(dtype)
 
     def _merge(self, y_fw: torch.Tensor, y_bw: torch.Tensor) -> Any:
         y_fw, y_bw = self._cast(y_fw), self._cast(y_bw)
