@@ -386,3 +386,52 @@ def test_autocast_returns_the_autocast_dtype(make, masked):
         got = layer(x, **kwargs)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), expected, atol=0.05, rtol=0.05)
+
+
+# ---------------------------------------------------------------- hooks
+@pytest.mark.parametrize("rnn", [layers.LSTM, layers.GRU])
+def test_hooks_on_inner_layers_fire(rnn):
+    torch.manual_seed(0)
+    net = layers.Bidirectional(rnn(3, return_sequences=True))
+    x = torch.randn(2, 4, 2, requires_grad=True)
+    expected = net(x)
+    seen, grads = {}, []
+    net.forward_layer.register_forward_hook(lambda m, a, out: seen.setdefault("fw", out))
+    net.backward_layer.register_forward_pre_hook(lambda m, a: seen.setdefault("bw_in", a[0]))
+    net.backward_layer.register_full_backward_hook(lambda m, gi, go: grads.append(go[0]))
+    got = net(x)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(seen["fw"], expected[..., :3])
+    assert seen["bw_in"] is x
+    got.sum().backward()
+    assert len(grads) == 1 and torch.equal(grads[0], torch.ones(2, 4, 3))
+    # a hook that replaces the output changes the wrapper's output
+    net.forward_layer.register_forward_hook(lambda m, a, out: out * 0)
+    assert torch.equal(net(x)[..., :3], torch.zeros(2, 4, 3))
+
+
+# ---------------------------------------------------------------- PackedSequence
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: layers.LSTM(3),
+        lambda: layers.GRU(3, return_sequences=True),
+        lambda: layers.SimpleRNN(3, return_sequences=True),
+        lambda: layers.Bidirectional(layers.LSTM(3, return_sequences=True)),
+        lambda: layers.Bidirectional(layers.GRU(3)),
+    ],
+)
+def test_packed_sequence_equals_padded_with_mask(make):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    layer = make()
+    lengths = torch.tensor([2, 5, 3])
+    x = torch.randn(3, 5, 2)
+    mask = torch.arange(5)[None, :] < lengths[:, None]
+    x = x * mask[..., None]
+    expected = layer(x, mask=mask)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    torch.testing.assert_close(layer(packed), expected)
+    with pytest.raises(ValueError, match="PackedSequence"):
+        layer(packed, mask=mask)
