@@ -435,3 +435,32 @@ def test_packed_sequence_equals_padded_with_mask(make):
     torch.testing.assert_close(layer(packed), expected)
     with pytest.raises(ValueError, match="PackedSequence"):
         layer(packed, mask=mask)
+
+
+# ---------------------------------------------------------------- torch.compile
+def test_torch_compile_across_lengths_and_modes_without_recompile_limit():
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    model = birnn.Sequential(
+        [
+            birnn.Input((None, 3)),
+            layers.Masking(0.0),
+            layers.Bidirectional(layers.LSTM(4, return_sequences=True)),
+            layers.Bidirectional(layers.GRU(4, return_sequences=True)),
+            layers.LSTM(4),
+            layers.Dense(2),
+        ]
+    )
+    compiled = torch.compile(model, backend="eager")
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        for mode, length in [("eval", 5), ("eval", 9), ("train", 13), ("eval", 13), ("eval", 5)]:
+            getattr(model, mode)()
+            x = torch.randn(4, length, 3)
+            x[1, length - 2 :] = 0.0
+            out = compiled(x)
+            if mode == "eval":
+                torch.testing.assert_close(out, model(x), atol=1e-5, rtol=1e-5)
+            else:
+                out.square().sum().backward()
+                assert all(p.grad is not None for p in model.parameters())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -364,6 +365,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         )
         self._input_shape_arg = self._input_shape_from_kwargs(kwargs)
         self._lazy_attrs: set[str] = set()
+        self._give_own_forward()
         call_params = inspect.signature(self.call).parameters
         self._call_has_mask = "mask" in call_params
         self._call_has_training = "training" in call_params
@@ -863,6 +865,26 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.call(*args, **kwargs)
+
+    def _give_own_forward(self) -> None:
+        """Gives this layer a `forward` with its own code object.
+
+        `torch.compile` (dynamo) keeps its compiled variants per code object,
+        with a limit of 8: were all layers to share `Layer.forward`'s, a model of
+        a few layers would exhaust it after a train/eval switch and a new
+        sequence length. A copy of the code keeps each layer's variants apart.
+        """
+        if type(self).forward is not Layer.forward:
+            return
+        function = Layer.forward
+        own = types.FunctionType(
+            function.__code__.replace(), function.__globals__, function.__name__
+        )
+        self.__dict__["forward"] = types.MethodType(own, self)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._give_own_forward()
 
     def _maybe_build(self, inputs: Any) -> None:
         if self.built:
