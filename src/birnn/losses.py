@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from typing import Any
@@ -465,6 +466,78 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def is_torch_loss(obj: Any) -> bool:
+    """Whether `obj` is a PyTorch loss: an `nn.Module` loss or a `torch.nn.functional` one."""
+    return isinstance(obj, torch.nn.modules.loss._Loss) or (
+        callable(obj) and getattr(obj, "__module__", None) == "torch.nn.functional"
+    )
+
+
+class TorchLoss(Loss):
+    """A PyTorch loss (`loss(input, target)`) used as a Keras loss (`loss(y_true, y_pred)`).
+
+    `compile(loss=torch.nn.CrossEntropyLoss())` and
+    `compile(loss=torch.nn.functional.mse_loss)` wrap the loss in this class,
+    which swaps the arguments. Without sample weights or a mask the torch loss
+    reduces as it is configured (so `ignore_index`, `reduction="sum"`... keep
+    their meaning); with them it runs with `reduction="none"`, values are
+    averaged over all but the batch axis, weighted and averaged over the batch
+    as Keras does. Integer targets are passed as `int64` (class indices), a
+    trailing axis of size 1 removed; floating targets take `y_pred`'s dtype.
+
+    Args:
+        fn: The torch loss module or function.
+        name: Name in logs (default: the module's class or the function's name).
+
+    Examples:
+
+    >>> import torch
+    >>> loss = TorchLoss(torch.nn.CrossEntropyLoss())
+    >>> float(loss(torch.tensor([0]), torch.tensor([[0.0, 0.0]])))  # log(2)
+    0.6931471824645996
+    """
+
+    def __init__(self, fn: Any, name: str | None = None) -> None:
+        if name is None:
+            name = backend.to_snake_case(
+                type(fn).__name__ if isinstance(fn, torch.nn.Module) else fn.__name__
+            )
+        super().__init__(name=name)
+        self.fn = fn
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
+        mask = getattr(y_pred, "_keras_mask", None)
+        y_pred_t = _tensor(y_pred)
+        y_true_t = _tensor(y_true).to(y_pred_t.device)
+        if y_true_t.is_floating_point():
+            y_true_t = y_true_t.to(y_pred_t.dtype)
+        else:
+            if (
+                y_true_t.dim() == y_pred_t.dim()
+                and y_true_t.shape[-1] == 1
+                and y_pred_t.shape[-1] != 1
+            ):
+                y_true_t = y_true_t.squeeze(-1)
+            y_true_t = y_true_t.long()
+        if sample_weight is None and mask is None:
+            return self.fn(y_pred_t, y_true_t)
+        if isinstance(self.fn, torch.nn.Module):
+            unreduced = copy.copy(self.fn)
+            unreduced.reduction = "none"
+            values = unreduced(y_pred_t, y_true_t)
+        else:
+            values = self.fn(y_pred_t, y_true_t, reduction="none")
+        if values.dim() > 1:
+            values = values.reshape(values.shape[0], -1).mean(dim=1)
+        return reduce_weighted_values(values, sample_weight, mask, self.reduction)
+
+    def get_config(self) -> dict:
+        raise TypeError(
+            f"Loss '{self.name}' is a PyTorch loss ({self.fn!r}); it cannot be written to a "
+            "Keras config. Save the weights (`save_weights`), or compile with a birnn loss."
+        )
 
 
 class LossFunctionWrapper(Loss):

@@ -193,6 +193,42 @@ class Optimizer(torch.optim.Optimizer):
         return self._torch_class.step(self, closure)
 
     # ------------------------------------------------------------------ config
+    # ------------------------------------------------------------------ copies
+    def __getstate__(self) -> dict:
+        # torch keeps only its own state; `deepcopy`/`pickle`/`torch.save` of a compiled
+        # model need the Keras-level attributes (`iterations`, `name`, `built`...) too.
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict) -> None:
+        if state.get("built"):
+            super().__setstate__(state)
+        else:
+            self.__dict__.update(state)
+
+    # ------------------------------------------------------------------ torch state
+    _keras_state = ("iterations",)  # attributes a resumed run needs besides torch's state
+
+    def state_dict(self) -> dict:
+        """torch's optimizer state plus Keras-level slots (`iterations`, Nadam's `u_product`).
+
+        So `opt.load_state_dict(saved)` resumes exactly where the run stopped.
+        """
+        self._check_built()
+        state = super().state_dict()
+        state["keras"] = {name: getattr(self, name) for name in self._keras_state}
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Loads `state_dict()`'s output (a plain torch optimizer state dict too)."""
+        self._check_built()
+        state_dict = dict(state_dict)
+        keras_state = state_dict.pop("keras", {})
+        super().load_state_dict(state_dict)
+        for name in self._keras_state:
+            if name in keras_state:
+                setattr(self, name, keras_state[name])
+        self._learning_rate = float(self.param_groups[0]["lr"])
+
     def _extra_config(self) -> dict:
         return {}
 
@@ -628,6 +664,7 @@ class Nadam(Optimizer, _KerasNadam):
             store[str(len(store))] = np.asarray(self.u_product, dtype="float32")
 
     _extra_variables = 1
+    _keras_state = ("iterations", "u_product")
 
     def _load_extra_variables(self, values: list[np.ndarray]) -> None:
         self.u_product = float(values[0].item())

@@ -67,6 +67,8 @@ class Dense(Layer):
     [(5, 4), (4,)]
     """
 
+    _lazy_build_probe = (None, 1)  # weights exist (lazily) before the first call
+
     supports_masking = True
 
     def __init__(
@@ -350,6 +352,8 @@ class Embedding(Layer):
     >>> out.shape, out._keras_mask
     (torch.Size([1, 3, 3]), tensor([[ True,  True, False]]))
     """
+
+    _lazy_build_probe = (None, 1)  # weights exist (lazily) before the first call
 
     def __init__(
         self,

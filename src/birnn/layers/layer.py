@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedParameter, is_lazy
 
 from birnn import backend
 from birnn.keras_tensor import KerasTensor, is_symbolic
+from birnn.layers.tracking import TrackedStructure, holds_trackable, track
 
 _BASE_KWARGS = frozenset(
     {
@@ -268,7 +271,16 @@ def _set_mask(outputs: Any, mask: Any) -> None:
             pass
 
 
-class Layer(nn.Module):
+class _LayerType(type):
+    """Runs `Layer._after_init` once the outermost `__init__` of a layer has returned."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        layer = super().__call__(*args, **kwargs)
+        layer._after_init()
+        return layer
+
+
+class Layer(nn.Module, metaclass=_LayerType):
     """The base class of every birnn layer: a `torch.nn.Module` with Keras's contract.
 
     A layer creates its weights lazily in `build(input_shape)` the first time it is
@@ -314,6 +326,9 @@ class Layer(nn.Module):
     """
 
     supports_masking: bool = False
+    # A layer whose `build` only creates its own weights sets this to a batch
+    # shape with which `build` can run before the first call (see `_after_init`).
+    _lazy_build_probe: tuple | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         unknown = set(kwargs) - _BASE_KWARGS
@@ -323,6 +338,7 @@ class Layer(nn.Module):
                 f"{ {k: kwargs[k] for k in sorted(unknown)} }"
             )
         super().__init__()
+        self.training = False  # a new layer infers when called without `training` (Keras)
         name = kwargs.get("name")
         if name is not None and not isinstance(name, str):
             raise TypeError(
@@ -348,6 +364,8 @@ class Layer(nn.Module):
             kwargs.get("activity_regularizer"),
         )
         self._input_shape_arg = self._input_shape_from_kwargs(kwargs)
+        self._lazy_attrs: set[str] = set()
+        self._give_own_forward()
         call_params = inspect.signature(self.call).parameters
         self._call_has_mask = "mask" in call_params
         self._call_has_training = "training" in call_params
@@ -365,6 +383,105 @@ class Layer(nn.Module):
             )
         )
 
+    def _after_init(self) -> None:
+        """Makes the weights exist before the first call where that can be done.
+
+        With `input_shape=` (or `batch_input_shape=`/`input_dim=`) the layer is
+        built now. Otherwise a layer that declares `_lazy_build_probe` registers
+        its weights as `torch.nn.UninitializedParameter`s (PyTorch's lazy-module
+        protocol, as `nn.LazyLinear`): an optimizer made now holds them, and
+        the first call (or `load_state_dict`) materializes them in place.
+        """
+        if self.built:
+            return
+        if self._input_shape_arg is not None:
+            shape = self._input_shape_arg
+            self.build(shape)
+            self.built = True
+            self._build_input_shape = shape
+        elif self._lazy_build_probe is not None and type(self).build.__module__.startswith(
+            "birnn."
+        ):  # only builds known to create nothing but their own weights
+            self._register_lazy_weights(self._lazy_build_probe)
+
+    def _register_lazy_weights(self, probe_shape: tuple) -> None:
+        state_before = dict(self.__dict__)
+        params_before = set(self._parameters)
+        specs_before = set(self._weight_specs)
+        try:
+            self.build(probe_shape)
+        except Exception:  # noqa: BLE001  (the layer simply stays lazy the Keras way)
+            for name in set(self._parameters) - params_before:
+                del self._parameters[name]
+            for name in set(self._weight_specs) - specs_before:
+                del self._weight_specs[name]
+            new_names: list[str] = []
+        else:
+            new_names = [n for n in self._parameters if n not in params_before]
+        for name in new_names:
+            probe = self._parameters[name]
+            placeholder = UninitializedParameter(
+                requires_grad=probe.requires_grad, device=probe.device, dtype=probe.dtype
+            )
+            self._parameters[name] = placeholder
+        keep = {"_parameters", "_weight_specs", "_modules", "_buffers"}
+        for key in [k for k in self.__dict__ if k not in state_before]:
+            del self.__dict__[key]
+        for key, value in state_before.items():
+            if key not in keep:
+                self.__dict__[key] = value
+        self._lazy_attrs = set(new_names)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        for name in self._lazy_attrs:
+            param = self._parameters.get(name)
+            source = state_dict.get(prefix + name)
+            if param is not None and is_lazy(param) and source is not None:
+                with torch.no_grad():
+                    param.materialize(source.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        state = self.__dict__
+        modules = state.get("_modules")
+        if modules is not None and isinstance(modules.get(name), TrackedStructure):
+            del modules[name]  # the attribute is replaced: so is its registration
+        if "_weight_specs" not in state:  # before `Layer.__init__` has run
+            super().__setattr__(name, value)
+        elif (
+            isinstance(value, (list, tuple, dict))
+            and not name.startswith("_")  # private attributes: internal caches
+            and holds_trackable(value)
+        ):
+            value, tracker = track(value)
+            super().__setattr__(name, value)
+            modules[name] = tracker
+            for module in tracker.children():
+                if is_torch_leaf(module):
+                    module.train(self.training)
+        elif isinstance(value, nn.Module) and not isinstance(value, Layer):
+            if is_torch_leaf(value):
+                value.train(self.training)  # one mode for the whole tree
+            super().__setattr__(name, value)
+        elif isinstance(value, nn.Parameter):
+            super().__setattr__(name, value)
+            specs = self._weight_specs
+            if name not in specs and not any(self._parameters[n] is value for n in specs):
+                self._weight_specs[name] = _WeightSpec(
+                    keras_name=name, trainable=bool(value.requires_grad)
+                )
+        else:
+            super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        modules = self.__dict__.get("_modules")
+        if modules is not None and isinstance(modules.get(name), TrackedStructure):
+            del modules[name]
+            object.__delattr__(self, name)
+            return
+        self.__dict__.get("_weight_specs", {}).pop(name, None)
+        super().__delattr__(name)
+
     def _input_shape_from_kwargs(self, kwargs: dict) -> tuple | None:
         """The batch shape given by `input_shape`/`input_dim`/`batch_input_shape`, if any."""
         if kwargs.get("batch_input_shape") is not None:
@@ -376,6 +493,35 @@ class Layer(nn.Module):
         return None
 
     # ------------------------------------------------------------------ weights
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the layer computes in (its `dtype`; follows `.to(dtype)`/`.double()`)."""
+        return self.dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype of the layer's weights."""
+        return self.dtype
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # `.to(dtype)`, `.double()`, `.half()`...: the layer then computes in the new dtype
+        # (and an unbuilt layer creates its weights in it).
+        result = super()._apply(fn, *args, **kwargs)
+        if backend.is_float_dtype(self.dtype):
+            try:
+                probe = fn(torch.empty(0, dtype=self.dtype_torch))
+            except Exception:  # noqa: BLE001  (an `fn` that is not a conversion)
+                probe = None
+            if isinstance(probe, torch.Tensor) and probe.is_floating_point():
+                if probe.dtype != self.dtype_torch:
+                    self.dtype = backend.standardize_dtype(probe.dtype)
+        return result
+
+    def requires_grad_(self, requires_grad: bool = True) -> Layer:
+        """Sets `trainable` (and so every trainable weight's `requires_grad`)."""
+        self.trainable = requires_grad
+        return self
+
     @property
     def dtype_torch(self) -> torch.dtype:
         """The layer's dtype as a `torch.dtype`."""
@@ -437,12 +583,18 @@ class Layer(nn.Module):
         keras_name = name or "variable"
         attr = keras_name
         suffix = 1
-        while attr in self._parameters or (hasattr(self, attr) and attr not in self._parameters):
+        while (attr in self._parameters and attr not in self._lazy_attrs) or (
+            hasattr(self, attr) and attr not in self._parameters
+        ):
             attr = f"{keras_name}_{suffix}"
             suffix += 1
         is_float = value.is_floating_point() or value.is_complex()
-        param = nn.Parameter(value, requires_grad=bool(trainable and self._trainable and is_float))
-        self.register_parameter(attr, param)
+        requires_grad = bool(trainable and self._trainable and is_float)
+        if attr in self._lazy_attrs:
+            param = self._claim_lazy_weight(attr, value, requires_grad)
+        else:
+            param = nn.Parameter(value, requires_grad=requires_grad)
+            self.register_parameter(attr, param)
         self._weight_specs[attr] = _WeightSpec(
             keras_name=keras_name,
             trainable=bool(trainable),
@@ -451,17 +603,62 @@ class Layer(nn.Module):
         )
         return param
 
+    def _claim_lazy_weight(
+        self, attr: str, value: torch.Tensor, requires_grad: bool
+    ) -> nn.Parameter:
+        """The placeholder registered for `attr` before the first call, now holding `value`.
+
+        The parameter object stays the same, so optimizers made before the first
+        call update it. Values loaded by `load_state_dict` into the fresh layer
+        are kept.
+        """
+        self._lazy_attrs.discard(attr)
+        param = self._parameters[attr]
+        if is_lazy(param):
+            dtype = param.dtype if value.is_floating_point() else value.dtype
+            with torch.no_grad():
+                param.materialize(value.shape, device=value.device, dtype=dtype)
+                param.copy_(value)
+        elif tuple(param.shape) != tuple(value.shape):
+            raise ValueError(
+                f"Layer '{self.name}': weight '{attr}' was loaded with shape "
+                f"{tuple(param.shape)}, but the input calls for shape {tuple(value.shape)}."
+            )
+        param.requires_grad = requires_grad
+        return param
+
+    def _own_weight_items(self) -> list[tuple[str, nn.Parameter, bool]]:
+        """`(keras_name, parameter, trainable)` for the layer's own weights, in Keras order.
+
+        Own weights are those made by `add_weight`, `nn.Parameter`s assigned as
+        attributes and those held in list/tuple/dict attributes: the trainable
+        ones (as created) first, then the others. A floating weight counts as
+        trainable exactly when it `requires_grad`.
+        """
+        items = []
+        for n, spec in self._weight_specs.items():
+            param = self._parameters[n]
+            if param is None or is_lazy(param):
+                continue
+            if param.is_floating_point() or param.is_complex():
+                effective = bool(param.requires_grad)
+            else:
+                effective = spec.trainable and self._trainable
+            items.append((spec.keras_name, param, spec.trainable, effective))
+        for child in self._modules.values():
+            if isinstance(child, TrackedStructure):
+                for param in child.own_parameters():
+                    trainable = bool(param.requires_grad)
+                    items.append(("variable", param, trainable, trainable))
+        ordered = [i for i in items if i[2]] + [i for i in items if not i[2]]
+        return [(name, param, effective) for name, param, _, effective in ordered]
+
     def _own_weights(self, trainable: bool | None = None) -> list[nn.Parameter]:
-        names = [n for n, s in self._weight_specs.items() if s.trainable] + [
-            n for n, s in self._weight_specs.items() if not s.trainable
+        return [
+            param
+            for _, param, effective in self._own_weight_items()
+            if trainable is None or effective == trainable
         ]
-        out = []
-        for n in names:
-            spec = self._weight_specs[n]
-            effective = spec.trainable and self._trainable
-            if trainable is None or effective == trainable:
-                out.append(self._parameters[n])
-        return out
 
     @property
     def layers(self) -> list[Layer]:
@@ -472,7 +669,23 @@ class Layer(nn.Module):
             for child in module.children():
                 if isinstance(child, Layer):
                     found.append(child)
-                else:  # ModuleList / ModuleDict containers
+                else:  # ModuleList / ModuleDict containers, tracked lists and dicts
+                    visit(child)
+
+        visit(self)
+        return found
+
+    def _weight_children(self) -> list[nn.Module]:
+        """Sublayers and plain torch modules (which own weights too), in tracking order."""
+        found: list[nn.Module] = []
+
+        def visit(module: nn.Module) -> None:
+            for child in module._modules.values():
+                if child is None:
+                    continue
+                if isinstance(child, Layer) or is_torch_leaf(child):
+                    found.append(child)
+                else:
                     visit(child)
 
         visit(self)
@@ -485,8 +698,16 @@ class Layer(nn.Module):
             if id(w) not in seen:
                 seen.add(id(w))
                 out.append(w)
-        for layer in self.layers:
-            for w in layer._collect(trainable):
+        for child in self._weight_children():
+            if isinstance(child, Layer):
+                found = child._collect(trainable)
+            else:
+                found = [
+                    p
+                    for p in child.parameters()
+                    if trainable is None or bool(p.requires_grad) == trainable
+                ]
+            for w in found:
                 if id(w) not in seen:
                     seen.add(id(w))
                     out.append(w)
@@ -530,9 +751,19 @@ class Layer(nn.Module):
         for name, spec in self._weight_specs.items():
             param = self._parameters[name]
             if param.is_floating_point():
-                param.requires_grad_(spec.trainable and value)
-        for layer in self.layers:
-            layer.trainable = value
+                param.requires_grad = spec.trainable and value
+        for child in self._modules.values():
+            if isinstance(child, TrackedStructure):
+                for param in child.own_parameters():
+                    if param.is_floating_point():
+                        param.requires_grad_(value)
+        for child in self._weight_children():
+            if isinstance(child, Layer):
+                child.trainable = value
+            else:
+                for param in child.parameters():
+                    if param.is_floating_point():
+                        param.requires_grad_(value)
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights as NumPy arrays, in `weights` order.
@@ -611,10 +842,14 @@ class Layer(nn.Module):
         by_id: dict[int, str] = {}
 
         def visit(layer: Layer, prefix: str) -> None:
-            for attr, spec in layer._weight_specs.items():
-                by_id.setdefault(id(layer._parameters[attr]), f"{prefix}/{spec.keras_name}")
-            for sub in layer.layers:
-                visit(sub, f"{prefix}/{sub.name}")
+            for keras_name, param, _ in layer._own_weight_items():
+                by_id.setdefault(id(param), f"{prefix}/{keras_name}")
+            for sub in layer._weight_children():
+                if isinstance(sub, Layer):
+                    visit(sub, f"{prefix}/{sub.name}")
+                else:
+                    for name, param in sub.named_parameters():
+                        by_id.setdefault(id(param), f"{prefix}/{type(sub).__name__}/{name}")
 
         visit(self, self.name)
         return [by_id.get(id(w), "?") for w in self.weights]
@@ -649,7 +884,9 @@ class Layer(nn.Module):
         out = list(self._call_losses)
         for name, spec in self._weight_specs.items():
             if spec.regularizer is not None and spec.trainable and self._trainable:
-                out.append(spec.regularizer(self._parameters[name]))
+                param = self._parameters[name]
+                if not is_lazy(param):
+                    out.append(spec.regularizer(param))
         for layer in self.layers:
             out.extend(layer.losses)
         return out
@@ -665,6 +902,26 @@ class Layer(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.call(*args, **kwargs)
+
+    def _give_own_forward(self) -> None:
+        """Gives this layer a `forward` with its own code object.
+
+        `torch.compile` (dynamo) keeps its compiled variants per code object,
+        with a limit of 8: were all layers to share `Layer.forward`'s, a model of
+        a few layers would exhaust it after a train/eval switch and a new
+        sequence length. A copy of the code keeps each layer's variants apart.
+        """
+        if type(self).forward is not Layer.forward:
+            return
+        function = Layer.forward
+        own = types.FunctionType(
+            function.__code__.replace(), function.__globals__, function.__name__
+        )
+        self.__dict__["forward"] = types.MethodType(own, self)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._give_own_forward()
 
     def _maybe_build(self, inputs: Any) -> None:
         if self.built:
@@ -747,6 +1004,8 @@ class Layer(nn.Module):
         training = kwargs.pop("training", None)
         if training is None:
             training = backend.current_training()
+            if training is None and self.training:  # after `.train()`
+                training = True
         if self._call_has_training:
             kwargs["training"] = training
 
@@ -887,6 +1146,17 @@ def flatten_structure(structure: Any) -> list:
 def map_structure(fn, structure: Any) -> Any:
     """Applies `fn` to every leaf of a nested structure."""
     return _map_structure(fn, structure)
+
+
+def is_torch_leaf(module: nn.Module) -> bool:
+    """Whether `module` is a plain torch module (no birnn layer inside): a weight owner.
+
+    Keras on the torch backend wraps such a module in a `TorchModuleWrapper`
+    layer whose weights are the module's parameters.
+    """
+    if isinstance(module, (Layer, TrackedStructure)):
+        return False
+    return not any(isinstance(m, Layer) for m in module.modules())
 
 
 def iter_layers(layer: Layer) -> Iterable[Layer]:

@@ -41,6 +41,8 @@ def resolve_loss(identifier: Any, y_true: Any, y_pred: Any) -> losses_module.Los
     """A `Loss` object for a compile-time identifier (`"crossentropy"` picks the variant)."""
     if identifier is None:
         return None
+    if losses_module.is_torch_loss(identifier):
+        return losses_module.TorchLoss(identifier)
     if isinstance(identifier, str) and identifier.lower() in ("crossentropy", "ce"):
         if y_pred.shape[-1] == 1:
             fn = losses_module.binary_crossentropy

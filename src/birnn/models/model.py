@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -337,6 +338,14 @@ class Model(Trainer, Layer):
         from birnn import losses, metrics, optimizers  # noqa: PLC0415
 
         cfg = self._compile_config
+        if any(losses.is_torch_loss(v) for v in flatten_structure(cfg["loss"])):
+            warnings.warn(
+                f"Model '{self.name}' was compiled with a PyTorch loss, which has no Keras "
+                "config: the file is written without its compile config (weights and "
+                "optimizer variables are saved; compile again after loading).",
+                stacklevel=3,
+            )
+            return {}
 
         def ser(value: Any, module: Any) -> Any:
             if value is None or isinstance(value, str):

@@ -8,6 +8,7 @@ progress bar draws or an epoch ends.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -24,6 +25,31 @@ from birnn.layers.layer import Layer, flatten_structure, map_structure
 from birnn.models import data_adapter
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
 from birnn.models.functional import flatten_io, leaf_paths
+
+
+def _in_mode(training: bool):
+    """Runs a method with every module in train (or eval) mode, then restores each mode.
+
+    `fit` trains, `evaluate`/`predict` infer, for torch modules inside the model
+    (`nn.Dropout`, `nn.BatchNorm1d`) as for birnn layers; each module gets back
+    the mode it had.
+    """
+
+    def decorate(method):
+        @functools.wraps(method)
+        def run(self, *args, **kwargs):
+            switched = [m for m in self.modules() if m.training != training]
+            for module in switched:
+                object.__setattr__(module, "training", training)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                for module in switched:
+                    object.__setattr__(module, "training", not training)
+
+        return run
+
+    return decorate
 
 
 def _resolve_verbose(verbose: Any) -> int:
@@ -94,7 +120,7 @@ class Trainer:
             "metrics": metrics,
             "weighted_metrics": weighted_metrics,
         }
-        self._loss_spec = loss
+        self.__dict__["_loss_spec"] = loss  # a torch loss module is not a submodule
         self._reset_compiled_state()
         self._layout_cache = None
         if getattr(self, "_graph", None) is not None:
@@ -415,6 +441,7 @@ class Trainer:
         return self(x, training=False)
 
     # ------------------------------------------------------------------ fit
+    @_in_mode(True)
     def fit(
         self,
         x: Any = None,
@@ -559,6 +586,7 @@ class Trainer:
         return cbs.history
 
     # ------------------------------------------------------------------ evaluate
+    @_in_mode(False)
     def _run_evaluation(self, data: Any, cbs: Any, device: Any, in_fit: bool = False) -> dict:
         self.reset_metrics()
         cbs.on_test_begin()
@@ -581,6 +609,7 @@ class Trainer:
         cbs.on_test_end(logs)
         return logs
 
+    @_in_mode(False)
     def evaluate(
         self,
         x: Any = None,
@@ -636,6 +665,7 @@ class Trainer:
         return [logs[k] for k in ordered if k in logs]
 
     # ------------------------------------------------------------------ predict
+    @_in_mode(False)
     def predict(
         self,
         x: Any,
@@ -685,6 +715,7 @@ class Trainer:
         return _concat(outputs)
 
     # ------------------------------------------------------------------ on batch
+    @_in_mode(True)
     def train_on_batch(
         self,
         x: Any,
@@ -720,6 +751,7 @@ class Trainer:
         logs = self._logs()
         return logs if return_dict else self._flatten_logs(logs)
 
+    @_in_mode(False)
     def test_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
     ) -> Any:
@@ -736,6 +768,7 @@ class Trainer:
         logs = self._logs()
         return logs if return_dict else self._flatten_logs(logs)
 
+    @_in_mode(False)
     def predict_on_batch(self, x: Any) -> Any:
         """The model's outputs (NumPy) for one batch."""
         x = data_adapter.to_device(data_adapter.to_tensors(x), self._model_device())

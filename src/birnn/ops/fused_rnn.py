@@ -147,6 +147,21 @@ def _kernel(
 
     States are `(directions, batch, units)`; `outputs` has the layout of `inputs`.
     """
+    device_type = inputs.device.type
+    if torch.is_autocast_enabled(device_type):
+        # As `nn.LSTM` under autocast: compute in the autocast dtype (CPU autocast does not
+        # list `gru`, and mixed-dtype states would fail); the outputs keep that dtype.
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False):
+            return _kernel(
+                kind,
+                inputs.to(dtype),
+                [s.to(dtype) for s in states],
+                [w.to(dtype) for w in weights],
+                has_biases,
+                bidirectional,
+                batch_first,
+            )
     train = torch.is_grad_enabled() and (
         any(w.requires_grad for w in weights) or any(t.requires_grad for t in (inputs, *states))
     )

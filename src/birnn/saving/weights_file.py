@@ -79,6 +79,7 @@ class _Entry:
     path: str
     obj: Any
     weights: list[tuple[str, nn.Parameter]] = field(default_factory=list)
+    named: bool = False  # datasets named by parameter (a torch module), not "0", "1"...
 
 
 def _name_key(name: str) -> str:
@@ -115,11 +116,12 @@ def _class_key(obj: Any) -> str:
 
 def _own_weights(layer: Any) -> list[tuple[str, nn.Parameter]]:
     """A layer's own weights in Keras order: trainable ones, then the others."""
-    specs = layer._weight_specs
-    names = [n for n, s in specs.items() if s.trainable] + [
-        n for n, s in specs.items() if not s.trainable
-    ]
-    return [(specs[n].keras_name, layer._parameters[n]) for n in names]
+    return [(name, param) for name, param, _ in layer._own_weight_items()]
+
+
+def _torch_module_entry(module: nn.Module, path: str) -> _Entry:
+    """A plain torch module, as Keras writes its `TorchModuleWrapper`: named datasets."""
+    return _Entry(path, module, list(module.named_parameters()), named=True)
 
 
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -135,7 +137,12 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _is_container(obj: Any) -> bool:
-    return isinstance(obj, (list, tuple, nn.ModuleList, nn.Sequential, nn.ModuleDict))
+    from birnn.layers.layer import is_torch_leaf  # noqa: PLC0415
+    from birnn.layers.tracking import TrackedStructure  # noqa: PLC0415
+
+    return isinstance(
+        obj, (list, tuple, nn.ModuleList, nn.Sequential, nn.ModuleDict, TrackedStructure)
+    ) and not (isinstance(obj, nn.Module) and is_torch_leaf(obj))
 
 
 def _walk(obj: Any, path: str, seen: set[int], out: list[_Entry]) -> None:
@@ -162,6 +169,9 @@ def _walk(obj: Any, path: str, seen: set[int], out: list[_Entry]) -> None:
             _walk(child, _join(path, attr), seen, out)
         elif _is_container(child):
             _walk_container(child, _join(path, attr), seen, out, set())
+        elif isinstance(child, nn.Module) and id(child) not in seen:
+            seen.add(id(child))
+            out.append(_torch_module_entry(child, _join(path, attr)))
 
 
 def _walk_container(
@@ -170,7 +180,12 @@ def _walk_container(
     if id(container) in seen_containers:
         return
     seen_containers.add(id(container))
-    items = list(container.values()) if isinstance(container, nn.ModuleDict) else list(container)
+    if isinstance(container, nn.ModuleDict):
+        items = list(container.values())
+    elif hasattr(container, "structure"):  # a tracked list/tuple/dict attribute
+        items = container.items()
+    else:
+        items = list(container)
     counts: dict[str, int] = {}
 
     def unique(name: str) -> str:
@@ -185,6 +200,9 @@ def _walk_container(
             _walk(item, _join(path, unique(_class_key(item))), seen, out)
         elif _is_container(item):
             _walk_container(item, _join(path, unique("container")), seen, out, seen_containers)
+        elif isinstance(item, nn.Module) and id(item) not in seen:
+            seen.add(id(item))
+            out.append(_torch_module_entry(item, _join(path, unique("torch_module_wrapper"))))
 
 
 def weight_tree(model: Any) -> list[_Entry]:
@@ -228,15 +246,16 @@ def write_h5(model: Any, target: Any) -> None:
             name = getattr(entry.obj, "name", None)
             if isinstance(name, str):
                 group.attrs["name"] = name
-            for index, (_, param) in enumerate(entry.weights):
+            for index, (param_name, param) in enumerate(entry.weights):
+                key = param_name if entry.named else str(index)
                 value = param.detach().cpu()
                 if value.dtype == torch.bfloat16:
                     # As Keras writes it: the raw 16 bits as an opaque 2-byte type.
                     bits = value.contiguous().view(torch.int16).numpy().view("V2")
-                    dataset = group.create_dataset(str(index), data=bits)
+                    dataset = group.create_dataset(key, data=bits)
                     dataset.attrs["dtype"] = "bfloat16"
                 else:
-                    group[str(index)] = value.numpy()
+                    group[key] = value.numpy()
         _write_optimizer(model, f)
 
 
@@ -351,14 +370,15 @@ def _plan_entry(
     pairs: list[tuple[nn.Parameter, torch.Tensor]] = []
     problems: list[str] = []
     for index, (name, param) in enumerate(entry.weights):
-        array = arrays.get(str(index))
+        key = name if entry.named else str(index)
+        array = arrays.get(key)
         if array is None:
             problems.append(f"{_describe(entry)}: weight {index} ('{name}') is missing.")
             continue
         if tuple(array.shape) != tuple(param.shape):
             problems.append(
                 f"{_describe(entry)}: weight '{name}' has shape {tuple(param.shape)}, "
-                f"but the file's '{vars_path}/{index}' has shape {tuple(array.shape)}."
+                f"but the file's '{vars_path}/{key}' has shape {tuple(array.shape)}."
             )
             continue
         try:
@@ -366,7 +386,7 @@ def _plan_entry(
         except (TypeError, ValueError) as e:
             problems.append(
                 f"{_describe(entry)}: weight '{name}' cannot be read from the file's "
-                f"'{vars_path}/{index}': {e}."
+                f"'{vars_path}/{key}': {e}."
             )
     return pairs, problems
 

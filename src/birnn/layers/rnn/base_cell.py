@@ -54,6 +54,8 @@ class BuiltinCell(Layer, DropoutRNNCell):
     `_run_sequence()` (a whole sequence through `birnn.ops.recurrent`).
     """
 
+    _lazy_build_probe = (None, 1)  # weights exist (lazily) before the first call
+
     gates = 1
     has_recurrent_activation = True
 

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.modules.module as _module
 
 from birnn.layers.layer import Layer, flatten_structure
 from birnn.layers.rnn import fused_dispatch
+from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.rnn import sequence_mask
 from birnn.layers.serialization import deserialize_layer, serialize_layer
 from birnn.ops import fused_rnn
@@ -71,7 +73,11 @@ class Bidirectional(Layer):
         the `initial_state` argument during the call of this layer, the first
         half in the list of elements in the `initial_state` list will be passed
         to the forward RNN call and the last half in the list of elements will be
-        passed to the backward RNN call.
+        passed to the backward RNN call. A `torch.nn.utils.rnn.PackedSequence`
+        input is treated as right-padded input with the mask of its lengths;
+        the output is padded. Torch hooks registered on `forward_layer` or
+        `backward_layer` fire: the two layers are then called one by one
+        instead of in one fused kernel call.
 
     Returns:
         The merged output (a tensor), or the tuple `(forward, backward)` when
@@ -111,6 +117,11 @@ class Bidirectional(Layer):
     model.compile(loss="categorical_crossentropy", optimizer="rmsprop")
     ```
     """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if is_packed(args):
+            return call_with_packed(self, super().__call__, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
     def __init__(
         self,
@@ -268,17 +279,18 @@ class Bidirectional(Layer):
         Built-in LSTM/GRU pairs run both directions in one fused kernel call,
         which also gives `sequences`, the two side by side (else `None`).
         """
-        fused = fused_dispatch.run_pair(
-            self.forward_layer,
-            self.backward_layer,
-            inputs,
-            mask,
-            bool(training),
-            forward_state,
-            backward_state,
-        )
-        if fused is not None:
-            return fused
+        if not (_has_hooks(self.forward_layer) or _has_hooks(self.backward_layer)):
+            fused = fused_dispatch.run_pair(
+                self.forward_layer,
+                self.backward_layer,
+                inputs,
+                mask,
+                bool(training),
+                forward_state,
+                backward_state,
+            )
+            if fused is not None:
+                return fused
         results = []
         for sublayer, state in (
             (self.forward_layer, forward_state),
@@ -303,7 +315,9 @@ class Bidirectional(Layer):
 
     def _cast(self, y: torch.Tensor) -> torch.Tensor:
         dtype = self.dtype_torch
-        return y.to(dtype) if dtype.is_floating_point and y.dtype != dtype else y
+        if not dtype.is_floating_point or y.dtype == dtype:
+            return y
+        return y if torch.is_autocast_enabled(y.device.type) else y.to(dtype)
 
     def _merge(self, y_fw: torch.Tensor, y_bw: torch.Tensor) -> Any:
         y_fw, y_bw = self._cast(y_fw), self._cast(y_bw)
@@ -535,3 +549,17 @@ def _zero_masked_steps(layer: Layer, y: torch.Tensor, mask: torch.Tensor) -> tor
     keep = mask.to(device=y.device, dtype=torch.bool)
     keep = keep.reshape(*keep.shape[:2], *(1,) * (y.dim() - 2))
     return torch.where(keep, y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+
+def _has_hooks(layer: Any) -> bool:
+    """Whether torch hooks would run on a call of `layer` (then it is called, not fused)."""
+    return bool(
+        layer._forward_hooks
+        or layer._forward_pre_hooks
+        or layer._backward_hooks
+        or layer._backward_pre_hooks
+        or _module._global_forward_hooks
+        or _module._global_forward_pre_hooks
+        or _module._global_backward_hooks
+        or _module._global_backward_pre_hooks
+    )

@@ -11,6 +11,7 @@ import torch
 from birnn import backend
 from birnn.layers.layer import Layer, flatten_structure
 from birnn.layers.rnn.dropout import reset_dropout_masks
+from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.stacked_rnn_cells import (
     StackedRNNCells,
     build_cell,
@@ -116,7 +117,10 @@ class RNN(Layer):
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
-        sequences: A tensor of shape `(batch_size, timesteps, features...)`.
+        sequences: A tensor of shape `(batch_size, timesteps, features...)`, or
+            a `torch.nn.utils.rnn.PackedSequence`: it is treated as right-padded
+            input (batch in its original order) with the mask of its lengths,
+            and the output is padded, not packed.
         initial_state: Optional list of initial state tensors, one per state
             (nested per cell for stacked cells). Defaults to zeros, or to the
             stored states of a stateful layer.
@@ -154,6 +158,11 @@ class RNN(Layer):
     >>> RNN(MinimalRNNCell(6))(torch.ones(2, 5, 3)).shape
     torch.Size([2, 6])
     """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if is_packed(args):
+            return call_with_packed(self, super().__call__, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
     def __init__(
         self,
