@@ -18,6 +18,7 @@ _NAMES = {
     "Multiply": "birnn.layers.merging",
     "Average": "birnn.layers.merging",
     "TimeDistributed": "birnn.layers.time_distributed",
+    "Wrapper": "birnn.layers.wrapper",
     "GlobalAveragePooling1D": "birnn.layers.pooling",
     "GlobalMaxPooling1D": "birnn.layers.pooling",
     "RNN": "birnn.layers.rnn.rnn",

@@ -211,7 +211,7 @@ def load_model(
         filepath: Path of the `.keras` file.
         custom_objects: Mapping of names to user classes/functions the config
             refers to (alternatively register them with
-            `birnn.saving.register_serializable()`).
+            `birnn.saving.register_keras_serializable()`).
         compile: Whether to compile the model with the saved optimizer, loss
             and metrics.
         safe_mode: Kept for Keras compatibility; birnn never loads lambdas.
