@@ -16,6 +16,7 @@ _SUBMODULES = (
     "activations",
     "backend",
     "callbacks",
+    "config",
     "constraints",
     "initializers",
     "layers",
@@ -26,6 +27,7 @@ _SUBMODULES = (
     "optimizers",
     "regularizers",
     "saving",
+    "utils",
 )
 _NAMES = {
     "Input": "birnn.layers.input_layer",
