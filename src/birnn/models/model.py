@@ -81,10 +81,11 @@ def standardize_input(
             f"Input {index} ('{name}') of model '{model_name}' is incompatible with the "
             f"model: expected shape {expected}, but received input with shape {actual}."
         )
-        if len(actual) != len(expected):
-            raise ValueError(message)
-        # Keras warns and runs (the layers check what they need), and ignores the batch
-        # axis of `Input`, which only stateful layers rely on.
+        features_differ = expected[-1] is not None and actual[-1] != expected[-1]
+        if len(actual) != len(expected) or features_differ:
+            raise ValueError(message)  # Keras warns, then a layer fails on the features
+        # Other axes (timesteps): Keras warns and runs. The batch axis of `Input` is
+        # ignored, as in Keras: only stateful layers rely on it, and they check it.
         warnings.warn(message, stacklevel=4)
     if mask is not None:
         x._keras_mask = mask
