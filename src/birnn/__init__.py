@@ -16,6 +16,7 @@ _SUBMODULES = (
     "activations",
     "backend",
     "callbacks",
+    "config",
     "constraints",
     "distribution",
     "initializers",
@@ -27,6 +28,7 @@ _SUBMODULES = (
     "optimizers",
     "regularizers",
     "saving",
+    "utils",
 )
 _NAMES = {
     "Input": "birnn.layers.input_layer",

@@ -35,6 +35,21 @@ def floatx() -> str:
     return _FLOATX
 
 
+def set_floatx(value: str) -> None:
+    """Sets the default float type of new layers and converted arrays (Keras's
+    `keras.config.set_floatx`): `"float16"`, `"bfloat16"`, `"float32"` or `"float64"`."""
+    global _FLOATX
+    accepted = ("float16", "bfloat16", "float32", "float64")
+    if value not in accepted:
+        raise ValueError(f"Unknown `floatx` value: {value!r}. Expected one of {accepted}")
+    _FLOATX = value
+
+
+def clear_session() -> None:
+    """Resets automatic layer naming, as `keras.backend.clear_session()` does."""
+    reset_uids()
+
+
 def standardize_dtype(dtype: Any) -> str:
     """Returns the canonical name (`"float32"`, `"int64"`...) of a dtype-like object.
 

@@ -423,7 +423,7 @@ class ModelCheckpoint(Callback):
 
     Args:
         filepath: Where to save; may hold `{epoch}` and log keys
-            (`"ckpt-{epoch:02d}-{val_loss:.2f}.keras"`). Must end in `.keras`,
+            (`"ckpt-{epoch:02d}-{val_loss:.2f}.keras"`). Must end in `.keras` (or `.h5`),
             or `.weights.h5` with `save_weights_only=True`.
         monitor: Quantity compared with `save_best_only`.
         verbose: Whether to print when saving.
@@ -452,9 +452,9 @@ class ModelCheckpoint(Callback):
                 "ModelCheckpoint: with save_weights_only=True the filepath must end in "
                 f"`.weights.h5`. Received: filepath={self.filepath}"
             )
-        if not save_weights_only and not self.filepath.endswith(".keras"):
+        if not save_weights_only and not self.filepath.endswith((".keras", ".h5", ".hdf5")):
             raise ValueError(
-                "ModelCheckpoint: the filepath must end in `.keras` (or use "
+                "ModelCheckpoint: the filepath must end in `.keras` or a legacy `.h5` (or use "
                 f"save_weights_only=True with `.weights.h5`). Received: filepath={self.filepath}"
             )
         if save_freq != "epoch" and not isinstance(save_freq, int):

@@ -31,12 +31,13 @@ True
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 import torch
 
-from birnn import backend
+from birnn import backend, schedules
 from birnn.losses import KerasRegistry
 
 _BASE_DEFAULTS = {
@@ -50,6 +51,22 @@ _BASE_DEFAULTS = {
     "loss_scale_factor": None,
     "gradient_accumulation_steps": None,
 }
+
+
+class _LearningRate(float):
+    """A learning rate read from an optimizer: a float with Keras's variable methods."""
+
+    def __new__(cls, value: float, optimizer: Optimizer) -> _LearningRate:
+        rate = super().__new__(cls, value)
+        rate._optimizer = optimizer
+        return rate
+
+    def assign(self, value: float) -> None:
+        """Sets the optimizer's learning rate, as `keras.Variable.assign` does."""
+        self._optimizer.learning_rate = float(value)
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(float(self), dtype="float32")
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -93,10 +110,17 @@ class Optimizer(torch.optim.Optimizer):
                 f"{type(self).__name__}: only one of `clipnorm`, `clipvalue` and "
                 f"`global_clipnorm` can be set. Received: {clip}"
             )
-        if not isinstance(learning_rate, (int, float)) or learning_rate < 0:
+        self._schedule = None
+        if isinstance(learning_rate, schedules.LearningRateSchedule):
+            self._schedule, learning_rate = learning_rate, learning_rate(0)
+        if (
+            isinstance(learning_rate, bool)
+            or not isinstance(learning_rate, (int, float))
+            or learning_rate < 0
+        ):
             raise ValueError(
                 f"{type(self).__name__}: argument `learning_rate` must be a non-negative "
-                f"float. Received: {learning_rate!r}"
+                f"float or a `LearningRateSchedule`. Received: {learning_rate!r}"
             )
         self._options = options
         self._learning_rate = float(learning_rate)
@@ -137,13 +161,23 @@ class Optimizer(torch.optim.Optimizer):
 
     @property
     def learning_rate(self) -> float:
-        """The current learning rate (writable; updates every parameter group)."""
-        if self.built:
-            return self.param_groups[0]["lr"]
-        return self._learning_rate
+        """The current learning rate (writable, also by Keras's `.assign(value)`; updates
+        every parameter group). With a schedule, the schedule's rate at this step."""
+        if self._schedule is not None:
+            value = self._schedule(self.iterations)
+        elif self.built:
+            value = self.param_groups[0]["lr"]
+        else:
+            value = self._learning_rate
+        return _LearningRate(value, self)
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        if self._schedule is not None:
+            raise TypeError(
+                f"Optimizer '{self.name}' was created with a `LearningRateSchedule` as its "
+                "`learning_rate`, hence its learning rate is not settable."
+            )
         self._learning_rate = float(value)
         if self.built:
             for group in self.param_groups:
@@ -185,6 +219,10 @@ class Optimizer(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> Any:
         """Applies one update from the parameters' `.grad` (Keras's clipping/decay first)."""
         self._check_built()
+        if self._schedule is not None:
+            rate = float(self._schedule(self.iterations))
+            for group in self.param_groups:
+                group["lr"] = rate
         self._preprocess()
         self.iterations += 1
         return self._apply_update(closure)
@@ -236,7 +274,11 @@ class Optimizer(torch.optim.Optimizer):
         """Keras's config keys for this optimizer."""
         return {
             "name": self.name,
-            "learning_rate": float(self.learning_rate),
+            "learning_rate": (
+                float(self.learning_rate)
+                if self._schedule is None
+                else schedules.serialize(self._schedule)
+            ),
             **self._options,
             **self._extra_config(),
         }
@@ -244,11 +286,9 @@ class Optimizer(torch.optim.Optimizer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> Optimizer:
         config = dict(config)
-        lr = config.get("learning_rate")
-        if isinstance(lr, dict):
-            raise ValueError(
-                f"{cls.__name__}: learning-rate schedules are not supported by birnn. "
-                f"Received: {lr}"
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(
+                config["learning_rate"], custom_objects
             )
         for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
             config.pop(key, None)
@@ -272,10 +312,11 @@ class Optimizer(torch.optim.Optimizer):
     def save_own_variables(self, store: dict) -> None:
         """Writes Keras's optimizer variables: iteration, learning_rate, slots."""
         store["0"] = np.asarray(self.iterations, dtype="int64")
-        store["1"] = np.asarray(self.learning_rate, dtype="float32")
+        if self._schedule is None:  # a scheduled rate is no variable in Keras either
+            store["1"] = np.asarray(self.learning_rate, dtype="float32")
         if not self.built:
             return
-        for index, (_, value) in enumerate(self._keras_slots(), start=2):
+        for index, (_, value) in enumerate(self._keras_slots(), start=self._scalars):
             store[str(index)] = value
 
     def _keras_slots(self) -> list[tuple[str, np.ndarray]]:
@@ -310,23 +351,25 @@ class Optimizer(torch.optim.Optimizer):
                 f"gaps. Received keys {sorted(by_key)}."
             )
         values = [np.asarray(by_key[k]) for k in wanted]
-        if len(values) < 2 or values[0].size != 1 or values[1].size != 1:
+        head = self._scalars
+        if len(values) < head or any(v.size != 1 for v in values[:head]):
+            names = "`iterations` and `learning_rate`" if head == 2 else "`iterations`"
             raise ValueError(
-                f"Optimizer '{self.name}': the first two variables must be the scalars "
-                f"`iterations` and `learning_rate`. Received shapes "
-                f"{[v.shape for v in values[:2]]}."
+                f"Optimizer '{self.name}': the first {head} variable(s) must be the scalars "
+                f"{names}. Received shapes {[v.shape for v in values[:head]]}."
             )
         if not self.built:
             return values
         order = self._slot_order()
-        expected = 2 + len(order) + self._extra_variables
+        expected = head + len(order) + self._extra_variables
         if len(values) != expected:
             raise ValueError(
                 f"Optimizer '{self.name}' ({type(self).__name__}, {len(self._params())} "
                 f"parameters) expects {expected} variables, the file has {len(values)} "
                 "(saved with another optimizer or model?)."
             )
-        for index, ((param, (keras_name, _)), value) in enumerate(zip(order, values[2:]), start=2):
+        slots = enumerate(zip(order, values[head:]), start=head)
+        for index, ((param, (keras_name, _)), value) in slots:
             if tuple(value.shape) != tuple(param.shape):
                 raise ValueError(
                     f"Optimizer '{self.name}': variable {index} (slot '{keras_name}') has "
@@ -337,7 +380,7 @@ class Optimizer(torch.optim.Optimizer):
                     f"Optimizer '{self.name}': variable {index} holds {value.dtype} data, "
                     "not numbers."
                 )
-        extras = values[2 + len(order) :]
+        extras = values[head + len(order) :]
         if any(v.size != 1 for v in extras):
             raise ValueError(
                 f"Optimizer '{self.name}': its last {len(extras)} variable(s) must be "
@@ -359,23 +402,31 @@ class Optimizer(torch.optim.Optimizer):
         if not self.built:
             self._pending_state = dict(store)
             return
-        order = self._slot_order()
+        order, head = self._slot_order(), self._scalars
         old_learning_rate = self.learning_rate
-        self.learning_rate = float(values[1].item())  # SGD's slots are scaled by it
+        if self._schedule is None:
+            self.learning_rate = float(values[1].item())  # SGD's slots are scaled by it
         try:
             slots = [
                 (param, torch_key, self._from_keras_slot(torch_key, value, param))
-                for (param, (_, torch_key)), value in zip(order, values[2:])
+                for (param, (_, torch_key)), value in zip(order, values[head:])
             ]
         except Exception:
-            self.learning_rate = old_learning_rate
+            if self._schedule is None:
+                self.learning_rate = old_learning_rate
             raise
         self.iterations = int(values[0].item())
         for param, torch_key, tensor in slots:
             state = self.state[param]
             state[torch_key] = tensor
             self._init_extra_state(state, param)
-        self._load_extra_variables(values[2 + len(order) :])
+        self._load_extra_variables(values[head + len(order) :])
+
+    @property
+    def _scalars(self) -> int:
+        """How many scalars Keras stores before the slots: iterations (and learning_rate
+        unless it comes from a schedule)."""
+        return 1 if self._schedule is not None else 2
 
     _extra_variables = 0  # variables Keras stores after the slots (Nadam: `u_product`)
 
@@ -921,3 +972,8 @@ def serialize(optimizer: Any) -> dict | None:
 def deserialize(config: Any, custom_objects: dict | None = None) -> Any:
     """The optimizer a serialized form describes (Keras's module paths are accepted)."""
     return _REGISTRY.deserialize(config, custom_objects)
+
+
+# `keras.optimizers.schedules` is a submodule; `birnn.optimizers` is one module, so its
+# `schedules` (birnn.schedules) is registered under that name for `from ... import`.
+sys.modules[f"{__name__}.schedules"] = schedules

@@ -189,7 +189,6 @@ class OrthogonalRegularizer(Regularizer):
 _CLASSES = (Regularizer, L1, L2, L1L2, OrthogonalRegularizer)
 _OBJECTS: dict[str, Any] = {cls.__name__: cls for cls in _CLASSES}
 _OBJECTS.update({backend.to_snake_case(cls.__name__): cls for cls in _CLASSES})
-_OBJECTS["l1_l2"] = L1L2
 _REGISTRY = Registry("regularizer", "keras.regularizers", _OBJECTS)
 
 l1 = L1

@@ -302,7 +302,9 @@ def test_regularizer_values_match_keras(ours, theirs):
 
 def test_regularizer_get_variants_and_errors():
     assert regularizers.get(None) is None
-    assert isinstance(regularizers.get("l1_l2"), regularizers.L1L2)
+    assert isinstance(regularizers.get("l1l2"), regularizers.L1L2)  # Keras's names
+    with pytest.raises(ValueError, match="l1_l2"):  # refused by Keras 3 too
+        regularizers.get("l1_l2")
     assert isinstance(regularizers.get(regularizers.L2), regularizers.L2)
     fn = lambda w: w.sum()  # noqa: E731
     assert regularizers.get(fn) is fn

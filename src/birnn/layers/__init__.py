@@ -46,6 +46,7 @@ _NAMES = {
     "ELU": "birnn.layers.activations",
     "Softmax": "birnn.layers.activations",
     "TimeDistributed": "birnn.layers.time_distributed",
+    "Wrapper": "birnn.layers.wrapper",
     "GlobalAveragePooling1D": "birnn.layers.pooling",
     "GlobalMaxPooling1D": "birnn.layers.pooling",
     "RNN": "birnn.layers.rnn.rnn",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 from collections.abc import Iterable, Sequence
@@ -329,6 +330,31 @@ class Layer(nn.Module, metaclass=_LayerType):
     # A layer whose `build` only creates its own weights sets this to a batch
     # shape with which `build` can run before the first call (see `_after_init`).
     _lazy_build_probe: tuple | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Layer:
+        layer = super().__new__(cls)
+        if cls.get_config is Layer.get_config and cls.__init__ is not Layer.__init__:
+            # Keras's automatic config: a subclass that does not write `get_config`
+            # is saved with the arguments it was constructed with.
+            try:
+                bound = inspect.signature(cls.__init__).bind(layer, *args, **kwargs)
+            except TypeError:
+                bound = None  # `__init__` raises the error itself
+            if bound is not None:
+                arguments = dict(list(bound.arguments.items())[1:])
+                for name, parameter in inspect.signature(cls.__init__).parameters.items():
+                    if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                        arguments.update(arguments.pop(name, {}))
+                    elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                        arguments.pop(name, None)
+                object.__setattr__(layer, "_auto_config", arguments)
+        return layer
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None and not getattr(build, "_marks_built", False):
+            cls.build = _marking_built(build)
 
     def __init__(self, **kwargs: Any) -> None:
         unknown = set(kwargs) - _BASE_KWARGS
@@ -891,6 +917,31 @@ class Layer(nn.Module, metaclass=_LayerType):
             out.extend(layer.losses)
         return out
 
+    # ------------------------------------------------------------------ graph
+    @property
+    def input(self) -> Any:
+        """The `KerasTensor`(s) this layer was first called on in a functional graph.
+
+        A list where that call took several; an `AttributeError` (as in Keras) if the
+        layer was never called on `KerasTensor`s.
+        """
+        return self._first_node_tensors("input_tensors")
+
+    @property
+    def output(self) -> Any:
+        """The `KerasTensor`(s) this layer's first functional call produced."""
+        return self._first_node_tensors("flat_outputs")
+
+    def _first_node_tensors(self, attribute: str) -> Any:
+        nodes = self.__dict__.get("_inbound_nodes")
+        if not nodes:
+            raise AttributeError(
+                f"Layer '{self.name}' has never been called on symbolic inputs and thus has "
+                "no defined input or output."
+            )
+        tensors = getattr(nodes[0], attribute)
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
     # ------------------------------------------------------------------ build & call
     def build(self, input_shape: Any = None) -> None:
         """Creates the layer's weights. Called once, before the first `call`."""
@@ -1079,7 +1130,13 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
-        """The constructor arguments that recreate this layer (weights excluded)."""
+        """The constructor arguments that recreate this layer (weights excluded).
+
+        A subclass that does not override `get_config` gets, as in Keras, the
+        arguments it was constructed with, if they are plain values (numbers,
+        strings, `None`, and lists, tuples and dicts of those); otherwise it must
+        write `get_config`.
+        """
         config = {
             "name": self.name,
             "trainable": self.trainable,
@@ -1089,6 +1146,16 @@ class Layer(nn.Module, metaclass=_LayerType):
             from birnn import regularizers  # noqa: PLC0415
 
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        arguments = self.__dict__.get("_auto_config")
+        if arguments is not None:
+            if not all(_is_plain_value(v) for v in arguments.values()):
+                raise NotImplementedError(
+                    f"Layer {type(self).__name__} was created with arguments that are not "
+                    "plain values (numbers, strings, None, lists/tuples/dicts of those) and "
+                    "does not override `get_config()`, so it cannot be serialized. Implement "
+                    "`get_config()` returning `{**super().get_config(), <your arguments>}`."
+                )
+            config = {**arguments, **config}
         return config
 
     @classmethod
@@ -1098,6 +1165,31 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def _is_plain_value(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain_value(v) for k, v in value.items())
+    return False
+
+
+def _marking_built(build: Any) -> Any:
+    """`build` that also marks the layer built, as Keras does for any `build` call
+    (a user's `build` need not call `super().build()`)."""
+
+    @functools.wraps(build)
+    def build_and_mark(self: Layer, *args: Any, **kwargs: Any) -> None:
+        build(self, *args, **kwargs)
+        self.built = True
+        if args and "_build_input_shape" not in self.__dict__:
+            self._build_input_shape = args[0]
+
+    build_and_mark._marks_built = True  # type: ignore[attr-defined]
+    return build_and_mark
 
 
 def _map_structure_shapes(fn, structure: Any) -> Any:

@@ -179,7 +179,7 @@ def deserialize_layer(config: Any, custom_objects: dict | None = None) -> Any:
             f"Unknown layer class {config['class_name']!r} "
             f"(module {config.get('module')!r}). birnn implements the layers in "
             "`birnn.layers`; pass other classes with `custom_objects={name: cls}` or "
-            "register them with `birnn.layers.serialization.register_layer_class`."
+            "register them with `@birnn.saving.register_keras_serializable()`."
         )
     inner = dict(config.get("config") or {})
     from_config = cls.from_config

@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from birnn.layers.layer import Layer, map_structure
-from birnn.layers.serialization import deserialize_layer, serialize_layer
+from birnn.layers.layer import map_structure
+from birnn.layers.wrapper import Wrapper
 
 
-class TimeDistributed(Layer):
+class TimeDistributed(Wrapper):
     """Applies `layer` independently to every timestep of a `(batch, time, ...)` input.
 
     The wrapped layer sees inputs of shape `(batch, ...)` and has one set of
@@ -42,15 +42,6 @@ class TimeDistributed(Layer):
 
     supports_masking = True
 
-    def __init__(self, layer: Layer, **kwargs: Any) -> None:
-        if not isinstance(layer, Layer):
-            raise ValueError(
-                "TimeDistributed: argument `layer` must be a `birnn.layers.Layer` instance. "
-                f"Received: layer={layer!r}"
-            )
-        super().__init__(**kwargs)
-        self.layer = layer
-
     def _child_input_shape(self, input_shape: Any) -> tuple:
         if not isinstance(input_shape, (tuple, list)) or len(input_shape) < 3:
             raise ValueError(
@@ -60,15 +51,7 @@ class TimeDistributed(Layer):
         return (input_shape[0], *tuple(input_shape)[2:])
 
     def build(self, input_shape: Any) -> None:
-        child_shape = self._child_input_shape(input_shape)
-        if not self.layer.built:
-            self.layer._build_device = self._build_device
-            try:
-                self.layer.build(child_shape)
-            finally:
-                self.layer._build_device = None
-            self.layer.built = True
-            self.layer._build_input_shape = child_shape
+        self._build_wrapped(self._child_input_shape(input_shape))
         self.built = True
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
@@ -83,9 +66,10 @@ class TimeDistributed(Layer):
             )
         if tuple(mask.shape[:2]) != tuple(inputs.shape[:2]):
             raise ValueError(
-                f"Layer '{self.name}' (TimeDistributed): the mask of shape "
-                f"{tuple(mask.shape)} is incompatible with the input of shape "
-                f"{tuple(inputs.shape)}; their first two axes (batch, time) must match."
+                f"Layer '{self.name}' (TimeDistributed): the `mask` has a shape "
+                f"{tuple(mask.shape)} that is incompatible with the input shape "
+                f"{tuple(inputs.shape)}; the first two dimensions of the mask (batch size "
+                "and timesteps) must match the input's first two dimensions."
             )
 
     def call(
@@ -100,12 +84,3 @@ class TimeDistributed(Layer):
         flat = inputs.reshape(batch * steps, *inputs.shape[2:])
         outputs = self.layer(flat, **kwargs)
         return map_structure(lambda y: y.reshape(batch, steps, *y.shape[1:]), outputs)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "layer": serialize_layer(self.layer)}
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects: dict | None = None) -> TimeDistributed:
-        config = dict(config)
-        layer = deserialize_layer(config.pop("layer"), custom_objects=custom_objects)
-        return cls(layer, **config)

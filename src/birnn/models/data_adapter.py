@@ -173,9 +173,11 @@ class ArrayData:
     ) -> None:
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.num_samples = check_cardinality(x, y, sample_weight)
-        self.batch_size = int(batch_size or 32)
-        if self.batch_size <= 0:
-            raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size}")
+        if self.num_samples == 0:
+            raise ValueError(
+                "The data has 0 samples: `x` (and `y`) must hold at least one sample."
+            )
+        self.batch_size = 32 if batch_size is None else int(batch_size)
         self.shuffle = shuffle
         self.batches_per_pass = math.ceil(self.num_samples / self.batch_size)
         self.steps = min(steps, self.batches_per_pass) if steps else self.batches_per_pass
@@ -279,6 +281,17 @@ class IterableData:
             yield tuple(to_tensors(part) for part in unpack(batch))
 
 
+def check_batch_size(batch_size: Any) -> None:
+    """`None` or a positive whole number (a NumPy integer too), else a `ValueError`."""
+    if batch_size is None:
+        return
+    whole = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+    if not whole or batch_size <= 0:
+        raise ValueError(
+            f"`batch_size` must be a positive integer or None. Received: batch_size={batch_size!r}"
+        )
+
+
 def make_data(
     x: Any,
     y: Any = None,
@@ -290,6 +303,7 @@ def make_data(
     resume: bool = False,
 ) -> ArrayData | IterableData:
     """The batch source for `x` (arrays, a `Dataset`, or an iterable of batches)."""
+    check_batch_size(batch_size)
     if isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.Tensor):
         if y is not None:
             raise ValueError("When `x` is a Dataset, `y` must be None (the Dataset yields it).")

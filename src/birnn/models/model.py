@@ -74,13 +74,19 @@ def standardize_input(
         x = x.unsqueeze(-1)
     actual = tuple(x.shape)
     if len(actual) != len(expected) or any(
-        e is not None and a != e for a, e in zip(actual, expected)
+        e is not None and a != e for a, e in zip(actual[1:], expected[1:])
     ):
         name = spec._keras_history[0].name if spec._keras_history else f"input_{index}"
-        raise ValueError(
+        message = (
             f"Input {index} ('{name}') of model '{model_name}' is incompatible with the "
             f"model: expected shape {expected}, but received input with shape {actual}."
         )
+        features_differ = expected[-1] is not None and actual[-1] != expected[-1]
+        if len(actual) != len(expected) or features_differ:
+            raise ValueError(message)  # Keras warns, then a layer fails on the features
+        # Other axes (timesteps): Keras warns and runs. The batch axis of `Input` is
+        # ignored, as in Keras: only stateful layers rely on it, and they check it.
+        warnings.warn(message, stacklevel=4)
     if mask is not None:
         x._keras_mask = mask
     return x
@@ -176,6 +182,34 @@ class Model(Trainer, Layer):
     @property
     def output(self) -> Any:
         return self._outputs_struct if self._graph is not None else None
+
+    @property
+    def input_shape(self) -> Any:
+        """The shape of the graph's input, or a list of shapes for several inputs."""
+        return self._graph_shapes(self.inputs, "inputs")
+
+    @property
+    def output_shape(self) -> Any:
+        """The shape of the graph's output, or a list of shapes for several outputs."""
+        return self._graph_shapes(self.outputs, "outputs")
+
+    def _graph_shapes(self, tensors: list[KerasTensor] | None, what: str) -> Any:
+        if tensors is None:
+            raise AttributeError(
+                f"Model '{self.name}' has no defined {what}: it is not a functional model, "
+                "or a Sequential model that has not been built with an `Input`."
+            )
+        shapes = [tuple(t.shape) for t in tensors]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The model's serialized config as a JSON string (`json.dumps` keyword arguments
+        pass through); `birnn.models.model_from_json` reads it back."""
+        import json  # noqa: PLC0415
+
+        from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+
+        return json.dumps(serialize_keras_object(self), **kwargs)
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name or by index in `layers`.

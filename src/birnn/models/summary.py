@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -70,12 +71,19 @@ def _connections(model: Any, layer: Any) -> str:
     return ", ".join(parts) if parts else "-"
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """Lines of at most `width` characters, broken at spaces; a word longer than the
+    column is cut with an ellipsis, as Keras's table does."""
+    lines = textwrap.wrap(text, width, break_long_words=False) or [""]
+    return [line if len(line) <= width else line[: width - 1] + "…" for line in lines]
+
+
 def _table(rows: list[list[str]], headers: list[str], widths: list[int], aligns: str) -> list[str]:
     def border(left: str, mid: str, right: str, fill: str) -> str:
         return left + mid.join(fill * (w + 2) for w in widths) + right
 
     def cells(values: list[str], sep: str = "│") -> list[str]:
-        wrapped = [textwrap.wrap(v, w) or [""] for v, w in zip(values, widths)]
+        wrapped = [_wrap(v, w) for v, w in zip(values, widths)]
         lines = []
         for i in range(max(len(c) for c in wrapped)):
             parts = []
@@ -183,7 +191,10 @@ def print_summary(
         if show_trainable:
             row.append("Y" if layer.trainable else "N")
         rows.append(row)
-    total_width = line_length or (98 if sequential_like else 115)
+    total_width = line_length
+    if total_width is None:  # the default width, narrowed to the terminal's as in Keras
+        default = 98 if sequential_like else 115
+        total_width = min(default, shutil.get_terminal_size((default, 24)).columns)
     fractions = [0.33, 0.25, 0.15] if sequential_like else [0.26, 0.2, 0.12, 0.32]
     if show_trainable:
         fractions = [*fractions, 0.08]

@@ -163,7 +163,18 @@ class Trainer:
 
     @property
     def metrics_names(self) -> list[str]:
-        return [m.name for m in self.metrics]
+        """Keras 3's names: `"loss"`, then `"compile_metrics"` standing for every metric
+        given to `compile`, then the per-output loss trackers."""
+        if not self.compiled:
+            return []
+        names = ["loss"]
+        cfg = self._compile_config
+        if cfg["metrics"] is not None or cfg["weighted_metrics"] is not None:
+            names.append("compile_metrics")
+        built = self._compiled_metrics is not None and self._compiled_metrics.metrics is not None
+        if built and self._compiled_loss is not None:  # Keras lists them once a batch ran
+            names.extend(t.name for t in self._compiled_loss.trackers)
+        return names
 
     def reset_metrics(self) -> None:
         """Resets the state of every metric (called at the start of each epoch)."""

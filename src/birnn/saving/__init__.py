@@ -1,6 +1,6 @@
 """Config serialization and Keras-format `.keras` / `.weights.h5` files.
 
-- `serialization`: Keras 3 configs <-> birnn objects, `register_serializable`.
+- `serialization`: Keras 3 configs <-> birnn objects, `register_keras_serializable`.
 - `weights_file`: the HDF5 weights layout Keras 3 uses (`save_weights`/`load_weights`).
 - `keras_file`: the `.keras` zip (`save_model`/`load_model`).
 - `operations`: the Keras operations Keras records in functional configs to carry masks.
@@ -10,6 +10,7 @@
 from birnn._lazy import lazy_getattr
 
 _NAMES = {
+    "register_keras_serializable": "birnn.saving.serialization",
     "register_serializable": "birnn.saving.serialization",
     "get_registered_name": "birnn.saving.serialization",
     "get_registered_object": "birnn.saving.serialization",

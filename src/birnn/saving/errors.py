@@ -34,7 +34,7 @@ class UnknownObjectError(SavingError, TypeError):
     """A config names a class or function that birnn cannot find.
 
     Pass it in `custom_objects`, or register it with
-    `birnn.saving.register_serializable()`.
+    `birnn.saving.register_keras_serializable()`.
     """
 
 

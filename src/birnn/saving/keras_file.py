@@ -48,7 +48,9 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
-from birnn.saving import atomic, weights_file
+import h5py
+
+from birnn.saving import atomic, legacy_h5, weights_file
 from birnn.saving.errors import FileFormatError, SavingError
 from birnn.saving.serialization import (
     deserialize_keras_object,
@@ -91,7 +93,8 @@ def model_to_json(model: Any) -> str:
 
 
 def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
-    """Saves `model` (config, compile config, weights) as a Keras 3 `.keras` file.
+    """Saves `model` (config, compile config, weights) as a Keras 3 `.keras` file (or,
+    for a `.h5`/`.hdf5` path, in the legacy HDF5 format, as Keras 3 does).
 
     The file loads in Keras 3 (`keras.models.load_model`) and in birnn. The write is
     atomic: until it completes, `filepath` keeps its previous contents.
@@ -119,10 +122,13 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
     True
     """
     filepath = os.fspath(filepath)
+    if legacy_h5.is_legacy_path(filepath):
+        legacy_h5.save_legacy_h5(model, filepath, overwrite=overwrite)
+        return
     if not filepath.endswith(".keras"):
         raise ValueError(
-            "Invalid filepath extension for saving: use a `.keras` file (Keras 3's format). "
-            f"Received: filepath={filepath}"
+            "Invalid filepath extension for saving: use a `.keras` file (Keras 3's format) "
+            f"or a legacy `.h5` file. Received: filepath={filepath}"
         )
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
@@ -205,13 +211,14 @@ def load_model(
     compile: bool = True,  # noqa: A002  (Keras's argument name)
     safe_mode: bool = True,
 ) -> Any:
-    """Loads a `.keras` file written by Keras 3 or birnn.
+    """Loads a `.keras` file written by Keras 3 or birnn, or a legacy HDF5 model file
+    (`model.save("m.h5")` of Keras 3 or tf.keras 2.x).
 
     Args:
-        filepath: Path of the `.keras` file.
+        filepath: Path of the `.keras` (or `.h5`) file.
         custom_objects: Mapping of names to user classes/functions the config
             refers to (alternatively register them with
-            `birnn.saving.register_serializable()`).
+            `birnn.saving.register_keras_serializable()`).
         compile: Whether to compile the model with the saved optimizer, loss
             and metrics.
         safe_mode: If `True` (default), a file holding a Python lambda (a
@@ -238,9 +245,11 @@ def load_model(
                 "`model.load_weights(path)` instead."
             )
         if not zipfile.is_zipfile(filepath):
+            if h5py.is_hdf5(filepath):
+                return legacy_h5.load_legacy_h5(filepath, custom_objects, compile, safe_mode)
             raise FileFormatError(
-                f"{filepath} is not a Keras 3 `.keras` archive (legacy `.h5` and SavedModel "
-                "formats are not supported; re-save in Keras 3 with `model.save('x.keras')`)."
+                f"{filepath} is neither a Keras 3 `.keras` archive nor a legacy HDF5 model "
+                "file (SavedModel directories are not supported)."
             )
     archive = read_archive(filepath)
     config = dict(archive.config)

@@ -12,7 +12,7 @@ birnn's public classes are written under the Keras module of the same name
 `keras...` module path naming one of those areas (`keras.src.layers.rnn.lstm`,
 `keras.src.backend.torch.optimizers.torch_adam`) finds the birnn class of the
 same name. Everything else is a custom object: it is found by its registered
-name (`"package>Name"`, see `register_serializable`) or its class name in
+name (`"package>Name"`, see `register_keras_serializable`) or its class name in
 `custom_objects`.
 
 Plain values pass through; tensors, NumPy arrays, bytes, slices and symbolic
@@ -54,17 +54,17 @@ _AREAS = (
 _REGISTRY_AREAS = frozenset(_AREAS) - {"layers", "models"}
 
 _REGISTERED_NAMES: dict[Any, str] = {}
-"""Object -> "package>name" for everything `register_serializable` saw."""
+"""Object -> "package>name" for everything `register_keras_serializable` saw."""
 
 
 # ---------------------------------------------------------------------------- registration
-def register_serializable(package: str = "Custom", name: str | None = None) -> Callable:
+def register_keras_serializable(package: str = "Custom", name: str | None = None) -> Callable:
     """Registers a class or function so that saved configs can name it.
 
     The object is stored under the key `"package>name"` (`name` defaults to the
     object's `__name__`); configs written after that carry the key as their
     `registered_name`, and loading finds the object by it without
-    `custom_objects`. This is Keras's `register_keras_serializable`.
+    `custom_objects`. Keras's name; `register_serializable` is an alias.
 
     Args:
         package: The package part of the key.
@@ -79,7 +79,7 @@ def register_serializable(package: str = "Custom", name: str | None = None) -> C
     Examples:
 
     >>> import birnn
-    >>> @birnn.saving.register_serializable(package="demo")
+    >>> @birnn.saving.register_keras_serializable(package="demo")
     ... def scaled_tanh(x):
     ...     return 2 * birnn.activations.get("tanh")(x)
     >>> birnn.saving.get_registered_name(scaled_tanh)
@@ -89,14 +89,15 @@ def register_serializable(package: str = "Custom", name: str | None = None) -> C
     """
     if not isinstance(package, str) or not package:
         raise ValueError(
-            f"register_serializable: `package` must be a non-empty string. Received: {package!r}"
+            "register_keras_serializable: `package` must be a non-empty string. "
+            f"Received: {package!r}"
         )
 
     def decorator(obj: Any) -> Any:
         key = f"{package}>{name if name is not None else obj.__name__}"
         if inspect.isclass(obj) and not hasattr(obj, "get_config"):
             raise ValueError(
-                f"register_serializable: cannot register class {obj.__name__}: "
+                f"register_keras_serializable: cannot register class {obj.__name__}: "
                 "it has no get_config() method."
             )
         _registry.register_custom_object(key, obj)
@@ -108,6 +109,9 @@ def register_serializable(package: str = "Custom", name: str | None = None) -> C
         return obj
 
     return decorator
+
+
+register_serializable = register_keras_serializable
 
 
 def get_registered_name(obj: Any) -> str:
@@ -153,7 +157,7 @@ def get_registered_object(name: str, custom_objects: dict[str, Any] | None = Non
     """The class or function known by `name`, or `None`.
 
     Looks in `custom_objects`, then in the active `custom_object_scope`s, then
-    among the objects registered with `register_serializable`.
+    among the objects registered with `register_keras_serializable`.
 
     Args:
         name: A registered key (`"package>name"`) or a custom object's name.
@@ -298,7 +302,7 @@ def _unknown(kind: str, name: str, module: str | None) -> UnknownObjectError:
     return UnknownObjectError(
         f"Could not locate {kind} '{name}'{where}. birnn has no class of that name: pass "
         "it in `custom_objects={...}`, or decorate it with "
-        "`@birnn.saving.register_serializable()` and import it before loading."
+        "`@birnn.saving.register_keras_serializable()` and import it before loading."
     )
 
 
@@ -351,14 +355,16 @@ def serialize_keras_object(obj: Any) -> Any:
     >>> config["module"], config["class_name"], config["config"]["units"]
     ('keras.layers', 'LSTM', 4)
     >>> serialize_keras_object((1, None, "x"))
-    [1, None, 'x']
+    (1, None, 'x')
     """
     from birnn.keras_tensor import KerasTensor  # noqa: PLC0415
 
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, list):
         return [serialize_keras_object(x) for x in obj]
+    if isinstance(obj, tuple):  # kept a tuple, as Keras does (a JSON file makes it a list)
+        return tuple(serialize_keras_object(x) for x in obj)
     if isinstance(obj, dict):
         return {key: serialize_keras_object(value) for key, value in obj.items()}
     if isinstance(obj, bytes):
@@ -608,8 +614,10 @@ def _deserialize(
     if isinstance(config, str):
         found = custom_objects.get(config)
         return found if found is not None else config
-    if isinstance(config, (list, tuple)):
+    if isinstance(config, list):
         return [deserialize_keras_object(x, custom_objects, safe_mode) for x in config]
+    if isinstance(config, tuple):
+        return tuple(deserialize_keras_object(x, custom_objects, safe_mode) for x in config)
     if not isinstance(config, dict):
         raise TypeError(f"Could not parse config of type {type(config).__name__}: {config!r}")
     if "class_name" not in config or "config" not in config:

@@ -465,12 +465,12 @@ def load_h5(model: Any, source: Any, name: str, skip_mismatch: bool = False) -> 
     with _open_h5(source, name) as f:
         try:
             if "vars" not in f and "layers" not in f:
-                if "model_weights" in f or "layer_names" in f.attrs:
-                    raise FileFormatError(
-                        f"{name} is a legacy Keras 2 HDF5 file (`model.save('x.h5')` / "
-                        "`save_weights('x.h5')`); birnn reads Keras 3 files. Load it in Keras "
-                        "3 and re-save with `model.save('x.keras')`."
-                    )
+                if "model_weights" in f or "layer_names" in f.attrs:  # legacy HDF5
+                    from birnn.saving.legacy_h5 import load_weights_from_group  # noqa: PLC0415
+
+                    group = f["model_weights"] if "model_weights" in f else f
+                    load_weights_from_group(model, group, name)
+                    return
                 raise FileFormatError(
                     f"{name} holds no Keras 3 weights (no 'vars' or 'layers' group)."
                 )

@@ -83,9 +83,10 @@ class BuiltinCell(Layer, DropoutRNNCell):
         units = validate_units(owner, units)
         implementation = kwargs.pop("implementation", _DEFAULT_IMPLEMENTATION)
         super().__init__(**kwargs)
-        if implementation not in (1, 2):
+        if isinstance(implementation, bool) or implementation not in (0, 1, 2):
             raise ValueError(
-                f"{owner}: argument `implementation` must be 1 or 2. Received: {implementation!r}"
+                f"{owner}: argument `implementation` must be 0, 1 or 2 (0, Keras's legacy "
+                f"value, computes as 2). Received: {implementation!r}"
             )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(
@@ -247,9 +248,8 @@ class BuiltinRNN(RNN):
 
     _keras_drops_seed = False
 
-    def __init__(self, cell: BuiltinCell, use_cudnn: Any = "auto", **kwargs: Any) -> None:
+    def __init__(self, cell: BuiltinCell, **kwargs: Any) -> None:
         super().__init__(cell, **kwargs)
-        self.use_cudnn = validate_use_cudnn(type(self).__name__, use_cudnn)
         self.input_spec = InputSpec(ndim=3)
 
     units = cell_property("units")

@@ -241,6 +241,8 @@ class Bidirectional(Layer):
                 f"built for inputs with {features} features (last axis), but received "
                 f"inputs of shape {tuple(sequences.shape)}."
             )
+        if not sequences.is_floating_point():  # integer or bool inputs, as Keras casts them
+            sequences = sequences.to(self.dtype_torch)
         forward_state, backward_state = self._split_states(initial_state, "initial_state")
         directions = self._run_directions(sequences, mask, training, forward_state, backward_state)
         states_fw, states_bw = directions.states if self.return_state else ((), ())
@@ -503,9 +505,14 @@ def _copy_layer(layer: Layer, prefix: str, go_backwards: bool) -> Layer:
     config["name"] = prefix + name
     if bool(go_backwards) != bool(layer.go_backwards):
         config["go_backwards"] = go_backwards
-    # Through the layer's own class: Keras 3.15 looks the class up in its registry
-    # and so rejects a user's layer that was never registered.
-    copied = type(layer).from_config(config)
+    # Through the layer's own class, with the classes of its sublayers known by name (a
+    # cell class defined in a script is written with no module): Keras 3.15 looks the
+    # classes up in its registry and so rejects a user's layer that was never registered.
+    from birnn.saving.serialization import custom_object_scope  # noqa: PLC0415
+
+    classes = {type(m).__name__: type(m) for m in layer.modules() if isinstance(m, Layer)}
+    with custom_object_scope(classes):
+        copied = type(layer).from_config(config)
     if bool(copied.go_backwards) != bool(go_backwards):
         raise ValueError(
             f"Bidirectional: could not create the {prefix.rstrip('_')} copy of "

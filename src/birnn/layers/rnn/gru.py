@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from birnn.layers.rnn import fused_dispatch
-from birnn.layers.rnn.base_cell import BuiltinCell, BuiltinRNN, cell_property
+from birnn.layers.rnn.base_cell import BuiltinCell, BuiltinRNN, cell_property, validate_use_cudnn
 from birnn.ops import recurrent
 
 _ARGS_DOC = """
@@ -279,7 +279,6 @@ class GRU(BuiltinRNN):
         )
         super().__init__(
             cell,
-            use_cudnn=use_cudnn,
             return_sequences=return_sequences,
             return_state=return_state,
             go_backwards=go_backwards,
@@ -288,6 +287,7 @@ class GRU(BuiltinRNN):
             activity_regularizer=activity_regularizer,
             **kwargs,
         )
+        self.use_cudnn = validate_use_cudnn(type(self).__name__, use_cudnn)
 
     recurrent_activation = cell_property("recurrent_activation")
     reset_after = cell_property("reset_after")

@@ -8,7 +8,7 @@ import torch
 
 from birnn import initializers
 from birnn.layers.rnn import fused_dispatch
-from birnn.layers.rnn.base_cell import BuiltinCell, BuiltinRNN, cell_property
+from birnn.layers.rnn.base_cell import BuiltinCell, BuiltinRNN, cell_property, validate_use_cudnn
 from birnn.ops import recurrent
 
 _ARGS_DOC = """
@@ -280,7 +280,6 @@ class LSTM(BuiltinRNN):
         )
         super().__init__(
             cell,
-            use_cudnn=use_cudnn,
             return_sequences=return_sequences,
             return_state=return_state,
             go_backwards=go_backwards,
@@ -289,6 +288,7 @@ class LSTM(BuiltinRNN):
             activity_regularizer=activity_regularizer,
             **kwargs,
         )
+        self.use_cudnn = validate_use_cudnn(type(self).__name__, use_cudnn)
 
     recurrent_activation = cell_property("recurrent_activation")
     unit_forget_bias = cell_property("unit_forget_bias")

@@ -327,7 +327,7 @@ class RNN(Layer):
             if state is None:
                 raise ValueError(f"Layer '{self.name}': `initial_state[{index}]` is None.")
             state = backend.convert_to_tensor(state, device=sequences.device)
-            if state.dtype != sequences.dtype and state.is_floating_point():
+            if state.dtype != sequences.dtype:
                 state = state.to(sequences.dtype)
             if tuple(state.shape) != shape:
                 raise ValueError(
@@ -364,6 +364,8 @@ class RNN(Layer):
                 f"Layer '{self.name}' expects inputs of rank 3 or more (batch, timesteps, "
                 f"features), but received input shape {tuple(sequences.shape)}."
             )
+        if not sequences.is_floating_point():  # integer or bool inputs, as Keras casts them
+            sequences = sequences.to(self.dtype_torch)
         batch, timesteps = sequences.shape[0], sequences.shape[1]
         if timesteps == 0:
             raise ValueError(
