@@ -82,3 +82,17 @@ def test_set_weights_accepts_integers_bools_and_tensors():
     np.testing.assert_array_equal(layer.get_weights()[0], kernel.astype("float32"))
     np.testing.assert_array_equal(layer.get_weights()[1], [1.0, 0.0])
     assert layer.get_weights()[0].dtype == np.float32
+
+
+def test_bidirectional_initial_weights_are_all_or_nothing():
+    from birnn.layers import Bidirectional
+
+    donor = Bidirectional(LSTM(2))
+    donor.build((1, 3, 4))
+    weights = [w + 1.0 for w in donor.get_weights()]
+    weights[4] = np.full(weights[4].shape, "x")  # the backward layer's recurrent kernel
+    layer = Bidirectional(LSTM(2), weights=weights)
+    with pytest.raises(TypeError, match="backward_lstm.*recurrent_kernel"):
+        layer.build((1, 3, 4))
+    # The forward layer kept its own initial weights, not the given ones.
+    assert not np.array_equal(layer.forward_layer.get_weights()[0], weights[0])

@@ -115,3 +115,18 @@ def test_scan_ignores_masked_values_in_gradients():
     outputs.sum().backward()
     assert torch.isfinite(outputs).all()
     assert torch.isfinite(weight.grad).all()
+
+
+def test_scan_time_major_ignores_masked_values():
+    def step(x, states):
+        h = x + states[0]
+        return h, [h]
+
+    x = torch.randn(*MASK.shape, 2)
+    clean = recurrent.scan(step, x, [torch.zeros(MASK.shape[0], 2)], mask=MASK)
+    x[~MASK] = float("nan")
+    poisoned = recurrent.scan(
+        step, x.transpose(0, 1), [torch.zeros(MASK.shape[0], 2)], mask=MASK, time_major=True
+    )
+    for a, b in zip(poisoned[:2], clean[:2]):
+        torch.testing.assert_close(a, b)

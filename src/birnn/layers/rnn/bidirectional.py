@@ -221,9 +221,9 @@ class Bidirectional(Layer):
                 f"arrays, but the forward and backward layers have {num_forward} + "
                 f"{num_backward} weights."
             )
-        # Keras 3.15 stores these as `initial_weights` and never uses them.
-        self.forward_layer.set_weights(weights[:num_forward])
-        self.backward_layer.set_weights(weights[num_forward:])
+        # Keras 3.15 stores these as `initial_weights` and never uses them. `weights` is
+        # the forward layer's then the backward layer's: all are checked before any is set.
+        self.set_weights(weights)
 
     # ------------------------------------------------------------------ call
     def call(
