@@ -6,7 +6,8 @@ at the end (TensorFlow's rule, which Keras follows on every backend); `"causal"`
 (1-D only) pads `(kernel - 1) * dilation` at the start. Inputs are
 channels-first `(batch, channels, *spatial)` or channels-last
 `(batch, *spatial, channels)`; a channels-last input is handed to torch as a
-permuted view (channels-last memory format), so no copy is made for it.
+permuted view: 2-D convolutions run on it in torch's channels-last memory format
+(their output is a contiguous channels-last tensor), 1-D ones let torch lay it out.
 Kernels are in Keras's layout, `(*kernel_size, in_channels // groups, filters)`.
 """
 
