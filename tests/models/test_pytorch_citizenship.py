@@ -464,3 +464,47 @@ def test_torch_compile_across_lengths_and_modes_without_recompile_limit():
             else:
                 out.square().sum().backward()
                 assert all(p.grad is not None for p in model.parameters())
+
+
+def test_weights_file_matches_keras_for_torch_modules_and_containers(tmp_path):
+    import h5py
+
+    from tests.keras_oracle import keras
+
+    def holder(base, dense):
+        class TorchHolder(base):  # the same structure in both libraries
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.lin = nn.Linear(3, 4)
+                self.blocks = [dense(2), dense(5)]
+                self.heads = {"b": dense(1), "a": dense(1)}
+
+            def build(self, input_shape):
+                self.w = self.add_weight(shape=(4,), initializer="ones", name="w")
+
+            def call(self, x):
+                h = self.lin(x) * self.w
+                return self.blocks[1](self.blocks[0](h)) + self.heads["a"](h) + self.heads["b"](h)
+
+        return TorchHolder
+
+    ours = birnn.Sequential([birnn.Input((3,)), holder(layers.Layer, layers.Dense)()])
+    theirs = keras.Sequential(
+        [keras.Input((3,)), holder(keras.layers.Layer, keras.layers.Dense)()]
+    )
+    ours.save_weights(tmp_path / "ours.weights.h5")
+    theirs.save_weights(tmp_path / "theirs.weights.h5")
+
+    def layout(path):
+        found = {}
+        with h5py.File(path) as f:
+            f.visititems(
+                lambda n, o: found.__setitem__(n, o.shape) if isinstance(o, h5py.Dataset) else None
+            )
+        return found
+
+    assert layout(tmp_path / "ours.weights.h5") == layout(tmp_path / "theirs.weights.h5")
+    x = np.random.default_rng(0).normal(size=(2, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(theirs(x))
+    ours.load_weights(tmp_path / "theirs.weights.h5")
+    np.testing.assert_allclose(ours(torch.from_numpy(x)).detach().numpy(), expected, atol=1e-6)
