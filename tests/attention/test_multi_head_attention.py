@@ -182,3 +182,35 @@ def test_errors_name_the_layer():
     with pytest.raises(ValueError, match=r"mha_axes.*attention_mask"):
         layer = layers.MultiHeadAttention(2, 3, attention_axes=(1, 2), name="mha_axes")
         layer(torch.zeros(2, 3, 4, 5), torch.zeros(2, 3, 4, 5), use_causal_mask=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"num_heads": 2, "key_dim": 3, "use_gate": True, "output_shape": 5},
+        {"num_heads": 2, "key_dim": 2, "value_dim": 3, "use_bias": False, "dropout": 0.1},
+    ],
+    ids=["gate_output_shape", "no_bias_dropout"],
+)
+def test_keras_files_both_ways(kwargs, tmp_path):
+    import birnn
+
+    def build(lib):
+        query, value = lib.Input((3, 4)), lib.Input((5, 6))
+        x = lib.layers.MultiHeadAttention(**kwargs)(query, value, use_causal_mask=False)
+        return lib.Model([query, value], x)
+
+    ours, theirs = build(birnn), build(keras)
+    data = [Q, V]
+    ours.save(tmp_path / "ours.keras")
+    assert_close(
+        keras.models.load_model(tmp_path / "ours.keras").predict(data, verbose=0),
+        ours.predict(data, verbose=0),
+        1e-5,
+    )
+    theirs.save(tmp_path / "theirs.keras")
+    assert_close(
+        birnn.models.load_model(tmp_path / "theirs.keras").predict(data, verbose=0),
+        theirs.predict(data, verbose=0),
+        1e-5,
+    )

@@ -289,8 +289,8 @@ class MultiHeadAttention(SeededDropout, Layer):
         heads = self.num_heads
         self.query_dense = self._projection("query", (query_shape[-1], heads, self.key_dim))
         self.key_dense = self._projection("key", (key_shape[-1], heads, self.key_dim))
-        if self.use_gate:
-            self.gate_dense = self._projection("gate", (query_shape[-1], heads, self.value_dim))
+        if self.use_gate:  # Keras's file names this one `_gate_dense`, the others without `_`
+            self._gate_dense = self._projection("gate", (query_shape[-1], heads, self.value_dim))
         self.value_dense = self._projection("value", (value_shape[-1], heads, self.value_dim))
         out = self._output_shape or (query_shape[-1],)
         self.output_dense = self._projection(
@@ -439,7 +439,7 @@ class MultiHeadAttention(SeededDropout, Layer):
         context = context.reshape(*outer, self.num_heads, *q_steps, self.value_dim)
         context = context.permute(self._restore_order(query.ndim)).contiguous()
         if self.use_gate:
-            context = context * torch.sigmoid(self.gate_dense(query))
+            context = context * torch.sigmoid(self._gate_dense(query))
         output = self.output_dense(context)
         if return_attention_scores:
             return output, scores.reshape(*outer, self.num_heads, *q_steps, *k_steps)
