@@ -69,13 +69,4 @@ class AdditiveAttention(BaseDenseAttention):
         return terms.sum(dim=-1)
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        return {
-            "name": config.pop("name"),
-            "trainable": config.pop("trainable"),
-            "dtype": config.pop("dtype"),
-            **{k: v for k, v in config.items() if k not in ("dropout", "seed")},
-            "use_scale": self.use_scale,
-            "dropout": self.dropout,
-            "seed": self.seed,
-        }
+        return {**super().get_config(), "use_scale": self.use_scale}

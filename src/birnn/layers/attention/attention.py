@@ -230,14 +230,4 @@ class Attention(BaseDenseAttention):
         return self.concat_score_weight * torch.tanh(summed).sum(dim=-1)
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        return {
-            "name": config.pop("name"),
-            "trainable": config.pop("trainable"),
-            "dtype": config.pop("dtype"),
-            **{k: v for k, v in config.items() if k not in ("dropout", "seed")},
-            "use_scale": self.use_scale,
-            "score_mode": self.score_mode,
-            "dropout": self.dropout,
-            "seed": self.seed,
-        }
+        return {**super().get_config(), "use_scale": self.use_scale, "score_mode": self.score_mode}
