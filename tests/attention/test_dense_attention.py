@@ -79,6 +79,8 @@ def test_scores_and_causal_mask(name, kwargs, causal):
     assert_close(o_out, k_out, 1e-5, "outputs")
     assert_close(o_scores, k_scores, 1e-5, "scores")
     assert not torch.isnan(o_scores).any()
+    assert o_out._keras_mask.tolist() == Q_MASK.tolist()
+    assert getattr(o_scores, "_keras_mask", None) is None  # as Keras
 
 
 def test_dropout_applies_in_training_only():

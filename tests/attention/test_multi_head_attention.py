@@ -57,6 +57,7 @@ def check(ours, theirs, q=Q, v=V, k=None, masks=(None, None, None), atol=1e-5, *
     o_args, o_kw, o_out = _run(ours, q, v, k, masks, call_kwargs)
     if call_kwargs.get("return_attention_scores"):
         assert_close(o_out[1], k_out[1], atol, "scores")
+        assert getattr(o_out[1], "_keras_mask", None) is None  # scores carry no mask
         o_out, k_out = o_out[0], k_out[0]
     assert_close(o_out, k_out, atol, "outputs")
     assert not torch.isnan(o_out).any()

@@ -35,6 +35,15 @@ def _check_seed(layer: str, seed: Any) -> Any:
     return seed
 
 
+def unmask_scores(outputs: Any) -> Any:
+    """Clears the query mask the base call put on returned attention scores too."""
+    if isinstance(outputs, tuple) and len(outputs) == 2:
+        scores = outputs[1]
+        if getattr(scores, "_keras_mask", None) is not None:
+            scores._keras_mask = None
+    return outputs
+
+
 class SeededDropout:
     """Mixin: dropout on attention weights from a generator seeded by `self.seed`."""
 
@@ -69,6 +78,9 @@ class BaseDenseAttention(SeededDropout, Layer):
 
     def _calculate_scores(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return unmask_scores(super().__call__(*args, **kwargs))
 
     def _split(self, inputs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not isinstance(inputs, (list, tuple)) or len(inputs) not in (2, 3):

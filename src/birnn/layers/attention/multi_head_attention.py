@@ -26,7 +26,12 @@ import torch.nn.functional as F
 
 from birnn import constraints, initializers, regularizers
 from birnn.keras_tensor import KerasTensor
-from birnn.layers.attention.attention import SeededDropout, _check_rate, _check_seed
+from birnn.layers.attention.attention import (
+    SeededDropout,
+    _check_rate,
+    _check_seed,
+    unmask_scores,
+)
 from birnn.layers.core import _check_positive_int
 from birnn.layers.layer import Layer, get_argument
 from birnn.ops.attention import causal_mask, multi_head_attention
@@ -329,7 +334,7 @@ class MultiHeadAttention(SeededDropout, Layer):
             self.build(
                 _shape_of(given["query"]), _shape_of(given["value"]), _shape_of(given.get("key"))
             )
-        return super().__call__(*args, **kwargs)
+        return unmask_scores(super().__call__(*args, **kwargs))
 
     def _flat_layout(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple, tuple]:
         """`(B, *steps, H, d)` -> `(B', H, T, d)` with the attention axes last before `d`.
