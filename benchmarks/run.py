@@ -1,4 +1,4 @@
-"""Times birnn against hand-written PyTorch and Keras 3 (torch backend) on DESIGN.md §5's rows.
+"""Times birnn against hand-written PyTorch and Keras 3 (torch backend) on the rows below.
 
 Usage::
 

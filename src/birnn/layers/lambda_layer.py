@@ -40,7 +40,7 @@ class Lambda(Layer):
     as in Keras, as the lambda's marshalled bytecode: such a file only loads with
     `load_model(..., safe_mode=False)` (it runs code from the file), and only in
     the Python version that wrote it. A named function is saved by name and
-    found again through `custom_objects` or `birnn.saving.register_serializable`.
+    found again through `custom_objects` or `birnn.saving.register_keras_serializable`.
 
     Args:
         function: The function, called as `function(inputs, **arguments)` (plus
