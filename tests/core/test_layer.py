@@ -350,3 +350,13 @@ def test_extra_call_arguments_pass_through_and_unknown_ones_name_the_layer():
             return x + len(kwargs)
 
     assert torch.equal(Anything()(x, a=1, b=2), x + 2)
+
+
+def test_a_nested_list_mask_is_one_mask_for_every_layer():
+    from birnn.layers import GlobalAveragePooling1D
+
+    x = torch.arange(12.0).reshape(2, 3, 2)
+    listed = [[True, True, False], [True, False, False]]
+    pooled = GlobalAveragePooling1D()(x, mask=listed)
+    expected = GlobalAveragePooling1D()(x, mask=torch.tensor(listed))
+    torch.testing.assert_close(pooled, expected)

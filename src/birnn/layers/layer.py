@@ -1045,10 +1045,9 @@ class Layer(nn.Module, metaclass=_LayerType):
         if mask is None:
             mask = _get_mask(inputs)
         if mask is not None:
-            mask = _map_structure(
-                lambda m: backend.convert_to_tensor(m, dtype="bool") if m is not None else None,
-                mask,
-            )
+            to_bool = lambda m: None if m is None else backend.convert_to_tensor(m, dtype="bool")  # noqa: E731
+            # `[[True, False]]` is one mask, not a structure of scalar masks.
+            mask = to_bool(mask) if _is_number_nest(mask) else _map_structure(to_bool, mask)
         if self._call_has_mask:
             kwargs["mask"] = mask
 
