@@ -859,8 +859,8 @@ class Layer(nn.Module, metaclass=_LayerType):
                 f"Layer '{self.name}': weight '{name}' has shape {tuple(param.shape)}, "
                 f"but set_weights() received an array of shape {value_shape}."
             )
-        if not isinstance(value, torch.Tensor):
-            value = torch.from_numpy(np.ascontiguousarray(value))
+        if not isinstance(value, torch.Tensor):  # (`ascontiguousarray` makes 0-d arrays 1-d)
+            value = torch.from_numpy(np.ascontiguousarray(value).reshape(value_shape))
         return value.to(device=param.device, dtype=param.dtype)
 
     def _weight_paths(self) -> list[str]:

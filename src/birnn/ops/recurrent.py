@@ -82,8 +82,7 @@ def scan(
     """
     if mask is not None:
         inputs = zero_masked_steps(inputs, mask, time_major)
-    run = _exportable_scan if torch.compiler.is_exporting() else _scan
-    return run(
+    return _scan(
         step_fn,
         inputs,
         initial_states,
@@ -105,7 +104,31 @@ def _scan(
     return_all_outputs: bool,
     time_major: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """`scan` over inputs whose masked steps are already zeros."""
+    """`scan` over inputs whose masked steps are already zeros: a Python loop, or under
+    `torch.export` one loop operator whose number of steps stays symbolic."""
+    run = _exportable_scan if torch.compiler.is_exporting() else _loop_scan
+    return run(
+        step_fn,
+        inputs,
+        initial_states,
+        mask,
+        go_backwards,
+        zero_output_for_mask,
+        return_all_outputs,
+        time_major,
+    )
+
+
+def _loop_scan(
+    step_fn: StepFn,
+    inputs: torch.Tensor,
+    initial_states: Sequence[torch.Tensor],
+    mask: torch.Tensor | None,
+    go_backwards: bool,
+    zero_output_for_mask: bool,
+    return_all_outputs: bool,
+    time_major: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     time_axis = 0 if time_major else 1
     steps = inputs.unbind(time_axis)
     num_steps = len(steps)
