@@ -142,7 +142,8 @@ def test_model_checkpoint_saves_best_models_and_weights(tmp_path):
         restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
     )
     with pytest.raises(ValueError, match=".keras"):
-        callbacks.ModelCheckpoint(str(tmp_path / "model.h5"))
+        callbacks.ModelCheckpoint(str(tmp_path / "model.txt"))
+    callbacks.ModelCheckpoint(str(tmp_path / "model.h5"))  # the legacy format, as in Keras
 
 
 def test_terminate_on_nan():

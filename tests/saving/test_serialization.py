@@ -19,8 +19,9 @@ def test_plain_values_round_trip(value):
     assert S.deserialize_keras_object(S.serialize_keras_object(value)) == value
 
 
-def test_tuples_become_lists():
-    assert S.serialize_keras_object((1, None, (2, 3))) == [1, None, [2, 3]]
+def test_tuples_stay_tuples_as_in_keras():
+    assert S.serialize_keras_object((1, None, (2, 3))) == (1, None, (2, 3))
+    assert S.serialize_keras_object([1, (2,)]) == [1, (2,)]
 
 
 def test_special_values_round_trip():
