@@ -13,7 +13,11 @@ Numerics: SGD, Adagrad, AdamW match Keras exactly; Adam/Adamax/Nadam place
 epsilon slightly differently from Keras (a difference only for gradients near
 1e-7). Keras's RMSprop puts epsilon *inside* the square root
 (`lr * g / sqrt(v + eps)`); `torch.optim.RMSprop` puts it outside, so `RMSprop`
-here is its own `torch.optim.Optimizer` with Keras's formula.
+here is its own `torch.optim.Optimizer` with Keras's formula. Lion, Lamb, Ftrl
+and Adafactor, which `torch.optim` lacks, run update rules from
+`birnn.ops.optim_rules` and match Keras to float32 rounding. (`get("lamb")`
+works here; Keras's `optimizers.get` does not know that name, though its files
+that use Lamb load in both.)
 
 Any `torch.optim.Optimizer` instance may be passed to `compile()` instead.
 
@@ -39,6 +43,7 @@ import torch
 
 from birnn import backend, schedules
 from birnn.losses import KerasRegistry
+from birnn.ops import optim_rules
 
 _BASE_DEFAULTS = {
     "weight_decay": None,
@@ -288,7 +293,7 @@ class Optimizer(torch.optim.Optimizer):
         for param, (keras_name, torch_key) in self._slot_order():
             value = self.state.get(param, {}).get(torch_key)
             if value is None:
-                array = np.zeros(tuple(param.shape), dtype="float32")
+                array = np.zeros(self._slot_shape(torch_key, param), dtype="float32")
                 array += self._initial_slot_value(torch_key)
             else:
                 array = self._to_keras_slot(torch_key, value, param)
@@ -297,6 +302,10 @@ class Optimizer(torch.optim.Optimizer):
 
     def _initial_slot_value(self, torch_key: str) -> float:
         return 0.0
+
+    def _slot_shape(self, torch_key: str, param: torch.Tensor) -> tuple[int, ...]:
+        """The shape of a slot variable of `param` (its own shape, unless factored)."""
+        return tuple(param.shape)
 
     def _slot_order(self) -> list[tuple[torch.Tensor, tuple[str, str]]]:
         params = self._params()
@@ -333,11 +342,13 @@ class Optimizer(torch.optim.Optimizer):
                 "(saved with another optimizer or model?)."
             )
         slots = enumerate(zip(order, values[head:]), start=head)
-        for index, ((param, (keras_name, _)), value) in slots:
-            if tuple(value.shape) != tuple(param.shape):
+        for index, ((param, (keras_name, torch_key)), value) in slots:
+            shape = self._slot_shape(torch_key, param)
+            if tuple(value.shape) != shape:
                 raise ValueError(
                     f"Optimizer '{self.name}': variable {index} (slot '{keras_name}') has "
-                    f"shape {tuple(value.shape)}, but its parameter has {tuple(param.shape)}."
+                    f"shape {tuple(value.shape)}, but {shape} was expected for its "
+                    f"parameter of shape {tuple(param.shape)}."
                 )
             if value.dtype.kind not in "biuf":
                 raise ValueError(
@@ -865,7 +876,276 @@ class RMSprop(Optimizer, _KerasRMSprop):
         }
 
 
-_CLASSES = (SGD, Adam, AdamW, Adamax, Nadam, Adagrad, Adadelta, RMSprop)
+class _RuleOptimizer(Optimizer):
+    """A Keras optimizer over one of `birnn.ops.optim_rules`' update rules.
+
+    The rule's slots carry Keras's slot names; subclasses list their
+    hyperparameters in Keras's config order (`_hyper`) and, where Keras's
+    argument names differ from the rule's, map them (`_rule_names`).
+    """
+
+    _hyper: tuple[str, ...] = ()
+    _rule_names: dict[str, str] = {}
+
+    def _torch_kwargs(self) -> dict:
+        hyper = {self._rule_names.get(k, k): getattr(self, k) for k in self._hyper}
+        return {"lr": self._learning_rate, **hyper}
+
+    def _init_extra_state(self, state, param):
+        pass
+
+    def _extra_config(self) -> dict:
+        return {k: getattr(self, k) for k in self._hyper}
+
+
+def _check_range(owner: str, name: str, value: float, low: float, high: float) -> float:
+    if not low <= value <= high:
+        raise ValueError(
+            f"{owner}: argument `{name}` must be in [{low}, {high}]. Received: {name}={value}"
+        )
+    return float(value)
+
+
+class Lion(_RuleOptimizer, optim_rules.LionRule):
+    """Lion (EvoLved Sign Momentum), Keras defaults (`learning_rate=0.001`).
+
+    Each step moves every weight by exactly `learning_rate` in the direction of
+    `sign(beta_1 * m + (1 - beta_1) * g)`; the momentum `m` then decays with
+    `beta_2`. Lion's steps are larger than Adam's: its authors suggest a
+    learning rate 3-10 times smaller.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        beta_1: Weight of the momentum in the update direction, in (0, 1].
+        beta_2: Decay of the momentum, in [0, 1].
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    >>> opt = Lion(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([3.0, -0.5])
+    >>> _ = opt.step()
+    >>> w.detach().tolist()
+    [0.8999999761581421, 1.100000023841858]
+    """
+
+    _torch_class = optim_rules.LionRule
+    _slots = (("momentum", "momentum"),)
+    _hyper = ("beta_1", "beta_2")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name=None, **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        if beta_1 <= 0 or beta_1 > 1:
+            raise ValueError(
+                "Lion: argument `beta_1` must be in (0, 1]; at 0 Lion degenerates to "
+                f"SignSGD. Received: beta_1={beta_1}"
+            )
+        self.beta_1 = float(beta_1)
+        self.beta_2 = _check_range("Lion", "beta_2", beta_2, 0.0, 1.0)
+
+
+class Lamb(_RuleOptimizer, optim_rules.LambRule):
+    """LAMB (layer-wise adaptive moments), Keras defaults (`learning_rate=0.001`).
+
+    Adam's bias-corrected direction `m_hat / (sqrt(v_hat) + epsilon)`, scaled for
+    each weight tensor by the trust ratio `||w|| / ||direction||` (1 where either
+    norm is 0), so each tensor moves by `learning_rate` relative to its size.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        beta_1: Decay of the first-moment estimate.
+        beta_2: Decay of the second-moment estimate.
+        epsilon: Numerical stability constant.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    >>> opt = Lamb(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([1.0, 1.0])
+    >>> _ = opt.step()
+    >>> [round(x, 4) for x in w.detach().tolist()]  # trust ratio 5 / sqrt(2)
+    [2.6464, 3.6464]
+    """
+
+    _torch_class = optim_rules.LambRule
+    _slots = (("momentum", "momentum"), ("velocity", "velocity"))
+    _hyper = ("beta_1", "beta_2", "epsilon")
+    _rule_names = {"epsilon": "eps"}
+
+    def __init__(
+        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None, **kwargs
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = float(epsilon)
+
+
+class Ftrl(_RuleOptimizer, optim_rules.FtrlRule):
+    """FTRL-Proximal, Keras defaults (`learning_rate=0.001, initial_accumulator_value=0.1`).
+
+    Follow The Regularized Leader keeps, per weight, the sum of squared
+    gradients (`accumulator`) and a linear term (`linear`), and sets each weight
+    in closed form from them; L1 regularization drives weights to exactly 0.
+    With `n` the accumulator, `z` the linear term and `p = -learning_rate_power`:
+    `z += g_s - ((n + g^2)^p - n^p) / lr * w`, `n += g^2`, and
+    `w = (sign(z) * l1 - z) / ((beta + n^p) / lr + 2 * l2)` where `|z| > l1`,
+    else 0 (`g_s = g + 2 * l2_shrinkage * w`).
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        learning_rate_power: The power `-p` above, `<= 0` (-0.5 by default).
+        initial_accumulator_value: Starting value of the accumulator, `>= 0`.
+        l1_regularization_strength: The L1 strength `l1`, `>= 0`.
+        l2_regularization_strength: The L2 strength `l2`, `>= 0`.
+        l2_shrinkage_regularization_strength: The magnitude penalty `l2_shrinkage`
+            added to the gradient of the linear term only, `>= 0`.
+        beta: Added to the accumulator's power in the denominator, `>= 0`.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([0.5, -0.5]))
+    >>> opt = Ftrl(learning_rate=0.1, l1_regularization_strength=1.0)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([0.2, -0.2])
+    >>> _ = opt.step()
+    >>> w.detach().tolist()  # |z| <= l1: both weights are set to 0
+    [0.0, 0.0]
+    """
+
+    _torch_class = optim_rules.FtrlRule
+    _slots = (("accumulator", "accumulator"), ("linear", "linear"))
+    _hyper = (
+        "learning_rate_power",
+        "initial_accumulator_value",
+        "l1_regularization_strength",
+        "l2_regularization_strength",
+        "l2_shrinkage_regularization_strength",
+        "beta",
+    )
+    _rule_names = {
+        "learning_rate_power": "lr_power",
+        "l1_regularization_strength": "l1",
+        "l2_regularization_strength": "l2",
+        "l2_shrinkage_regularization_strength": "l2_shrinkage",
+    }
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        learning_rate_power=-0.5,
+        initial_accumulator_value=0.1,
+        l1_regularization_strength=0.0,
+        l2_regularization_strength=0.0,
+        l2_shrinkage_regularization_strength=0.0,
+        beta=0.0,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        if learning_rate_power > 0:
+            raise ValueError(
+                "Ftrl: argument `learning_rate_power` must be negative or zero. "
+                f"Received: learning_rate_power={learning_rate_power}"
+            )
+        self.learning_rate_power = float(learning_rate_power)
+        for key, value in (
+            ("initial_accumulator_value", initial_accumulator_value),
+            ("l1_regularization_strength", l1_regularization_strength),
+            ("l2_regularization_strength", l2_regularization_strength),
+            ("l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength),
+            ("beta", beta),
+        ):
+            if value < 0:
+                raise ValueError(
+                    f"Ftrl: argument `{key}` must be positive or zero. Received: {key}={value}"
+                )
+            setattr(self, key, float(value))
+
+    def _initial_slot_value(self, torch_key):
+        return self.initial_accumulator_value if torch_key == "accumulator" else 0.0
+
+
+class Adafactor(_RuleOptimizer, optim_rules.AdafactorRule):
+    """Adafactor, Keras defaults (`learning_rate=0.001, relative_step=True`).
+
+    Adam-like steps whose second-moment estimate is *factored*: for a weight of
+    rank >= 2 only the running means of the squared gradient over its last axis
+    and over the axis before it are kept (`O(rows + columns)` memory instead of
+    `O(rows * columns)`). The step is scaled by the weight's RMS (at least
+    `epsilon_2`) and the update clipped to an RMS of `clip_threshold`.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`); with
+            `relative_step=True` the rate at step `t` is `min(learning_rate, 1/sqrt(t))`.
+        beta_2_decay: The second-moment decay is `1 - t ** beta_2_decay`.
+        epsilon_1: Added to the squared gradient.
+        epsilon_2: Lower bound of the weight RMS that scales each step.
+        clip_threshold: Updates are scaled down to at most this RMS.
+        relative_step: Whether to cap the learning rate by `1/sqrt(t)`.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.ones(2, 3))
+    >>> opt = Adafactor(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> w.grad = torch.full((2, 3), 0.5)
+    >>> _ = opt.step()
+    >>> [round(x, 4) for x in w[0].tolist()]
+    [0.9, 0.9, 0.9]
+    >>> [tuple(v.shape) for v in opt.variables[2:]]  # row, column, velocity
+    [(2,), (3,), (2, 3)]
+    """
+
+    _torch_class = optim_rules.AdafactorRule
+    _slots = (("row", "row"), ("column", "column"), ("velocity", "velocity"))
+    _hyper = ("beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold", "relative_step")
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_2_decay=-0.8,
+        epsilon_1=1e-30,
+        epsilon_2=1e-3,
+        clip_threshold=1.0,
+        relative_step=True,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_2_decay = float(beta_2_decay)
+        self.epsilon_1, self.epsilon_2 = float(epsilon_1), float(epsilon_2)
+        self.clip_threshold = float(clip_threshold)
+        self.relative_step = bool(relative_step)
+
+    def _slot_shape(self, torch_key, param):
+        row, column = optim_rules.AdafactorRule.factored_shapes(tuple(param.shape))
+        return {"row": row, "column": column}.get(torch_key, tuple(param.shape))
+
+
+_CLASSES = (
+    SGD,
+    Adam,
+    AdamW,
+    Adamax,
+    Nadam,
+    Adagrad,
+    Adadelta,
+    RMSprop,
+    Lion,
+    Lamb,
+    Ftrl,
+    Adafactor,
+)
 _REGISTRY = KerasRegistry(
     "optimizer",
     "keras.optimizers",
