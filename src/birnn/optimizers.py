@@ -1132,6 +1132,198 @@ class Adafactor(_RuleOptimizer, optim_rules.AdafactorRule):
         return {"row": row, "column": column}.get(torch_key, tuple(param.shape))
 
 
+class LossScaleOptimizer(Optimizer):
+    """Dynamic loss scaling around another optimizer, as Keras's `LossScaleOptimizer`.
+
+    Loss scaling keeps small float16 gradients from underflowing: the loss is
+    multiplied by a scale (`scale_loss`) before `backward()`, and the gradients
+    are divided by it before the inner optimizer's step. The scale adapts:
+
+    - a step whose gradients hold `inf` or `nan` is skipped (the weights and the
+      inner optimizer's state stay as they were) and the scale is halved;
+    - after `dynamic_growth_steps` finite steps in a row the scale is doubled.
+
+    Gradients are divided by the scale only after `scale_loss` was called for
+    them; gradients of an unscaled loss are stepped as they are (in float32 the
+    power-of-two scaling changes no value), with the same skip-and-halve rule.
+    `iterations` and `learning_rate` are the inner optimizer's.
+
+    Args:
+        inner_optimizer: The birnn optimizer to wrap.
+        initial_scale: The starting loss scale (`2**15`).
+        dynamic_growth_steps: Finite steps after which the scale doubles (2000).
+        name: Name of the optimizer.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = LossScaleOptimizer(SGD(0.1), initial_scale=8.0, dynamic_growth_steps=2)
+    >>> opt.build([w])
+    >>> loss = opt.scale_loss((2 * w).sum())
+    >>> loss.backward()
+    >>> _ = opt.step()  # the gradient 16 is unscaled to 2 first
+    >>> round(w.item(), 4), opt.dynamic_scale
+    (0.8, 8.0)
+    >>> w.grad = torch.tensor([float("inf")])
+    >>> _ = opt.step()  # skipped, scale halved
+    >>> round(w.item(), 4), opt.dynamic_scale, opt.iterations
+    (0.8, 4.0, 1)
+    """
+
+    def __init__(
+        self,
+        inner_optimizer: Optimizer,
+        initial_scale: float = 2.0**15,
+        dynamic_growth_steps: int = 2000,
+        name: str | None = None,
+        **kwargs: Any,
+    ):
+        if not isinstance(inner_optimizer, Optimizer) or isinstance(
+            inner_optimizer, LossScaleOptimizer
+        ):
+            raise TypeError(
+                "LossScaleOptimizer: argument `inner_optimizer` must be a birnn optimizer "
+                f"(not itself a LossScaleOptimizer). Received: {inner_optimizer!r}"
+            )
+        if not initial_scale > 0:
+            raise ValueError(
+                "LossScaleOptimizer: argument `initial_scale` must be positive. "
+                f"Received: initial_scale={initial_scale}"
+            )
+        if isinstance(dynamic_growth_steps, bool) or int(dynamic_growth_steps) < 1:
+            raise ValueError(
+                "LossScaleOptimizer: argument `dynamic_growth_steps` must be a positive "
+                f"integer. Received: dynamic_growth_steps={dynamic_growth_steps}"
+            )
+        unknown = set(kwargs) - set(_BASE_DEFAULTS)
+        if unknown:
+            raise ValueError(f"LossScaleOptimizer: unknown arguments {sorted(unknown)}.")
+        if any(kwargs.get(k, v) != v for k, v in _BASE_DEFAULTS.items()):
+            raise ValueError(
+                "LossScaleOptimizer: set clipping, weight decay and the like on the "
+                f"inner optimizer. Received: {sorted(kwargs)}"
+            )
+        self.inner_optimizer = inner_optimizer
+        self.initial_scale = float(initial_scale)
+        self.dynamic_growth_steps = int(dynamic_growth_steps)
+        self.dynamic_scale = self.initial_scale
+        self.step_counter = 0
+        self.name = name or backend.unique_name("loss_scale_optimizer")
+        self.built = False
+        self._loss_scaled = False
+        self._pending_state: dict | None = None
+
+    def build(self, var_list: Any) -> None:
+        """Binds the inner optimizer (and this wrapper, which shares its groups and state)."""
+        if self.built:
+            return
+        self.inner_optimizer.build(var_list)
+        torch.optim.Optimizer.__init__(self, self.inner_optimizer._params(), {})
+        self.param_groups = self.inner_optimizer.param_groups
+        self.state = self.inner_optimizer.state
+        self.built = True
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            self.load_own_variables(state)
+
+    @property
+    def iterations(self) -> int:
+        return self.inner_optimizer.iterations
+
+    @property
+    def learning_rate(self) -> float:
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.inner_optimizer.learning_rate = value
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """`loss` times the current scale; the next `step()` divides the gradients by it."""
+        self._loss_scaled = True
+        return loss * self.dynamic_scale
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """Unscales the gradients and steps the inner optimizer, or skips a non-finite step."""
+        self._check_built()
+        scaled, self._loss_scaled = self._loss_scaled, False
+        grads = [p.grad for p in self._params_with_grad()]
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        if not finite:
+            self.dynamic_scale /= 2
+            self.step_counter = 0
+            return None
+        if scaled:
+            torch._foreach_div_(grads, self.dynamic_scale)
+        result = self.inner_optimizer.step(closure)
+        self.step_counter += 1
+        if self.step_counter >= self.dynamic_growth_steps:
+            self.dynamic_scale *= 2
+            self.step_counter = 0
+        return result
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "inner_optimizer": serialize(self.inner_optimizer),
+            "initial_scale": self.initial_scale,
+            "dynamic_growth_steps": self.dynamic_growth_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> LossScaleOptimizer:
+        config = dict(config)
+        inner = config.pop("inner_optimizer")
+        if isinstance(inner, (dict, str)):
+            inner = deserialize(inner, custom_objects)
+        return cls(inner, **config)
+
+    def save_own_variables(self, store: dict) -> None:
+        """Keras's variables: its own iteration and learning rate (unused, 0), the step
+        counter and the scale, then the inner optimizer's."""
+        store["0"] = np.asarray(0, dtype="int64")
+        store["1"] = np.asarray(0.0, dtype="float32")
+        store["2"] = np.asarray(self.step_counter, dtype="int64")
+        store["3"] = np.asarray(self.dynamic_scale, dtype="float32")
+        inner: dict = {}
+        self.inner_optimizer.save_own_variables(inner)
+        for key, value in inner.items():
+            store[str(int(key) + 4)] = value
+
+    def load_own_variables(self, store: dict) -> None:
+        """Reads Keras's variables; the inner optimizer checks its part before anything is set.
+
+        Raises:
+            ValueError: if the store does not fit, naming what differs.
+        """
+        by_key = {str(k): np.asarray(v) for k, v in store.items()}
+        head = [by_key.get(str(i)) for i in range(4)]
+        if any(v is None or v.size != 1 for v in head):
+            raise ValueError(
+                f"Optimizer '{self.name}': a LossScaleOptimizer's first 4 variables must be "
+                "the scalars iteration, learning_rate, step_counter and dynamic_scale. "
+                f"Received keys {sorted(by_key, key=lambda k: (len(k), k))}."
+            )
+        inner = {str(int(k) - 4): v for k, v in by_key.items() if k.isdigit() and int(k) >= 4}
+        if len(inner) + 4 != len(by_key):
+            raise ValueError(
+                f"Optimizer '{self.name}': variables must be keyed '0', '1', ... without "
+                f"gaps. Received keys {sorted(by_key)}."
+            )
+        self.inner_optimizer.load_own_variables(inner)
+        self.step_counter = int(head[2].item())
+        self.dynamic_scale = float(head[3].item())
+
+    @property
+    def _scalars(self) -> int:
+        return 4
+
+    def __repr__(self) -> str:
+        return f"<LossScaleOptimizer name={self.name!r} inner={self.inner_optimizer!r}>"
+
+
 _CLASSES = (
     SGD,
     Adam,
@@ -1153,6 +1345,7 @@ _REGISTRY = KerasRegistry(
         **{cls.__name__.lower(): cls for cls in _CLASSES},
         **{cls.__name__: cls for cls in _CLASSES},
         "Optimizer": Optimizer,
+        "LossScaleOptimizer": LossScaleOptimizer,
     },
 )
 

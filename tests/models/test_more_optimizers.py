@@ -266,3 +266,158 @@ def test_keras_file_crosses_both_ways_and_training_continues_like_keras(name, tm
         atol=1e-6,
         what="slots in birnn's file",
     )
+
+
+def _loss_scale_pair(inner_name):
+    init = np.array([1.0, -2.0, 3.0, 0.5], "float32")
+    w = torch.nn.Parameter(torch.tensor(init))
+    ours = optimizers.LossScaleOptimizer(
+        getattr(optimizers, inner_name)(learning_rate=0.01),
+        initial_scale=4.0,
+        dynamic_growth_steps=2,
+    )
+    ours.build([w])
+    kw = keras.Variable(init)
+    theirs = keras.optimizers.LossScaleOptimizer(
+        getattr(keras.optimizers, inner_name)(learning_rate=0.01),
+        initial_scale=4.0,
+        dynamic_growth_steps=2,
+    )
+    theirs.build([kw])
+    return ours, w, theirs, kw
+
+
+LOSS_SCALE_GRADS = [
+    [0.5, -1.0, 2.0, 1e-3],
+    [0.5, np.inf, 2.0, 1e-3],  # skipped, scale halved
+    [1.0, 1.0, -2.0, 3.0],
+    [0.25, -0.5, 1.0, 2.0],  # the second finite step in a row: scale doubled
+    [1.5, 0.5, 0.5, -1.0],
+    [np.nan, 0.5, 0.5, -1.0],
+    [-1.0, 2.0, 0.5, 0.1],
+]
+
+
+@pytest.mark.parametrize("inner_name", ["Adam", "Lion"])
+def test_loss_scale_optimizer_scales_skips_and_grows_like_keras(inner_name):
+    ours, w, theirs, kw = _loss_scale_pair(inner_name)
+    for grad in LOSS_SCALE_GRADS:
+        grad = np.asarray(grad, "float32")
+        w.grad = None
+        ours.scale_loss((w * torch.tensor(grad)).sum()).backward()
+        scale = float(to_numpy(theirs.dynamic_scale))
+        theirs.apply([keras.ops.convert_to_tensor(grad * scale)], [kw])
+        ours.step()
+        assert_close(w, kw, atol=1e-6, what=inner_name)
+        store = {}
+        ours.save_own_variables(store)
+        expected = [to_numpy(v) for v in theirs.variables]
+        assert [np.shape(v) for v in store.values()] == [np.shape(v) for v in expected]
+        _assert_slots_close(list(store.values()), expected, what=inner_name)
+    assert ours.iterations == int(to_numpy(theirs.iterations)) == 5
+
+
+def test_loss_scale_optimizer_steps_unscaled_gradients_as_they_are():
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = optimizers.LossScaleOptimizer(optimizers.SGD(0.5))
+    opt.build([w])
+    w.grad = torch.tensor([1.0])  # a plain backward(), no scale_loss
+    opt.step()
+    assert w.item() == pytest.approx(0.5) and opt.dynamic_scale == 2.0**15
+
+
+def test_loss_scale_optimizer_config_is_keras_config():
+    ours = optimizers.LossScaleOptimizer(
+        optimizers.Ftrl(0.05, beta=0.5), initial_scale=64.0, dynamic_growth_steps=10, name="ls"
+    )
+    theirs = keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.Ftrl(0.05, beta=0.5),
+        initial_scale=64.0,
+        dynamic_growth_steps=10,
+        name="ls",
+    )
+    ours_config, theirs_config = ours.get_config(), theirs.get_config()
+    assert list(ours_config) == list(theirs_config)
+    assert ours_config["inner_optimizer"]["class_name"] == "Ftrl"
+    assert ours_config["inner_optimizer"]["config"] == pytest.approx(
+        theirs_config["inner_optimizer"]["config"]
+    )
+    for key in ("name", "initial_scale", "dynamic_growth_steps"):
+        assert ours_config[key] == theirs_config[key]
+    back = optimizers.deserialize(keras.optimizers.serialize(theirs))
+    assert type(back) is optimizers.LossScaleOptimizer
+    assert type(back.inner_optimizer) is optimizers.Ftrl and back.initial_scale == 64.0
+    theirs_back = keras.saving.deserialize_keras_object(optimizers.serialize(ours))
+    assert type(theirs_back) is type(theirs)
+    assert theirs_back.get_config()["dynamic_growth_steps"] == 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"inner_optimizer": "adam"}, TypeError, "`inner_optimizer` must be a birnn optimizer"),
+        ({"initial_scale": 0.0}, ValueError, "`initial_scale` must be positive"),
+        ({"dynamic_growth_steps": 0}, ValueError, "`dynamic_growth_steps` must be a positive"),
+        ({"clipnorm": 1.0}, ValueError, "on the inner optimizer"),
+    ],
+)
+def test_loss_scale_optimizer_rejects_bad_arguments(kwargs, error, message):
+    kwargs = {"inner_optimizer": optimizers.Adam(), **kwargs}
+    with pytest.raises(error, match=message):
+        optimizers.LossScaleOptimizer(**kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # Keras's own
+def test_loss_scale_optimizer_file_crosses_both_ways(tmp_path):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((6, 5, 3)).astype("float32")
+    y = rng.standard_normal((6, 2)).astype("float32")
+    keras_model = _model(keras)
+    keras_model.compile(
+        optimizer=keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.Adam(0.02), initial_scale=8.0, dynamic_growth_steps=2
+        ),
+        loss="mse",
+    )
+    fresh = _model(birnn)
+    copy_weights(keras_model, fresh)
+    fresh.compile(
+        optimizer=optimizers.LossScaleOptimizer(
+            optimizers.Adam(0.02), initial_scale=8.0, dynamic_growth_steps=2
+        ),
+        loss="mse",
+    )
+    for _ in range(3):
+        expected = keras_model.train_on_batch(x, y)
+        assert fresh.train_on_batch(x, y) == pytest.approx(expected, abs=1e-5)
+    assert_close(fresh.get_weights(), keras_model.get_weights(), atol=1e-5, what="side by side")
+    assert fresh.optimizer.dynamic_scale == float(to_numpy(keras_model.optimizer.dynamic_scale))
+    keras_model.save(tmp_path / "k.keras")
+
+    model = birnn.models.load_model(tmp_path / "k.keras")
+    assert type(model.optimizer) is optimizers.LossScaleOptimizer
+    assert type(model.optimizer.inner_optimizer) is optimizers.Adam
+    assert model.optimizer.iterations == 3 and model.optimizer.step_counter == 1
+    assert model.optimizer.dynamic_scale == 16.0
+    slots = {}
+    model.optimizer.save_own_variables(slots)
+    _assert_slots_close(
+        list(slots.values()),
+        [to_numpy(v) for v in keras_model.optimizer.variables],
+        what="variables from the Keras file",
+    )
+    for _ in range(2):
+        expected = keras_model.train_on_batch(x, y)
+        assert model.train_on_batch(x, y) == pytest.approx(expected, abs=1e-5)
+    assert_close(model.get_weights(), keras_model.get_weights(), atol=1e-5, what="continued")
+
+    model.save(tmp_path / "b.keras")
+    back = keras.models.load_model(tmp_path / "b.keras")
+    assert type(back.optimizer).__name__ == "LossScaleOptimizer"
+    slots = {}
+    model.optimizer.save_own_variables(slots)
+    _assert_slots_close(
+        [to_numpy(v) for v in back.optimizer.variables],
+        list(slots.values()),
+        what="variables in birnn's file",
+    )
