@@ -1248,21 +1248,24 @@ class LossScaleOptimizer(Optimizer):
     def step(self, closure: Any = None) -> Any:
         """Unscales the gradients and steps the inner optimizer, or skips a non-finite step."""
         self._check_built()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         scaled, self._loss_scaled = self._loss_scaled, False
         grads = [p.grad for p in self._params_with_grad()]
-        finite = all(bool(torch.isfinite(g).all()) for g in grads)
-        if not finite:
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
             self.dynamic_scale /= 2
             self.step_counter = 0
-            return None
+            return loss
         if scaled:
             torch._foreach_div_(grads, self.dynamic_scale)
-        result = self.inner_optimizer.step(closure)
+        self.inner_optimizer.step()
         self.step_counter += 1
         if self.step_counter >= self.dynamic_growth_steps:
             self.dynamic_scale *= 2
             self.step_counter = 0
-        return result
+        return loss
 
     def get_config(self) -> dict:
         return {

@@ -423,3 +423,19 @@ def test_loss_scale_optimizer_file_crosses_both_ways(tmp_path):
         list(slots.values()),
         what="variables in birnn's file",
     )
+
+
+def test_loss_scale_optimizer_checks_the_gradients_its_closure_computes():
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = optimizers.LossScaleOptimizer(optimizers.SGD(0.5), initial_scale=4.0)
+    opt.build([w])
+    w.grad = torch.tensor([float("nan")])  # stale: the closure recomputes it
+
+    def closure():
+        opt.zero_grad()
+        loss = opt.scale_loss((3 * w).sum())
+        loss.backward()
+        return loss
+
+    assert float(opt.step(closure).detach()) == pytest.approx(12.0)
+    assert w.item() == pytest.approx(1.0 - 0.5 * 3) and opt.dynamic_scale == 4.0
