@@ -13,7 +13,11 @@ Numerics: SGD, Adagrad, AdamW match Keras exactly; Adam/Adamax/Nadam place
 epsilon slightly differently from Keras (a difference only for gradients near
 1e-7). Keras's RMSprop puts epsilon *inside* the square root
 (`lr * g / sqrt(v + eps)`); `torch.optim.RMSprop` puts it outside, so `RMSprop`
-here is its own `torch.optim.Optimizer` with Keras's formula.
+here is its own `torch.optim.Optimizer` with Keras's formula. Lion, Lamb, Ftrl
+and Adafactor, which `torch.optim` lacks, run update rules from
+`birnn.ops.optim_rules` and match Keras to float32 rounding. (`get("lamb")`
+works here; Keras's `optimizers.get` does not know that name, though its files
+that use Lamb load in both.)
 
 Any `torch.optim.Optimizer` instance may be passed to `compile()` instead.
 
@@ -39,6 +43,7 @@ import torch
 
 from birnn import backend, schedules
 from birnn.losses import KerasRegistry
+from birnn.ops import optim_rules
 
 _BASE_DEFAULTS = {
     "weight_decay": None,
@@ -324,7 +329,7 @@ class Optimizer(torch.optim.Optimizer):
         for param, (keras_name, torch_key) in self._slot_order():
             value = self.state.get(param, {}).get(torch_key)
             if value is None:
-                array = np.zeros(tuple(param.shape), dtype="float32")
+                array = np.zeros(self._slot_shape(torch_key, param), dtype="float32")
                 array += self._initial_slot_value(torch_key)
             else:
                 array = self._to_keras_slot(torch_key, value, param)
@@ -333,6 +338,10 @@ class Optimizer(torch.optim.Optimizer):
 
     def _initial_slot_value(self, torch_key: str) -> float:
         return 0.0
+
+    def _slot_shape(self, torch_key: str, param: torch.Tensor) -> tuple[int, ...]:
+        """The shape of a slot variable of `param` (its own shape, unless factored)."""
+        return tuple(param.shape)
 
     def _slot_order(self) -> list[tuple[torch.Tensor, tuple[str, str]]]:
         params = self._params()
@@ -369,11 +378,13 @@ class Optimizer(torch.optim.Optimizer):
                 "(saved with another optimizer or model?)."
             )
         slots = enumerate(zip(order, values[head:]), start=head)
-        for index, ((param, (keras_name, _)), value) in slots:
-            if tuple(value.shape) != tuple(param.shape):
+        for index, ((param, (keras_name, torch_key)), value) in slots:
+            shape = self._slot_shape(torch_key, param)
+            if tuple(value.shape) != shape:
                 raise ValueError(
                     f"Optimizer '{self.name}': variable {index} (slot '{keras_name}') has "
-                    f"shape {tuple(value.shape)}, but its parameter has {tuple(param.shape)}."
+                    f"shape {tuple(value.shape)}, but {shape} was expected for its "
+                    f"parameter of shape {tuple(param.shape)}."
                 )
             if value.dtype.kind not in "biuf":
                 raise ValueError(
@@ -902,7 +913,471 @@ class RMSprop(Optimizer, _KerasRMSprop):
         }
 
 
-_CLASSES = (SGD, Adam, AdamW, Adamax, Nadam, Adagrad, Adadelta, RMSprop)
+class _RuleOptimizer(Optimizer):
+    """A Keras optimizer over one of `birnn.ops.optim_rules`' update rules.
+
+    The rule's slots carry Keras's slot names; subclasses list their
+    hyperparameters in Keras's config order (`_hyper`) and, where Keras's
+    argument names differ from the rule's, map them (`_rule_names`).
+    """
+
+    _hyper: tuple[str, ...] = ()
+    _rule_names: dict[str, str] = {}
+
+    def _torch_kwargs(self) -> dict:
+        hyper = {self._rule_names.get(k, k): getattr(self, k) for k in self._hyper}
+        return {"lr": self._learning_rate, **hyper}
+
+    def _init_extra_state(self, state, param):
+        pass
+
+    def _extra_config(self) -> dict:
+        return {k: getattr(self, k) for k in self._hyper}
+
+
+def _check_range(owner: str, name: str, value: float, low: float, high: float) -> float:
+    if not low <= value <= high:
+        raise ValueError(
+            f"{owner}: argument `{name}` must be in [{low}, {high}]. Received: {name}={value}"
+        )
+    return float(value)
+
+
+class Lion(_RuleOptimizer, optim_rules.LionRule):
+    """Lion (EvoLved Sign Momentum), Keras defaults (`learning_rate=0.001`).
+
+    Each step moves every weight by exactly `learning_rate` in the direction of
+    `sign(beta_1 * m + (1 - beta_1) * g)`; the momentum `m` then decays with
+    `beta_2`. Lion's steps are larger than Adam's: its authors suggest a
+    learning rate 3-10 times smaller.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        beta_1: Weight of the momentum in the update direction, in (0, 1].
+        beta_2: Decay of the momentum, in [0, 1].
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    >>> opt = Lion(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([3.0, -0.5])
+    >>> _ = opt.step()
+    >>> w.detach().tolist()
+    [0.8999999761581421, 1.100000023841858]
+    """
+
+    _torch_class = optim_rules.LionRule
+    _slots = (("momentum", "momentum"),)
+    _hyper = ("beta_1", "beta_2")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name=None, **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        if beta_1 <= 0 or beta_1 > 1:
+            raise ValueError(
+                "Lion: argument `beta_1` must be in (0, 1]; at 0 Lion degenerates to "
+                f"SignSGD. Received: beta_1={beta_1}"
+            )
+        self.beta_1 = float(beta_1)
+        self.beta_2 = _check_range("Lion", "beta_2", beta_2, 0.0, 1.0)
+
+
+class Lamb(_RuleOptimizer, optim_rules.LambRule):
+    """LAMB (layer-wise adaptive moments), Keras defaults (`learning_rate=0.001`).
+
+    Adam's bias-corrected direction `m_hat / (sqrt(v_hat) + epsilon)`, scaled for
+    each weight tensor by the trust ratio `||w|| / ||direction||` (1 where either
+    norm is 0), so each tensor moves by `learning_rate` relative to its size.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        beta_1: Decay of the first-moment estimate.
+        beta_2: Decay of the second-moment estimate.
+        epsilon: Numerical stability constant.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    >>> opt = Lamb(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([1.0, 1.0])
+    >>> _ = opt.step()
+    >>> [round(x, 4) for x in w.detach().tolist()]  # trust ratio 5 / sqrt(2)
+    [2.6464, 3.6464]
+    """
+
+    _torch_class = optim_rules.LambRule
+    _slots = (("momentum", "momentum"), ("velocity", "velocity"))
+    _hyper = ("beta_1", "beta_2", "epsilon")
+    _rule_names = {"epsilon": "eps"}
+
+    def __init__(
+        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None, **kwargs
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = float(epsilon)
+
+
+class Ftrl(_RuleOptimizer, optim_rules.FtrlRule):
+    """FTRL-Proximal, Keras defaults (`learning_rate=0.001, initial_accumulator_value=0.1`).
+
+    Follow The Regularized Leader keeps, per weight, the sum of squared
+    gradients (`accumulator`) and a linear term (`linear`), and sets each weight
+    in closed form from them; L1 regularization drives weights to exactly 0.
+    With `n` the accumulator, `z` the linear term and `p = -learning_rate_power`:
+    `z += g_s - ((n + g^2)^p - n^p) / lr * w`, `n += g^2`, and
+    `w = (sign(z) * l1 - z) / ((beta + n^p) / lr + 2 * l2)` where `|z| > l1`,
+    else 0 (`g_s = g + 2 * l2_shrinkage * w`).
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        learning_rate_power: The power `-p` above, `<= 0` (-0.5 by default).
+        initial_accumulator_value: Starting value of the accumulator, `>= 0`.
+        l1_regularization_strength: The L1 strength `l1`, `>= 0`.
+        l2_regularization_strength: The L2 strength `l2`, `>= 0`.
+        l2_shrinkage_regularization_strength: The magnitude penalty `l2_shrinkage`
+            added to the gradient of the linear term only, `>= 0`.
+        beta: Added to the accumulator's power in the denominator, `>= 0`.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([0.5, -0.5]))
+    >>> opt = Ftrl(learning_rate=0.1, l1_regularization_strength=1.0)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([0.2, -0.2])
+    >>> _ = opt.step()
+    >>> w.detach().tolist()  # |z| <= l1: both weights are set to 0
+    [0.0, 0.0]
+    """
+
+    _torch_class = optim_rules.FtrlRule
+    _slots = (("accumulator", "accumulator"), ("linear", "linear"))
+    _hyper = (
+        "learning_rate_power",
+        "initial_accumulator_value",
+        "l1_regularization_strength",
+        "l2_regularization_strength",
+        "l2_shrinkage_regularization_strength",
+        "beta",
+    )
+    _rule_names = {
+        "learning_rate_power": "lr_power",
+        "l1_regularization_strength": "l1",
+        "l2_regularization_strength": "l2",
+        "l2_shrinkage_regularization_strength": "l2_shrinkage",
+    }
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        learning_rate_power=-0.5,
+        initial_accumulator_value=0.1,
+        l1_regularization_strength=0.0,
+        l2_regularization_strength=0.0,
+        l2_shrinkage_regularization_strength=0.0,
+        beta=0.0,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        if learning_rate_power > 0:
+            raise ValueError(
+                "Ftrl: argument `learning_rate_power` must be negative or zero. "
+                f"Received: learning_rate_power={learning_rate_power}"
+            )
+        self.learning_rate_power = float(learning_rate_power)
+        for key, value in (
+            ("initial_accumulator_value", initial_accumulator_value),
+            ("l1_regularization_strength", l1_regularization_strength),
+            ("l2_regularization_strength", l2_regularization_strength),
+            ("l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength),
+            ("beta", beta),
+        ):
+            if value < 0:
+                raise ValueError(
+                    f"Ftrl: argument `{key}` must be positive or zero. Received: {key}={value}"
+                )
+            setattr(self, key, float(value))
+
+    def _initial_slot_value(self, torch_key):
+        return self.initial_accumulator_value if torch_key == "accumulator" else 0.0
+
+
+class Adafactor(_RuleOptimizer, optim_rules.AdafactorRule):
+    """Adafactor, Keras defaults (`learning_rate=0.001, relative_step=True`).
+
+    Adam-like steps whose second-moment estimate is *factored*: for a weight of
+    rank >= 2 only the running means of the squared gradient over its last axis
+    and over the axis before it are kept (`O(rows + columns)` memory instead of
+    `O(rows * columns)`). The step is scaled by the weight's RMS (at least
+    `epsilon_2`) and the update clipped to an RMS of `clip_threshold`.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`); with
+            `relative_step=True` the rate at step `t` is `min(learning_rate, 1/sqrt(t))`.
+        beta_2_decay: The second-moment decay is `1 - t ** beta_2_decay`.
+        epsilon_1: Added to the squared gradient.
+        epsilon_2: Lower bound of the weight RMS that scales each step.
+        clip_threshold: Updates are scaled down to at most this RMS.
+        relative_step: Whether to cap the learning rate by `1/sqrt(t)`.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.ones(2, 3))
+    >>> opt = Adafactor(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> w.grad = torch.full((2, 3), 0.5)
+    >>> _ = opt.step()
+    >>> [round(x, 4) for x in w[0].tolist()]
+    [0.9, 0.9, 0.9]
+    >>> [tuple(v.shape) for v in opt.variables[2:]]  # row, column, velocity
+    [(2,), (3,), (2, 3)]
+    """
+
+    _torch_class = optim_rules.AdafactorRule
+    _slots = (("row", "row"), ("column", "column"), ("velocity", "velocity"))
+    _hyper = ("beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold", "relative_step")
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_2_decay=-0.8,
+        epsilon_1=1e-30,
+        epsilon_2=1e-3,
+        clip_threshold=1.0,
+        relative_step=True,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_2_decay = float(beta_2_decay)
+        self.epsilon_1, self.epsilon_2 = float(epsilon_1), float(epsilon_2)
+        self.clip_threshold = float(clip_threshold)
+        self.relative_step = bool(relative_step)
+
+    def _slot_shape(self, torch_key, param):
+        row, column = optim_rules.AdafactorRule.factored_shapes(tuple(param.shape))
+        return {"row": row, "column": column}.get(torch_key, tuple(param.shape))
+
+
+class LossScaleOptimizer(Optimizer):
+    """Dynamic loss scaling around another optimizer, as Keras's `LossScaleOptimizer`.
+
+    Loss scaling keeps small float16 gradients from underflowing: the loss is
+    multiplied by a scale (`scale_loss`) before `backward()`, and the gradients
+    are divided by it before the inner optimizer's step. The scale adapts:
+
+    - a step whose gradients hold `inf` or `nan` is skipped (the weights and the
+      inner optimizer's state stay as they were) and the scale is halved;
+    - after `dynamic_growth_steps` finite steps in a row the scale is doubled.
+
+    Gradients are divided by the scale only after `scale_loss` was called for
+    them; gradients of an unscaled loss are stepped as they are (in float32 the
+    power-of-two scaling changes no value), with the same skip-and-halve rule.
+    `iterations` and `learning_rate` are the inner optimizer's.
+
+    Args:
+        inner_optimizer: The birnn optimizer to wrap.
+        initial_scale: The starting loss scale (`2**15`).
+        dynamic_growth_steps: Finite steps after which the scale doubles (2000).
+        name: Name of the optimizer.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = LossScaleOptimizer(SGD(0.1), initial_scale=8.0, dynamic_growth_steps=2)
+    >>> opt.build([w])
+    >>> loss = opt.scale_loss((2 * w).sum())
+    >>> loss.backward()
+    >>> _ = opt.step()  # the gradient 16 is unscaled to 2 first
+    >>> round(w.item(), 4), opt.dynamic_scale
+    (0.8, 8.0)
+    >>> w.grad = torch.tensor([float("inf")])
+    >>> _ = opt.step()  # skipped, scale halved
+    >>> round(w.item(), 4), opt.dynamic_scale, opt.iterations
+    (0.8, 4.0, 1)
+    """
+
+    def __init__(
+        self,
+        inner_optimizer: Optimizer,
+        initial_scale: float = 2.0**15,
+        dynamic_growth_steps: int = 2000,
+        name: str | None = None,
+        **kwargs: Any,
+    ):
+        if not isinstance(inner_optimizer, Optimizer) or isinstance(
+            inner_optimizer, LossScaleOptimizer
+        ):
+            raise TypeError(
+                "LossScaleOptimizer: argument `inner_optimizer` must be a birnn optimizer "
+                f"(not itself a LossScaleOptimizer). Received: {inner_optimizer!r}"
+            )
+        if not initial_scale > 0:
+            raise ValueError(
+                "LossScaleOptimizer: argument `initial_scale` must be positive. "
+                f"Received: initial_scale={initial_scale}"
+            )
+        if isinstance(dynamic_growth_steps, bool) or int(dynamic_growth_steps) < 1:
+            raise ValueError(
+                "LossScaleOptimizer: argument `dynamic_growth_steps` must be a positive "
+                f"integer. Received: dynamic_growth_steps={dynamic_growth_steps}"
+            )
+        unknown = set(kwargs) - set(_BASE_DEFAULTS)
+        if unknown:
+            raise ValueError(f"LossScaleOptimizer: unknown arguments {sorted(unknown)}.")
+        if any(kwargs.get(k, v) != v for k, v in _BASE_DEFAULTS.items()):
+            raise ValueError(
+                "LossScaleOptimizer: set clipping, weight decay and the like on the "
+                f"inner optimizer. Received: {sorted(kwargs)}"
+            )
+        self.inner_optimizer = inner_optimizer
+        self.initial_scale = float(initial_scale)
+        self.dynamic_growth_steps = int(dynamic_growth_steps)
+        self.dynamic_scale = self.initial_scale
+        self.step_counter = 0
+        self.name = name or backend.unique_name("loss_scale_optimizer")
+        self.built = False
+        self._loss_scaled = False
+        self._pending_state: dict | None = None
+
+    def build(self, var_list: Any) -> None:
+        """Binds the inner optimizer (and this wrapper, which shares its groups and state)."""
+        if self.built:
+            return
+        self.inner_optimizer.build(var_list)
+        torch.optim.Optimizer.__init__(self, self.inner_optimizer._params(), {})
+        self.param_groups = self.inner_optimizer.param_groups
+        self.state = self.inner_optimizer.state
+        self.built = True
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            self.load_own_variables(state)
+
+    @property
+    def iterations(self) -> int:
+        return self.inner_optimizer.iterations
+
+    @property
+    def learning_rate(self) -> float:
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.inner_optimizer.learning_rate = value
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """`loss` times the current scale; the next `step()` divides the gradients by it."""
+        self._loss_scaled = True
+        return loss * self.dynamic_scale
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """Unscales the gradients and steps the inner optimizer, or skips a non-finite step."""
+        self._check_built()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        scaled, self._loss_scaled = self._loss_scaled, False
+        grads = [p.grad for p in self._params_with_grad()]
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
+            self.dynamic_scale /= 2
+            self.step_counter = 0
+            return loss
+        if scaled:
+            torch._foreach_div_(grads, self.dynamic_scale)
+        self.inner_optimizer.step()
+        self.step_counter += 1
+        if self.step_counter >= self.dynamic_growth_steps:
+            self.dynamic_scale *= 2
+            self.step_counter = 0
+        return loss
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "inner_optimizer": serialize(self.inner_optimizer),
+            "initial_scale": self.initial_scale,
+            "dynamic_growth_steps": self.dynamic_growth_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> LossScaleOptimizer:
+        config = dict(config)
+        inner = config.pop("inner_optimizer")
+        if isinstance(inner, (dict, str)):
+            inner = deserialize(inner, custom_objects)
+        return cls(inner, **config)
+
+    def save_own_variables(self, store: dict) -> None:
+        """Keras's variables: its own iteration and learning rate (unused, 0), the step
+        counter and the scale, then the inner optimizer's."""
+        store["0"] = np.asarray(0, dtype="int64")
+        store["1"] = np.asarray(0.0, dtype="float32")
+        store["2"] = np.asarray(self.step_counter, dtype="int64")
+        store["3"] = np.asarray(self.dynamic_scale, dtype="float32")
+        inner: dict = {}
+        self.inner_optimizer.save_own_variables(inner)
+        for key, value in inner.items():
+            store[str(int(key) + 4)] = value
+
+    def load_own_variables(self, store: dict) -> None:
+        """Reads Keras's variables; the inner optimizer checks its part before anything is set.
+
+        Raises:
+            ValueError: if the store does not fit, naming what differs.
+        """
+        by_key = {str(k): np.asarray(v) for k, v in store.items()}
+        head = [by_key.get(str(i)) for i in range(4)]
+        if any(v is None or v.size != 1 for v in head):
+            raise ValueError(
+                f"Optimizer '{self.name}': a LossScaleOptimizer's first 4 variables must be "
+                "the scalars iteration, learning_rate, step_counter and dynamic_scale. "
+                f"Received keys {sorted(by_key, key=lambda k: (len(k), k))}."
+            )
+        inner = {str(int(k) - 4): v for k, v in by_key.items() if k.isdigit() and int(k) >= 4}
+        if len(inner) + 4 != len(by_key):
+            raise ValueError(
+                f"Optimizer '{self.name}': variables must be keyed '0', '1', ... without "
+                f"gaps. Received keys {sorted(by_key)}."
+            )
+        self.inner_optimizer.load_own_variables(inner)
+        self.step_counter = int(head[2].item())
+        self.dynamic_scale = float(head[3].item())
+
+    @property
+    def _scalars(self) -> int:
+        return 4
+
+    def __repr__(self) -> str:
+        return f"<LossScaleOptimizer name={self.name!r} inner={self.inner_optimizer!r}>"
+
+
+_CLASSES = (
+    SGD,
+    Adam,
+    AdamW,
+    Adamax,
+    Nadam,
+    Adagrad,
+    Adadelta,
+    RMSprop,
+    Lion,
+    Lamb,
+    Ftrl,
+    Adafactor,
+)
 _REGISTRY = KerasRegistry(
     "optimizer",
     "keras.optimizers",
@@ -910,6 +1385,7 @@ _REGISTRY = KerasRegistry(
         **{cls.__name__.lower(): cls for cls in _CLASSES},
         **{cls.__name__: cls for cls in _CLASSES},
         "Optimizer": Optimizer,
+        "LossScaleOptimizer": LossScaleOptimizer,
     },
 )
 

@@ -1,0 +1,202 @@
+"""Update rules that `torch.optim` lacks, as `torch.optim.Optimizer` classes.
+
+Each class here is a plain torch optimizer: parameter groups carry the
+hyperparameters, `self.state[param]` the per-parameter slots (named as the
+optimizer's paper names them). The step count `t` (1 for the first update) is
+read from `self.iterations`, which the owner advances before calling `step()`;
+`birnn.optimizers` builds Keras's optimizers on top of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class _Rule(torch.optim.Optimizer):
+    """Shared step plumbing: the closure, the parameters with gradients, fresh slots."""
+
+    iterations = 0
+
+    def _new_slots(self, group: dict, param: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _update(self, group: dict, param: torch.Tensor, state: dict, t: int) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        t = max(int(self.iterations), 1)
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state.update(self._new_slots(group, param))
+                self._update(group, param, state, t)
+        return loss
+
+
+class LionRule(_Rule):
+    """Lion: `w -= lr * sign(b1 * m + (1 - b1) * g)`, then `m = b2 * m + (1 - b2) * g`."""
+
+    def __init__(self, params, lr=1e-3, beta_1=0.9, beta_2=0.99):
+        super().__init__(params, {"lr": lr, "beta_1": beta_1, "beta_2": beta_2})
+
+    def _new_slots(self, group, param):
+        return {"momentum": torch.zeros_like(param)}
+
+    def _update(self, group, param, state, t):
+        grad, m = param.grad, state["momentum"]
+        direction = torch.lerp(m, grad, 1 - group["beta_1"]).sign_()
+        param.add_(direction, alpha=-group["lr"])
+        m.lerp_(grad, 1 - group["beta_2"])
+
+
+class LambRule(_Rule):
+    """LAMB: Adam's bias-corrected direction, rescaled per tensor by `||w|| / ||direction||`."""
+
+    def __init__(self, params, lr=1e-3, beta_1=0.9, beta_2=0.999, eps=1e-7):
+        super().__init__(params, {"lr": lr, "beta_1": beta_1, "beta_2": beta_2, "eps": eps})
+
+    def _new_slots(self, group, param):
+        return {"momentum": torch.zeros_like(param), "velocity": torch.zeros_like(param)}
+
+    def _update(self, group, param, state, t):
+        grad, beta_1, beta_2 = param.grad, group["beta_1"], group["beta_2"]
+        m, v = state["momentum"], state["velocity"]
+        m.lerp_(grad, 1 - beta_1)
+        v.mul_(beta_2).addcmul_(grad, grad, value=1 - beta_2)
+        m_hat = m / (1 - beta_1**t)
+        v_hat = v / (1 - beta_2**t)
+        direction = m_hat / (v_hat.sqrt() + group["eps"])
+        w_norm = torch.linalg.vector_norm(param)
+        d_norm = torch.linalg.vector_norm(direction)
+        trust = torch.where((w_norm > 0) & (d_norm > 0), w_norm / d_norm, torch.ones_like(w_norm))
+        param.sub_(direction * (group["lr"] * trust))
+
+
+class FtrlRule(_Rule):
+    """FTRL-Proximal (McMahan et al., 2013) with L1, L2 and L2-shrinkage regularization.
+
+    Per element, with `n` the accumulated squared gradients, `z` the linear term
+    and `p = -lr_power`:
+    `n' = n + g^2`, `z += g_s - (n'^p - n^p) / lr * w` (`g_s = g + 2 * l2_shrinkage * w`),
+    `w = (sign(z) * l1 - z) / ((beta + n'^p) / lr + 2 * l2)` where `|z| > l1`, else 0.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        lr_power=-0.5,
+        initial_accumulator_value=0.1,
+        l1=0.0,
+        l2=0.0,
+        l2_shrinkage=0.0,
+        beta=0.0,
+    ):
+        defaults = {
+            "lr": lr,
+            "lr_power": lr_power,
+            "initial_accumulator_value": initial_accumulator_value,
+            "l1": l1,
+            "l2": l2,
+            "l2_shrinkage": l2_shrinkage,
+            "beta": beta,
+        }
+        super().__init__(params, defaults)
+
+    def _new_slots(self, group, param):
+        return {
+            "accumulator": torch.full_like(param, group["initial_accumulator_value"]),
+            "linear": torch.zeros_like(param),
+        }
+
+    def _update(self, group, param, state, t):
+        lr, power = group["lr"], -group["lr_power"]
+        grad = param.grad
+        shrunk = grad + 2 * group["l2_shrinkage"] * param if group["l2_shrinkage"] else grad
+        n, z = state["accumulator"], state["linear"]
+        new_n = n + grad * grad
+        sigma = (new_n.pow(power) - n.pow(power)) / lr
+        z.add_(shrunk - sigma * param)
+        quadratic = (group["beta"] + new_n.pow(power)) / lr + 2 * group["l2"]
+        l1 = group["l1"]
+        value = (torch.sign(z) * l1 - z) / quadratic
+        param.copy_(torch.where(z.abs() > l1, value, torch.zeros_like(value)))
+        n.copy_(new_n)
+
+
+class AdafactorRule(_Rule):
+    """Adafactor (Shazeer & Stern, 2018): second moments factored into row and column means.
+
+    For tensors of rank >= 2 the squared gradient's running means over the last
+    axis (`row`) and the one before it (`column`) stand in for the full second
+    moment; `velocity` holds their rank-1 reconstruction. Lower ranks keep a
+    full running mean in `velocity`.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        beta_2_decay=-0.8,
+        epsilon_1=1e-30,
+        epsilon_2=1e-3,
+        clip_threshold=1.0,
+        relative_step=True,
+    ):
+        defaults = {
+            "lr": lr,
+            "beta_2_decay": beta_2_decay,
+            "epsilon_1": epsilon_1,
+            "epsilon_2": epsilon_2,
+            "clip_threshold": clip_threshold,
+            "relative_step": relative_step,
+        }
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def factored_shapes(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Shapes of the row and column statistics of a tensor (scalars below rank 2)."""
+        if len(shape) < 2:
+            return (), ()
+        return tuple(shape[:-1]), (*shape[:-2], shape[-1])
+
+    def _new_slots(self, group, param):
+        row, column = self.factored_shapes(tuple(param.shape))
+        return {
+            "row": param.new_zeros(row),
+            "column": param.new_zeros(column),
+            "velocity": torch.zeros_like(param),
+        }
+
+    @staticmethod
+    def _rms(x: torch.Tensor) -> torch.Tensor:
+        return x.square().mean().sqrt()
+
+    def _update(self, group, param, state, t):
+        grad = param.grad
+        rho = min(group["lr"], 1 / t**0.5) if group["relative_step"] else group["lr"]
+        alpha = torch.clamp(self._rms(param), min=group["epsilon_2"]) * rho
+        beta_2 = 1 - t ** group["beta_2_decay"]
+        squared = grad * grad + group["epsilon_1"]
+        v = state["velocity"]
+        if param.dim() >= 2:
+            r, c = state["row"], state["column"]
+            r.lerp_(squared.mean(dim=-1), 1 - beta_2)
+            c.lerp_(squared.mean(dim=-2), 1 - beta_2)
+            mean_r = r.mean(dim=-1, keepdim=True).unsqueeze(-1)
+            v.copy_(r.unsqueeze(-1) * c.unsqueeze(-2) / mean_r)
+        else:
+            v.lerp_(squared, 1 - beta_2)
+        u = grad / v.sqrt()
+        u = u / torch.clamp(self._rms(u) / group["clip_threshold"], min=1.0)
+        param.sub_(alpha * u)
