@@ -439,3 +439,20 @@ def test_loss_scale_optimizer_checks_the_gradients_its_closure_computes():
 
     assert float(opt.step(closure).detach()) == pytest.approx(12.0)
     assert w.item() == pytest.approx(1.0 - 0.5 * 3) and opt.dynamic_scale == 4.0
+
+
+def test_fit_scales_the_loss_so_an_overflowing_step_is_skipped_like_keras():
+    x = np.full((4, 3), 1e17, "float32")
+    y = np.zeros((4, 1), "float32")
+
+    def run(lib):
+        model = lib.Sequential([lib.Input((3,)), lib.layers.Dense(1, kernel_initializer="ones")])
+        opt = lib.optimizers.LossScaleOptimizer(lib.optimizers.SGD(1e-40), initial_scale=2.0**15)
+        model.compile(opt, "mse")
+        model.train_on_batch(x, y)  # loss ~1e35 is finite; times 2**15 it is not
+        return [np.asarray(w) for w in model.get_weights()], float(np.asarray(opt.dynamic_scale))
+
+    (k_weights, k_scale), (b_weights, b_scale) = run(keras), run(birnn)
+    assert b_scale == k_scale == 2.0**14  # the step was skipped and the scale halved
+    for a, b in zip(b_weights, k_weights):
+        np.testing.assert_array_equal(a, b)

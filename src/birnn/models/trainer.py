@@ -426,7 +426,8 @@ class Trainer:
         else:
             self.zero_grad(set_to_none=True)
         if loss.requires_grad:
-            loss.backward()
+            scale_loss = getattr(opt, "scale_loss", None)  # LossScaleOptimizer's (float16)
+            (loss if scale_loss is None else scale_loss(loss)).backward()
             if self._distributed is not None:
                 self._distributed.sync_gradients()
             opt.step()
