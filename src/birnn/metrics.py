@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from birnn.losses import (
     KerasRegistry,
     binary_crossentropy,
     categorical_crossentropy,
+    categorical_focal_crossentropy,
     categorical_hinge,
     cosine_similarity,
     hinge,
@@ -738,6 +740,197 @@ class AUC(_ConfusionMetric):
         }
 
 
+# ---------------------------------------------------------------------------- correlation
+def _moments(y_true: Any, y_pred: Any, axis: int) -> tuple[torch.Tensor, ...]:
+    """Means, variances and covariance of `y_true` and `y_pred` along `axis`."""
+    y_pred = _tensor(y_pred)
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.to(torch.float32)
+    y_true = _tensor(y_true, y_pred.dtype, y_pred.device)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    mean_true = y_true.mean(dim=axis, keepdim=True)
+    mean_pred = y_pred.mean(dim=axis, keepdim=True)
+    a, b = y_true - mean_true, y_pred - mean_pred
+    return (
+        mean_true.squeeze(axis),
+        mean_pred.squeeze(axis),
+        torch.mean(a * a, dim=axis),
+        torch.mean(b * b, dim=axis),
+        torch.mean(a * b, dim=axis),
+    )
+
+
+def pearson_correlation(y_true: Any, y_pred: Any, axis: int = -1) -> torch.Tensor:
+    """Pearson's correlation coefficient of `y_true` and `y_pred` along `axis`.
+
+    A constant input has no defined correlation and gives `nan`, as in Keras.
+
+    Examples:
+
+    >>> import torch
+    >>> y_true, y_pred = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[2.0, 4.0, 7.0]])
+    >>> round(float(pearson_correlation(y_true, y_pred)), 4)
+    0.9934
+    """
+    _, _, var_true, var_pred, cov = _moments(y_true, y_pred, axis)
+    return cov / (torch.sqrt(var_true) * torch.sqrt(var_pred))
+
+
+def concordance_correlation(y_true: Any, y_pred: Any, axis: int = -1) -> torch.Tensor:
+    """Lin's concordance correlation coefficient along `axis`.
+
+    `2 * cov / (var_true + var_pred + (mean_true - mean_pred) ** 2)`, and 0
+    where that denominator is 0 (as in Keras).
+
+    Examples:
+
+    >>> import torch
+    >>> y_true, y_pred = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[2.0, 3.0, 4.0]])
+    >>> round(float(concordance_correlation(y_true, y_pred)), 4)
+    0.5714
+    """
+    mean_true, mean_pred, var_true, var_pred, cov = _moments(y_true, y_pred, axis)
+    return _divide_no_nan(2.0 * cov, var_true + var_pred + torch.square(mean_true - mean_pred))
+
+
+class R2Score(Metric):
+    """The coefficient of determination, `1 - SS_res / SS_tot`, per output column.
+
+    Inputs are `(batch_size, output_dim)`. Sums are accumulated over every
+    batch seen, so the result is that of all samples at once. A column whose
+    labels are constant scores 0 (Keras's convention).
+
+    Args:
+        class_aggregation: How the per-column scores are combined:
+            `"uniform_average"` (default), `"variance_weighted_average"`
+            (weighted by each column's label variance) or `None` (one score per
+            column).
+        num_regressors: Number of independent variables of the model; when
+            positive, the adjusted R2 is returned (`n` counts every label
+            value, as in Keras). Falls back to plain R2 with a warning where
+            the adjustment is undefined.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = R2Score()
+    >>> m.update_state([[1.0], [2.0], [3.0]], [[1.0], [2.0], [4.0]])
+    >>> float(m.result())
+    0.5
+    """
+
+    _AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
+
+    def __init__(
+        self,
+        class_aggregation: str | None = "uniform_average",
+        num_regressors: int = 0,
+        name: str = "r2_score",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(name=name, dtype=dtype)
+        if class_aggregation not in self._AGGREGATIONS:
+            raise ValueError(
+                "R2Score: invalid value for argument `class_aggregation`. Expected one of "
+                f"{self._AGGREGATIONS}. Received: class_aggregation={class_aggregation!r}"
+            )
+        if isinstance(num_regressors, bool) or not isinstance(num_regressors, int):
+            raise TypeError(
+                "R2Score: argument `num_regressors` must be an int. "
+                f"Received: num_regressors={num_regressors!r}"
+            )
+        if num_regressors < 0:
+            raise ValueError(
+                "R2Score: invalid value for argument `num_regressors`. Expected a value "
+                f">= 0. Received: num_regressors={num_regressors}"
+            )
+        self.class_aggregation = class_aggregation
+        self.num_regressors = num_regressors
+        self.add_variable("num_samples")
+        self._outputs: int | None = None
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        dtype = backend.torch_dtype(self.dtype)
+        y_pred = _tensor(y_pred, dtype)
+        y_true = _tensor(y_true, dtype, y_pred.device)
+        if y_pred.dim() != 2 or y_true.dim() != 2:
+            raise ValueError(
+                "R2Score expects 2D inputs with shape (batch_size, output_dim). Received "
+                f"input shapes: y_pred.shape={tuple(y_pred.shape)} and "
+                f"y_true.shape={tuple(y_true.shape)}."
+            )
+        outputs = y_true.shape[-1]
+        if self._outputs is None:
+            for var in ("squared_sum", "sum", "residual", "count"):
+                self.add_variable(var, (outputs,))
+            self._outputs = outputs
+        elif outputs != self._outputs:
+            raise ValueError(
+                f"R2Score: `y_true` has {outputs} columns, but the metric was first "
+                f"updated with {self._outputs}. Received: y_true.shape={tuple(y_true.shape)}"
+            )
+        self._to_device(y_pred.device)
+        sample_weight = _mask_weights(sample_weight, y_pred, dtype)
+        if sample_weight is None:
+            weights = torch.ones_like(y_true)
+        else:
+            weights = _tensor(sample_weight, dtype, y_pred.device)
+            if weights.dim() == 1:
+                weights = weights.unsqueeze(-1)
+            weights = torch.broadcast_to(weights, y_true.shape)
+        weighted = weights * y_true
+        self.sum.add_(weighted.sum(0))
+        self.squared_sum.add_((weighted * y_true).sum(0))
+        self.residual.add_((weights * torch.square(y_true - y_pred)).sum(0))
+        self.count.add_(weights.sum(0))
+        self.num_samples.add_(y_true.numel())
+
+    def result(self) -> torch.Tensor:
+        if self._outputs is None:
+            return torch.tensor(float("nan"), dtype=backend.torch_dtype(self.dtype))
+        total = self.squared_sum - self.sum * (self.sum / self.count)
+        scores = 1.0 - self.residual / total
+        scores = torch.where(torch.isinf(scores), torch.zeros_like(scores), scores)
+        if self.class_aggregation == "uniform_average":
+            scores = scores.mean()
+        elif self.class_aggregation == "variance_weighted_average":
+            scores = (scores * total).sum() / total.sum()
+        if self.num_regressors:
+            n, p = float(self.num_samples), self.num_regressors
+            if p > n - 1:
+                warnings.warn(
+                    "R2Score: more independent predictors than datapoints in the adjusted "
+                    "R2 score; returning the standard R2 score.",
+                    stacklevel=2,
+                )
+            elif p == n - 1:
+                warnings.warn(
+                    "R2Score: division by zero in the adjusted R2 score; returning the "
+                    "standard R2 score.",
+                    stacklevel=2,
+                )
+            else:
+                scores = 1.0 - (1.0 - scores) * (n - 1.0) / (n - p - 1.0)
+        return scores
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "class_aggregation": self.class_aggregation,
+            "num_regressors": self.num_regressors,
+        }
+
+
+PearsonCorrelation = _metric_class(
+    "PearsonCorrelation", pearson_correlation, "pearson_correlation", {"axis": -1}
+)
+ConcordanceCorrelation = _metric_class(
+    "ConcordanceCorrelation", concordance_correlation, "concordance_correlation", {"axis": -1}
+)
+
+
 # ---------------------------------------------------------------------------- registry
 _FUNCTIONS = (
     accuracy,
@@ -759,6 +952,9 @@ _FUNCTIONS = (
     squared_hinge,
     categorical_hinge,
     log_cosh,
+    categorical_focal_crossentropy,
+    pearson_correlation,
+    concordance_correlation,
 )
 _CLASSES = (
     Metric,
@@ -793,6 +989,9 @@ _CLASSES = (
     FalsePositives,
     TrueNegatives,
     FalseNegatives,
+    R2Score,
+    PearsonCorrelation,
+    ConcordanceCorrelation,
 )
 _ALIASES = {
     "bce": binary_crossentropy,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from birnn import losses
+from birnn import losses, metrics
 from tests.keras_oracle import keras
 
 
@@ -116,3 +116,121 @@ def test_generalized_cross_entropy_accepts_labels_with_a_trailing_axis():
     flat = losses.categorical_generalized_cross_entropy(y_true, y_pred, q=0.5)
     column = losses.categorical_generalized_cross_entropy(y_true[:, None], y_pred, q=0.5)
     torch.testing.assert_close(flat, column)
+
+
+# ---------------------------------------------------------------------------- metrics
+def _metric_batches(kind, rng, weights):
+    """Three batches of `(y_true, y_pred, sample_weight)`; `weights` picks their kind."""
+    out = []
+    for batch in range(3):
+        y_true, y_pred = _data(kind, rng)
+        if weights == "none" or batch == 0:
+            sw = None
+        elif weights == "int":
+            sw = rng.integers(0, 3, y_pred.shape[0]).astype("float32")
+        elif weights == "elementwise":
+            sw = rng.random(y_true.shape).astype("float32")
+        else:
+            sw = rng.random(y_pred.shape[0]).astype("float32")
+        out.append((y_true, y_pred, sw))
+    return out
+
+
+def _assert_metric_matches_keras(class_name, kwargs, batches):
+    ours = getattr(metrics, class_name)(**kwargs)
+    theirs = getattr(keras.metrics, class_name)(**kwargs)
+    for y_true, y_pred, sw in batches:
+        ours.update_state(y_true, y_pred, sample_weight=sw)
+        theirs.update_state(y_true, y_pred, sample_weight=sw)
+        np.testing.assert_allclose(
+            ours.result().numpy(), _np(theirs.result()), rtol=1e-5, atol=1e-6
+        )
+    ours.reset_state()
+    theirs.reset_state()
+    ours.update_state(*batches[0][:2])
+    theirs.update_state(*batches[0][:2])
+    np.testing.assert_allclose(ours.result().numpy(), _np(theirs.result()), rtol=1e-5, atol=1e-6)
+    assert ours.get_config() == theirs.get_config()
+    assert metrics.serialize(ours) == keras.metrics.serialize(theirs)
+    back = metrics.deserialize(keras.metrics.serialize(theirs))
+    assert type(back) is type(ours) and back.get_config() == ours.get_config()
+    again = type(ours).from_config(ours.get_config())
+    assert again.get_config() == ours.get_config()
+    return ours, theirs
+
+
+REGRESSION_CASES = [
+    ("R2Score", {}, "sample"),
+    ("R2Score", {}, "elementwise"),
+    ("R2Score", {"class_aggregation": None}, "sample"),
+    ("R2Score", {"class_aggregation": "variance_weighted_average"}, "sample"),
+    ("R2Score", {"num_regressors": 3}, "sample"),
+    ("R2Score", {"num_regressors": 2, "class_aggregation": None}, "none"),
+    ("PearsonCorrelation", {}, "sample"),
+    ("PearsonCorrelation", {"axis": 0}, "none"),
+    ("ConcordanceCorrelation", {}, "sample"),
+    ("ConcordanceCorrelation", {"axis": 0}, "none"),
+]
+
+
+@pytest.mark.parametrize(("class_name", "kwargs", "weights"), REGRESSION_CASES)
+def test_regression_metrics_match_keras_over_several_batches(class_name, kwargs, weights):
+    rng = np.random.default_rng(8)
+    _assert_metric_matches_keras(class_name, kwargs, _metric_batches("regression", rng, weights))
+
+
+@pytest.mark.parametrize("fn_name", ["pearson_correlation", "concordance_correlation"])
+def test_correlation_functions_match_keras(fn_name):
+    rng = np.random.default_rng(9)
+    y_true, y_pred = _data("regression", rng, (5, 7))
+    y_pred[0] = 1.0  # a constant row: nan (Pearson) or 0 (concordance), as in Keras
+    for axis in (-1, 0):
+        ours = getattr(metrics, fn_name)(torch.tensor(y_true), torch.tensor(y_pred), axis=axis)
+        theirs = getattr(keras.metrics, fn_name)(
+            keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred), axis=axis
+        )
+        np.testing.assert_allclose(ours.numpy(), _np(theirs), rtol=1e-5, atol=1e-6)
+    flat = metrics.pearson_correlation(torch.tensor(y_true[:, 1]), torch.tensor(y_pred[:, 1]))
+    assert float(flat) == pytest.approx(np.corrcoef(y_true[:, 1], y_pred[:, 1])[0, 1], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "y_true", "y_pred"),
+    [
+        ({"class_aggregation": None}, [[1.0, 0.0], [1.0, 2.0], [1.0, 1.0]], np.zeros((3, 2))),
+        ({}, np.ones((3, 2)), np.ones((3, 2))),
+        ({"class_aggregation": "variance_weighted_average"}, np.ones((3, 2)), np.zeros((3, 2))),
+    ],
+)
+def test_r2_score_degenerate_columns_match_keras(kwargs, y_true, y_pred):
+    y_true, y_pred = np.asarray(y_true, "float32"), np.asarray(y_pred, "float32")
+    ours, theirs = metrics.R2Score(**kwargs), keras.metrics.R2Score(**kwargs)
+    ours.update_state(y_true, y_pred)
+    theirs.update_state(y_true, y_pred)
+    np.testing.assert_allclose(ours.result().numpy(), _np(theirs.result()), atol=1e-6)
+
+
+@pytest.mark.parametrize(("num_regressors", "phrase"), [(11, "division by zero"), (15, "more")])
+def test_r2_score_falls_back_to_plain_r2_with_a_warning(num_regressors, phrase):
+    rng = np.random.default_rng(10)
+    y_true, y_pred = _data("regression", rng, (4, 3))
+    plain = metrics.R2Score()
+    plain.update_state(y_true, y_pred)
+    adjusted = metrics.R2Score(num_regressors=num_regressors)
+    adjusted.update_state(y_true, y_pred)
+    with pytest.warns(UserWarning, match=phrase):
+        value = adjusted.result()
+    assert float(value) == pytest.approx(float(plain.result()))
+
+
+def test_r2_score_rejects_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="R2Score.*class_aggregation"):
+        metrics.R2Score(class_aggregation="median")
+    with pytest.raises(ValueError, match="R2Score.*num_regressors"):
+        metrics.R2Score(num_regressors=-1)
+    m = metrics.R2Score()
+    with pytest.raises(ValueError, match=r"R2Score expects 2D inputs"):
+        m.update_state(np.zeros(4), np.zeros(4))
+    m.update_state(np.zeros((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="R2Score.*first updated with 3"):
+        m.update_state(np.zeros((2, 2)), np.ones((2, 2)))
