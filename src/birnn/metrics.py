@@ -931,6 +931,322 @@ ConcordanceCorrelation = _metric_class(
 )
 
 
+# ---------------------------------------------------------------------------- IoU
+class _IoUBase(Metric):
+    """Accumulates a `(num_classes, num_classes)` confusion matrix (rows: labels).
+
+    Entries whose label equals `ignore_class`, or whose label or prediction
+    falls outside `[0, num_classes)`, are left out. The state's dtype is
+    `"int32"` by default, as in Keras, so fractional sample weights are
+    truncated (with a warning); pass `dtype="float32"` to keep them.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        target_class_ids: Any,
+        name: str | None = None,
+        dtype: Any = None,
+        ignore_class: int | None = None,
+        sparse_y_true: bool = True,
+        sparse_y_pred: bool = True,
+        axis: int = -1,
+    ) -> None:
+        super().__init__(name=name, dtype="int32" if dtype is None else dtype)
+        kind = type(self).__name__
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"{kind}: `num_classes` must be a positive int. Received: "
+                f"num_classes={num_classes!r}"
+            )
+        target_class_ids = list(target_class_ids)
+        if not target_class_ids:
+            raise ValueError(f"{kind}: `target_class_ids` must name at least one class.")
+        for class_id in target_class_ids:
+            if not 0 <= class_id < num_classes:
+                raise ValueError(
+                    f"{kind}: target class id {class_id} is out of range, which is "
+                    f"[0, {num_classes})."
+                )
+        self.num_classes = num_classes
+        self.target_class_ids = target_class_ids
+        self.ignore_class = ignore_class
+        self.sparse_y_true = sparse_y_true
+        self.sparse_y_pred = sparse_y_pred
+        self.axis = axis
+        self.add_variable("total_confusion_matrix", (num_classes, num_classes))
+
+    def _labels(self, y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        y_pred = _tensor(y_pred)
+        y_true = _tensor(y_true, None, y_pred.device)
+        if not self.sparse_y_true:
+            y_true = torch.argmax(y_true, dim=self.axis)
+        if not self.sparse_y_pred:
+            y_pred = torch.argmax(y_pred, dim=self.axis)
+        return y_true, y_pred
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        state = self.total_confusion_matrix
+        if sample_weight is not None:
+            sample_weight = _tensor(sample_weight)
+            if sample_weight.is_floating_point() and not state.is_floating_point():
+                warnings.warn(
+                    f"{type(self).__name__}: `sample_weight` is a float tensor but the "
+                    f"state's dtype is {self.dtype}; weights are truncated to integers. "
+                    'Pass integer weights, or dtype="float32" to the metric.',
+                    stacklevel=2,
+                )
+            sample_weight = sample_weight.to(state.dtype)
+        sample_weight = _mask_weights(sample_weight, y_pred, state.dtype)
+        y_true, y_pred = self._labels(y_true, y_pred)
+        self._to_device(y_pred.device)
+        y_true, y_pred = y_true.to(torch.int64), y_pred.to(torch.int64)
+        if y_true.shape != y_pred.shape:
+            y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+            y_true, y_pred = torch.broadcast_tensors(y_true, y_pred)
+        if sample_weight is None:
+            weights = torch.ones(y_true.shape, dtype=torch.float64, device=y_true.device)
+        else:
+            weights = _tensor(sample_weight, torch.float64, y_true.device)
+            while weights.dim() < y_true.dim():
+                weights = weights.unsqueeze(-1)
+            weights = torch.broadcast_to(weights, y_true.shape)
+        y_true, y_pred, weights = y_true.reshape(-1), y_pred.reshape(-1), weights.reshape(-1)
+        n = self.num_classes
+        keep = (y_true >= 0) & (y_true < n) & (y_pred >= 0) & (y_pred < n)
+        if self.ignore_class is not None:
+            keep = keep & (y_true != self.ignore_class)
+        index = torch.where(keep, y_true * n + y_pred, torch.zeros_like(y_true))
+        counts = torch.bincount(index, weights=weights * keep, minlength=n * n)
+        self.total_confusion_matrix.add_(counts.reshape(n, n).to(state.dtype))
+
+    def result(self) -> torch.Tensor:
+        matrix = self.total_confusion_matrix.to(torch.float32)
+        hits = torch.diagonal(matrix)
+        union = matrix.sum(0) + matrix.sum(1) - hits
+        ids = torch.tensor(self.target_class_ids, device=matrix.device)
+        hits, union = hits[ids], union[ids]
+        valid = (union != 0).to(torch.float32).sum()
+        return _divide_no_nan(_divide_no_nan(hits, union).sum(), valid)
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "num_classes": self.num_classes,
+            "target_class_ids": self.target_class_ids,
+            "ignore_class": self.ignore_class,
+            "sparse_y_true": self.sparse_y_true,
+            "sparse_y_pred": self.sparse_y_pred,
+            "axis": self.axis,
+        }
+
+
+class IoU(_IoUBase):
+    """Intersection-over-union, `TP / (TP + FP + FN)`, averaged over chosen classes.
+
+    Classes that never occur (in labels or predictions) are left out of the
+    average.
+
+    Args:
+        num_classes: Number of classes (labels are `0 .. num_classes - 1`).
+        target_class_ids: The classes whose IoU is averaged.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+        ignore_class: A label value whose entries are left out.
+        sparse_y_true: Whether labels are class indices (else one-hot along `axis`).
+        sparse_y_pred: Whether predictions are class indices (else scores along `axis`).
+        axis: The class axis of non-sparse inputs.
+
+    Examples:
+
+    >>> m = IoU(num_classes=2, target_class_ids=[0])
+    >>> m.update_state([0, 0, 1, 1], [0, 1, 0, 1])
+    >>> round(float(m.result()), 4)
+    0.3333
+    """
+
+
+class MeanIoU(_IoUBase):
+    """Intersection-over-union averaged over all `num_classes` classes.
+
+    Args:
+        num_classes: Number of classes.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+        ignore_class: A label value whose entries are left out.
+        sparse_y_true: Whether labels are class indices (else one-hot along `axis`).
+        sparse_y_pred: Whether predictions are class indices (else scores along `axis`).
+        axis: The class axis of non-sparse inputs.
+
+    Examples:
+
+    >>> m = MeanIoU(num_classes=2)
+    >>> m.update_state([0, 0, 1, 1], [0, 1, 0, 1])
+    >>> round(float(m.result()), 4)
+    0.3333
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        name: str | None = None,
+        dtype: Any = None,
+        ignore_class: int | None = None,
+        sparse_y_true: bool = True,
+        sparse_y_pred: bool = True,
+        axis: int = -1,
+    ) -> None:
+        super().__init__(
+            num_classes,
+            list(range(num_classes)) if isinstance(num_classes, int) else [],
+            name=name,
+            dtype=dtype,
+            ignore_class=ignore_class,
+            sparse_y_true=sparse_y_true,
+            sparse_y_pred=sparse_y_pred,
+            axis=axis,
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["target_class_ids"]
+        return config
+
+
+class BinaryIoU(_IoUBase):
+    """IoU of binary labels, with predictions `>= threshold` counted as class 1.
+
+    Args:
+        target_class_ids: Classes averaged: `[0]`, `[1]` or `[0, 1]` (default).
+        threshold: Predictions at or above it are class 1.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+
+    Examples:
+
+    >>> m = BinaryIoU(target_class_ids=[1])
+    >>> m.update_state([0, 1, 1, 0], [0.2, 0.5, 0.9, 0.7])
+    >>> round(float(m.result()), 4)
+    0.6667
+    """
+
+    def __init__(
+        self,
+        target_class_ids: Any = (0, 1),
+        threshold: float = 0.5,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(2, target_class_ids, name=name, dtype=dtype)
+        self.threshold = threshold
+
+    def _labels(self, y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        y_pred = _tensor(y_pred)
+        y_true = _tensor(y_true, None, y_pred.device)
+        return y_true, (y_pred >= self.threshold).to(torch.int64)
+
+    def get_config(self) -> dict:
+        return {
+            "target_class_ids": self.target_class_ids,
+            "threshold": self.threshold,
+            "name": self.name,
+            "dtype": self.dtype,
+        }
+
+
+class OneHotIoU(_IoUBase):
+    """`IoU` for one-hot labels (and, by default, per-class scores as predictions).
+
+    Args:
+        num_classes: Number of classes.
+        target_class_ids: The classes whose IoU is averaged.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+        ignore_class: A class index whose entries are left out.
+        sparse_y_pred: Whether predictions are class indices (else scores along `axis`).
+        axis: The class axis.
+
+    Examples:
+
+    >>> m = OneHotIoU(num_classes=2, target_class_ids=[1])
+    >>> m.update_state([[1, 0], [0, 1], [0, 1]], [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    >>> round(float(m.result()), 4)
+    0.5
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        target_class_ids: Any,
+        name: str | None = None,
+        dtype: Any = None,
+        ignore_class: int | None = None,
+        sparse_y_pred: bool = False,
+        axis: int = -1,
+    ) -> None:
+        super().__init__(
+            num_classes,
+            target_class_ids,
+            name=name,
+            dtype=dtype,
+            ignore_class=ignore_class,
+            sparse_y_true=False,
+            sparse_y_pred=sparse_y_pred,
+            axis=axis,
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config
+
+
+class OneHotMeanIoU(_IoUBase):
+    """`MeanIoU` for one-hot labels (and, by default, per-class scores as predictions).
+
+    Args:
+        num_classes: Number of classes.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+        ignore_class: A class index whose entries are left out.
+        sparse_y_pred: Whether predictions are class indices (else scores along `axis`).
+        axis: The class axis.
+
+    Examples:
+
+    >>> m = OneHotMeanIoU(num_classes=2)
+    >>> m.update_state([[1, 0], [0, 1], [0, 1]], [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    >>> round(float(m.result()), 4)
+    0.5
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        name: str | None = None,
+        dtype: Any = None,
+        ignore_class: int | None = None,
+        sparse_y_pred: bool = False,
+        axis: int = -1,
+    ) -> None:
+        super().__init__(
+            num_classes,
+            list(range(num_classes)) if isinstance(num_classes, int) else [],
+            name=name,
+            dtype=dtype,
+            ignore_class=ignore_class,
+            sparse_y_true=False,
+            sparse_y_pred=sparse_y_pred,
+            axis=axis,
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["target_class_ids"], config["sparse_y_true"]
+        return config
+
+
 # ---------------------------------------------------------------------------- registry
 _FUNCTIONS = (
     accuracy,
@@ -992,6 +1308,11 @@ _CLASSES = (
     R2Score,
     PearsonCorrelation,
     ConcordanceCorrelation,
+    IoU,
+    MeanIoU,
+    BinaryIoU,
+    OneHotIoU,
+    OneHotMeanIoU,
 )
 _ALIASES = {
     "bce": binary_crossentropy,

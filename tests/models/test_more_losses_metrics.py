@@ -1,5 +1,7 @@
 """The less common Keras losses and metrics a compiled `.keras` file may name, against Keras."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -150,6 +152,9 @@ def _assert_metric_matches_keras(class_name, kwargs, batches):
     ours.update_state(*batches[0][:2])
     theirs.update_state(*batches[0][:2])
     np.testing.assert_allclose(ours.result().numpy(), _np(theirs.result()), rtol=1e-5, atol=1e-6)
+    # Keras numbers default names per session ("io_u_1"); birnn keeps the plain name.
+    assert ours.name == re.sub(r"_\d+$", "", theirs.name)
+    ours.name = theirs.name
     assert ours.get_config() == theirs.get_config()
     assert metrics.serialize(ours) == keras.metrics.serialize(theirs)
     back = metrics.deserialize(keras.metrics.serialize(theirs))
@@ -234,3 +239,107 @@ def test_r2_score_rejects_bad_arguments_and_inputs():
     m.update_state(np.zeros((2, 3)), np.ones((2, 3)))
     with pytest.raises(ValueError, match="R2Score.*first updated with 3"):
         m.update_state(np.zeros((2, 2)), np.ones((2, 2)))
+
+
+def _iou_batches(kind, rng, weights="int", num_classes=3, shape=(6, 4)):
+    out = []
+    for batch in range(3):
+        labels = rng.integers(0, num_classes, shape)
+        if kind == "binary":
+            y_true, y_pred = labels.astype("float32"), rng.random(shape).astype("float32")
+            y_pred[0, 0] = 0.5  # on the threshold: counts as class 1
+        else:
+            y_true = labels if kind in ("sparse", "sparse_scores") else np.eye(num_classes)[labels]
+            if kind in ("sparse", "onehot_sparse"):
+                y_pred = rng.integers(0, num_classes, shape)
+            else:
+                y_pred = rng.random((*shape, num_classes)).astype("float32")
+        if batch == 0:
+            sw = None
+        elif weights == "int":
+            sw = rng.integers(0, 3, shape)
+        else:
+            sw = rng.random(shape).astype("float32")
+        out.append((y_true, y_pred, sw))
+    return out
+
+
+IOU_CASES = [
+    ("IoU", {"num_classes": 3, "target_class_ids": [0, 2]}, "sparse", "int"),
+    ("IoU", {"num_classes": 3, "target_class_ids": [1], "ignore_class": 0}, "sparse", "int"),
+    (
+        "IoU",
+        {"num_classes": 3, "target_class_ids": [0, 1, 2], "sparse_y_pred": False},
+        "sparse_scores",
+        "int",
+    ),
+    (
+        "IoU",
+        {"num_classes": 3, "target_class_ids": [2], "sparse_y_true": False},
+        "onehot_sparse",
+        "int",
+    ),
+    ("MeanIoU", {"num_classes": 3}, "sparse", "int"),
+    ("MeanIoU", {"num_classes": 3, "ignore_class": 2}, "sparse", "int"),
+    ("MeanIoU", {"num_classes": 3, "dtype": "float32"}, "sparse", "float"),
+    ("BinaryIoU", {}, "binary", "int"),
+    ("BinaryIoU", {"target_class_ids": [1], "threshold": 0.3}, "binary", "int"),
+    ("OneHotIoU", {"num_classes": 3, "target_class_ids": [1]}, "onehot", "int"),
+    (
+        "OneHotIoU",
+        {"num_classes": 3, "target_class_ids": [0, 2], "sparse_y_pred": True},
+        "onehot_sparse",
+        "int",
+    ),
+    ("OneHotMeanIoU", {"num_classes": 3}, "onehot", "int"),
+    ("OneHotMeanIoU", {"num_classes": 3, "ignore_class": 1}, "onehot", "int"),
+]
+
+
+@pytest.mark.parametrize(("class_name", "kwargs", "kind", "weights"), IOU_CASES)
+def test_iou_metrics_match_keras_over_several_batches(class_name, kwargs, kind, weights):
+    rng = np.random.default_rng(12)
+    batches = _iou_batches(kind, rng, weights)
+    ours, theirs = _assert_metric_matches_keras(class_name, kwargs, batches)
+    np.testing.assert_array_equal(
+        ours.total_confusion_matrix.numpy(), _np(theirs.variables[0].value)
+    )
+
+
+def test_iou_truncates_float_weights_of_an_int_state_with_a_warning_like_keras():
+    y_true, y_pred, sw = np.array([0, 1, 2, 1]), np.array([0, 1, 1, 1]), np.array([0.5, 1.5, 2, 1])
+    ours, theirs = metrics.MeanIoU(3), keras.metrics.MeanIoU(3)
+    with pytest.warns(UserWarning, match="MeanIoU.*truncated"):
+        ours.update_state(y_true, y_pred, sample_weight=sw)
+    with pytest.warns(UserWarning):
+        theirs.update_state(y_true, y_pred, sample_weight=sw)
+    np.testing.assert_array_equal(
+        ours.total_confusion_matrix.numpy(), [[0, 0, 0], [0, 2, 0], [0, 2, 0]]
+    )
+    assert float(ours.result()) == pytest.approx(float(theirs.result()))
+
+
+def test_iou_leaves_out_labels_and_predictions_outside_the_classes_like_keras():
+    y_true, y_pred = np.array([0, 1, 2, -1, 5, 1]), np.array([0, 5, -1, 0, 1, 1])
+    ours, theirs = metrics.IoU(3, [0, 1]), keras.metrics.IoU(3, [0, 1])
+    ours.update_state(y_true, y_pred)
+    theirs.update_state(y_true, y_pred)
+    np.testing.assert_array_equal(
+        ours.total_confusion_matrix.numpy(), _np(theirs.variables[0].value)
+    )
+    assert float(ours.result()) == pytest.approx(float(theirs.result()))
+    assert float(metrics.MeanIoU(4).result()) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: metrics.IoU(3, [3]), "IoU: target class id 3 is out of range"),
+        (lambda: metrics.BinaryIoU([2]), "BinaryIoU: target class id 2"),
+        (lambda: metrics.IoU(3, []), "IoU: `target_class_ids`"),
+        (lambda: metrics.MeanIoU(0), "MeanIoU: `num_classes`"),
+    ],
+)
+def test_iou_rejects_bad_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
