@@ -1247,6 +1247,190 @@ class OneHotMeanIoU(_IoUBase):
         return config
 
 
+# ---------------------------------------------------------------------------- X at Y
+class _AtConstraint(_ConfusionMetric):
+    """The best value of one rate among the thresholds where another reaches a target.
+
+    Subclasses name the target argument (`_target`) and map the four counts to
+    `(constrained, reported)` rates in `_rates`.
+    """
+
+    _target = ""
+
+    def __init__(
+        self,
+        value: float,
+        num_thresholds: int = 200,
+        class_id: int | None = None,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        kind = type(self).__name__
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(
+                f"{kind}: argument `{self._target}` must be in the range [0, 1]. "
+                f"Received: {self._target}={value!r}"
+            )
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int):
+            raise TypeError(
+                f"{kind}: argument `num_thresholds` must be an int. "
+                f"Received: num_thresholds={num_thresholds!r}"
+            )
+        if num_thresholds <= 0:
+            raise ValueError(
+                f"{kind}: argument `num_thresholds` must be an integer > 0. "
+                f"Received: num_thresholds={num_thresholds}"
+            )
+        thresholds = [0.5] if num_thresholds == 1 else _default_thresholds(num_thresholds)
+        super().__init__(thresholds, name or backend.to_snake_case(kind), dtype, class_id=class_id)
+        self.value = value
+        self.num_thresholds = num_thresholds
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        self._update_confusion(y_true, y_pred, sample_weight)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def result(self) -> torch.Tensor:
+        constrained, reported = self._rates()
+        feasible = constrained >= self.value
+        return torch.amax(torch.where(feasible, reported, torch.zeros_like(reported)))
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "class_id": self.class_id,
+            "num_thresholds": self.num_thresholds,
+            self._target: self.value,
+        }
+
+
+def _recall(m: _ConfusionMetric) -> torch.Tensor:
+    return _divide_no_nan(m.true_positives, m.true_positives + m.false_negatives)
+
+
+def _precision(m: _ConfusionMetric) -> torch.Tensor:
+    return _divide_no_nan(m.true_positives, m.true_positives + m.false_positives)
+
+
+def _specificity(m: _ConfusionMetric) -> torch.Tensor:
+    return _divide_no_nan(m.true_negatives, m.true_negatives + m.false_positives)
+
+
+class SensitivityAtSpecificity(_AtConstraint):
+    """The best sensitivity (recall) among thresholds whose specificity is `>= specificity`.
+
+    Args:
+        specificity: The target specificity, in [0, 1].
+        num_thresholds: Number of thresholds spread evenly over [0, 1]
+            (1 means the single threshold 0.5).
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = SensitivityAtSpecificity(0.5)
+    >>> m.update_state([0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8])
+    >>> float(m.result())
+    0.5
+    """
+
+    _target = "specificity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _specificity(self), _recall(self)
+
+
+class SpecificityAtSensitivity(_AtConstraint):
+    """The best specificity among thresholds whose sensitivity is `>= sensitivity`.
+
+    Args:
+        sensitivity: The target sensitivity (recall), in [0, 1].
+        num_thresholds: Number of thresholds spread evenly over [0, 1]
+            (1 means the single threshold 0.5).
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = SpecificityAtSensitivity(0.5)
+    >>> m.update_state([0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8])
+    >>> round(float(m.result()), 4)
+    0.6667
+    """
+
+    _target = "sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _recall(self), _specificity(self)
+
+
+class PrecisionAtRecall(_AtConstraint):
+    """The best precision among thresholds whose recall is `>= recall`.
+
+    Args:
+        recall: The target recall, in [0, 1].
+        num_thresholds: Number of thresholds spread evenly over [0, 1]
+            (1 means the single threshold 0.5).
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = PrecisionAtRecall(0.5)
+    >>> m.update_state([0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8])
+    >>> float(m.result())
+    0.5
+    """
+
+    _target = "recall"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _recall(self), _precision(self)
+
+
+class RecallAtPrecision(_AtConstraint):
+    """The best recall among thresholds whose precision is `>= precision`.
+
+    Args:
+        precision: The target precision, in [0, 1].
+        num_thresholds: Number of thresholds spread evenly over [0, 1]
+            (1 means the single threshold 0.5).
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = RecallAtPrecision(0.8)
+    >>> m.update_state([0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.9])
+    >>> float(m.result())
+    0.5
+    """
+
+    _target = "precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _precision(self), _recall(self)
+
+
 # ---------------------------------------------------------------------------- registry
 _FUNCTIONS = (
     accuracy,
@@ -1313,6 +1497,10 @@ _CLASSES = (
     BinaryIoU,
     OneHotIoU,
     OneHotMeanIoU,
+    SensitivityAtSpecificity,
+    SpecificityAtSensitivity,
+    PrecisionAtRecall,
+    RecallAtPrecision,
 )
 _ALIASES = {
     "bce": binary_crossentropy,

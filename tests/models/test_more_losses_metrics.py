@@ -343,3 +343,42 @@ def test_iou_leaves_out_labels_and_predictions_outside_the_classes_like_keras():
 def test_iou_rejects_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+AT_CASES = [
+    ("SensitivityAtSpecificity", {"specificity": 0.5}, "sample"),
+    ("SensitivityAtSpecificity", {"specificity": 0.8, "num_thresholds": 7}, "none"),
+    ("SpecificityAtSensitivity", {"sensitivity": 0.6}, "sample"),
+    ("SpecificityAtSensitivity", {"sensitivity": 0.4, "class_id": 2}, "sample"),
+    ("PrecisionAtRecall", {"recall": 0.7}, "sample"),
+    ("PrecisionAtRecall", {"recall": 0.3, "num_thresholds": 1}, "none"),
+    ("RecallAtPrecision", {"precision": 0.6}, "sample"),
+    ("RecallAtPrecision", {"precision": 0.9, "class_id": 1, "num_thresholds": 20}, "sample"),
+    ("RecallAtPrecision", {"precision": 1.0}, "none"),  # unreachable: 0, as in Keras
+]
+
+
+@pytest.mark.parametrize(("class_name", "kwargs", "weights"), AT_CASES)
+def test_rate_at_rate_metrics_match_keras_over_several_batches(class_name, kwargs, weights):
+    rng = np.random.default_rng(13)
+    batches = _metric_batches("binary", rng, weights)
+    # predictions lean towards the labels, so the curves are not flat
+    batches = [(t, np.clip(0.6 * p + 0.4 * t, 0, 1), w) for t, p, w in batches]
+    ours, _ = _assert_metric_matches_keras(class_name, kwargs, batches)
+    assert ours.true_positives.shape == (kwargs.get("num_thresholds", 200),)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: metrics.PrecisionAtRecall(1.5), "PrecisionAtRecall.*`recall`.*range"),
+        (lambda: metrics.RecallAtPrecision(-0.1), "RecallAtPrecision.*`precision`"),
+        (
+            lambda: metrics.SensitivityAtSpecificity(0.5, num_thresholds=0),
+            "SensitivityAtSpecificity.*`num_thresholds`",
+        ),
+    ],
+)
+def test_rate_at_rate_metrics_reject_bad_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
