@@ -382,3 +382,82 @@ def test_rate_at_rate_metrics_match_keras_over_several_batches(class_name, kwarg
 def test_rate_at_rate_metrics_reject_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# ---------------------------------------------------------------------------- .keras files
+def _compile_setups(lib):
+    return {
+        "binary": {
+            "loss": lib.losses.Tversky(alpha=0.3, beta=0.7),
+            "metrics": [
+                lib.metrics.R2Score(),
+                lib.metrics.BinaryIoU(target_class_ids=[1], threshold=0.4),
+                lib.metrics.PrecisionAtRecall(0.5, num_thresholds=50),
+                "pearson_correlation",
+            ],
+        },
+        "categorical": {
+            "loss": lib.losses.CategoricalFocalCrossentropy(gamma=1.0, label_smoothing=0.05),
+            "metrics": [
+                lib.metrics.OneHotMeanIoU(num_classes=3),
+                lib.metrics.SpecificityAtSensitivity(0.4),
+                lib.metrics.ConcordanceCorrelation(),
+            ],
+            "weighted_metrics": [lib.metrics.OneHotIoU(3, [0, 2], dtype="float32")],
+        },
+    }
+
+
+def _file_model(lib, setup, activation):
+    model = lib.Sequential(
+        [lib.Input((5,)), lib.layers.Dense(3, activation=activation, name="out")]
+    )
+    model.compile(optimizer=lib.optimizers.SGD(0.05), **_compile_setups(lib)[setup])
+    return model
+
+
+def _assert_same_compile_config(model, other):
+    ours, theirs = model.get_compile_config(), other.get_compile_config()
+    for key in ("loss", "metrics", "weighted_metrics"):
+        assert ours[key] == theirs[key], key
+
+
+def _evaluate(model, x, y, sw):
+    return model.evaluate(x, y, sample_weight=sw, batch_size=4, verbose=0, return_dict=True)
+
+
+@pytest.mark.parametrize(
+    ("setup", "activation"), [("binary", "sigmoid"), ("categorical", "softmax")]
+)
+def test_keras_files_compiled_with_these_load_compiled_both_ways(tmp_path, setup, activation):
+    import birnn  # noqa: PLC0415
+
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((10, 5)).astype("float32")
+    if setup == "binary":
+        y = rng.integers(0, 2, (10, 3)).astype("float32")
+    else:
+        y = np.eye(3, dtype="float32")[rng.integers(0, 3, 10)]
+    sw = rng.integers(1, 3, 10).astype("float32")
+
+    keras_model = _file_model(keras, setup, activation)
+    keras_model.fit(x, y, batch_size=5, epochs=1, verbose=0)
+    keras_model.save(tmp_path / "k.keras")
+    model = birnn.models.load_model(tmp_path / "k.keras")
+    _assert_same_compile_config(model, keras_model)
+    assert _evaluate(model, x, y, sw) == pytest.approx(_evaluate(keras_model, x, y, sw), abs=1e-5)
+    model.fit(x, y, batch_size=10, epochs=1, verbose=0)
+    keras_model.fit(x, y, batch_size=10, epochs=1, verbose=0)
+    np.testing.assert_allclose(
+        model.get_layer("out").get_weights()[0],
+        keras_model.get_layer("out").get_weights()[0],
+        atol=1e-5,
+    )
+
+    ours = _file_model(birnn, setup, activation)
+    ours.set_weights(model.get_weights())
+    ours.fit(x, y, batch_size=5, epochs=1, verbose=0)
+    ours.save(tmp_path / "b.keras")
+    back = keras.models.load_model(tmp_path / "b.keras")
+    _assert_same_compile_config(back, ours)
+    assert _evaluate(back, x, y, sw) == pytest.approx(_evaluate(ours, x, y, sw), abs=1e-5)
