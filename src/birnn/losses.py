@@ -400,6 +400,71 @@ def categorical_generalized_cross_entropy(y_true: Any, y_pred: Any, q: float) ->
     return (1.0 - torch.pow(p, q)) / q
 
 
+def circle(
+    y_true: Any,
+    y_pred: Any,
+    ref_labels: Any = None,
+    ref_embeddings: Any = None,
+    remove_diagonal: bool = True,
+    gamma: float = 80,
+    margin: float = 0.4,
+) -> torch.Tensor:
+    """Circle loss (Sun et al., 2020) of integer labels and L2-normalized embeddings.
+
+    Every embedding `y_pred[i]` is compared (dot product, capped at 1) with the
+    reference embeddings (`y_pred` itself by default): pairs of the same label
+    are pulled together, pairs of different labels pushed apart, each pair
+    weighted by how far it is from its optimum. Returns one value per sample,
+    carrying a mask (`_keras_mask`) of the samples that have a positive pair:
+    `Loss` reductions leave the others out, as Keras does.
+
+    Args:
+        y_true: Integer labels, `(batch,)` or `(batch, 1)`.
+        y_pred: Embeddings, `(batch, dim)`, normally unit-norm.
+        ref_labels: Labels of the reference embeddings (default `y_true`).
+        ref_embeddings: Reference embeddings (default `y_pred`).
+        remove_diagonal: Whether pair `(i, i)` is left out of the positives.
+        gamma: Scale of the similarities.
+        margin: Relaxation margin.
+
+    Examples:
+
+    >>> import torch
+    >>> emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [1.0, 0.0], [0.0, 1.0]]))
+    >>> [round(v, 4) for v in circle(torch.tensor([0, 0, 1]), emb).tolist()]
+    [0.0, 0.0, 0.0]
+    """
+    y_pred = _tensor(y_pred)
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.to(torch.float32)
+    labels = _tensor(y_true).to(y_pred.device).reshape(-1)
+    if y_pred.dim() != 2 or labels.shape[0] != y_pred.shape[0]:
+        raise ValueError(
+            "circle: expected `y_pred` of shape (batch, dim) and one integer label per "
+            f"row. Received: y_true.shape={tuple(_tensor(y_true).shape)}, "
+            f"y_pred.shape={tuple(y_pred.shape)}"
+        )
+    ref_emb = y_pred if ref_embeddings is None else _tensor(ref_embeddings, y_pred.dtype)
+    ref_lab = labels if ref_labels is None else _tensor(ref_labels).to(y_pred.device).reshape(-1)
+    ref_emb = ref_emb.to(y_pred.device)
+    similarity = torch.clamp(y_pred @ ref_emb.T, max=1.0)
+    same = labels[:, None] == ref_lab[None, :]
+    positive = same
+    if remove_diagonal:
+        eye = torch.eye(*same.shape, dtype=torch.bool, device=same.device)
+        positive = same & ~eye
+    pos_logits = -gamma * F.relu(1.0 + margin - similarity) * (similarity - (1.0 - margin))
+    neg_logits = gamma * F.relu(similarity + margin) * (similarity - margin)
+    # A finite "minus infinity" keeps the gradient of an all-masked row at zero.
+    floor = torch.finfo(similarity.dtype).min / 4
+    pos = torch.logsumexp(torch.where(positive, pos_logits, floor), dim=-1)
+    neg = torch.logsumexp(torch.where(same, floor, neg_logits), dim=-1)
+    values = F.softplus(pos + neg)
+    # Rows without a positive pair score 0 and, as in Keras, are left out of the mean.
+    values._keras_mask = positive.any(dim=-1)
+    return values
+
+
 # ---------------------------------------------------------------------------- reduction
 def _apply_mask(
     sample_weight: torch.Tensor | None, mask: torch.Tensor | None, dtype, reduction: Any
@@ -825,6 +890,51 @@ class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
         return {"name": self.name, "reduction": self.reduction, "q": self._fn_kwargs["q"]}
 
 
+class Circle(LossFunctionWrapper):
+    """Circle loss of integer labels and L2-normalized embeddings (see `circle`).
+
+    Put a `UnitNormalization` layer (or normalize otherwise) before it.
+
+    Args:
+        gamma: Scale of the similarities.
+        margin: Relaxation margin.
+        remove_diagonal: Whether each sample's pair with itself is left out.
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+        dtype: Dtype of the computation.
+
+    Examples:
+
+    >>> import torch
+    >>> emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2], [0.2, 1.0], [1.0, -0.2]]))
+    >>> round(float(Circle(gamma=10.0)(torch.tensor([0, 1, 1]), emb)), 4)
+    11.8001
+    """
+
+    def __init__(
+        self,
+        gamma: float = 80.0,
+        margin: float = 0.4,
+        remove_diagonal: bool = True,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "circle",
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            circle,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+            gamma=gamma,
+            margin=margin,
+            remove_diagonal=remove_diagonal,
+        )
+        self._keeps_int_labels = True
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction, **self._fn_kwargs}
+
+
 _FUNCTIONS = (
     mean_squared_error,
     mean_absolute_error,
@@ -846,6 +956,7 @@ _FUNCTIONS = (
     tversky,
     categorical_focal_crossentropy,
     categorical_generalized_cross_entropy,
+    circle,
 )
 _CLASSES = (
     Loss,
@@ -870,6 +981,7 @@ _CLASSES = (
     Tversky,
     CategoricalFocalCrossentropy,
     CategoricalGeneralizedCrossEntropy,
+    Circle,
 )
 _ALIASES = {
     "bce": binary_crossentropy,

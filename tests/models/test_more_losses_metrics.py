@@ -27,6 +27,13 @@ def _data(kind, rng, shape=(6, 4)):
         logits = rng.standard_normal(shape)
         probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
         return rng.integers(0, shape[-1], shape[0]), probs.astype("float32")
+    if kind in ("embedding", "embedding_raw"):
+        y_pred = rng.standard_normal((8, 4)).astype("float32")
+        if kind == "embedding":
+            y_pred /= np.linalg.norm(y_pred, axis=-1, keepdims=True)
+        else:
+            y_pred *= 2.0  # dot products beyond 1 exercise the cap at 1
+        return np.array([0, 1, 0, 2, 1, 1, 0, 3]), y_pred  # classes 2 and 3: no positive pair
     if kind == "regression":
         y_true = rng.standard_normal(shape).astype("float32")
         return y_true, (y_true + 0.7 * rng.standard_normal(shape)).astype("float32")
@@ -63,6 +70,9 @@ LOSS_CASES = [
         {"q": 0.2},
         "sparse",
     ),
+    ("Circle", "circle", {}, "embedding"),
+    ("Circle", "circle", {"gamma": 10.0, "margin": 0.2, "remove_diagonal": False}, "embedding"),
+    ("Circle", "circle", {"gamma": 20.0}, "embedding_raw"),
 ]
 
 
@@ -96,6 +106,35 @@ def test_loss_matches_keras(class_name, fn_name, kwargs, kind):
     assert losses.serialize(getattr(losses, fn_name)) == keras.losses.serialize(
         getattr(keras.losses, fn_name)
     )
+
+
+@pytest.mark.parametrize("reduction", [None, "sum", "mean_with_sample_weight"])
+def test_circle_reference_embeddings_and_reductions_match_keras(reduction):
+    rng = np.random.default_rng(15)
+    y_true, y_pred = _data("embedding", rng)
+    ref_labels = np.array([1, 0, 2, 2, 0])
+    ref_embeddings = rng.standard_normal((5, 4)).astype("float32")
+    ref_embeddings /= np.linalg.norm(ref_embeddings, axis=-1, keepdims=True)
+    t = keras.ops.convert_to_tensor
+    for remove_diagonal in (True, False):
+        ours = losses.circle(
+            y_true, y_pred, ref_labels, ref_embeddings, remove_diagonal=remove_diagonal
+        )
+        theirs = keras.losses.circle(
+            t(y_true), t(y_pred), t(ref_labels), t(ref_embeddings), remove_diagonal=remove_diagonal
+        )
+        np.testing.assert_allclose(ours.detach().numpy(), _np(theirs), rtol=1e-5, atol=1e-4)
+    sw = rng.random(8).astype("float32")
+    ours = losses.Circle(gamma=16.0, reduction=reduction)(y_true, y_pred, sample_weight=sw)
+    theirs = keras.losses.Circle(gamma=16.0, reduction=reduction)(y_true, y_pred, sample_weight=sw)
+    np.testing.assert_allclose(ours.detach().numpy(), _np(theirs), rtol=1e-5, atol=1e-5)
+
+
+def test_circle_gradient_is_finite_where_a_sample_has_no_positive_pair():
+    y_pred = torch.nn.functional.normalize(torch.randn(4, 3), dim=-1).requires_grad_()
+    loss = losses.Circle()(torch.tensor([0, 0, 1, 2]), y_pred)
+    loss.backward()
+    assert torch.isfinite(y_pred.grad).all() and torch.isfinite(loss)
 
 
 def test_losses_are_differentiable_and_reject_bad_arguments():
