@@ -28,7 +28,6 @@ from birnn.losses import (
     KerasRegistry,
     binary_crossentropy,
     categorical_crossentropy,
-    categorical_focal_crossentropy,
     categorical_hinge,
     cosine_similarity,
     hinge,
@@ -929,6 +928,34 @@ PearsonCorrelation = _metric_class(
 ConcordanceCorrelation = _metric_class(
     "ConcordanceCorrelation", concordance_correlation, "concordance_correlation", {"axis": -1}
 )
+PearsonCorrelation.__doc__ = """The mean over samples of `pearson_correlation` along `axis`.
+
+    Args:
+        name: Name of the metric.
+        dtype: Dtype of the state.
+        axis: The axis each correlation is computed along (`-1`: within each sample).
+
+    Examples:
+
+    >>> m = PearsonCorrelation()
+    >>> m.update_state([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+    >>> float(m.result())
+    0.0
+    """
+ConcordanceCorrelation.__doc__ = """The mean over samples of `concordance_correlation`.
+
+    Args:
+        name: Name of the metric.
+        dtype: Dtype of the state.
+        axis: The axis each coefficient is computed along (`-1`: within each sample).
+
+    Examples:
+
+    >>> m = ConcordanceCorrelation()
+    >>> m.update_state([[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]])
+    >>> float(m.result())
+    1.0
+    """
 
 
 # ---------------------------------------------------------------------------- IoU
@@ -1452,7 +1479,6 @@ _FUNCTIONS = (
     squared_hinge,
     categorical_hinge,
     log_cosh,
-    categorical_focal_crossentropy,
     pearson_correlation,
     concordance_correlation,
 )

@@ -500,3 +500,36 @@ def test_keras_files_compiled_with_these_load_compiled_both_ways(tmp_path, setup
     back = keras.models.load_model(tmp_path / "b.keras")
     _assert_same_compile_config(back, ours)
     assert _evaluate(back, x, y, sw) == pytest.approx(_evaluate(ours, x, y, sw), abs=1e-5)
+
+
+def test_iou_takes_a_per_sample_weight_for_multi_axis_labels():
+    rng = np.random.default_rng(16)
+    (y_true, y_pred, _), (_, _, sw) = _iou_batches("sparse", rng)[:2]
+    per_sample = sw[:, 0]
+    ours = metrics.MeanIoU(3)
+    ours.update_state(y_true, y_pred, sample_weight=per_sample)
+    theirs = keras.metrics.MeanIoU(3)
+    theirs.update_state(y_true, y_pred, sample_weight=np.repeat(per_sample[:, None], 4, axis=1))
+    np.testing.assert_array_equal(
+        ours.total_confusion_matrix.numpy(), _np(theirs.variables[0].value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "keras_module", "name"),
+    [
+        (losses, keras.losses, "dice"),
+        (losses, keras.losses, "Tversky"),
+        (losses, keras.losses, "circle"),
+        (metrics, keras.metrics, "R2Score"),
+        (metrics, keras.metrics, "r2_score"),
+        (metrics, keras.metrics, "BinaryIoU"),
+    ],
+)
+def test_names_resolve_like_keras(module, keras_module, name):
+    ours, theirs = module.get(name), keras_module.get(name)
+    if callable(theirs) and not hasattr(theirs, "get_config"):
+        assert ours.__name__ == theirs.__name__
+    else:
+        assert type(ours).__name__ == type(theirs).__name__
+        assert ours.get_config()["name"] == re.sub(r"_\d+$", "", theirs.get_config()["name"])
