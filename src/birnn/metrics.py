@@ -796,8 +796,9 @@ class R2Score(Metric):
     """The coefficient of determination, `1 - SS_res / SS_tot`, per output column.
 
     Inputs are `(batch_size, output_dim)`. Sums are accumulated over every
-    batch seen, so the result is that of all samples at once. A column whose
-    labels are constant scores 0 (Keras's convention).
+    batch seen, so the result is that of all samples at once. As in Keras, a
+    column whose labels are constant scores 0 (or `nan` if it is also
+    predicted exactly).
 
     Args:
         class_aggregation: How the per-column scores are combined:
