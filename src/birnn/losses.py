@@ -348,6 +348,171 @@ def ctc(y_true: Any, y_pred: Any) -> torch.Tensor:
     return ctc_loss(y_true, y_pred, label_length, output_length, mask_index=0)
 
 
+def _sum(x: torch.Tensor, axis: Any) -> torch.Tensor:
+    if axis is None:
+        return torch.sum(x)
+    return torch.sum(x, dim=tuple(axis) if isinstance(axis, (list, tuple)) else axis)
+
+
+def dice(y_true: Any, y_pred: Any, axis: Any = None) -> torch.Tensor:
+    """`1 - 2 * sum(y_true * y_pred) / (sum(y_true) + sum(y_pred))` over `axis`.
+
+    `axis=None` reduces every axis (one value for the whole batch); an int or
+    tuple reduces those axes only.
+
+    Examples:
+
+    >>> import torch
+    >>> round(float(dice(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]))), 4)
+    0.0
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    overlap = _sum(y_true * y_pred, axis)
+    return 1.0 - 2.0 * overlap / (_sum(y_true, axis) + _sum(y_pred, axis) + EPSILON)
+
+
+def tversky(
+    y_true: Any, y_pred: Any, alpha: float = 0.5, beta: float = 0.5, axis: Any = None
+) -> torch.Tensor:
+    """`1 - TP / (TP + alpha * FN + beta * FP)`, soft counts summed over `axis`.
+
+    As Keras 3 computes it, `alpha` weighs the false negatives (`y_true * (1 -
+    y_pred)`) and `beta` the false positives (`(1 - y_true) * y_pred`), though
+    Keras's docstring names them the other way round; the numbers are what a
+    saved model was trained with, so birnn follows them. `alpha = beta = 0.5`
+    is the Dice loss.
+
+    Examples:
+
+    >>> import torch
+    >>> y_true, y_pred = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]])
+    >>> round(float(tversky(y_true, y_pred, alpha=1.0, beta=0.0)), 4)
+    0.0
+    >>> round(float(tversky(y_true, y_pred, alpha=0.0, beta=1.0)), 4)
+    0.5
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    tp = _sum(y_true * y_pred, axis)
+    fp = _sum((1.0 - y_true) * y_pred, axis)
+    fn = _sum(y_true * (1.0 - y_pred), axis)
+    return 1.0 - tp / (tp + alpha * fn + beta * fp + EPSILON)
+
+
+def categorical_focal_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> torch.Tensor:
+    """Categorical crossentropy with each class term weighted by `alpha * (1 - p) ** gamma`."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            "categorical_focal_crossentropy: `y_true` and `y_pred` must have the same shape "
+            f"(one-hot labels). Received: y_true.shape={tuple(y_true.shape)}, "
+            f"y_pred.shape={tuple(y_pred.shape)}"
+        )
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_true.shape[axis]
+    if from_logits:
+        y_pred = torch.softmax(y_pred, dim=axis)
+    y_pred = y_pred / torch.sum(y_pred, dim=axis, keepdim=True)
+    y_pred = torch.clamp(y_pred, EPSILON, 1.0 - EPSILON)
+    weight = alpha * torch.pow(1.0 - y_pred, gamma)
+    return torch.sum(-y_true * torch.log(y_pred) * weight, dim=axis)
+
+
+def categorical_generalized_cross_entropy(y_true: Any, y_pred: Any, q: float) -> torch.Tensor:
+    """`(1 - p ** q) / q` where `p` is the probability of the integer label.
+
+    `q` in (0, 1) moves the loss between crossentropy (`q -> 0`) and the mean
+    absolute error (`q = 1`), which makes it robust to noisy labels. `y_true`
+    holds class indices, shape `(batch,)` or `(batch, 1)`.
+    """
+    y_pred = _tensor(y_pred)
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.to(torch.float32)
+    y_true = _tensor(y_true).to(y_pred.device)
+    if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1 and y_pred.shape[-1] != 1:
+        y_true = y_true.squeeze(-1)
+    if tuple(y_true.shape) != tuple(y_pred.shape[:-1]):
+        raise ValueError(
+            "categorical_generalized_cross_entropy: `y_true` must hold integer class "
+            "indices, with the shape of `y_pred` without its last axis. Received: "
+            f"y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}"
+        )
+    p = torch.gather(y_pred, -1, y_true.long().unsqueeze(-1)).squeeze(-1)
+    return (1.0 - torch.pow(p, q)) / q
+
+
+def circle(
+    y_true: Any,
+    y_pred: Any,
+    ref_labels: Any = None,
+    ref_embeddings: Any = None,
+    remove_diagonal: bool = True,
+    gamma: float = 80,
+    margin: float = 0.4,
+) -> torch.Tensor:
+    """Circle loss (Sun et al., 2020) of integer labels and L2-normalized embeddings.
+
+    Every embedding `y_pred[i]` is compared (dot product, capped at 1) with the
+    reference embeddings (`y_pred` itself by default): pairs of the same label
+    are pulled together, pairs of different labels pushed apart, each pair
+    weighted by how far it is from its optimum. Returns one value per sample,
+    carrying a mask (`_keras_mask`) of the samples that have a positive pair:
+    `Loss` reductions leave the others out, as Keras does.
+
+    Args:
+        y_true: Integer labels, `(batch,)` or `(batch, 1)`.
+        y_pred: Embeddings, `(batch, dim)`, normally unit-norm.
+        ref_labels: Labels of the reference embeddings (default `y_true`).
+        ref_embeddings: Reference embeddings (default `y_pred`).
+        remove_diagonal: Whether pair `(i, i)` is left out of the positives.
+        gamma: Scale of the similarities.
+        margin: Relaxation margin.
+
+    Examples:
+
+    >>> import torch
+    >>> emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [1.0, 0.0], [0.0, 1.0]]))
+    >>> [round(v, 4) for v in circle(torch.tensor([0, 0, 1]), emb).tolist()]
+    [0.0, 0.0, 0.0]
+    """
+    y_pred = _tensor(y_pred)
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.to(torch.float32)
+    labels = _tensor(y_true).to(y_pred.device).reshape(-1)
+    if y_pred.dim() != 2 or labels.shape[0] != y_pred.shape[0]:
+        raise ValueError(
+            "circle: expected `y_pred` of shape (batch, dim) and one integer label per "
+            f"row. Received: y_true.shape={tuple(_tensor(y_true).shape)}, "
+            f"y_pred.shape={tuple(y_pred.shape)}"
+        )
+    ref_emb = y_pred if ref_embeddings is None else _tensor(ref_embeddings, y_pred.dtype)
+    ref_lab = labels if ref_labels is None else _tensor(ref_labels).to(y_pred.device).reshape(-1)
+    ref_emb = ref_emb.to(y_pred.device)
+    similarity = torch.clamp(y_pred @ ref_emb.T, max=1.0)
+    same = labels[:, None] == ref_lab[None, :]
+    positive = same
+    if remove_diagonal:
+        eye = torch.eye(*same.shape, dtype=torch.bool, device=same.device)
+        positive = same & ~eye
+    pos_logits = -gamma * F.relu(1.0 + margin - similarity) * (similarity - (1.0 - margin))
+    neg_logits = gamma * F.relu(similarity + margin) * (similarity - margin)
+    # A finite "minus infinity" keeps the gradient of an all-masked row at zero.
+    floor = torch.finfo(similarity.dtype).min / 4
+    pos = torch.logsumexp(torch.where(positive, pos_logits, floor), dim=-1)
+    neg = torch.logsumexp(torch.where(same, floor, neg_logits), dim=-1)
+    values = F.softplus(pos + neg)
+    # Rows without a positive pair score 0 and, as in Keras, are left out of the mean.
+    values._keras_mask = positive.any(dim=-1)
+    return values
+
+
 # ---------------------------------------------------------------------------- reduction
 def _apply_mask(
     sample_weight: torch.Tensor | None, mask: torch.Tensor | None, dtype, reduction: Any
@@ -750,6 +915,178 @@ class CTC(LossFunctionWrapper):
         return {"name": self.name, "reduction": self.reduction}
 
 
+class Dice(LossFunctionWrapper):
+    """The Dice loss, `1 - 2 * |y_true * y_pred| / (|y_true| + |y_pred|)`.
+
+    Args:
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+        axis: Axes the soft counts are summed over; `None` (default) sums all
+            of them, giving one value for the whole batch.
+        dtype: Dtype of the computation.
+
+    Examples:
+
+    >>> import torch
+    >>> loss = Dice()
+    >>> round(float(loss(torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.5, 0.5]]))), 4)
+    0.4286
+    """
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "dice",
+        axis: Any = None,
+        dtype=None,
+    ) -> None:
+        super().__init__(dice, reduction=reduction, name=name, dtype=dtype, axis=axis)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction, "axis": self._fn_kwargs["axis"]}
+
+
+Tversky = _loss_class(
+    "Tversky",
+    tversky,
+    "tversky",
+    ("alpha", "beta", "axis"),
+    doc="""The Tversky loss, `1 - TP / (TP + alpha * FP + beta * FN)` on soft counts.
+
+    Args:
+        alpha: Weight of the false positives.
+        beta: Weight of the false negatives.
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+        axis: Axes the counts are summed over; `None` (default) sums all of them.
+
+    Examples:
+
+    >>> import torch
+    >>> loss = Tversky(alpha=0.0, beta=1.0)
+    >>> round(float(loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]))), 4)
+    0.5
+    """,
+)
+CategoricalFocalCrossentropy = _loss_class(
+    "CategoricalFocalCrossentropy",
+    categorical_focal_crossentropy,
+    "categorical_focal_crossentropy",
+    ("alpha", "gamma", "from_logits", "label_smoothing", "axis"),
+    doc="""Categorical crossentropy that down-weights well-classified examples.
+
+    Each class term is scaled by `alpha * (1 - p) ** gamma`.
+
+    Args:
+        alpha: Overall weighting factor.
+        gamma: Focusing parameter; `0` gives `alpha` times the crossentropy.
+        from_logits: Whether `y_pred` holds logits rather than probabilities.
+        label_smoothing: Mixes the labels with the uniform distribution.
+        axis: The class axis.
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+
+    Examples:
+
+    >>> import torch
+    >>> loss = CategoricalFocalCrossentropy(gamma=0.0, alpha=1.0)
+    >>> round(float(loss(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.5, 0.5]]))), 4)
+    0.6931
+    """,
+    config_keys=("from_logits", "label_smoothing", "axis", "alpha", "gamma"),
+)
+
+
+class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
+    """The generalized crossentropy `(1 - p ** q) / q` of integer labels.
+
+    Robust to noisy labels: `q -> 0` approaches crossentropy, `q = 1` the mean
+    absolute error.
+
+    Args:
+        q: In (0, 1).
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+        dtype: Dtype of the computation.
+
+    Examples:
+
+    >>> import torch
+    >>> loss = CategoricalGeneralizedCrossEntropy(q=0.5)
+    >>> float(loss(torch.tensor([1]), torch.tensor([[0.75, 0.25]])))
+    1.0
+    """
+
+    def __init__(
+        self,
+        q: float = 0.5,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "categorical_generalized_cross_entropy",
+        dtype=None,
+    ) -> None:
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+            raise ValueError(
+                "CategoricalGeneralizedCrossEntropy: `q` must be in the interval (0, 1). "
+                f"Received: q={q!r}"
+            )
+        super().__init__(
+            categorical_generalized_cross_entropy,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+            q=float(q),
+        )
+        self._keeps_int_labels = True
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction, "q": self._fn_kwargs["q"]}
+
+
+class Circle(LossFunctionWrapper):
+    """Circle loss of integer labels and L2-normalized embeddings (see `circle`).
+
+    Put a `UnitNormalization` layer (or normalize otherwise) before it.
+
+    Args:
+        gamma: Scale of the similarities.
+        margin: Relaxation margin.
+        remove_diagonal: Whether each sample's pair with itself is left out.
+        reduction: Reduction of the per-sample values.
+        name: Name of the loss.
+        dtype: Dtype of the computation.
+
+    Examples:
+
+    >>> import torch
+    >>> emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2], [0.2, 1.0], [1.0, -0.2]]))
+    >>> round(float(Circle(gamma=10.0)(torch.tensor([0, 1, 1]), emb)), 4)
+    11.8001
+    """
+
+    def __init__(
+        self,
+        gamma: float = 80.0,
+        margin: float = 0.4,
+        remove_diagonal: bool = True,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "circle",
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            circle,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+            gamma=gamma,
+            margin=margin,
+            remove_diagonal=remove_diagonal,
+        )
+        self._keeps_int_labels = True
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction, **self._fn_kwargs}
+
+
 _FUNCTIONS = (
     mean_squared_error,
     mean_absolute_error,
@@ -768,6 +1105,11 @@ _FUNCTIONS = (
     binary_crossentropy,
     binary_focal_crossentropy,
     ctc,
+    dice,
+    tversky,
+    categorical_focal_crossentropy,
+    categorical_generalized_cross_entropy,
+    circle,
 )
 _CLASSES = (
     Loss,
@@ -789,6 +1131,11 @@ _CLASSES = (
     SparseCategoricalCrossentropy,
     BinaryFocalCrossentropy,
     CTC,
+    Dice,
+    Tversky,
+    CategoricalFocalCrossentropy,
+    CategoricalGeneralizedCrossEntropy,
+    Circle,
 )
 _ALIASES = {
     "bce": binary_crossentropy,

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -907,6 +908,726 @@ class F1Score(FBetaScore):
         return config
 
 
+# ---------------------------------------------------------------------------- correlation
+def _moments(y_true: Any, y_pred: Any, axis: int) -> tuple[torch.Tensor, ...]:
+    """Means, variances and covariance of `y_true` and `y_pred` along `axis`."""
+    y_pred = _tensor(y_pred)
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.to(torch.float32)
+    y_true = _tensor(y_true, y_pred.dtype, y_pred.device)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    mean_true = y_true.mean(dim=axis, keepdim=True)
+    mean_pred = y_pred.mean(dim=axis, keepdim=True)
+    a, b = y_true - mean_true, y_pred - mean_pred
+    return (
+        mean_true.squeeze(axis),
+        mean_pred.squeeze(axis),
+        torch.mean(a * a, dim=axis),
+        torch.mean(b * b, dim=axis),
+        torch.mean(a * b, dim=axis),
+    )
+
+
+def pearson_correlation(y_true: Any, y_pred: Any, axis: int = -1) -> torch.Tensor:
+    """Pearson's correlation coefficient of `y_true` and `y_pred` along `axis`.
+
+    A constant input has no defined correlation and gives `nan`, as in Keras.
+
+    Examples:
+
+    >>> import torch
+    >>> y_true, y_pred = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[2.0, 4.0, 7.0]])
+    >>> round(float(pearson_correlation(y_true, y_pred)), 4)
+    0.9934
+    """
+    _, _, var_true, var_pred, cov = _moments(y_true, y_pred, axis)
+    return cov / (torch.sqrt(var_true) * torch.sqrt(var_pred))
+
+
+def concordance_correlation(y_true: Any, y_pred: Any, axis: int = -1) -> torch.Tensor:
+    """Lin's concordance correlation coefficient along `axis`.
+
+    `2 * cov / (var_true + var_pred + (mean_true - mean_pred) ** 2)`, and 0
+    where that denominator is 0 (as in Keras).
+
+    Examples:
+
+    >>> import torch
+    >>> y_true, y_pred = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[2.0, 3.0, 4.0]])
+    >>> round(float(concordance_correlation(y_true, y_pred)), 4)
+    0.5714
+    """
+    mean_true, mean_pred, var_true, var_pred, cov = _moments(y_true, y_pred, axis)
+    return _divide_no_nan(2.0 * cov, var_true + var_pred + torch.square(mean_true - mean_pred))
+
+
+class R2Score(Metric):
+    """The coefficient of determination, `1 - SS_res / SS_tot`, per output column.
+
+    Inputs are `(batch_size, output_dim)`. Sums are accumulated over every
+    batch seen, so the result is that of all samples at once. As in Keras, a
+    column whose labels are constant scores 0 (or `nan` if it is also
+    predicted exactly).
+
+    Args:
+        class_aggregation: How the per-column scores are combined:
+            `"uniform_average"` (default), `"variance_weighted_average"`
+            (weighted by each column's label variance) or `None` (one score per
+            column).
+        num_regressors: Number of independent variables of the model; when
+            positive, the adjusted R2 is returned (`n` counts every label
+            value, as in Keras). Falls back to plain R2 with a warning where
+            the adjustment is undefined.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = R2Score()
+    >>> m.update_state([[1.0], [2.0], [3.0]], [[1.0], [2.0], [4.0]])
+    >>> float(m.result())
+    0.5
+    """
+
+    _AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
+
+    def __init__(
+        self,
+        class_aggregation: str | None = "uniform_average",
+        num_regressors: int = 0,
+        name: str = "r2_score",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(name=name, dtype=dtype)
+        if class_aggregation not in self._AGGREGATIONS:
+            raise ValueError(
+                "R2Score: invalid value for argument `class_aggregation`. Expected one of "
+                f"{self._AGGREGATIONS}. Received: class_aggregation={class_aggregation!r}"
+            )
+        if isinstance(num_regressors, bool) or not isinstance(num_regressors, int):
+            raise TypeError(
+                "R2Score: argument `num_regressors` must be an int. "
+                f"Received: num_regressors={num_regressors!r}"
+            )
+        if num_regressors < 0:
+            raise ValueError(
+                "R2Score: invalid value for argument `num_regressors`. Expected a value "
+                f">= 0. Received: num_regressors={num_regressors}"
+            )
+        self.class_aggregation = class_aggregation
+        self.num_regressors = num_regressors
+        self.add_variable("num_samples")
+        self._outputs: int | None = None
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        dtype = backend.torch_dtype(self.dtype)
+        y_pred = _tensor(y_pred, dtype)
+        y_true = _tensor(y_true, dtype, y_pred.device)
+        if y_pred.dim() != 2 or y_true.dim() != 2:
+            raise ValueError(
+                "R2Score expects 2D inputs with shape (batch_size, output_dim). Received "
+                f"input shapes: y_pred.shape={tuple(y_pred.shape)} and "
+                f"y_true.shape={tuple(y_true.shape)}."
+            )
+        outputs = y_true.shape[-1]
+        if self._outputs is None:
+            for var in ("squared_sum", "sum", "residual", "count"):
+                self.add_variable(var, (outputs,))
+            self._outputs = outputs
+        elif outputs != self._outputs:
+            raise ValueError(
+                f"R2Score: `y_true` has {outputs} columns, but the metric was first "
+                f"updated with {self._outputs}. Received: y_true.shape={tuple(y_true.shape)}"
+            )
+        self._to_device(y_pred.device)
+        sample_weight = _mask_weights(sample_weight, y_pred, dtype)
+        if sample_weight is None:
+            weights = torch.ones_like(y_true)
+        else:
+            weights = _tensor(sample_weight, dtype, y_pred.device)
+            if weights.dim() == 1:
+                weights = weights.unsqueeze(-1)
+            weights = torch.broadcast_to(weights, y_true.shape)
+        weighted = weights * y_true
+        self.sum.add_(weighted.sum(0))
+        self.squared_sum.add_((weighted * y_true).sum(0))
+        self.residual.add_((weights * torch.square(y_true - y_pred)).sum(0))
+        self.count.add_(weights.sum(0))
+        self.num_samples.add_(y_true.numel())
+
+    def result(self) -> torch.Tensor:
+        if self._outputs is None:
+            return torch.tensor(float("nan"), dtype=backend.torch_dtype(self.dtype))
+        total = self.squared_sum - self.sum * (self.sum / self.count)
+        scores = 1.0 - self.residual / total
+        scores = torch.where(torch.isinf(scores), torch.zeros_like(scores), scores)
+        if self.class_aggregation == "uniform_average":
+            scores = scores.mean()
+        elif self.class_aggregation == "variance_weighted_average":
+            scores = (scores * total).sum() / total.sum()
+        if self.num_regressors:
+            n, p = float(self.num_samples), self.num_regressors
+            if p > n - 1:
+                warnings.warn(
+                    "R2Score: more independent predictors than datapoints in the adjusted "
+                    "R2 score; returning the standard R2 score.",
+                    stacklevel=2,
+                )
+            elif p == n - 1:
+                warnings.warn(
+                    "R2Score: division by zero in the adjusted R2 score; returning the "
+                    "standard R2 score.",
+                    stacklevel=2,
+                )
+            else:
+                scores = 1.0 - (1.0 - scores) * (n - 1.0) / (n - p - 1.0)
+        return scores
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "class_aggregation": self.class_aggregation,
+            "num_regressors": self.num_regressors,
+        }
+
+
+PearsonCorrelation = _metric_class(
+    "PearsonCorrelation", pearson_correlation, "pearson_correlation", {"axis": -1}
+)
+ConcordanceCorrelation = _metric_class(
+    "ConcordanceCorrelation", concordance_correlation, "concordance_correlation", {"axis": -1}
+)
+PearsonCorrelation.__doc__ = """The mean over samples of `pearson_correlation` along `axis`.
+
+    Args:
+        name: Name of the metric.
+        dtype: Dtype of the state.
+        axis: The axis each correlation is computed along (`-1`: within each sample).
+
+    Examples:
+
+    >>> m = PearsonCorrelation()
+    >>> m.update_state([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+    >>> float(m.result())
+    0.0
+    """
+ConcordanceCorrelation.__doc__ = """The mean over samples of `concordance_correlation`.
+
+    Args:
+        name: Name of the metric.
+        dtype: Dtype of the state.
+        axis: The axis each coefficient is computed along (`-1`: within each sample).
+
+    Examples:
+
+    >>> m = ConcordanceCorrelation()
+    >>> m.update_state([[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]])
+    >>> float(m.result())
+    1.0
+    """
+
+
+# ---------------------------------------------------------------------------- IoU
+class _IoUBase(Metric):
+    """Accumulates a `(num_classes, num_classes)` confusion matrix (rows: labels).
+
+    Entries whose label equals `ignore_class`, or whose label or prediction
+    falls outside `[0, num_classes)`, are left out. The state's dtype is
+    `"int32"` by default, as in Keras, so fractional sample weights are
+    truncated (with a warning); pass `dtype="float32"` to keep them.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        target_class_ids: Any,
+        name: str | None = None,
+        dtype: Any = None,
+        ignore_class: int | None = None,
+        sparse_y_true: bool = True,
+        sparse_y_pred: bool = True,
+        axis: int = -1,
+    ) -> None:
+        super().__init__(name=name, dtype="int32" if dtype is None else dtype)
+        kind = type(self).__name__
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"{kind}: `num_classes` must be a positive int. Received: "
+                f"num_classes={num_classes!r}"
+            )
+        target_class_ids = list(target_class_ids)
+        if not target_class_ids:
+            raise ValueError(f"{kind}: `target_class_ids` must name at least one class.")
+        for class_id in target_class_ids:
+            if not 0 <= class_id < num_classes:
+                raise ValueError(
+                    f"{kind}: target class id {class_id} is out of range, which is "
+                    f"[0, {num_classes})."
+                )
+        self.num_classes = num_classes
+        self.target_class_ids = target_class_ids
+        self.ignore_class = ignore_class
+        self.sparse_y_true = sparse_y_true
+        self.sparse_y_pred = sparse_y_pred
+        self.axis = axis
+        self.add_variable("total_confusion_matrix", (num_classes, num_classes))
+
+    def _labels(self, y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        y_pred = _tensor(y_pred)
+        y_true = _tensor(y_true, None, y_pred.device)
+        if not self.sparse_y_true:
+            y_true = torch.argmax(y_true, dim=self.axis)
+        if not self.sparse_y_pred:
+            y_pred = torch.argmax(y_pred, dim=self.axis)
+        return y_true, y_pred
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        state = self.total_confusion_matrix
+        if sample_weight is not None:
+            sample_weight = _tensor(sample_weight)
+            if sample_weight.is_floating_point() and not state.is_floating_point():
+                warnings.warn(
+                    f"{type(self).__name__}: `sample_weight` is a float tensor but the "
+                    f"state's dtype is {self.dtype}; weights are truncated to integers. "
+                    'Pass integer weights, or dtype="float32" to the metric.',
+                    stacklevel=2,
+                )
+            sample_weight = sample_weight.to(state.dtype)
+        sample_weight = _mask_weights(sample_weight, y_pred, state.dtype)
+        y_true, y_pred = self._labels(y_true, y_pred)
+        self._to_device(y_pred.device)
+        y_true, y_pred = y_true.to(torch.int64), y_pred.to(torch.int64)
+        if y_true.shape != y_pred.shape:
+            y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+            y_true, y_pred = torch.broadcast_tensors(y_true, y_pred)
+        if sample_weight is None:
+            weights = torch.ones(y_true.shape, dtype=torch.float64, device=y_true.device)
+        else:
+            weights = _tensor(sample_weight, torch.float64, y_true.device)
+            while weights.dim() < y_true.dim():
+                weights = weights.unsqueeze(-1)
+            weights = torch.broadcast_to(weights, y_true.shape)
+        y_true, y_pred, weights = y_true.reshape(-1), y_pred.reshape(-1), weights.reshape(-1)
+        n = self.num_classes
+        keep = (y_true >= 0) & (y_true < n) & (y_pred >= 0) & (y_pred < n)
+        if self.ignore_class is not None:
+            keep = keep & (y_true != self.ignore_class)
+        index = torch.where(keep, y_true * n + y_pred, torch.zeros_like(y_true))
+        counts = torch.bincount(index, weights=weights * keep, minlength=n * n)
+        self.total_confusion_matrix.add_(counts.reshape(n, n).to(state.dtype))
+
+    def result(self) -> torch.Tensor:
+        matrix = self.total_confusion_matrix.to(torch.float32)
+        hits = torch.diagonal(matrix)
+        union = matrix.sum(0) + matrix.sum(1) - hits
+        ids = torch.tensor(self.target_class_ids, device=matrix.device)
+        hits, union = hits[ids], union[ids]
+        valid = (union != 0).to(torch.float32).sum()
+        return _divide_no_nan(_divide_no_nan(hits, union).sum(), valid)
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "num_classes": self.num_classes,
+            "target_class_ids": self.target_class_ids,
+            "ignore_class": self.ignore_class,
+            "sparse_y_true": self.sparse_y_true,
+            "sparse_y_pred": self.sparse_y_pred,
+            "axis": self.axis,
+        }
+
+
+class IoU(_IoUBase):
+    """Intersection-over-union, `TP / (TP + FP + FN)`, averaged over chosen classes.
+
+    Classes that never occur (in labels or predictions) are left out of the
+    average.
+
+    Args:
+        num_classes: Number of classes (labels are `0 .. num_classes - 1`).
+        target_class_ids: The classes whose IoU is averaged.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+        ignore_class: A label value whose entries are left out.
+        sparse_y_true: Whether labels are class indices (else one-hot along `axis`).
+        sparse_y_pred: Whether predictions are class indices (else scores along `axis`).
+        axis: The class axis of non-sparse inputs.
+
+    Examples:
+
+    >>> m = IoU(num_classes=2, target_class_ids=[0])
+    >>> m.update_state([0, 0, 1, 1], [0, 1, 0, 1])
+    >>> round(float(m.result()), 4)
+    0.3333
+    """
+
+
+class MeanIoU(_IoUBase):
+    """Intersection-over-union averaged over all `num_classes` classes.
+
+    Args:
+        num_classes: Number of classes.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+        ignore_class: A label value whose entries are left out.
+        sparse_y_true: Whether labels are class indices (else one-hot along `axis`).
+        sparse_y_pred: Whether predictions are class indices (else scores along `axis`).
+        axis: The class axis of non-sparse inputs.
+
+    Examples:
+
+    >>> m = MeanIoU(num_classes=2)
+    >>> m.update_state([0, 0, 1, 1], [0, 1, 0, 1])
+    >>> round(float(m.result()), 4)
+    0.3333
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        name: str | None = None,
+        dtype: Any = None,
+        ignore_class: int | None = None,
+        sparse_y_true: bool = True,
+        sparse_y_pred: bool = True,
+        axis: int = -1,
+    ) -> None:
+        super().__init__(
+            num_classes,
+            list(range(num_classes)) if isinstance(num_classes, int) else [],
+            name=name,
+            dtype=dtype,
+            ignore_class=ignore_class,
+            sparse_y_true=sparse_y_true,
+            sparse_y_pred=sparse_y_pred,
+            axis=axis,
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["target_class_ids"]
+        return config
+
+
+class BinaryIoU(_IoUBase):
+    """IoU of binary labels, with predictions `>= threshold` counted as class 1.
+
+    Args:
+        target_class_ids: Classes averaged: `[0]`, `[1]` or `[0, 1]` (default).
+        threshold: Predictions at or above it are class 1.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+
+    Examples:
+
+    >>> m = BinaryIoU(target_class_ids=[1])
+    >>> m.update_state([0, 1, 1, 0], [0.2, 0.5, 0.9, 0.7])
+    >>> round(float(m.result()), 4)
+    0.6667
+    """
+
+    def __init__(
+        self,
+        target_class_ids: Any = (0, 1),
+        threshold: float = 0.5,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(2, target_class_ids, name=name, dtype=dtype)
+        self.threshold = threshold
+
+    def _labels(self, y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        y_pred = _tensor(y_pred)
+        y_true = _tensor(y_true, None, y_pred.device)
+        return y_true, (y_pred >= self.threshold).to(torch.int64)
+
+    def get_config(self) -> dict:
+        return {
+            "target_class_ids": self.target_class_ids,
+            "threshold": self.threshold,
+            "name": self.name,
+            "dtype": self.dtype,
+        }
+
+
+class OneHotIoU(_IoUBase):
+    """`IoU` for one-hot labels (and, by default, per-class scores as predictions).
+
+    Args:
+        num_classes: Number of classes.
+        target_class_ids: The classes whose IoU is averaged.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+        ignore_class: A class index whose entries are left out.
+        sparse_y_pred: Whether predictions are class indices (else scores along `axis`).
+        axis: The class axis.
+
+    Examples:
+
+    >>> m = OneHotIoU(num_classes=2, target_class_ids=[1])
+    >>> m.update_state([[1, 0], [0, 1], [0, 1]], [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    >>> round(float(m.result()), 4)
+    0.5
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        target_class_ids: Any,
+        name: str | None = None,
+        dtype: Any = None,
+        ignore_class: int | None = None,
+        sparse_y_pred: bool = False,
+        axis: int = -1,
+    ) -> None:
+        super().__init__(
+            num_classes,
+            target_class_ids,
+            name=name,
+            dtype=dtype,
+            ignore_class=ignore_class,
+            sparse_y_true=False,
+            sparse_y_pred=sparse_y_pred,
+            axis=axis,
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config
+
+
+class OneHotMeanIoU(_IoUBase):
+    """`MeanIoU` for one-hot labels (and, by default, per-class scores as predictions).
+
+    Args:
+        num_classes: Number of classes.
+        name: Name of the metric.
+        dtype: Dtype of the confusion matrix (`"int32"` by default).
+        ignore_class: A class index whose entries are left out.
+        sparse_y_pred: Whether predictions are class indices (else scores along `axis`).
+        axis: The class axis.
+
+    Examples:
+
+    >>> m = OneHotMeanIoU(num_classes=2)
+    >>> m.update_state([[1, 0], [0, 1], [0, 1]], [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    >>> round(float(m.result()), 4)
+    0.5
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        name: str | None = None,
+        dtype: Any = None,
+        ignore_class: int | None = None,
+        sparse_y_pred: bool = False,
+        axis: int = -1,
+    ) -> None:
+        super().__init__(
+            num_classes,
+            list(range(num_classes)) if isinstance(num_classes, int) else [],
+            name=name,
+            dtype=dtype,
+            ignore_class=ignore_class,
+            sparse_y_true=False,
+            sparse_y_pred=sparse_y_pred,
+            axis=axis,
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["target_class_ids"], config["sparse_y_true"]
+        return config
+
+
+# ---------------------------------------------------------------------------- X at Y
+class _AtConstraint(_ConfusionMetric):
+    """The best value of one rate among the thresholds where another reaches a target.
+
+    Subclasses name the target argument (`_target`) and map the four counts to
+    `(constrained, reported)` rates in `_rates`.
+    """
+
+    _target = ""
+
+    def __init__(
+        self,
+        value: float,
+        num_thresholds: int = 200,
+        class_id: int | None = None,
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        kind = type(self).__name__
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(
+                f"{kind}: argument `{self._target}` must be in the range [0, 1]. "
+                f"Received: {self._target}={value!r}"
+            )
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int):
+            raise TypeError(
+                f"{kind}: argument `num_thresholds` must be an int. "
+                f"Received: num_thresholds={num_thresholds!r}"
+            )
+        if num_thresholds <= 0:
+            raise ValueError(
+                f"{kind}: argument `num_thresholds` must be an integer > 0. "
+                f"Received: num_thresholds={num_thresholds}"
+            )
+        thresholds = [0.5] if num_thresholds == 1 else _default_thresholds(num_thresholds)
+        super().__init__(thresholds, name or backend.to_snake_case(kind), dtype, class_id=class_id)
+        self.value = value
+        self.num_thresholds = num_thresholds
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        self._update_confusion(y_true, y_pred, sample_weight)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def result(self) -> torch.Tensor:
+        constrained, reported = self._rates()
+        feasible = constrained >= self.value
+        return torch.amax(torch.where(feasible, reported, torch.zeros_like(reported)))
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "class_id": self.class_id,
+            "num_thresholds": self.num_thresholds,
+            self._target: self.value,
+        }
+
+
+def _recall(m: _ConfusionMetric) -> torch.Tensor:
+    return _divide_no_nan(m.true_positives, m.true_positives + m.false_negatives)
+
+
+def _precision(m: _ConfusionMetric) -> torch.Tensor:
+    return _divide_no_nan(m.true_positives, m.true_positives + m.false_positives)
+
+
+def _specificity(m: _ConfusionMetric) -> torch.Tensor:
+    return _divide_no_nan(m.true_negatives, m.true_negatives + m.false_positives)
+
+
+class SensitivityAtSpecificity(_AtConstraint):
+    """The best sensitivity (recall) among thresholds whose specificity is `>= specificity`.
+
+    Args:
+        specificity: The target specificity, in [0, 1].
+        num_thresholds: Number of thresholds spread evenly over [0, 1]
+            (1 means the single threshold 0.5).
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = SensitivityAtSpecificity(0.5)
+    >>> m.update_state([0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8])
+    >>> float(m.result())
+    0.5
+    """
+
+    _target = "specificity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _specificity(self), _recall(self)
+
+
+class SpecificityAtSensitivity(_AtConstraint):
+    """The best specificity among thresholds whose sensitivity is `>= sensitivity`.
+
+    Args:
+        sensitivity: The target sensitivity (recall), in [0, 1].
+        num_thresholds: Number of thresholds spread evenly over [0, 1]
+            (1 means the single threshold 0.5).
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = SpecificityAtSensitivity(0.5)
+    >>> m.update_state([0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8])
+    >>> round(float(m.result()), 4)
+    0.6667
+    """
+
+    _target = "sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _recall(self), _specificity(self)
+
+
+class PrecisionAtRecall(_AtConstraint):
+    """The best precision among thresholds whose recall is `>= recall`.
+
+    Args:
+        recall: The target recall, in [0, 1].
+        num_thresholds: Number of thresholds spread evenly over [0, 1]
+            (1 means the single threshold 0.5).
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = PrecisionAtRecall(0.5)
+    >>> m.update_state([0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8])
+    >>> float(m.result())
+    0.5
+    """
+
+    _target = "recall"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _recall(self), _precision(self)
+
+
+class RecallAtPrecision(_AtConstraint):
+    """The best recall among thresholds whose precision is `>= precision`.
+
+    Args:
+        precision: The target precision, in [0, 1].
+        num_thresholds: Number of thresholds spread evenly over [0, 1]
+            (1 means the single threshold 0.5).
+        class_id: Only this class (last-axis index) is evaluated.
+        name: Name of the metric.
+        dtype: Dtype of the state.
+
+    Examples:
+
+    >>> m = RecallAtPrecision(0.8)
+    >>> m.update_state([0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.9])
+    >>> float(m.result())
+    0.5
+    """
+
+    _target = "precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _precision(self), _recall(self)
+
+
 # ---------------------------------------------------------------------------- registry
 _FUNCTIONS = (
     accuracy,
@@ -928,6 +1649,8 @@ _FUNCTIONS = (
     squared_hinge,
     categorical_hinge,
     log_cosh,
+    pearson_correlation,
+    concordance_correlation,
 )
 _CLASSES = (
     Metric,
@@ -964,6 +1687,18 @@ _CLASSES = (
     FalseNegatives,
     FBetaScore,
     F1Score,
+    R2Score,
+    PearsonCorrelation,
+    ConcordanceCorrelation,
+    IoU,
+    MeanIoU,
+    BinaryIoU,
+    OneHotIoU,
+    OneHotMeanIoU,
+    SensitivityAtSpecificity,
+    SpecificityAtSensitivity,
+    PrecisionAtRecall,
+    RecallAtPrecision,
 )
 _ALIASES = {
     "bce": binary_crossentropy,
