@@ -38,12 +38,17 @@ def _in_mode(training: bool):
     def decorate(method):
         @functools.wraps(method)
         def run(self, *args, **kwargs):
-            switched = [m for m in self.modules() if m.training != training]
+            modules = list(self.modules())
+            switched = [m for m in modules if m.training != training]
             for module in switched:
                 object.__setattr__(module, "training", training)
+            # The walk also serves the step's fit-state cache (`_cache_fit_state`).
+            outer = self.__dict__.get("_walked_modules")
+            self.__dict__["_walked_modules"] = modules
             try:
                 return method(self, *args, **kwargs)
             finally:
+                self.__dict__["_walked_modules"] = outer
                 for module in switched:
                     object.__setattr__(module, "training", not training)
 
@@ -357,10 +362,13 @@ class Trainer:
             return b.device
         return None
 
-    def _prepare_fit_state(self) -> dict:
-        """Caches what each step needs from the layer tree (walking it costs per batch)."""
+    def _prepare_fit_state(self, modules: list | None = None) -> dict:
+        """Caches what each step needs from the layer tree (walking it costs per batch).
+
+        `modules`: `self.modules()` already walked at the start of this call, if any.
+        """
         layers, params, seen = [], [], set()
-        for module in self.modules():  # one walk, depth first; each module once
+        for module in self.modules() if modules is None else modules:  # depth first, once
             if isinstance(module, Layer):
                 layers.append(module)
             for p in module._parameters.values():
@@ -387,7 +395,7 @@ class Trainer:
 
     def _cache_fit_state(self) -> None:
         """Caches the fit state when every layer has its weights (else the first step does)."""
-        state = self._prepare_fit_state()
+        state = self._prepare_fit_state(self.__dict__.get("_walked_modules"))
         if not all(layer.built for layer in state["layers"]):
             self._fit_state = None
 
