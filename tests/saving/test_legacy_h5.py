@@ -334,3 +334,18 @@ def test_copy_weights_helper_still_matches_after_h5_round_trip(tmp_path):
         km.predict(x, verbose=0),
         atol=1e-5,
     )
+
+
+def test_legacy_weights_that_are_not_numbers_change_nothing(tmp_path):
+    reference = _reference()
+    config = {"class_name": "Sequential", "config": {"name": "seq", "layers": _tf2_layers()}}
+    path = tmp_path / "weights.h5"
+    weights = reference.get_weights()
+    weights[-1] = np.array([b"a", b"b", b"c"])  # the Dense bias, as strings
+    _write_tf2_file(path, config, weights, root_weights=True)
+    model = _reference_birnn()
+    before = model.get_weights()
+    with pytest.raises(WeightsMismatchError, match="'dense' cannot be loaded"):
+        model.load_weights(path)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)

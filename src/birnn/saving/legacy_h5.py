@@ -30,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from birnn.saving import atomic
+from birnn.saving import atomic, weights_file
 from birnn.saving.errors import FileFormatError, SavingError, WeightsMismatchError
 from birnn.saving.serialization import (
     deserialize_keras_object,
@@ -204,12 +204,15 @@ def load_weights_from_group(model: Any, weights: h5py.Group, name: str) -> None:
                 f"{[a.shape for a in arrays]}, but layer '{layer.name}' of model "
                 f"'{model.name}' expects {shapes}; nothing was loaded."
             )
-        plan.extend(zip(params, arrays))
-    import torch  # noqa: PLC0415
-
-    with torch.no_grad():
-        for param, array in plan:
-            param.copy_(torch.as_tensor(array, dtype=param.dtype))
+        for param, array in zip(params, arrays):
+            try:
+                plan.append((param, weights_file.as_tensor(array, param)))
+            except (TypeError, ValueError) as error:
+                raise WeightsMismatchError(
+                    f"{name}: a weight of layer {layer_name!r} cannot be loaded ({error}); "
+                    "nothing was loaded."
+                ) from None
+    weights_file.assign(plan)  # every array is converted before any weight changes
 
 
 def _compile_from_training_config(model: Any, training: dict, name: str) -> None:

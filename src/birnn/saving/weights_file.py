@@ -342,7 +342,7 @@ def _describe(entry: _Entry) -> str:
     return f"layer '{name}' ({type(entry.obj).__name__}, at '{where}')"
 
 
-def _as_tensor(array: np.ndarray, param: nn.Parameter) -> torch.Tensor:
+def as_tensor(array: np.ndarray, param: nn.Parameter) -> torch.Tensor:
     """`array` as a tensor of `param`'s dtype (on the CPU), or `TypeError`/`ValueError`."""
     if array.dtype.kind not in "biuf":
         raise TypeError(f"it holds {array.dtype} data, not numbers")
@@ -382,7 +382,7 @@ def _plan_entry(
             )
             continue
         try:
-            pairs.append((param, _as_tensor(array, param)))
+            pairs.append((param, as_tensor(array, param)))
         except (TypeError, ValueError) as e:
             problems.append(
                 f"{_describe(entry)}: weight '{name}' cannot be read from the file's "
