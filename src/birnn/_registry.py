@@ -10,7 +10,7 @@ read back into birnn objects.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, cast
 
 CUSTOM_OBJECTS: dict[str, Any] = {}
 """Process-wide custom objects (name -> class or function) consulted on deserialization."""
@@ -126,12 +126,12 @@ class Registry:
         cls = obj if inspect.isclass(obj) else type(obj)
         if not (cls.__module__ or "").startswith("keras."):
             return obj
-        ours = self.objects.get(cls.__name__)
+        ours: Any = self.objects.get(cls.__name__)
         if ours is None or not inspect.isclass(ours):
             return obj
         if inspect.isclass(obj):
             return ours
-        return ours.from_config(obj.get_config())
+        return cast(Any, ours).from_config(obj.get_config())
 
     def get(self, identifier: Any) -> Any:
         """An object from a name, config dict, class, instance or callable."""

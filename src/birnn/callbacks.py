@@ -22,7 +22,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -475,7 +475,7 @@ class ModelCheckpoint(Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
+        if isinstance(self.save_freq, str):  # "epoch", the only string __init__ accepts
             return
         self._batches += 1
         if self._batches % self.save_freq == 0:
@@ -694,8 +694,8 @@ class CSVLogger(Callback):
         self.sep = separator
         self.append = append
         self.keys: list[str] | None = None
-        self._file = None
-        self._writer = None
+        self._file: TextIO | None = None
+        self._writer: csv.DictWriter[str] | None = None
 
     def on_train_begin(self, logs=None):
         if not is_primary():
@@ -709,7 +709,7 @@ class CSVLogger(Callback):
         if self._file is None:
             return
         logs = dict(logs or {})
-        if self.keys is None:
+        if self.keys is None or self._writer is None:
             self.keys = sorted(logs)
             self._writer = csv.DictWriter(
                 self._file, fieldnames=["epoch", *self.keys], delimiter=self.sep

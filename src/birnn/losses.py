@@ -509,7 +509,7 @@ def circle(
     neg = torch.logsumexp(torch.where(same, floor, neg_logits), dim=-1)
     values = F.softplus(pos + neg)
     # Rows without a positive pair score 0 and, as in Keras, are left out of the mean.
-    values._keras_mask = positive.any(dim=-1)
+    values._keras_mask = positive.any(dim=-1)  # type: ignore[attr-defined]  # Keras's mask slot
     return values
 
 
@@ -690,7 +690,8 @@ class TorchLoss(Loss):
             return self.fn(y_pred_t, y_true_t)
         if isinstance(self.fn, torch.nn.Module):
             unreduced = copy.copy(self.fn)
-            unreduced.reduction = "none"
+            # torch types module attributes as Tensor | Module; a loss's `reduction` is a str.
+            unreduced.reduction = "none"  # type: ignore[assignment]
             values = unreduced(y_pred_t, y_true_t)
         else:
             values = self.fn(y_pred_t, y_true_t, reduction="none")

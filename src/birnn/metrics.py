@@ -205,6 +205,10 @@ class Mean(Metric):
     2.0
     """
 
+    # State variables, created by `add_variable` (which also sets the attribute).
+    total: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, name: str = "mean", dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.add_variable("total")
@@ -229,6 +233,8 @@ class Mean(Metric):
 
 class Sum(Metric):
     """The (weighted) sum of the values it is given."""
+
+    total: torch.Tensor
 
     def __init__(self, name: str = "sum", dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
@@ -277,11 +283,14 @@ class MeanMetricWrapper(Mean):
     """
 
     def __init__(self, fn: Any, name: str | None = None, dtype: Any = None, **kwargs: Any) -> None:
-        super().__init__(name=name or getattr(fn, "__name__", "mean"), dtype=dtype)
+        super().__init__(name=name or str(getattr(fn, "__name__", "mean")), dtype=dtype)
         self._fn = fn
         self._fn_kwargs = kwargs
 
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+    # Keras's class tree: a Mean whose update takes (y_true, y_pred) instead of values.
+    def update_state(  # type: ignore[override]
+        self, y_true: Any, y_pred: Any, sample_weight: Any = None
+    ) -> None:
         dtype = backend.torch_dtype(self.dtype)
         sample_weight = _mask_weights(sample_weight, y_pred, dtype)
         values = self._fn(y_true, y_pred, **self._fn_kwargs)
@@ -390,7 +399,10 @@ class RootMeanSquaredError(Mean):
     def __init__(self, name: str = "root_mean_squared_error", dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
 
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+    # Keras's class tree: a Mean whose update takes (y_true, y_pred) instead of values.
+    def update_state(  # type: ignore[override]
+        self, y_true: Any, y_pred: Any, sample_weight: Any = None
+    ) -> None:
         dtype = backend.torch_dtype(self.dtype)
         y_pred = _tensor(y_pred, dtype)
         y_true = _tensor(y_true, dtype, y_pred.device)
@@ -417,6 +429,11 @@ def _divide_no_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class _ConfusionMetric(Metric):
     """Accumulates weighted TP/FP/TN/FN counts at a set of thresholds."""
+
+    true_positives: torch.Tensor
+    false_positives: torch.Tensor
+    true_negatives: torch.Tensor
+    false_negatives: torch.Tensor
 
     def __init__(
         self,
@@ -772,6 +789,11 @@ class FBetaScore(Metric):
     tensor([0.3846, 0.9091, 0.8333])
     """
 
+    true_positives: torch.Tensor
+    false_positives: torch.Tensor
+    false_negatives: torch.Tensor
+    intermediate_weights: torch.Tensor
+
     def __init__(
         self,
         average: str | None = None,
@@ -989,6 +1011,12 @@ class R2Score(Metric):
     0.5
     """
 
+    num_samples: torch.Tensor
+    squared_sum: torch.Tensor
+    sum: torch.Tensor
+    residual: torch.Tensor
+    count: torch.Tensor
+
     _AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
 
     def __init__(
@@ -1137,6 +1165,8 @@ class _IoUBase(Metric):
     `"int32"` by default, as in Keras, so fractional sample weights are
     truncated (with a warning); pass `dtype="float32"` to keep them.
     """
+
+    total_confusion_matrix: torch.Tensor
 
     def __init__(
         self,

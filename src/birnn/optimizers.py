@@ -61,6 +61,8 @@ _BASE_DEFAULTS = {
 class _LearningRate(float):
     """A learning rate read from an optimizer: a float with Keras's variable methods."""
 
+    _optimizer: Optimizer
+
     def __new__(cls, value: float, optimizer: Optimizer) -> _LearningRate:
         rate = super().__new__(cls, value)
         rate._optimizer = optimizer
@@ -202,7 +204,7 @@ class Optimizer(torch.optim.Optimizer):
         params = None
         if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm:
             params = self._params_with_grad()
-            grads = [p.grad for p in params]
+            grads = [p.grad for p in params if p.grad is not None]
             if self.global_clipnorm is not None:
                 torch.nn.utils.clip_grad_norm_(params, self.global_clipnorm)
             elif self.clipnorm is not None:
@@ -249,7 +251,8 @@ class Optimizer(torch.optim.Optimizer):
             self.__dict__.update(state)
 
     # ------------------------------------------------------------------ torch state
-    _keras_state = ("iterations",)  # attributes a resumed run needs besides torch's state
+    # Attributes a resumed run needs besides torch's state.
+    _keras_state: tuple[str, ...] = ("iterations",)
 
     def state_dict(self) -> dict:
         """torch's optimizer state plus Keras-level slots (`iterations`, Nadam's `u_product`).
@@ -502,7 +505,7 @@ class Adam(Optimizer, torch.optim.Adam):
         **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
     """
 
-    _torch_class = torch.optim.Adam
+    _torch_class: type[torch.optim.Optimizer] = torch.optim.Adam
     _slots = (("momentum", "exp_avg"), ("velocity", "exp_avg_sq"))
 
     def __init__(
@@ -557,7 +560,7 @@ class Adam(Optimizer, torch.optim.Adam):
                 state["step"] += 1
             t = float(states[0]["step"])
             alpha = group["lr"] * (1 - beta_2**t) ** 0.5 / (1 - beta_1**t)
-            grads = [p.grad for p in params]
+            grads = [p.grad for p in params if p.grad is not None]
             m = [s["exp_avg"] for s in states]
             v = [s["exp_avg_sq"] for s in states]
             torch._foreach_lerp_(m, grads, 1 - beta_1)
@@ -584,7 +587,7 @@ class Adam(Optimizer, torch.optim.Adam):
 class AdamW(Adam, torch.optim.AdamW):
     """Adam with decoupled weight decay (Keras default `weight_decay=0.004`)."""
 
-    _torch_class = torch.optim.AdamW
+    _torch_class: type[torch.optim.Optimizer] = torch.optim.AdamW
     _keras_decay = False
 
     def __init__(
@@ -808,7 +811,7 @@ class _KerasRMSprop(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            grads = [p.grad for p in params]
+            grads = [p.grad for p in params if p.grad is not None]
             rho, eps, lr = group["rho"], group["eps"], group["lr"]
             states = [self.state[p] for p in params]
             for p, state in zip(params, states):
@@ -1058,6 +1061,7 @@ class Ftrl(_RuleOptimizer, optim_rules.FtrlRule):
     """
 
     _torch_class = optim_rules.FtrlRule
+    initial_accumulator_value: float  # set with the other hyperparameters in __init__
     _slots = (("accumulator", "accumulator"), ("linear", "linear"))
     _hyper = (
         "learning_rate_power",
@@ -1264,8 +1268,9 @@ class LossScaleOptimizer(Optimizer):
             state, self._pending_state = self._pending_state, None
             self.load_own_variables(state)
 
+    # Read-only, as in Keras: the step count is the inner optimizer's.
     @property
-    def iterations(self) -> int:
+    def iterations(self) -> int:  # type: ignore[override]
         return self.inner_optimizer.iterations
 
     @property
@@ -1290,7 +1295,7 @@ class LossScaleOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         scaled, self._loss_scaled = self._loss_scaled, False
-        grads = [p.grad for p in self._params_with_grad()]
+        grads = [p.grad for p in self._params_with_grad() if p.grad is not None]
         if not all(bool(torch.isfinite(g).all()) for g in grads):
             self.dynamic_scale /= 2
             self.step_counter = 0
@@ -1353,8 +1358,8 @@ class LossScaleOptimizer(Optimizer):
                 f"gaps. Received keys {sorted(by_key)}."
             )
         self.inner_optimizer.load_own_variables(inner)
-        self.step_counter = int(head[2].item())
-        self.dynamic_scale = float(head[3].item())
+        self.step_counter = int(by_key["2"].item())
+        self.dynamic_scale = float(by_key["3"].item())
 
     @property
     def _scalars(self) -> int:

@@ -214,7 +214,7 @@ class Runtime:
         for indices in groups.values():
             flat = torch.cat(
                 [
-                    (params[i].grad if params[i].grad is not None else torch.zeros_like(params[i]))
+                    (g if (g := params[i].grad) is not None else torch.zeros_like(params[i]))
                     .reshape(-1)
                     .to(self.device)
                     for i in indices

@@ -12,7 +12,7 @@ samples), with a shuffling generator seeded alike on every process.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler
@@ -139,7 +139,7 @@ class _ShardedLoader:
             yield (None, None, None) if batch is None else batch
 
 
-def _shardable_loader(source: Any) -> bool:
+def _shardable_loader(source: Any) -> TypeGuard[DataLoader]:
     return (
         isinstance(source, DataLoader)
         and source.batch_sampler is not None

@@ -37,6 +37,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,6 +102,8 @@ def load_japanese_vowels(
     data_dir = data_dir or find_data_dir()
     train = read_ts(os.path.join(data_dir, "JapaneseVowels_TRAIN.ts"))
     test = read_ts(os.path.join(data_dir, "JapaneseVowels_TEST.ts"))
+    if train.labels is None or test.labels is None:
+        raise ValueError(f"the JapaneseVowels files in {data_dir} have no class labels")
     classes = train.class_labels or tuple(sorted(set(train.labels)))
     index = {label: i for i, label in enumerate(classes)}
     y_train = np.array([index[label] for label in train.labels], dtype=np.int64)
@@ -581,7 +584,7 @@ def _run(args: argparse.Namespace) -> dict:
             )
 
     summary = {n: summarize([r["test_accuracy"] for r in m["runs"]]) for n, m in models.items()}
-    results = {
+    results: dict[str, Any] = {
         "dataset": "JapaneseVowels",
         "versions": versions(),
         "options": vars(args),

@@ -21,6 +21,7 @@ Weights have Keras's shapes: `kernel (*kernel_size, channels, 4 * filters)`,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,10 @@ def torch_conv_weight(kernel: torch.Tensor) -> torch.Tensor:
     return kernel.permute(rank + 1, rank, *range(rank))
 
 
+class _Conv(Protocol):
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
 def _convolution(
     weight: torch.Tensor,
     spatial: Sequence[int],
@@ -57,10 +62,10 @@ def _convolution(
     padding: str,
     dilation: Sequence[int],
     groups: int = 1,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`x -> conv(x, weight)` on channels-first `x` with spatial shape `spatial`, Keras's padding.
+) -> _Conv:
+    """`(x, bias) -> conv(x, weight) + bias` on channels-first `x` of spatial shape `spatial`.
 
-    Symmetric padding goes to the convolution itself; an uneven `"same"`
+    Keras's padding: symmetric padding goes to the convolution itself; an uneven `"same"`
     padding is added with `F.pad` first. With `groups=4`, each gate's block of
     output channels reads its own block of input channels.
     """

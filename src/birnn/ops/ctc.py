@@ -130,8 +130,8 @@ def _beam_search_one(
                     extended[1] = _log_add(extended[1], total + p)
         ranked = sorted(grown.items(), key=lambda kv: (-_log_add(*kv[1]), -len(kv[0])))
         beams = {prefix: (pb, pl) for prefix, (pb, pl) in ranked[:beam_width]}
-    ranked = sorted(beams.items(), key=lambda kv: (-_log_add(*kv[1]), -len(kv[0])))
-    return [(prefix, _log_add(*scores)) for prefix, scores in ranked[:top_paths]]
+    final = sorted(beams.items(), key=lambda kv: (-_log_add(*kv[1]), -len(kv[0])))
+    return [(prefix, _log_add(*scores)) for prefix, scores in final[:top_paths]]
 
 
 def _beam_search(
