@@ -16,6 +16,8 @@ class KerasTensor:
     computing anything. `_keras_history` is `(layer, node_index, tensor_index)`.
     """
 
+    _mask_source: KerasTensor  # set on a mask marker: the tensor whose mask it stands for
+
     def __init__(
         self,
         shape: tuple,
@@ -29,7 +31,7 @@ class KerasTensor:
         self.sparse = sparse
         self.name = name
         self._keras_history = record_history
-        self._keras_mask = None
+        self._keras_mask: KerasTensor | None = None
 
     @property
     def ndim(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from birnn.keras_tensor import KerasTensor
 from birnn.layers.input_layer import Input, InputLayer
@@ -96,10 +96,12 @@ def _clone_sequential(model: Sequential, input_tensors: Any, clone: Callable) ->
 def _clone_functional(
     model: Model, input_tensors: Any, clone: Callable, call_function: Callable | None
 ) -> Model:
-    old_inputs = model.inputs
+    graph, old_inputs = model._graph, model.inputs
+    assert graph is not None and old_inputs is not None  # a functional model
     if input_tensors is None:
         new_inputs = [
-            Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history[0].name)
+            # A graph's input tensors always carry their (InputLayer, 0, 0) history.
+            Input(batch_shape=t.shape, dtype=t.dtype, name=cast(tuple, t._keras_history)[0].name)
             for t in old_inputs
         ]
     else:
@@ -121,7 +123,7 @@ def _clone_functional(
             return mapping[id(value)]
         return value
 
-    for node in model._graph.nodes:
+    for node in graph.nodes:
         if node.is_input or isinstance(node.layer, InputLayer):
             continue
         layer = node.layer

@@ -10,6 +10,7 @@ crossentropy variant (`"accuracy"`, `"crossentropy"`) like Keras.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -44,6 +45,7 @@ def resolve_loss(identifier: Any, y_true: Any, y_pred: Any) -> losses_module.Los
     if losses_module.is_torch_loss(identifier):
         return losses_module.TorchLoss(identifier)
     if isinstance(identifier, str) and identifier.lower() in ("crossentropy", "ce"):
+        fn: Callable[..., torch.Tensor]
         if y_pred.shape[-1] == 1:
             fn = losses_module.binary_crossentropy
         elif y_true.dim() < y_pred.dim() or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1):
@@ -168,6 +170,7 @@ class CompiledLoss:
     def __call__(self, y_true: list, y_pred: list, sample_weight: list) -> torch.Tensor | None:
         if self.losses is None:
             self.build(y_true, y_pred)
+        assert self.losses is not None  # made by build
         total = None
         for i, loss in enumerate(self.losses):
             if loss is None:
@@ -275,5 +278,6 @@ class CompiledMetrics:
     def update(self, y_true: list, y_pred: list, sample_weight: list) -> None:
         if self.metrics is None:
             self.build(y_true, y_pred)
+        assert self.metrics is not None  # made by build
         for i, weighted, metric in self.metrics:
             metric.update_state(y_true[i], y_pred[i], sample_weight[i] if weighted else None)

@@ -218,7 +218,7 @@ class ArrayData:
                     return
                 yield batch
             return
-        for _ in range(self._limit):
+        for _ in range(self._limit or self.steps):
             if self._pass is None:
                 self._pass, self._cursor = self._new_pass(), 0
             yield next(self._pass)
@@ -237,7 +237,7 @@ class IterableData:
         self._iterator: Iterator | None = None
         self._exhausted = False
         try:
-            self._len = len(source)  # type: ignore[arg-type]
+            self._len: int | None = len(source)  # type: ignore[arg-type]  # unsized: below
         except TypeError:
             self._len = None
         self._reiterable = (

@@ -61,6 +61,7 @@ def _node_map(model: Any, io: bool = False) -> dict[tuple[int, int], int]:
 
 
 def _tensor_config(t: KerasTensor, mapping: dict) -> dict:
+    assert t._keras_history is not None  # every tensor of a graph has its history
     layer, node_index, tensor_index = t._keras_history
     return {
         "class_name": "__keras_tensor__",
@@ -135,6 +136,7 @@ def functional_config(model: Any) -> dict:
     io_mapping = _node_map(model, io=True)
 
     def history(t: KerasTensor) -> list:
+        assert t._keras_history is not None  # every tensor of a graph has its history
         layer, node_index, tensor_index = t._keras_history
         return [layer.name, io_mapping.get((id(layer), node_index), node_index), tensor_index]
 
@@ -151,7 +153,7 @@ def _deserialize_layer(layer_data: dict, custom_objects: dict | None) -> Any:
     from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
 
     data = {k: v for k, v in layer_data.items() if k not in ("name", "inbound_nodes")}
-    op = _OPERATIONS.get(data.get("class_name"))
+    op = _OPERATIONS.get(str(data.get("class_name")))
     if op is not None and str(data.get("module", "")).startswith("keras.src.ops"):
         return op(name=layer_data.get("name"))
     return deserialize_keras_object(data, custom_objects)
@@ -207,7 +209,7 @@ def _node_call(node_data: Any, created: dict) -> tuple[list, dict]:
 
 def _map_io(struct: Any, created: dict) -> Any:
     if isinstance(struct, list) and len(struct) == 3 and isinstance(struct[0], str):
-        return _lookup(created, *struct, io=True)
+        return _lookup(created, struct[0], struct[1], struct[2], io=True)
     if isinstance(struct, dict):
         return {k: _map_io(v, created) for k, v in struct.items()}
     return [_map_io(v, created) for v in struct]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -118,6 +118,9 @@ class Model(Trainer, Layer):
     (4, 2)
     """
 
+    _graph: Graph | None  # a functional model's graph; None for a subclassed model
+    _device_cache: torch.device | None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         inputs = kwargs.pop("inputs", None)
         outputs = kwargs.pop("outputs", None)
@@ -164,8 +167,8 @@ class Model(Trainer, Layer):
     def layers(self) -> list[Layer]:
         """The model's layers (a functional model's include its `InputLayer`s)."""
         if self._graph is not None:
-            return list(self._layers)
-        return Layer.layers.fget(self)
+            return cast(list[Layer], list(self._layers))
+        return super().layers
 
     @property
     def inputs(self) -> list[KerasTensor] | None:
@@ -263,6 +266,7 @@ class Model(Trainer, Layer):
 
     def _flat_call_inputs(self, inputs: Any) -> list:
         graph = self._graph
+        assert graph is not None  # called for functional models only
         specs = graph.flat_inputs
         struct = graph.inputs
         if isinstance(inputs, dict) and not isinstance(struct, dict):

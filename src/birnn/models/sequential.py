@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -60,7 +60,7 @@ class Sequential(Model):
     @property
     def layers(self) -> list[Layer]:
         """The layers, without the `InputLayer`."""
-        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+        return [cast(Layer, m) for m in self._layers if not isinstance(m, InputLayer)]
 
     def add(self, layer: Any, rebuild: bool = True) -> None:
         """Appends a layer (or an `Input()` tensor, first) to the stack.
@@ -107,7 +107,7 @@ class Sequential(Model):
         """
         if not self.layers:
             raise TypeError(f"There are no layers in the Sequential model '{self.name}'.")
-        layer = self._layers[-1]
+        layer = cast(Layer, self._layers[-1])
         del self._layers[-1]
         if rebuild:
             self._rebuild()

@@ -147,7 +147,7 @@ def print_summary(
         print_fn = print if is_primary() else _print_nothing
     graph = getattr(model, "_graph", None)
     sequential_like = type(model).__name__ == "Sequential" or graph is None
-    if not sequential_like:
+    if not sequential_like and graph is not None:
         sequential_like = (
             all(
                 len(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -78,6 +79,22 @@ class Trainer:
     history: Any = None
     _distributed: distributed.Runtime | None = None  # set during a distributed call
 
+    if TYPE_CHECKING:
+        # What the loop uses of the class that mixes it in: `Model`, a `Layer` (an nn.Module).
+        name: str
+        built: bool
+        __call__: Callable[..., Any]
+
+        @property
+        def trainable_weights(self) -> list[torch.nn.Parameter]: ...
+        @property
+        def losses(self) -> list[torch.Tensor]: ...
+        def apply_constraints(self) -> None: ...
+        def _device(self) -> torch.device | None: ...
+        def modules(self, remove_duplicate: bool = True) -> Iterator[torch.nn.Module]: ...
+        def buffers(self, recurse: bool = True) -> Iterator[torch.Tensor]: ...
+        def zero_grad(self, set_to_none: bool = True) -> None: ...
+
     # ------------------------------------------------------------------ compile
     def compile(
         self,
@@ -127,7 +144,7 @@ class Trainer:
         }
         self.__dict__["_loss_spec"] = loss  # a torch loss module is not a submodule
         self._reset_compiled_state()
-        self._layout_cache = None
+        self._layout_cache: tuple[list[str], dict | None] | None = None
         if getattr(self, "_graph", None) is not None:
             self._ensure_compiled_objects()  # structure errors surface in compile()
         self.compiled = True
@@ -209,7 +226,7 @@ class Trainer:
                 names = ["/".join(str(p) for p in path) for path in paths]
             else:
                 names = [f"output_{i + 1}" for i in range(len(paths))]
-        groups = None
+        groups: dict[Any, list[str]] | None = None
         if isinstance(struct, dict):
             groups = {}
             for path, name in zip(paths, names):
@@ -281,6 +298,7 @@ class Trainer:
         self._ensure_compiled_objects(y_pred)
         flat_true, flat_pred = self._flat_targets(y, y_pred)
         flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
+        assert self._compiled_loss is not None  # made by _ensure_compiled_objects
         total = self._compiled_loss(flat_true, flat_pred, flat_sw)
         extra = self._extra_losses()
         if extra:
@@ -301,7 +319,7 @@ class Trainer:
         if isinstance(sample_weight, dict):
             names, groups = self._output_layout()
             if groups is not None and not all(k in names for k in sample_weight):
-                by_name = {}
+                by_name: dict[str, Any] = {}
                 for key, members in groups.items():
                     value = sample_weight.get(key)
                     leaves = flatten_io(value) if isinstance(value, (list, tuple)) else None
@@ -554,7 +572,7 @@ class Trainer:
                 )
         steps = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
         runtime = distributed.begin(self)
-        train_step = self.train_step
+        train_step: Callable[[Any, Any, Any], Any] = self.train_step
         if runtime is not None:
             data, val_data = runtime.shard(data), runtime.shard(val_data)
             train_step = runtime.train_step
@@ -603,6 +621,7 @@ class Trainer:
         self._fit_state = None
         cbs.on_train_end(logs)
         distributed.end(self, runtime)
+        assert cbs.history is not None  # add_history=True
         return cbs.history
 
     # ------------------------------------------------------------------ evaluate
@@ -612,7 +631,7 @@ class Trainer:
         cbs.on_test_begin()
         want = cbs.has_batch_hooks("on_test_batch_end")
         runtime = self._distributed
-        test_step = self.test_step
+        test_step: Callable[[Any, Any, Any], Any] = self.test_step
         if runtime is not None:
             want = runtime.wants_batch_logs(want)
             test_step = runtime.test_step
