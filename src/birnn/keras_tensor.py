@@ -17,6 +17,7 @@ class KerasTensor:
     """
 
     _mask_source: KerasTensor  # set on a mask marker: the tensor whose mask it stands for
+    _pre_serialization_keras_history: Any  # set on a loaded config's tensor: its history
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ import marshal
 import threading
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 _state = threading.local()
 _unsafe_everywhere = False
@@ -68,7 +68,7 @@ def safe_mode_scope(safe_mode: bool | None) -> Iterator[None]:
         _state.safe_mode = previous
 
 
-def is_lambda(fn: Any) -> bool:
+def is_lambda(fn: Any) -> TypeGuard[types.FunctionType]:
     """Whether `fn` is a Python lambda (or another function Keras saves as code)."""
     return isinstance(fn, types.FunctionType) and fn.__name__ == "<lambda>"
 

@@ -121,7 +121,8 @@ def save_legacy_h5(model: Any, filepath: str | os.PathLike, overwrite: bool = Tr
                 group.create_dataset(name, data=weight.detach().cpu().numpy())
         _write_attribute(weights.create_group("top_level_model_weights"), "weight_names", [])
         optimizer = getattr(model, "optimizer", None)
-        if training_config is not None and getattr(optimizer, "built", False):
+        built = getattr(optimizer, "built", False)
+        if training_config is not None and optimizer is not None and built:
             store: dict = {}
             optimizer.save_own_variables(store)
             group = f.create_group("optimizer_weights")
@@ -313,7 +314,11 @@ def load_legacy_h5(
         if compile and training is not None:
             _compile_from_training_config(model, json.loads(training), filepath)
             optimizer = getattr(model, "optimizer", None)
-            if "optimizer_weights" in f and hasattr(optimizer, "load_own_variables"):
+            if (
+                "optimizer_weights" in f
+                and optimizer is not None
+                and hasattr(optimizer, "load_own_variables")
+            ):
                 group = f["optimizer_weights"]
                 names = _read_attribute(group, "weight_names")
                 store = {str(i): np.asarray(group[n]) for i, n in enumerate(names)}

@@ -44,12 +44,12 @@ def _unsupported(layer: Any, detail: str = "") -> ValueError:
     )
 
 
-def _plain(layer: Any, *classes: type) -> bool:
+def _plain(layer: Any, *classes: type[Any]) -> bool:
     """Whether `layer` is one of `classes` computing what that class computes: a subclass
     that replaces `call` or `compute_mask` is not converted as its base."""
     for cls in classes:
         if isinstance(layer, cls):
-            kind = type(layer)
+            kind: type[Any] = type(layer)
             return kind.call is cls.call and kind.compute_mask is cls.compute_mask
     return False
 
@@ -80,6 +80,7 @@ def _recurrent(b: GraphBuilder, layer: Any, x: str, mask: str | None) -> list[Va
         results = onnx_rnn.run_layers(b, x, mask, [forward, backward])
         if layer.return_sequences:
             y_fw, y_bw = results[0].outputs, results[1].outputs
+            assert y_fw is not None and y_bw is not None  # asked for with return_sequences
             if forward.go_backwards:  # lined up in the forward layer's (reversed) order
                 y_fw, y_bw = b.reverse_time(y_fw), b.reverse_time(y_bw)
         else:
@@ -103,6 +104,7 @@ def _recurrent(b: GraphBuilder, layer: Any, x: str, mask: str | None) -> list[Va
     (result,) = onnx_rnn.run_layers(b, x, mask, [layer])
     if layer.return_sequences:
         output = result.outputs
+        assert output is not None  # asked for with return_sequences
         if layer.go_backwards:  # Keras returns the processing order
             output = b.reverse_time(output)
         values = [(output, mask)]
@@ -148,9 +150,9 @@ def _convert(b: GraphBuilder, layer: Any, inputs: list[Value]) -> list[Value]:
         if layer.axis != -1:
             raise _unsupported(layer, f" with axis={layer.axis} (only the last axis)")
         values = [v for v, _ in inputs]
-        masks = [m for _, m in inputs]
+        masks = [m for _, m in inputs if m is not None]
         out_mask = None
-        if masks and all(m is not None for m in masks):
+        if masks and len(masks) == len(inputs):
             out_mask = masks[0]
             for m in masks[1:]:
                 out_mask = b.op("Or", out_mask, m)
@@ -161,9 +163,9 @@ def _convert(b: GraphBuilder, layer: Any, inputs: list[Value]) -> list[Value]:
             out = b.op("Add", out, value)
         if isinstance(layer, merging.Average):
             out = b.op("Mul", out, b.float_const(1.0 / len(inputs)))
-        masks = [m for _, m in inputs]
+        masks = [m for _, m in inputs if m is not None]
         out_mask = None
-        if all(m is not None for m in masks):
+        if len(masks) == len(inputs):
             out_mask = masks[0]
             for m in masks[1:]:
                 out_mask = b.op("Or", out_mask, m)

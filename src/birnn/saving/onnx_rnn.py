@@ -36,7 +36,8 @@ import numpy as np
 
 from birnn.saving.onnx_graph import GraphBuilder, activation_name
 
-_NATIVE_ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
+# Keyed by `activation_name`, which is None for an activation without a Keras name.
+_NATIVE_ACTIVATIONS: dict[str | None, str] = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
 _ONNX_KIND = {"lstm": "LSTM", "gru": "GRU", "simple": "RNN"}
 
 
@@ -225,10 +226,13 @@ def _native(
         if kind == "lstm":
             states.append(b.op("Gather", results[2], b.const(d), axis=0))
         sequences = None
-        if layer.return_sequences and compaction is None:
-            sequences = b.op("Transpose", b.op("Gather", y, b.const(d), axis=1), perm=[1, 0, 2])
-        elif layer.return_sequences:
-            sequences = _uncompacted_outputs(b, layer, compaction, y, d, directions)
+        if layer.return_sequences:
+            if compaction is None:
+                sequences = b.op(
+                    "Transpose", b.op("Gather", y, b.const(d), axis=1), perm=[1, 0, 2]
+                )
+            else:
+                sequences = _uncompacted_outputs(b, layer, compaction, y, d, directions)
         out.append(_masked_result(b, layer, compaction, sequences, states))
     return out
 
@@ -379,6 +383,7 @@ def _loop(b: GraphBuilder, x: str, mask: str | None, layer: Any) -> RunResult:
     value, new_states, position = x_t, [], 0
     for cell in cells:
         kind = _cell_kind(cell)
+        assert kind is not None  # the layer was accepted for export: its cells have a kind
         count = 2 if kind == "lstm" else 1
         value, cell_states = _step(
             body, b, kind, cell, value, state_in[position : position + count]

@@ -249,8 +249,9 @@ def _is_functional_class(cls: type) -> bool:
 def _keras_identity(cls: type) -> tuple[str, str, str | None] | None:
     """`(module, class_name, registered_name)` Keras uses for a birnn public class."""
     name = cls.__name__
-    if _operation_class(name, getattr(cls, "keras_module", None)) is cls:
-        return cls.keras_module, name, name
+    module = getattr(cls, "keras_module", None)
+    if module is not None and _operation_class(name, module) is cls:
+        return module, name, name
     for area in _AREAS:
         if _public(area, name) is not cls:
             continue
