@@ -190,7 +190,8 @@ class Softmax(_Elementwise):
                 ) from None
             big = -3e4 if inputs.dtype in (torch.float16, torch.bfloat16) else -1e9
             inputs = inputs + (~mask).to(inputs.dtype) * big
-        return activations.softmax(inputs, axis=self.axis)
+        axis = self.axis if isinstance(self.axis, int) else tuple(self.axis)
+        return activations.softmax(inputs, axis=axis)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis}
@@ -241,13 +242,15 @@ class PReLU(Layer):
         self.alpha_constraint = get_argument(
             name, "alpha_constraint", constraints.get, alpha_constraint
         )
+        self.shared_axes: list[Any] | None
         if shared_axes is None:
             self.shared_axes = None
         elif isinstance(shared_axes, int) and not isinstance(shared_axes, bool):
             self.shared_axes = [shared_axes]
         else:
+            given: Any = shared_axes  # a bool or a non-iterable fails the check below
             try:
-                self.shared_axes = list(shared_axes)
+                self.shared_axes = list(given)
             except TypeError:
                 self.shared_axes = [None]
         if self.shared_axes is not None and any(
@@ -272,14 +275,15 @@ class PReLU(Layer):
                 f"Layer '{self.name}' (PReLU): every non-shared axis of the input must have a "
                 f"known size. Received: input_shape={tuple(input_shape)}"
             )
+        sizes = [d for d in shape if d is not None]  # all of them
         self.alpha = self.add_weight(
-            shape=tuple(shape),
+            shape=tuple(sizes),
             initializer=self.alpha_initializer,
             regularizer=self.alpha_regularizer,
             constraint=self.alpha_constraint,
             name="alpha",
         )
-        axes = {i + 1: d for i, d in enumerate(shape) if d != 1}
+        axes = {i + 1: d for i, d in enumerate(sizes) if d != 1}
         self.input_spec = InputSpec(ndim=len(input_shape), axes=axes)
         self.built = True
 

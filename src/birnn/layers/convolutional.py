@@ -107,6 +107,7 @@ class BaseConv(Layer):
             constraint=self.kernel_constraint,
             name="kernel",
         )
+        self.bias: torch.nn.Parameter | None
         if self.use_bias:
             self.bias = self.add_weight(
                 shape=(self.filters,),

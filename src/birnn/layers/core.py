@@ -128,6 +128,7 @@ class Dense(Layer):
             constraint=self.kernel_constraint,
             name="kernel",
         )
+        self.bias: torch.nn.Parameter | None
         if self.use_bias:
             self.bias = self.add_weight(
                 shape=(self.units,),
@@ -302,6 +303,8 @@ class Dropout(Layer):
 
     def _check_noise_shape(self, input_shape: tuple) -> None:
         """`noise_shape` must have the input's rank and broadcast against it."""
+        if self.noise_shape is None:
+            return
         fits = len(self.noise_shape) == len(input_shape) and all(
             n is None or n in (1, d) for n, d in zip(self.noise_shape, input_shape)
         )

@@ -115,7 +115,7 @@ class InputLayer(Layer):
         from birnn.models.functional import Node  # noqa: PLC0415
 
         tensor = input_tensor or KerasTensor(self._batch_shape, dtype=self.dtype, name=self.name)
-        self._inbound_nodes = []
+        self._inbound_nodes: list[Node] = []
         Node(self, (), {}, tensor)
         self.built = True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -102,7 +103,7 @@ class Lambda(Layer):
         try:
             params = inspect.signature(function).parameters
         except (TypeError, ValueError):
-            params = {}
+            params = types.MappingProxyType({})
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         self._fn_takes_mask = takes_any or "mask" in params
         self._fn_takes_training = takes_any or "training" in params

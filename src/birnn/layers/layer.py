@@ -205,8 +205,8 @@ def _spec_problem(spec: InputSpec, shape: tuple) -> str | None:
                 f"but received input with shape {shape}"
             )
     if spec.shape is not None and len(spec.shape) == ndim:
-        for expected, actual in zip(spec.shape, shape):
-            if expected is not None and actual is not None and expected != actual:
+        for want, actual in zip(spec.shape, shape):
+            if want is not None and actual is not None and want != actual:
                 return f"expected shape={spec.shape}, found shape={shape}"
     return None
 
@@ -267,7 +267,7 @@ def _set_mask(outputs: Any, mask: Any) -> None:
         if mask is None and getattr(outputs, "_keras_mask", None) is None:
             return  # nothing to set or clear; a first attribute costs a tensor a `__dict__`
         try:
-            outputs._keras_mask = mask
+            outputs._keras_mask = mask  # type: ignore[union-attr]  # Keras's mask slot
         except (AttributeError, RuntimeError):  # tensors that refuse attributes
             pass
 
@@ -354,7 +354,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         super().__init_subclass__(**kwargs)
         build = cls.__dict__.get("build")
         if build is not None and not getattr(build, "_marks_built", False):
-            cls.build = _marking_built(build)
+            cls.build = _marking_built(build)  # type: ignore[method-assign]  # see _marking_built
 
     def __init__(self, **kwargs: Any) -> None:
         unknown = set(kwargs) - _BASE_KWARGS
@@ -446,10 +446,13 @@ class Layer(nn.Module, metaclass=_LayerType):
             new_names = [n for n in self._parameters if n not in params_before]
         for name in new_names:
             probe = self._parameters[name]
-            placeholder = UninitializedParameter(
+            assert probe is not None  # add_weight registers parameters, never None
+            # torch's stub of UninitializedParameter lacks the factory keywords it accepts
+            # and its Parameter base class.
+            placeholder = UninitializedParameter(  # type: ignore[call-arg]
                 requires_grad=probe.requires_grad, device=probe.device, dtype=probe.dtype
             )
-            self._parameters[name] = placeholder
+            self._parameters[name] = placeholder  # type: ignore[assignment]
         keep = {"_parameters", "_weight_specs", "_modules", "_buffers"}
         for key in [k for k in self.__dict__ if k not in state_before]:
             del self.__dict__[key]
@@ -469,7 +472,7 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     def __setattr__(self, name: str, value: Any) -> None:
         state = self.__dict__
-        modules = state.get("_modules")
+        modules: dict[str, Any] | None = state.get("_modules")
         if modules is not None and isinstance(modules.get(name), TrackedStructure):
             del modules[name]  # the attribute is replaced: so is its registration
         if "_weight_specs" not in state:  # before `Layer.__init__` has run
@@ -481,6 +484,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         ):
             value, tracker = track(value)
             super().__setattr__(name, value)
+            assert modules is not None  # Layer.__init__ has run (_weight_specs exists)
             modules[name] = tracker
             for module in tracker.children():
                 if is_torch_leaf(module):
@@ -640,6 +644,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         """
         self._lazy_attrs.discard(attr)
         param = self._parameters[attr]
+        assert param is not None  # add_weight registers parameters, never None
         if is_lazy(param):
             dtype = param.dtype if value.is_floating_point() else value.dtype
             with torch.no_grad():
@@ -776,6 +781,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         self._trainable = value
         for name, spec in self._weight_specs.items():
             param = self._parameters[name]
+            assert param is not None  # add_weight registers parameters, never None
             if param.is_floating_point():
                 param.requires_grad = spec.trainable and value
         for child in self._modules.values():
@@ -895,6 +901,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             for name, spec in self._weight_specs.items():
                 if spec.constraint is not None:
                     param = self._parameters[name]
+                    assert param is not None  # add_weight registers parameters, never None
                     param.copy_(spec.constraint(param))
         for layer in self.layers:
             layer.apply_constraints()
@@ -911,7 +918,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         for name, spec in self._weight_specs.items():
             if spec.regularizer is not None and spec.trainable and self._trainable:
                 param = self._parameters[name]
-                if not is_lazy(param):
+                if param is not None and not is_lazy(param):
                     out.append(spec.regularizer(param))
         for layer in self.layers:
             out.extend(layer.losses)
@@ -943,7 +950,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         return tensors[0] if len(tensors) == 1 else list(tensors)
 
     # ------------------------------------------------------------------ build & call
-    def build(self, input_shape: Any = None) -> None:
+    def build(self, input_shape: Any) -> None:
         """Creates the layer's weights. Called once, before the first `call`."""
         self.built = True
 
@@ -1214,7 +1221,7 @@ def _replace_batch(outputs: Any, input_shape: Any) -> Any:
     def fix(t: Any) -> Any:
         if not isinstance(t, torch.Tensor):
             return t
-        shape = tuple(t.shape)
+        shape: tuple[int | None, ...] = tuple(t.shape)
         if batch_unknown and shape:
             shape = (None, *shape[1:])
         return _ShapeOnly(shape)

@@ -219,6 +219,7 @@ class Multiply(Merge):
                     out_mask = m if out_mask is None else torch.logical_or(out_mask, m)
             out = x if out is None else out * x
         if all_masked:
+            assert out is not None and out_mask is not None  # one input or more, all masked
             out = torch.where(out_mask, out, torch.zeros((), dtype=out.dtype, device=out.device))
         return out
 

@@ -179,9 +179,7 @@ class BatchNormalization(Layer):
         self.input_spec = InputSpec(ndim=ndim, axes={axis: size})
         self.built = True
 
-    def _broadcast(self, v: torch.Tensor | None, ndim: int, axis: int) -> torch.Tensor | None:
-        if v is None:
-            return None
+    def _broadcast(self, v: torch.Tensor, ndim: int, axis: int) -> torch.Tensor:
         return v.reshape([-1 if i == axis else 1 for i in range(ndim)])
 
     def call(
@@ -321,9 +319,10 @@ class LayerNormalization(Layer):
     ) -> None:
         super().__init__(**kwargs)
         name = "LayerNormalization"
-        axes = [axis] if isinstance(axis, int) and not isinstance(axis, bool) else axis
+        given: Any = [axis] if isinstance(axis, int) and not isinstance(axis, bool) else axis
+        axes: list[int] | None
         try:
-            axes = list(axes)
+            axes = list(given)
         except TypeError:
             axes = None
         if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
@@ -357,12 +356,13 @@ class LayerNormalization(Layer):
     def build(self, input_shape: Sequence[int | None]) -> None:
         ndim = len(input_shape)
         axes = [_resolve_axis(self, a, ndim, input_shape) for a in self.axis]
-        shape = tuple(input_shape[a] for a in axes)
-        if any(d is None for d in shape):
+        sizes = [input_shape[a] for a in axes]
+        if any(d is None for d in sizes):
             raise ValueError(
                 f"Layer '{self.name}' (LayerNormalization): the normalized axes {self.axis} "
                 f"must have known sizes. Received: input_shape={tuple(input_shape)}"
             )
+        shape = tuple(d for d in sizes if d is not None)  # all of them
         self.gamma = (
             self.add_weight(
                 shape=shape,
@@ -388,10 +388,8 @@ class LayerNormalization(Layer):
         self.input_spec = InputSpec(ndim=ndim, axes=dict(zip(axes, shape)))
         self.built = True
 
-    def _param(self, v: torch.Tensor | None, axes: list[int], ndim: int) -> torch.Tensor | None:
+    def _param(self, v: torch.Tensor, axes: list[int], ndim: int) -> torch.Tensor:
         """A weight laid out along `axes` of a rank-`ndim` input."""
-        if v is None:
-            return None
         order = sorted(range(len(axes)), key=lambda i: axes[i])
         v = v.permute(order) if order != list(range(len(axes))) else v
         shape = [1] * ndim
@@ -409,6 +407,7 @@ class LayerNormalization(Layer):
             )
         var, mean = torch.var_mean(inputs, dim=axes, correction=0, keepdim=True)
         if self.rms_scaling:
+            assert self.gamma is not None  # made by build whenever rms_scaling is set
             return inputs * torch.rsqrt(var + self.epsilon) * self._param(self.gamma, axes, ndim)
         out = (inputs - mean) * torch.rsqrt(var + self.epsilon)
         if self.gamma is not None:

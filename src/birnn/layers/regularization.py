@@ -72,6 +72,7 @@ class GaussianNoise(Layer):
     """
 
     supports_masking = True
+    # Dropout's per-device generator; it reads only `seed` and `_generators`, kept here too.
     _generator = Dropout._generator
 
     def __init__(self, stddev: float, seed: int | None = None, **kwargs: Any) -> None:
@@ -95,7 +96,7 @@ class GaussianNoise(Layer):
             return inputs
         noise = torch.randn(
             inputs.shape,
-            generator=self._generator(inputs.device),
+            generator=self._generator(inputs.device),  # type: ignore[misc]  # see _generator
             dtype=inputs.dtype,
             device=inputs.device,
         )

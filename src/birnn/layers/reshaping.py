@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -59,13 +59,13 @@ class Reshape(Layer):
         shape = self.target_shape
         if -1 not in shape:
             known = math.prod(shape)
-            if None not in sample_shape and math.prod(sample_shape) != known:
+            if None not in sample_shape and math.prod(cast(Sequence[int], sample_shape)) != known:
                 raise ValueError(self._mismatch(sample_shape))
             return shape
         if None in sample_shape:
             return tuple(None if d == -1 else d for d in shape)
         rest = math.prod(d for d in shape if d != -1)
-        total = math.prod(sample_shape)
+        total = math.prod(cast(Sequence[int], sample_shape))  # no None: returned above
         if rest == 0 or total % rest:
             raise ValueError(self._mismatch(sample_shape))
         return tuple(total // rest if d == -1 else d for d in shape)
@@ -105,17 +105,18 @@ class Permute(Layer):
 
     def __init__(self, dims: Sequence[int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        given: tuple[int, ...] | None
         try:
-            dims = tuple(dims)
+            given = tuple(dims)
         except TypeError:
-            dims = None
-        if dims is None or sorted(dims) != list(range(1, len(dims) + 1)):
+            given = None
+        if given is None or sorted(given) != list(range(1, len(given) + 1)):
             raise ValueError(
                 "Permute: argument `dims` must be a permutation of the integers 1..n (the "
                 f"axes after the batch axis). Received: dims={dims!r}"
             )
-        self.dims = dims
-        self.input_spec = InputSpec(ndim=len(dims) + 1)
+        self.dims = given
+        self.input_spec = InputSpec(ndim=len(given) + 1)
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,7 @@ def register_layer_class(cls: type | None = None, *, name: str | None = None, pa
     def register(klass: type) -> type:
         key = name or klass.__name__
         full = f"{package}>{key}" if package else key
-        klass._birnn_registered_name = full
+        klass._birnn_registered_name = full  # type: ignore[attr-defined]  # a marker on the class
         _LAYER_CLASSES[full] = klass
         _LAYER_CLASSES.setdefault(klass.__name__, klass)
         return klass
@@ -81,7 +81,7 @@ def _public_module(cls: type) -> str | None:
     return None
 
 
-def serialize_layer(layer: Any) -> dict:
+def serialize_layer(layer: Any) -> dict | None:
     """The Keras 3 serialized dict of a layer (`None` stays `None`).
 
     birnn's own layers are written as Keras's (`module: "keras.layers"`,
@@ -168,7 +168,7 @@ def deserialize_layer(config: Any, custom_objects: dict | None = None) -> Any:
         )
     if "class_name" not in config:
         raise ValueError(f"A serialized layer needs a 'class_name'. Received: {config!r}")
-    cls = None
+    cls: Any = None
     for name in (config.get("registered_name"), config["class_name"]):
         if isinstance(name, str):
             cls = get_layer_class(name, custom_objects)

@@ -67,8 +67,8 @@ class TrackedStructure(nn.Module):
         for key, item in _items(self.structure):
             if isinstance(item, nn.Parameter):
                 yield item
-            elif isinstance(self._modules.get(key), TrackedStructure):
-                yield from self._modules[key].own_parameters()
+            elif isinstance(child := self._modules.get(key), TrackedStructure):
+                yield from child.own_parameters()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("A tracked list/tuple/dict attribute is not callable.")

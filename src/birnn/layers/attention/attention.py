@@ -239,6 +239,7 @@ class Attention(BaseDenseAttention):
         summed = query.unsqueeze(-2) + key.unsqueeze(-3)
         if self.scale is not None:
             summed = self.scale * summed
+        assert self.concat_score_weight is not None  # built for score_mode="concat"
         return self.concat_score_weight * torch.tanh(summed).sum(dim=-1)
 
     def get_config(self) -> dict:

@@ -266,7 +266,8 @@ class MultiHeadAttention(SeededDropout, Layer):
             dtype=self.dtype,
         )
 
-    def build(
+    # Keras's signature: built from the shapes of its inputs, not one input_shape.
+    def build(  # type: ignore[override]
         self,
         query_shape: Sequence[int | None],
         value_shape: Sequence[int | None],
@@ -327,13 +328,12 @@ class MultiHeadAttention(SeededDropout, Layer):
             names = ("query", "value", "key")
             given = dict(zip(names, args))
             given.update({k: kwargs[k] for k in names if k in kwargs})
-            if given.get("value") is None:
+            query_shape, value_shape = _shape_of(given.get("query")), _shape_of(given.get("value"))
+            if query_shape is None or value_shape is None:
                 raise ValueError(
                     f"Layer '{self.name}' (MultiHeadAttention) needs `query` and `value`."
                 )
-            self.build(
-                _shape_of(given["query"]), _shape_of(given["value"]), _shape_of(given.get("key"))
-            )
+            self.build(query_shape, value_shape, _shape_of(given.get("key")))
         return unmask_scores(super().__call__(*args, **kwargs))
 
     def _flat_layout(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple, tuple]:
@@ -447,6 +447,7 @@ class MultiHeadAttention(SeededDropout, Layer):
             context = context * torch.sigmoid(self._gate_dense(query))
         output = self.output_dense(context)
         if return_attention_scores:
+            assert scores is not None  # asked for with return_weights
             return output, scores.reshape(*outer, self.num_heads, *q_steps, *k_steps)
         return output
 
