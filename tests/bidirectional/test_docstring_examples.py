@@ -5,17 +5,9 @@ Imports are swapped to birnn, and the first example's missing parenthesis (after
 """
 
 import numpy as np
-import pytest
 
-import birnn
-
-try:
-    birnn.Sequential  # noqa: B018
-except (ImportError, AttributeError):  # the models package has not landed yet
-    pytest.skip("birnn.Sequential is not available", allow_module_level=True)
-
-from birnn import Input, Sequential  # noqa: E402
-from birnn.layers import LSTM, Bidirectional, Dense  # noqa: E402
+from birnn import Input, Sequential
+from birnn.layers import LSTM, Bidirectional, Dense
 
 
 def _one_hot(labels, classes=5):

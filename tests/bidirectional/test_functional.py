@@ -4,15 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-import birnn
-
-try:
-    birnn.Model  # noqa: B018
-except (ImportError, AttributeError):  # the models package has not landed yet
-    pytest.skip("birnn.Model is not available", allow_module_level=True)
-
-from birnn import Input, Model  # noqa: E402
-from birnn.layers import LSTM, Bidirectional, Dense, Masking  # noqa: E402
+from birnn import Input, Model
+from birnn.layers import LSTM, Bidirectional, Dense, Masking
 
 
 @pytest.mark.parametrize("merge_mode", ["concat", None])

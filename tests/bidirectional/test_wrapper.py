@@ -443,7 +443,7 @@ def test_repr_names_merge_mode():
     assert "merge_mode='mul'" in repr(Bidirectional(RunningSum(2), merge_mode="mul"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_gpu():
     layer = Bidirectional(LSTM(3, return_sequences=True, return_state=True)).cuda()
     x = _x().cuda()
