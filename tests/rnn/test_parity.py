@@ -78,7 +78,7 @@ def _expected_path(kind: str, variant: str) -> str:
 
 def _in_grid(kind: str, variant: str, return_state: bool) -> bool:
     if variant == "fused":
-        return kind in FUSED_KINDS  # use_cudnn=True refuses the others (tests/fast)
+        return kind in FUSED_KINDS  # use_cudnn=True refuses the others (tests/fused)
     if variant == "per_step":
         return return_state
     return True
