@@ -1194,7 +1194,7 @@ def _marking_built(build: Any) -> Any:
         if args and "_build_input_shape" not in self.__dict__:
             self._build_input_shape = args[0]
 
-    build_and_mark._marks_built = True  # type: ignore[attr-defined]
+    build_and_mark._marks_built = True  # type: ignore[attr-defined]  # read by __init_subclass__
     return build_and_mark
 
 
