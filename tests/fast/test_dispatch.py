@@ -377,3 +377,38 @@ def test_bidirectional_calls_the_layers_when_one_does_not_answer(calls):
     backward = LSTM(U, return_sequences=True, go_backwards=True, activation="relu")
     Bidirectional(forward, backward_layer=backward)(torch.randn(B, T, F))
     assert calls["bidirectional"] == 0 and calls["lstm"] == 1  # the forward layer, alone
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_zero_output_for_mask_fused_equals_generic(calls, kind, go_backwards, return_sequences):
+    def make(use_cudnn):
+        return LAYERS[kind](
+            U,
+            return_sequences=return_sequences,
+            return_state=True,
+            go_backwards=go_backwards,
+            zero_output_for_mask=True,
+            use_cudnn=use_cudnn,
+        )
+
+    fused, generic = _twins(make)
+    calls[kind] = 0
+    _compare(fused, generic, torch.randn(B, T, F), mask=_mask("fully_masked_row"))
+    assert calls[kind] == 1
+
+
+@pytest.mark.parametrize("pattern", ["none", "holes"])
+def test_bidirectional_from_zero_states_is_one_kernel_call(monkeypatch, pattern):
+    """Zero initial states are left implicit, so a masked pair still shares one call."""
+    kernel_calls = []
+    kernel = fused_rnn._kernel
+
+    def counted(*args, **kwargs):
+        kernel_calls.append(1)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(fused_rnn, "_kernel", counted)
+    Bidirectional(LSTM(U, return_sequences=True))(torch.randn(B, T, F), mask=_mask(pattern))
+    assert len(kernel_calls) == 1

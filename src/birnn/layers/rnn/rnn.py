@@ -484,15 +484,23 @@ class RNN(Layer):
         self._maybe_build(sequences)
         check_input_compatibility(self.name, self.input_spec, sequences)
         mask = self._standardize_mask(mask, sequences)
-        states = self._initial_state(initial_state, sequences)
+        states = None
+        if initial_state is not None or self.stateful:
+            states = self._initial_state(initial_state, sequences)
         return self._fused_direction(sequences, states, mask, training)
 
     def _fused_direction(
-        self, sequences: torch.Tensor, states: list, mask: torch.Tensor | None, training: bool
+        self,
+        sequences: torch.Tensor,
+        states: list | None,
+        mask: torch.Tensor | None,
+        training: bool,
     ) -> fused_rnn.Direction:
+        """The cell's direction; `states` of `None` are zeros (which `run_pair` can
+        then run with a mask in one kernel call)."""
         return self.cell.fused_direction(
             sequences,
-            flatten_structure(states),
+            None if states is None else flatten_structure(states),
             mask,
             self.go_backwards,
             self.zero_output_for_mask,
