@@ -337,13 +337,14 @@ class BuiltinRNN(RNN):
             # `torch.export` decomposes the kernel into one step per timestep, fixing the
             # program's sequence length; the loop exports a length-generic program.
             return None
+        cell = self.cell
         problem = (
             "`unroll` must be False"
             if self.unroll
-            else self.cell.fused_problem(training, strict=use_cudnn is True)
+            else cell.fused_problem(training, strict=use_cudnn is True)
         )
         if problem is None:
-            return self.cell.fused_kernel
+            return cell.fused_kernel
         if use_cudnn is True:
             raise ValueError(
                 f"Layer '{self.name}': use_cudnn=True was specified, but the fused (cuDNN-style) "
