@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from birnn.layers import GRU, LSTM, Bidirectional
+from birnn.layers import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN
 from birnn.ops import fused_rnn
 
 B, T, F, U = 4, 6, 3, 5
@@ -37,16 +37,20 @@ PATTERNS = ["none", "right", "left", "holes", "fully_masked_row"]
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Counts the calls of the fused kernels."""
+    """Counts the fused runs: of one direction by its kernel, and of pairs."""
     counts = {"lstm": 0, "gru": 0, "bidirectional": 0}
-    for name in counts:
-        original = getattr(fused_rnn, name)
+    run_direction, run_pair = fused_rnn.run_direction, fused_rnn.run_pair
 
-        def counted(*args, _name=name, _original=original, **kwargs):
-            counts[_name] += 1
-            return _original(*args, **kwargs)
+    def counted_direction(inputs, direction, *args, **kwargs):
+        counts[direction.kind] += 1
+        return run_direction(inputs, direction, *args, **kwargs)
 
-        monkeypatch.setattr(fused_rnn, name, counted)
+    def counted_pair(*args, **kwargs):
+        counts["bidirectional"] += 1
+        return run_pair(*args, **kwargs)
+
+    monkeypatch.setattr(fused_rnn, "run_direction", counted_direction)
+    monkeypatch.setattr(fused_rnn, "run_pair", counted_pair)
     return counts
 
 
@@ -259,3 +263,152 @@ def test_bidirectional_calls_a_subclass_that_overrides_call(calls):
 
     Bidirectional(Traced(U))(torch.randn(B, T, F))
     assert len(seen) == 2 and calls["bidirectional"] == 0 and calls["lstm"] == 2
+
+
+# ---------------------------------------------------------------- the fused-path contract
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: LSTM(U), "lstm"),
+        (lambda: GRU(U), "gru"),
+        (lambda: GRU(U, reset_after=False), None),
+        (lambda: LSTM(U, use_cudnn=False), None),
+        (lambda: LSTM(U, activation="relu"), None),
+        (lambda: SimpleRNN(U), None),
+        (lambda: RNN(LSTMCell(U)), None),
+    ],
+)
+def test_fused_kind_and_direction_answer_for_the_configuration(make, expected):
+    layer = make()
+    assert layer.fused_kind(False) == expected
+    direction = layer.fused_direction(torch.randn(B, T, F))
+    assert (direction is None) == (expected is None)
+    if direction is not None:
+        assert direction.kind == expected
+        assert direction.kernel is layer.cell.kernel
+
+
+def test_fused_direction_standardizes_its_arguments():
+    layer = LSTM(U, go_backwards=True, return_sequences=True, name="enc")
+    mask = [[True] * T, [True] * (T - 1) + [False]] * (B // 2)
+    states = [torch.randn(B, U).double(), torch.randn(B, U).double()]
+    direction = layer.fused_direction(torch.randn(B, T, F), states, mask)
+    assert direction.mask.dtype == torch.bool and direction.mask.shape == (B, T)
+    assert [s.dtype for s in direction.initial_states] == [torch.float32] * 2
+    assert direction.go_backwards and direction.return_all_outputs
+    assert direction.dropout_mask is None
+    with pytest.raises(ValueError, match="'enc'.*initial_state"):
+        layer.fused_direction(torch.randn(B, T, F), [torch.randn(B, U)])
+    with pytest.raises(ValueError, match="'enc'.*mask"):
+        layer.fused_direction(torch.randn(B, T, F), mask=torch.ones(B, T + 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="'enc'"):
+        layer.fused_direction(torch.randn(B, T, F + 1))
+
+
+def test_fused_direction_holds_the_sequence_dropout_mask():
+    layer = GRU(U, dropout=0.5, seed=3)
+    x = torch.randn(B, T, F)
+    first = layer.fused_direction(x, training=True)
+    second = layer.fused_direction(x, training=True)
+    assert first.dropout_mask.shape == (B, F)
+    assert not torch.equal(first.dropout_mask, second.dropout_mask)  # not left cached
+    assert layer.fused_direction(x, training=False).dropout_mask is None
+
+
+def test_running_the_direction_gives_the_layer_output():
+    layer = LSTM(U, return_sequences=True, return_state=True, zero_output_for_mask=True)
+    x, mask = torch.randn(B, T, F), _mask("holes")
+    last, outputs, states = fused_rnn.run_direction(x, layer.fused_direction(x, mask=mask))
+    expected = layer(x, mask=mask)
+    for got, want in zip([outputs, *states], expected):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_cell_subclass_overriding_call_is_not_fused(calls, kind):
+    base = {"lstm": LSTMCell, "gru": GRUCell}[kind]
+    seen = []
+
+    class Traced(base):
+        def call(self, inputs, states, training=False):
+            seen.append(1)
+            return super().call(inputs, states, training)
+
+    class Same(base):  # changes nothing about the step: keeps both forms
+        pass
+
+    assert Traced.fused_kernel is None and Traced.call_sequence is None
+    assert Same.fused_kernel == kind and Same.call_sequence is base.call_sequence
+    layer = LAYERS[kind](U, return_sequences=True)
+    layer.cell = Traced(U)
+    assert layer.fused_kind(False) is None and layer.fused_direction(torch.randn(B, T, F)) is None
+    layer(torch.randn(B, T, F))
+    assert len(seen) == T and calls[kind] == 0
+    strict = LAYERS[kind](U, use_cudnn=True)
+    strict.cell = Traced(U)
+    with pytest.raises(ValueError, match="use_cudnn=True.*built-in cell"):
+        strict(torch.randn(B, T, F))
+
+
+def test_use_cudnn_true_raises_from_fused_direction_too():
+    layer = GRU(U, use_cudnn=True, reset_after=False, name="strict")
+    with pytest.raises(ValueError, match="'strict'.*use_cudnn=True.*reset_after"):
+        layer.fused_direction(torch.randn(B, T, F))
+
+
+def test_bidirectional_of_two_kernels_is_one_pair_call(calls):
+    def make(use_cudnn):
+        forward = LSTM(U, return_sequences=True, return_state=True, use_cudnn=use_cudnn)
+        backward = GRU(
+            3, return_sequences=True, return_state=True, go_backwards=True, use_cudnn=use_cudnn
+        )
+        return Bidirectional(forward, backward_layer=backward)
+
+    fused, generic = _twins(make)
+    calls["bidirectional"] = 0
+    _compare(fused, generic, torch.randn(B, T, F), mask=_mask("holes"))
+    assert calls["bidirectional"] == 1
+
+
+def test_bidirectional_calls_the_layers_when_one_does_not_answer(calls):
+    forward = LSTM(U, return_sequences=True)
+    backward = LSTM(U, return_sequences=True, go_backwards=True, activation="relu")
+    Bidirectional(forward, backward_layer=backward)(torch.randn(B, T, F))
+    assert calls["bidirectional"] == 0 and calls["lstm"] == 1  # the forward layer, alone
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_zero_output_for_mask_fused_equals_generic(calls, kind, go_backwards, return_sequences):
+    def make(use_cudnn):
+        return LAYERS[kind](
+            U,
+            return_sequences=return_sequences,
+            return_state=True,
+            go_backwards=go_backwards,
+            zero_output_for_mask=True,
+            use_cudnn=use_cudnn,
+        )
+
+    fused, generic = _twins(make)
+    calls[kind] = 0
+    _compare(fused, generic, torch.randn(B, T, F), mask=_mask("fully_masked_row"))
+    assert calls[kind] == 1
+
+
+@pytest.mark.parametrize("pattern", ["none", "holes"])
+def test_bidirectional_from_zero_states_is_one_kernel_call(monkeypatch, pattern):
+    """Zero initial states are left implicit, so a masked pair still shares one call."""
+    kernel_calls = []
+    kernel = fused_rnn._kernel
+
+    def counted(*args, **kwargs):
+        kernel_calls.append(1)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(fused_rnn, "_kernel", counted)
+    Bidirectional(LSTM(U, return_sequences=True))(torch.randn(B, T, F), mask=_mask(pattern))
+    assert len(kernel_calls) == 1

@@ -1,5 +1,8 @@
 """The fused kernels equal the generic scan of `birnn.ops.recurrent` on every mask pattern."""
 
+import dataclasses
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -211,14 +214,15 @@ def _direction_pair(kind, dtype, random_state, zero_output_for_mask, dropout):
     backward = _weights(kind, dtype, seed=2)
     states_f = _states(kind, dtype, True) if random_state else None
     states_b = _states(kind, dtype, True) if random_state else None
+    options = {"zero_output_for_mask": zero_output_for_mask, "dropout_mask": dropout}
     return (
-        fused_rnn.Direction(*forward, states_f, False, zero_output_for_mask, True, dropout),
-        fused_rnn.Direction(*backward, states_b, True, zero_output_for_mask, True, dropout),
+        fused_rnn.Direction(kind, *forward, states_f, **options),
+        fused_rnn.Direction(kind, *backward, states_b, go_backwards=True, **options),
     )
 
 
 def _reference_direction(kind, x, direction, mask):
-    """The generic run of one direction, its outputs in time order (as `bidirectional`'s)."""
+    """The generic run of one direction, its outputs in time order (as `run_pair`'s)."""
     states = direction.initial_states
     if states is None:
         units = direction.recurrent_kernel.shape[0]
@@ -239,19 +243,28 @@ def _reference_direction(kind, x, direction, mask):
     return last, outputs, final
 
 
+def _triples(pair):
+    """`pair`'s two directions as `(last_output, outputs, states)` triples."""
+    if pair.sequences is None:
+        outputs = tuple(last.unsqueeze(1) for last in pair.last_outputs)
+    else:
+        outputs = pair.outputs
+    return list(zip(pair.last_outputs, outputs, pair.states))
+
+
 def _assert_pair_close(kind, pair, x, directions, mask, atol):
     """`pair` equals the generic runs of `directions`; `sequences` holds both outputs."""
     assert isinstance(pair, fused_rnn.Pair)
-    for got, direction in zip(pair[:2], directions):
+    for got, direction in zip(_triples(pair), directions):
         _assert_triples_close(got, _reference_direction(kind, x, direction, mask), atol)
     if all(d.return_all_outputs for d in directions):
-        joined = torch.cat([pair.forward[1], pair.backward[1]], dim=-1)
+        assert pair.outputs[0].shape[-1] == directions[0].recurrent_kernel.shape[0]
+        joined = torch.cat(pair.outputs, dim=-1)
         torch.testing.assert_close(pair.sequences, joined, atol=0, rtol=0)
     else:
         assert pair.sequences is None
-    # The parts read one kind at a time are the triples' parts.
-    for index, part in enumerate((pair.last_outputs, pair.outputs, pair.states)):
-        assert part[0] is pair.forward[index] and part[1] is pair.backward[index]
+        with pytest.raises(ValueError, match="no sequences"):
+            pair.outputs  # noqa: B018
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -268,15 +281,17 @@ def test_bidirectional_matches_two_generic_runs(
         kind, torch.float64, random_state, zero_output_for_mask, None
     )
     if swap:  # the "forward" layer going backwards, as Bidirectional(go_backwards=True) does
-        forward = forward._replace(go_backwards=True)
-        backward = backward._replace(go_backwards=False)
+        forward = replace(forward, go_backwards=True)
+        backward = replace(backward, go_backwards=False)
+    forward, backward = replace(forward, mask=mask), replace(backward, mask=mask)
     leaves = [x, forward.kernel, backward.recurrent_kernel, backward.bias]
     for leaf in leaves:
         leaf.requires_grad_(True)
-    got = fused_rnn.bidirectional(kind, x, forward, backward, mask)
+    got = fused_rnn.run_pair(x, forward, backward)
     _assert_pair_close(kind, got, x, (forward, backward), mask, atol=1e-10)
     expected = [_reference_direction(kind, x, d, mask) for d in (forward, backward)]
-    got_grads = torch.autograd.grad(_scalar(got[0]) + _scalar(got[1], 2), leaves)
+    got_fw, got_bw = _triples(got)
+    got_grads = torch.autograd.grad(_scalar(got_fw) + _scalar(got_bw, 2), leaves)
     expected_grads = torch.autograd.grad(_scalar(expected[0]) + _scalar(expected[1], 2), leaves)
     for g, e in zip(got_grads, expected_grads):
         torch.testing.assert_close(g, e, atol=1e-10, rtol=1e-10)
@@ -288,7 +303,8 @@ def test_bidirectional_float32(kind, pattern):
     x = torch.randn(B, T, F)
     mask = _mask(pattern)
     forward, backward = _direction_pair(kind, torch.float32, False, False, None)
-    got = fused_rnn.bidirectional(kind, x, forward, backward, mask)
+    forward, backward = replace(forward, mask=mask), replace(backward, mask=mask)
+    got = fused_rnn.run_pair(x, forward, backward)
     _assert_pair_close(kind, got, x, (forward, backward), mask, atol=1e-5)
 
 
@@ -301,10 +317,12 @@ def test_bidirectional_dropout_and_last_outputs(kind, pattern):
     own = (torch.rand(B, F) > 0.3).double() / 0.7
     for masks in [(shared, shared), (shared, own), (None, own)]:
         forward, backward = _direction_pair(kind, torch.float64, False, False, None)
-        forward = forward._replace(dropout_mask=masks[0], return_all_outputs=False)
-        backward = backward._replace(dropout_mask=masks[1], return_all_outputs=False)
-        got = fused_rnn.bidirectional(kind, x, forward, backward, mask)
-        assert got.forward[1].shape == got.backward[1].shape == (B, 1, U)
+        options = {"mask": mask, "return_all_outputs": False}
+        forward = replace(forward, dropout_mask=masks[0], **options)
+        backward = replace(backward, dropout_mask=masks[1], **options)
+        got = fused_rnn.run_pair(x, forward, backward)
+        assert got.sequences is None
+        assert got.last_outputs[0].shape == got.last_outputs[1].shape == (B, U)
         _assert_pair_close(kind, got, x, (forward, backward), mask, atol=1e-10)
 
 
@@ -312,35 +330,63 @@ def test_bidirectional_dropout_and_last_outputs(kind, pattern):
 def test_bidirectional_with_different_sizes_or_biases(kind):
     x = torch.randn(B, T, F, dtype=torch.float64)
     gates = GATES[kind]
-    forward = fused_rnn.Direction(*_weights(kind, torch.float64))
-    backward = fused_rnn.Direction(
-        torch.randn(F, gates * 2, dtype=torch.float64),
-        torch.randn(2, gates * 2, dtype=torch.float64),
-        None,
-        go_backwards=True,
-    )
     for mask in (None, _mask("holes")):
-        got = fused_rnn.bidirectional(kind, x, forward, backward, mask)
+        forward = fused_rnn.Direction(kind, *_weights(kind, torch.float64), mask=mask)
+        backward = fused_rnn.Direction(
+            kind,
+            torch.randn(F, gates * 2, dtype=torch.float64),
+            torch.randn(2, gates * 2, dtype=torch.float64),
+            None,
+            mask=mask,
+            go_backwards=True,
+        )
+        got = fused_rnn.run_pair(x, forward, backward)
         _assert_pair_close(kind, got, x, (forward, backward), mask, atol=1e-10)
 
 
-def test_bidirectional_rejects_unknown_kind():
-    forward, backward = _direction_pair("gru", torch.float32, False, False, None)
+def test_direction_rejects_unknown_kind():
     with pytest.raises(ValueError, match="kind"):
-        fused_rnn.bidirectional("rnn", torch.randn(B, T, F), forward, backward)
+        fused_rnn.Direction("rnn", *_weights("gru", torch.float32))
 
 
-def test_a_concatenating_bidirectional_makes_no_per_direction_views(monkeypatch):
-    """Only `sequences` is read: the halves and the final states are never split off."""
+def test_pair_and_direction_are_frozen_dataclasses():
+    forward, backward = _direction_pair("lstm", torch.float32, False, False, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        forward.kind = "gru"
+    pair = fused_rnn.run_pair(torch.randn(B, T, F), forward, backward)
+    assert [f.name for f in dataclasses.fields(pair)] == ["last_outputs", "states", "sequences"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pair.sequences = None
+    with pytest.raises(TypeError):  # a plain record: it does not unpack
+        _, _, _ = pair
+    assert len(pair.states[0]) == 2 and pair.states[0][0] is not pair.states[1][0]
+
+
+@pytest.mark.parametrize("pattern", ["none", "holes"])
+def test_pair_of_different_kernels_runs_each_on_its_own(pattern):
+    """An LSTM forward and a GRU backward: one call each, results as alone."""
+    x = torch.randn(B, T, F, dtype=torch.float64)
+    mask = _mask(pattern)
+    forward = fused_rnn.Direction("lstm", *_weights("lstm", torch.float64), mask=mask)
+    backward = fused_rnn.Direction(
+        "gru", *_weights("gru", torch.float64), mask=mask, go_backwards=True
+    )
+    got_fw, got_bw = _triples(fused_rnn.run_pair(x, forward, backward))
+    _assert_triples_close(got_fw, _reference_direction("lstm", x, forward, mask), 1e-10)
+    _assert_triples_close(got_bw, _reference_direction("gru", x, backward, mask), 1e-10)
+
+
+def test_a_concatenating_bidirectional_returns_the_kernel_output(monkeypatch):
+    """The kernel's side-by-side output is the layer's: it is not split and concatenated."""
     from birnn.layers import LSTM, Bidirectional  # noqa: PLC0415
 
     layer = Bidirectional(LSTM(U, return_sequences=True))
     x = torch.randn(B, T, F)
     expected = layer(x)
 
-    def unread(*args):
-        raise AssertionError("a per-direction view was made")
+    def unread(*args, **kwargs):
+        raise AssertionError("the two directions were split or concatenated")
 
     monkeypatch.setattr(fused_rnn, "_halves", unread)
-    monkeypatch.setattr(torch.Tensor, "unbind", unread)
+    monkeypatch.setattr(torch, "cat", unread)
     torch.testing.assert_close(layer(x), expected, atol=0, rtol=0)

@@ -102,7 +102,7 @@ def test_stacked_cells_match_keras(with_user_cell, masked, go_backwards):
     kwargs = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards}
     call_kwargs = {"mask": torch.tensor(MASK)} if masked else {}
     ours = layers.RNN(cells(layers, MinimalRNNCell), **kwargs)
-    assert (ours.cell._sequence_fn() is None) == with_user_cell
+    assert (ours.cell.call_sequence is None) == with_user_cell
     _compare(
         ours,
         keras.layers.RNN(cells(keras.layers, KerasMinimalRNNCell), **kwargs),

@@ -1,5 +1,7 @@
 """Values at masked steps change nothing: outputs, states and gradients, on every path."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -93,10 +95,10 @@ def test_fused_ops_ignore_masked_values(kind, go_backwards):
 
     for a, b in zip(run(poisoned), run(x)):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-    direction = fused_rnn.Direction(kernel, recurrent_kernel, bias)
-    backward = direction._replace(go_backwards=True)
-    pair = fused_rnn.bidirectional(kind, poisoned, direction, backward, MASK)
-    expected = fused_rnn.bidirectional(kind, x, direction, backward, MASK)
+    direction = fused_rnn.Direction(kind, kernel, recurrent_kernel, bias, mask=MASK)
+    backward = dataclasses.replace(direction, go_backwards=True)
+    pair = fused_rnn.run_pair(poisoned, direction, backward)
+    expected = fused_rnn.run_pair(x, direction, backward)
     torch.testing.assert_close(pair.sequences, expected.sequences, atol=1e-6, rtol=0)
     for a, b in zip(pair.states, expected.states):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

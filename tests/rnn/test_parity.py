@@ -147,7 +147,7 @@ def paths(monkeypatch):
 
         monkeypatch.setattr(module, name, counted)
 
-    for name in ("lstm", "gru"):
+    for name in ("run_direction", "run_pair"):
         spy(fused_rnn, name, "fused")
     for name in ("lstm", "gru", "simple_rnn"):
         spy(recurrent, name, "sequence")

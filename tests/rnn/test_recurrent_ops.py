@@ -241,7 +241,7 @@ def test_gradcheck_each_cell_step_by_step_in_the_generic_loop(cell, go_backwards
     )
     x = _double(2, 4, 3)
     layer(x)
-    assert layer.cell._sequence_fn() is None
+    assert layer.cell.call_sequence is None
     states = [_double(2, 2) for _ in instance.get_initial_state(2)]
     count = len(states)
 

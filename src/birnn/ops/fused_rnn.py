@@ -22,50 +22,64 @@ every row from one padded run, and lets one bidirectional kernel call serve
 both directions of a masked batch: its backward direction sees the padding
 first and, from zero initial states, stays exactly zero through it.
 
-`lstm` and `gru` return Keras's triple `(last_output, outputs, states)`:
-`outputs` is `(batch, time, units)` in processing order (reversed time when
+`lstm` and `gru` (and `run_direction`, which runs one `Direction`) return
+Keras's triple `(last_output, outputs, states)`: `outputs` is
+`(batch, time, units)` in processing order (reversed time when
 `go_backwards=True`), or `(batch, 1, units)` holding only the last output when
 `return_all_outputs=False`; `states` is `[h, c]` (LSTM) or `[h]` (GRU).
-`bidirectional` returns one such triple per direction, both with outputs in
-time order, and the two outputs side by side, as a `Pair`.
+`run_pair` runs two directions over the same inputs, in one kernel call where
+it can, and returns both as a `Pair`, their outputs in time order.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from birnn.ops import masks
 
-__all__ = ["Direction", "Pair", "bidirectional", "gru", "lstm", "torch_weights"]
+__all__ = ["Direction", "Pair", "gru", "lstm", "run_direction", "run_pair", "torch_weights"]
 
 Triple = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]
 
 _GATES = {"lstm": 4, "gru": 3}
-_VF_KERNELS = {"lstm": torch._VF.lstm, "gru": torch._VF.gru}
+# `torch._VF` is where PyTorch's own `nn.LSTM` / `nn.GRU` reach these kernels.
+_VF_KERNELS: dict[str, Callable[..., Any]] = {"lstm": torch._VF.lstm, "gru": torch._VF.gru}
 # Pre-activation added at padding slots: far beyond where sigmoid rounds to exactly 0 or 1.
 _SATURATE = {torch.float16: 3.0e4}
 _DEFAULT_SATURATE = 1.0e6
 
 
-class Direction(NamedTuple):
-    """One direction of a bidirectional run: Keras-layout weights and options.
+@dataclass(frozen=True)
+class Direction:
+    """One direction of a fused run: the kernel, its Keras-layout weights and options.
 
-    `initial_states` of `None` means zeros; `dropout_mask` is an optional
-    `(batch, features)` multiplier applied to the inputs of this direction.
+    `kind` is `"lstm"` or `"gru"` (`reset_after=True`); `initial_states` of
+    `None` means zeros; `mask` is an optional boolean `(batch, time)` (`True` =
+    process); `dropout_mask` an optional `(batch, features)` multiplier of the
+    inputs. The built-in layers make one with `fused_direction()`.
     """
 
+    kind: str
     kernel: torch.Tensor
     recurrent_kernel: torch.Tensor
     bias: torch.Tensor | None
     initial_states: Sequence[torch.Tensor] | None = None
+    mask: torch.Tensor | None = None
     go_backwards: bool = False
     zero_output_for_mask: bool = False
     return_all_outputs: bool = True
     dropout_mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _GATES:
+            raise ValueError(
+                f"fused_rnn.Direction: `kind` must be 'lstm' or 'gru'. Received: {self.kind!r}"
+            )
 
 
 def _torch_gate_order(kind: str, weight: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -108,7 +122,7 @@ def torch_weights(
     (torch.Size([12, 5]), torch.Size([12, 4]), torch.Size([12]))
     """
     # Reordering a transposed GRU matrix along its rows gives PyTorch contiguous weights,
-    # which its native GRU kernel runs about 4% faster on (benchmark GRU row, 2026-11-30).
+    # which its native GRU kernel runs faster on than strided ones.
     w_ih = _torch_gate_order(kind, kernel.t(), dim=0)
     w_hh = _torch_gate_order(kind, recurrent_kernel.t(), dim=0)
     if padding_feature:
@@ -198,7 +212,7 @@ def _packaged(last: torch.Tensor, outputs: torch.Tensor | None, states: list) ->
     return last, (last.unsqueeze(1) if outputs is None else outputs), states
 
 
-def _run(
+def _one_direction(
     kind: str,
     inputs: torch.Tensor,
     initial_states: Sequence[torch.Tensor],
@@ -290,7 +304,7 @@ def lstm(
     >>> outputs.shape, torch.equal(outputs[0, 2], outputs[0, 1]), torch.equal(last, h)
     (torch.Size([2, 3, 4]), True, True)
     """
-    return _run(
+    return _one_direction(
         "lstm",
         inputs,
         [initial_h, initial_c],
@@ -334,7 +348,7 @@ def gru(
     >>> outputs.shape, torch.equal(last, outputs[:, -1])
     (torch.Size([2, 3, 4]), True)
     """
-    return _run(
+    return _one_direction(
         "gru",
         inputs,
         [initial_state],
@@ -349,195 +363,167 @@ def gru(
     )
 
 
-def _zeros_states(kind: str, direction: Direction, like: torch.Tensor) -> list[torch.Tensor]:
+def _states_or_zeros(direction: Direction, like: torch.Tensor) -> list[torch.Tensor]:
     if direction.initial_states is not None:
         return list(direction.initial_states)
     units = direction.recurrent_kernel.shape[0]
     zeros = like.new_zeros(like.shape[0], units)
-    return [zeros, zeros] if kind == "lstm" else [zeros]
+    return [zeros, zeros] if direction.kind == "lstm" else [zeros]
 
 
-def _one_call_possible(forward: Direction, backward: Direction, mask: torch.Tensor | None) -> bool:
+def run_direction(inputs: torch.Tensor, direction: Direction, time_order: bool = False) -> Triple:
+    """One `Direction` over `inputs` `(batch, time, features)`: `lstm` / `gru`'s triple.
+
+    With `time_order=True` a backwards direction returns its outputs in time
+    order rather than in its processing order.
+
+    Examples:
+
+    >>> import torch
+    >>> direction = Direction("gru", torch.ones(5, 12) / 10, torch.zeros(4, 12), None)
+    >>> last, outputs, (h,) = run_direction(torch.ones(2, 3, 5), direction)
+    >>> outputs.shape, torch.equal(last, h)
+    (torch.Size([2, 3, 4]), True)
+    """
+    return _one_direction(
+        direction.kind,
+        inputs,
+        _states_or_zeros(direction, inputs),
+        direction.kernel,
+        direction.recurrent_kernel,
+        direction.bias,
+        direction.mask,
+        direction.go_backwards,
+        direction.zero_output_for_mask,
+        direction.return_all_outputs,
+        direction.dropout_mask,
+        time_order=time_order,
+    )
+
+
+def _one_call_possible(forward: Direction, backward: Direction) -> bool:
     """Whether one bidirectional kernel call computes both directions exactly."""
     return (
-        forward.go_backwards != backward.go_backwards
+        forward.kind == backward.kind
+        and forward.go_backwards != backward.go_backwards
+        and forward.mask is backward.mask
         and forward.kernel.shape == backward.kernel.shape
         and forward.recurrent_kernel.shape == backward.recurrent_kernel.shape
         and forward.kernel.dtype == backward.kernel.dtype
         and forward.dropout_mask is backward.dropout_mask
         and forward.return_all_outputs == backward.return_all_outputs
         and (forward.bias is None) == (backward.bias is None)
-        and (mask is None or (forward.initial_states is None and backward.initial_states is None))
+        and (
+            forward.mask is None
+            or (forward.initial_states is None and backward.initial_states is None)
+        )
     )
 
 
+@dataclass(frozen=True)
 class Pair:
-    """Both directions of a bidirectional run (what `bidirectional` returns).
+    """Both directions of a bidirectional run (what `run_pair` returns).
 
-    `forward` and `backward` are each direction's `(last_output, outputs,
-    states)`, with `outputs` in time order for both directions: step `t` holds
-    the output after reading input step `t`, so the two line up step by step.
-    `sequences` holds the two directions' `outputs` side by side on the last
-    axis, `forward` first, `(batch, time, units_fw + units_bw)`; `None` unless
-    both directions return all outputs.
+    Every field holds the forward direction's part first. Outputs are in time
+    order for both directions: step `t` holds the output after reading input
+    step `t`, so the two line up step by step.
 
-    It unpacks and indexes as `(forward, backward, sequences)`. The parts are
-    also readable one kind at a time, each as a `(forward, backward)` pair:
-    `last_outputs`, `outputs` and `states`. They are views of the kernel's
-    results made on first read, so a caller that needs only `sequences` (a
-    concatenating `Bidirectional`) or only the last outputs pays for no other
-    views.
+    Attributes:
+        last_outputs: Each direction's last output, `(batch, units)`.
+        states: Each direction's final states, `[h, c]` or `[h]`.
+        sequences: Both directions' outputs side by side on the last axis,
+            `(batch, time, units_fw + units_bw)`; `None` unless both return
+            all outputs.
     """
 
-    __slots__ = ("sequences", "_last_outputs", "_outputs", "_states")
-
-    def __init__(
-        self,
-        sequences: torch.Tensor | None,
-        last_outputs: Any,
-        outputs: Any,
-        states: Any,
-    ) -> None:
-        """Each of `last_outputs`, `outputs` and `states` is a `(forward, backward)`
-        pair or a function of no arguments that returns one; `outputs` may be
-        `None`: the last outputs, each with a time axis of 1."""
-        self.sequences = sequences
-        self._last_outputs = last_outputs
-        self._outputs = outputs
-        self._states = states
+    last_outputs: tuple[torch.Tensor, torch.Tensor]
+    states: tuple[list[torch.Tensor], list[torch.Tensor]]
+    sequences: torch.Tensor | None = None
 
     @property
-    def last_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if callable(self._last_outputs):
-            self._last_outputs = self._last_outputs()
-        return self._last_outputs
+    def outputs_side_by_side(self) -> torch.Tensor:
+        """`sequences`, or a `ValueError` if the directions did not return all outputs."""
+        if self.sequences is None:
+            raise ValueError(
+                "fused_rnn.Pair: this pair has no sequences (a direction was run with "
+                "`return_all_outputs=False`)."
+            )
+        return self.sequences
 
     @property
     def outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._outputs is None:
-            self._outputs = tuple(last.unsqueeze(1) for last in self.last_outputs)
-        elif callable(self._outputs):
-            self._outputs = self._outputs()
-        return self._outputs
-
-    @property
-    def states(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        if callable(self._states):
-            self._states = self._states()
-        return self._states
-
-    @property
-    def forward(self) -> Triple:
-        return self.last_outputs[0], self.outputs[0], self.states[0]
-
-    @property
-    def backward(self) -> Triple:
-        return self.last_outputs[1], self.outputs[1], self.states[1]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.forward, self.backward, self.sequences))
-
-    def __getitem__(self, index: int | slice) -> Any:
-        return (self.forward, self.backward, self.sequences)[index]
-
-    def __len__(self) -> int:
-        return 3
-
-    def swapped(self, sequences: torch.Tensor | None) -> Pair:
-        """The same run with the two directions exchanged, and these `sequences`."""
-
-        def swap(part: Any) -> Any:
-            if part is None:
-                return None
-            return lambda: tuple(reversed(part() if callable(part) else part))
-
-        return Pair(sequences, swap(self._last_outputs), swap(self._outputs), swap(self._states))
+        """Each direction's outputs, views of `sequences` (see `outputs_side_by_side`)."""
+        sequences = self.outputs_side_by_side
+        units = self.last_outputs[0].shape[-1]
+        return sequences[..., :units], sequences[..., units:]
 
 
-def bidirectional(
-    kind: str,
-    inputs: torch.Tensor,
-    forward: Direction,
-    backward: Direction,
-    mask: torch.Tensor | None = None,
-) -> Pair:
-    """Both directions of a bidirectional LSTM or GRU.
+def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> Pair:
+    """Two directions of a bidirectional LSTM or GRU over the same `inputs`.
 
-    Each direction computes what `lstm` / `gru` compute for it alone, except
+    Each direction computes what `run_direction` computes for it alone, except
     that both return their outputs in time order (a backwards direction's
     flipped back from its processing order), lined up for merging; see `Pair`.
-    When the two directions read the same inputs (no dropout mask, or the same
-    one) and either there is no mask or both start from zero states, both run
-    in one bidirectional kernel call, whose side-by-side output is `sequences`
-    itself; otherwise one call per direction.
+    When the two directions run the same kernel on the same inputs (the same
+    mask and dropout mask, or none) and either there is no mask or both start
+    from zero states, both run in one bidirectional kernel call, whose
+    side-by-side output is `sequences` itself; otherwise one call per direction.
 
     Args:
-        kind: `"lstm"` or `"gru"`.
         inputs: `(batch, time, features)`.
         forward: The first direction (usually `go_backwards=False`).
         backward: The second direction (the other `go_backwards`).
-        mask: Optional boolean `(batch, time)` shared by both directions.
 
     Examples:
 
     >>> import torch
     >>> kernel, recurrent_kernel = torch.ones(5, 16) / 10, torch.zeros(4, 16)
-    >>> fwd = Direction(kernel, recurrent_kernel, None)
-    >>> bwd = Direction(kernel, recurrent_kernel, None, go_backwards=True)
     >>> mask = torch.tensor([[True, True, False], [False, True, True]])
-    >>> pair = bidirectional("lstm", torch.rand(2, 3, 5), fwd, bwd, mask)
-    >>> pair.forward[1].shape, pair.sequences.shape
+    >>> fwd = Direction("lstm", kernel, recurrent_kernel, None, mask=mask)
+    >>> bwd = Direction("lstm", kernel, recurrent_kernel, None, mask=mask, go_backwards=True)
+    >>> pair = run_pair(torch.rand(2, 3, 5), fwd, bwd)
+    >>> pair.outputs[0].shape, pair.sequences.shape
     (torch.Size([2, 3, 4]), torch.Size([2, 3, 8]))
-    >>> torch.equal(pair.backward[0], pair.backward[1][:, 0])  # backward ends at step 0
+    >>> torch.equal(pair.last_outputs[1], pair.outputs[1][:, 0])  # backward ends at step 0
     True
     """
-    if kind not in _GATES:
-        raise ValueError(f"fused_rnn: `kind` must be 'lstm' or 'gru'. Received: {kind!r}")
-    if not _one_call_possible(forward, backward, mask):
-        triples = [
-            _run(
-                kind,
-                inputs,
-                _zeros_states(kind, d, inputs),
-                d.kernel,
-                d.recurrent_kernel,
-                d.bias,
-                mask,
-                d.go_backwards,
-                d.zero_output_for_mask,
-                d.return_all_outputs,
-                d.dropout_mask,
-                time_order=True,
-            )
-            for d in (forward, backward)
-        ]
+    if not _one_call_possible(forward, backward):
+        (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = (
+            run_direction(inputs, d, time_order=True) for d in (forward, backward)
+        )
         sequences = None
         if forward.return_all_outputs and backward.return_all_outputs:
-            sequences = torch.cat([triples[0][1], triples[1][1]], dim=-1)
-        (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = triples
-        return Pair(sequences, (last_fw, last_bw), (out_fw, out_bw), (states_fw, states_bw))
+            sequences = torch.cat([out_fw, out_bw], dim=-1)
+        return Pair((last_fw, last_bw), (states_fw, states_bw), sequences)
     swapped = forward.go_backwards
     first, second = (backward, forward) if swapped else (forward, backward)
+    mask = forward.mask
     if mask is None:
-        pair = _unmasked_pair(kind, _dropped(inputs, forward.dropout_mask), first, second)
+        pair = _unmasked_pair(_dropped(inputs, forward.dropout_mask), first, second)
     else:
         mask = mask.to(torch.bool)
         x = _dropped(masks.zero_masked_steps(inputs, mask), forward.dropout_mask)
-        pair = _masked_pair(kind, x, first, second, mask)
+        pair = _masked_pair(x, first, second, mask)
     if not swapped:
         return pair
+    # The kernel's in-time direction is the second of this pair: exchange the two.
     sequences = pair.sequences
-    if sequences is not None:  # the kernel's in-time direction is the second of this pair
-        sequences = torch.cat(pair.outputs[::-1], dim=-1)
-    return pair.swapped(sequences)
+    if sequences is not None:
+        in_time, reverse = _halves(sequences)
+        sequences = torch.cat([reverse, in_time], dim=-1)
+    last_in_time, last_reverse = pair.last_outputs
+    states_in_time, states_reverse = pair.states
+    return Pair((last_reverse, last_in_time), (states_reverse, states_in_time), sequences)
 
 
 def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return sequences.chunk(2, dim=-1)
+    in_time, reverse = sequences.chunk(2, dim=-1)
+    return in_time, reverse
 
 
-def _unmasked_pair(kind: str, x: torch.Tensor, first: Direction, second: Direction) -> Pair:
+def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair:
     """Both directions of an unmasked batch in one kernel call (`first` reads in time order)."""
+    kind = first.kind
     weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias)
     weights += torch_weights(kind, second.kernel, second.recurrent_kernel, second.bias)
     if first.initial_states is None and second.initial_states is None:
@@ -546,27 +532,20 @@ def _unmasked_pair(kind: str, x: torch.Tensor, first: Direction, second: Directi
     else:
         hx = [
             torch.stack([a, b])
-            for a, b in zip(_zeros_states(kind, first, x), _zeros_states(kind, second, x))
+            for a, b in zip(_states_or_zeros(first, x), _states_or_zeros(second, x))
         ]
     sequences, final = _kernel(kind, x, hx, weights, first.bias is not None, True)
-    if not first.return_all_outputs:
-        sequences = None
-
-    def states() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        in_time, reverse = zip(*(state.unbind(0) for state in final))
-        return list(in_time), list(reverse)
-
+    # Without a mask, each direction's last output is its final `h`.
+    states_in_time = [state[0] for state in final]
+    states_reverse = [state[1] for state in final]
     return Pair(
-        sequences,
-        lambda: tuple(final[0].unbind(0)),  # without a mask, the last output is the final `h`
-        None if sequences is None else lambda: _halves(sequences),
-        states,
+        (states_in_time[0], states_reverse[0]),
+        (states_in_time, states_reverse),
+        sequences if first.return_all_outputs else None,
     )
 
 
-def _masked_pair(
-    kind: str, x: torch.Tensor, first: Direction, second: Direction, mask: torch.Tensor
-) -> Pair:
+def _masked_pair(x: torch.Tensor, first: Direction, second: Direction, mask: torch.Tensor) -> Pair:
     """Both directions of a masked batch from zero states in one kernel call.
 
     The valid steps are compacted to the front of each row; the padding slots
@@ -574,6 +553,7 @@ def _masked_pair(
     valid steps then padding (which keeps an LSTM's carry state); the reverse
     direction reads the padding first and stays exactly zero through it.
     """
+    kind = first.kind
     index, counts, lengths = masks.compaction(mask)
     x = masks.gather_time_major(_with_padding_feature(x, mask), index)
     weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias, True)
@@ -609,9 +589,4 @@ def _masked_pair(
         directions = torch.arange(2, device=mask.device)
         taken = masks.take_slots(outputs, slots, valid, direction=directions, directions=2)
         sequences = taken.flatten(-2)
-    return Pair(
-        sequences,
-        (in_time_last, reverse_last),
-        None if sequences is None else lambda: _halves(sequences),
-        (in_time_states, reverse_states),
-    )
+    return Pair((in_time_last, reverse_last), (in_time_states, reverse_states), sequences)

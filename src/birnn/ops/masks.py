@@ -35,8 +35,9 @@ def zero_masked_steps(
     with respect to a masked step is zero.
 
     Args:
-        inputs: `(batch, time, ...)`, or `(time, batch, ...)` with `time_major=True`.
-        mask: Boolean `(batch, time)`, `True` for the steps to keep.
+        inputs: `(batch, time, ...)`, or `(time, batch, ...)` with `time_major=True`;
+            or a single step `(batch, ...)` with a `(batch,)` mask.
+        mask: Boolean `(batch, time)` (or `(batch,)`), `True` for the steps to keep.
         time_major: Whether `inputs` is time-major.
 
     Examples:
@@ -49,7 +50,7 @@ def zero_masked_steps(
     keep = mask.to(torch.bool)
     if time_major:
         keep = keep.t()
-    keep = keep.view(*keep.shape, *([1] * (inputs.dim() - 2)))
+    keep = keep.view(*keep.shape, *([1] * (inputs.dim() - keep.dim())))
     return torch.where(keep, inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device))
 
 

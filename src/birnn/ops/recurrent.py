@@ -149,14 +149,15 @@ def _loop_scan(
         last = output
     else:
         mask_steps = mask.to(torch.bool).unbind(1)
-        previous = zeros = None
+        previous: torch.Tensor | None = None
+        zeros: torch.Tensor | None = None
         for t in order:
             output, new_states = step_fn(steps[t], states)
             keep = mask_steps[t]
             if zeros is None:
                 zeros = torch.zeros_like(output)
                 previous = zeros
-            fallback = zeros if zero_output_for_mask else previous
+            fallback = zeros if zero_output_for_mask or previous is None else previous
             output = torch.where(_expand(keep, output), output, fallback)
             states = [
                 torch.where(_expand(keep, new), new, old) for new, old in zip(new_states, states)

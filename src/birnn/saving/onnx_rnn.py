@@ -67,17 +67,12 @@ def _cells(layer: Any) -> list[Any]:
     Raises:
         ValueError: for a layer or cell the exporter does not know.
     """
-    from birnn.layers.rnn.gru import GRU  # noqa: PLC0415
-    from birnn.layers.rnn.lstm import LSTM  # noqa: PLC0415
     from birnn.layers.rnn.rnn import RNN  # noqa: PLC0415
-    from birnn.layers.rnn.simple_rnn import SimpleRNN  # noqa: PLC0415
     from birnn.layers.rnn.stacked_rnn_cells import StackedRNNCells  # noqa: PLC0415
 
-    builtin = next((c for c in (LSTM, GRU, SimpleRNN) if isinstance(layer, c)), RNN)
     if not (
         isinstance(layer, RNN)
-        and type(layer).call is RNN.call
-        and type(layer)._run is builtin._run
+        and layer.call_is_builtin
         and type(layer).compute_mask is RNN.compute_mask
     ):
         raise ValueError(

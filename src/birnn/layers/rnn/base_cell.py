@@ -1,21 +1,29 @@
 """What the built-in cells and their layers share: arguments, weights, config, states.
 
 `BuiltinCell` is the base of `SimpleRNNCell`/`LSTMCell`/`GRUCell`; `BuiltinRNN` the
-base of `SimpleRNN`/`LSTM`/`GRU`. Neither is public.
+base of `SimpleRNN`/`LSTM`/`GRU`. Neither is public. They also decide when a
+call runs in the fused kernel (`BuiltinRNN.fused_kind`) and describe that run
+(`BuiltinCell.fused_direction`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from birnn import activations, constraints, initializers, regularizers
 from birnn.layers.layer import InputSpec, Layer
-from birnn.layers.rnn.dropout import DropoutRNNCell, validate_rate
+from birnn.layers.rnn.dropout import DropoutRNNCell, reset_dropout_masks, validate_rate
 from birnn.layers.rnn.rnn import RNN
+from birnn.layers.rnn.sequence_cell import SequenceCell
+from birnn.ops import fused_rnn
 
 _DEFAULT_IMPLEMENTATION = 2
+# The fused kernels hard-wire these activations (`activations.get` returns the first).
+_TANH = (activations.tanh, torch.tanh)
+_SIGMOID = (activations.sigmoid, torch.sigmoid)
 
 
 def validate_units(owner: str, units: Any) -> int:
@@ -35,9 +43,8 @@ def _store_transposed(weight: torch.Tensor) -> None:
     contiguous `(gates * units, rows)` matrix: `weight.t()` is then exactly the
     contiguous matrix PyTorch's fused RNN kernels take, and the gradient the
     kernel returns through that transpose already has the weight's layout, so
-    autograd accumulates it without a copy. Measured 2026-11-30 on the seed
-    model's first layer (batch 32, 5 steps, 10 units, forward + backward):
-    1.063x PyTorch's own `nn.LSTM` with Keras's layout, 1.025x with this one.
+    autograd accumulates it without a copy (Keras's layout would cost a
+    transposing copy of each weight and of its gradient on every call).
     Copies into the weight (`set_weights`, `load_state_dict`, constraints) and
     `.to()` keep the layout.
     """
@@ -45,13 +52,14 @@ def _store_transposed(weight: torch.Tensor) -> None:
         weight.data = weight.data.t().contiguous().t()
 
 
-class BuiltinCell(Layer, DropoutRNNCell):
+class BuiltinCell(Layer, DropoutRNNCell, SequenceCell):
     """Base of `SimpleRNNCell`, `LSTMCell` and `GRUCell` (not public).
 
     Holds the arguments every built-in cell takes, creates `kernel`,
     `recurrent_kernel` and `bias` with Keras's names, and serializes them as
-    Keras does. Subclasses set `gates`, implement `call()` (one step) and
-    `_run_sequence()` (a whole sequence through `birnn.ops.recurrent`).
+    Keras does. Subclasses set `gates` (and `fused_kernel` where one exists),
+    implement `call()` (one step) and `call_sequence()` (a whole sequence
+    through `birnn.ops.recurrent`); see `SequenceCell`.
     """
 
     _lazy_build_probe = (None, 1)  # weights exist (lazily) before the first call
@@ -119,7 +127,7 @@ class BuiltinCell(Layer, DropoutRNNCell):
         self.output_size = units
 
     # ------------------------------------------------------------------ weights
-    def build(self, input_shape: Any) -> None:
+    def build(self, input_shape: Any = None) -> None:
         input_dim = input_shape[-1]
         if input_dim is None:
             raise ValueError(
@@ -143,6 +151,7 @@ class BuiltinCell(Layer, DropoutRNNCell):
         )
         _store_transposed(self.kernel)
         _store_transposed(self.recurrent_kernel)
+        self.bias: torch.Tensor | None
         if self.use_bias:
             self.bias = self.add_weight(
                 shape=self._bias_shape(),
@@ -175,26 +184,65 @@ class BuiltinCell(Layer, DropoutRNNCell):
         """Zero states, one `(batch_size, size)` tensor per entry of `state_size`."""
         sizes = self.state_size if isinstance(self.state_size, list) else [self.state_size]
         device = self.kernel.device if self.built else None
-        return [
-            torch.zeros((batch_size, size), dtype=self.dtype_torch, device=device)
-            for size in sizes
-        ]
+        shapes: list[tuple[Any, ...]] = [(batch_size, size) for size in sizes]
+        return [torch.zeros(shape, dtype=self.dtype_torch, device=device) for shape in shapes]
 
-    def _sequence_fn(self) -> Any:
-        """The whole-sequence runner, unless a subclass replaced `call()`."""
-        own_call = type(self).call is self._builtin_class().call
-        return self._run_sequence if own_call else None
+    # ------------------------------------------------------------------ fused kernel
+    def fused_problem(self, training: bool, strict: bool) -> str | None:
+        """Why this cell cannot run in its fused kernel now (`None` if it can).
 
-    @classmethod
-    def _builtin_class(cls) -> type:
-        for klass in cls.__mro__:
-            if klass.__module__.startswith("birnn.layers.rnn.") and klass is not BuiltinCell:
-                if "call" in klass.__dict__:
-                    return klass
-        return cls
+        `strict` judges the configuration as `use_cudnn=True` does (as Keras
+        does): any recurrent dropout is a problem, even where inference would
+        ignore it.
+        """
+        if self.fused_kernel is None:
+            return "the cell is not the built-in cell (its `call()` is replaced)"
+        if self.activation not in _TANH:
+            return "`activation` must be 'tanh'"
+        if self.recurrent_activation not in _SIGMOID:
+            return "`recurrent_activation` must be 'sigmoid'"
+        rate = self.recurrent_dropout
+        if rate and (strict or (training and self._dropout_applies(rate))):
+            return "`recurrent_dropout` must be 0"
+        if training and self.dropout_mask_count and self._dropout_applies(self.dropout):
+            return "`dropout` with `implementation=1` (one mask per gate) is not supported"
+        return None
+
+    def fused_direction(
+        self,
+        inputs: torch.Tensor,
+        states: Sequence[torch.Tensor] | None,
+        mask: torch.Tensor | None,
+        go_backwards: bool,
+        zero_output_for_mask: bool,
+        return_all_outputs: bool,
+        training: bool,
+    ) -> fused_rnn.Direction:
+        """This cell's run over `inputs` in its fused kernel (`fused_problem()` is `None`).
+
+        The direction holds the input dropout mask of this sequence, if one
+        applies; the cell's cached masks are reset, so every call draws anew.
+        """
+        dropout_mask = None
+        if training and self._dropout_applies(self.dropout):
+            dropout_mask = self.get_dropout_mask(inputs[:, 0])
+            reset_dropout_masks(self)
+        assert self.fused_kernel is not None  # callers check `fused_problem()` first
+        return fused_rnn.Direction(
+            self.fused_kernel,
+            self.kernel,
+            self.recurrent_kernel,
+            self.bias,
+            states,
+            mask,
+            go_backwards,
+            zero_output_for_mask,
+            return_all_outputs,
+            dropout_mask,
+        )
 
     # ------------------------------------------------------------------ config
-    def _argument_config(self) -> dict:
+    def argument_config(self) -> dict:
         """The cell arguments of the config, in Keras's names and serialized forms."""
         config = {
             "units": self.units,
@@ -221,7 +269,7 @@ class BuiltinCell(Layer, DropoutRNNCell):
         return config
 
     def get_config(self) -> dict:
-        return {**super().get_config(), **self._argument_config()}
+        return {**super().get_config(), **self.argument_config()}
 
 
 def cell_property(name: str) -> property:
@@ -269,16 +317,47 @@ class BuiltinRNN(RNN):
     seed = cell_property("seed")
     implementation = cell_property("implementation")
 
-    def build(self, sequences_shape: Any, initial_state_shape: Any = None) -> None:
+    def build(self, sequences_shape: Any = None, initial_state_shape: Any = None) -> None:
         super().build(sequences_shape, initial_state_shape)
         spec = InputSpec(ndim=3, axes={-1: self.cell.kernel.shape[0]})
         self.input_spec = [spec] if isinstance(self.input_spec, list) else spec
+
+    def fused_kind(self, training: bool) -> str | None:
+        """`"lstm"` or `"gru"` when a call in this mode runs in the fused kernel, else `None`.
+
+        `use_cudnn` chooses: `"auto"` takes the fused kernel when the
+        configuration allows it, `False` never does, `True` insists.
+
+        Raises:
+            ValueError: if `use_cudnn=True` but the configuration cannot run in
+                the fused kernel; the message says why.
+        """
+        use_cudnn = getattr(self, "use_cudnn", False)  # SimpleRNN has no fused kernel
+        if use_cudnn is False or torch.compiler.is_exporting():
+            # `torch.export` decomposes the kernel into one step per timestep, fixing the
+            # program's sequence length; the loop exports a length-generic program.
+            return None
+        cell = self.cell
+        problem = (
+            "`unroll` must be False"
+            if self.unroll
+            else cell.fused_problem(training, strict=use_cudnn is True)
+        )
+        if problem is None:
+            return cell.fused_kernel
+        if use_cudnn is True:
+            raise ValueError(
+                f"Layer '{self.name}': use_cudnn=True was specified, but the fused (cuDNN-style) "
+                f"kernel does not support this layer configuration: {problem}. Pass "
+                "use_cudnn='auto' to fall back to the generic implementation."
+            )
+        return None
 
     def get_config(self) -> dict:
         config = {
             **Layer.get_config(self),
             **self._rnn_config(),
-            **self.cell._argument_config(),
+            **self.cell.argument_config(),
             "activity_regularizer": regularizers.serialize(self.activity_regularizer),
         }
         if self._keras_drops_seed and config["seed"] is None:

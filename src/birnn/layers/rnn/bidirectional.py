@@ -1,21 +1,30 @@
-"""`Bidirectional`: one sequence layer run over the inputs in both directions."""
+"""`Bidirectional`: one sequence layer run over the inputs in both directions.
+
+A call takes one of two paths: `_call_fused` runs both layers in one
+`birnn.ops.fused_rnn.run_pair` when each answers `fused_direction()` (built-in
+LSTM and GRU) and running that is all a call of it would do; `_call_loop`
+calls the two layers one after the other.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.modules.module as _module
+import torch.nn.modules.module as torch_module
 
+from birnn import backend
 from birnn.layers.layer import Layer, flatten_structure
-from birnn.layers.rnn import fused_dispatch
 from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.rnn import sequence_mask
+from birnn.layers.rnn.stacked_rnn_cells import build_cell
 from birnn.layers.serialization import deserialize_layer, serialize_layer
 from birnn.ops import fused_rnn
+from birnn.ops.masks import zero_masked_steps
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 _REQUIRED_ATTRIBUTES = ("go_backwards", "return_sequences", "return_state")
@@ -146,12 +155,12 @@ class Bidirectional(Layer):
             )
         super().__init__(**kwargs)
 
-        self.forward_layer = _copy_layer(layer, "forward_", layer.go_backwards)
+        self.forward_layer: Any = _copy_layer(layer, "forward_", bool(layer.go_backwards))
         if backward_layer is None:
             # Keras 3.15 sets `go_backwards=True` here, so wrapping a layer that already
             # goes backwards fails there; the documentation (and tf-keras) flip it.
             backward_layer = _copy_layer(layer, "backward_", not layer.go_backwards)
-        self.backward_layer = backward_layer
+        self.backward_layer: Any = backward_layer
         if hasattr(layer, "use_cudnn"):  # not part of every layer's config
             self.forward_layer.use_cudnn = layer.use_cudnn
             self.backward_layer.use_cudnn = layer.use_cudnn
@@ -194,16 +203,9 @@ class Bidirectional(Layer):
                 )
 
     # ------------------------------------------------------------------ build
-    def build(self, sequences_shape: Any, initial_state_shape: Any = None) -> None:
+    def build(self, sequences_shape: Any = None, initial_state_shape: Any = None) -> None:
         for sublayer in (self.forward_layer, self.backward_layer):
-            if not sublayer.built:
-                sublayer._build_device = self._build_device
-                try:
-                    sublayer.build(sequences_shape)
-                finally:
-                    sublayer._build_device = None
-                sublayer.built = True
-                sublayer._build_input_shape = tuple(sequences_shape)  # its `build_config`
+            build_cell(sublayer, tuple(sequences_shape), self._build_device)
         if self._pending_weights is not None:
             weights, self._pending_weights = self._pending_weights, None
             self._set_initial_weights(weights)
@@ -244,17 +246,30 @@ class Bidirectional(Layer):
         if not sequences.is_floating_point():  # integer or bool inputs, as Keras casts them
             sequences = sequences.to(self.dtype_torch)
         forward_state, backward_state = self._split_states(initial_state, "initial_state")
-        directions = self._run_directions(sequences, mask, training, forward_state, backward_state)
-        states_fw, states_bw = directions.states if self.return_state else ((), ())
-        num_states = len(states_fw) + len(states_bw)
+        pair = self._call_fused(sequences, mask, bool(training), forward_state, backward_state)
+        if pair is None:
+            (y_fw, y_bw), (states_fw, states_bw) = self._call_loop(
+                sequences, mask, training, forward_state, backward_state
+            )
+            output = None
+        else:
+            states_fw, states_bw = pair.states
+            output = None
+            if not self.return_sequences:
+                y_fw, y_bw = pair.last_outputs
+            else:
+                if self.forward_layer.go_backwards:
+                    # In time order: flip into the forward layer's (reversed) order.
+                    pair = dataclasses.replace(pair, sequences=pair.outputs_side_by_side.flip(1))
+                if self.merge_mode == "concat":
+                    # Already `torch.cat([y_fw, y_bw], -1)`, masked steps zeroed by the kernel.
+                    output = self._cast(pair.outputs_side_by_side)
+                else:
+                    y_fw, y_bw = pair.outputs
+        num_states = len(states_fw) + len(states_bw) if self.return_state else 0
         if num_states != self._num_states_seen:  # `nn.Module.__setattr__` is slow
             self._num_states_seen = num_states
-        if directions.sequences is not None and self.merge_mode == "concat":
-            # Already `torch.cat([y_fw, y_bw], -1)`, masked steps zeroed by the fused run.
-            output = self._cast(directions.sequences)
-        else:
-            # What each layer returns: its sequences, or its last output.
-            y_fw, y_bw = directions.outputs if self.return_sequences else directions.last_outputs
+        if output is None:
             if self.return_sequences and mask is not None:
                 # Both are in the forward layer's order, reversed time if it goes backwards.
                 steps = torch.flip(mask, dims=(1,)) if self.forward_layer.go_backwards else mask
@@ -266,33 +281,42 @@ class Bidirectional(Layer):
         states = (*states_fw, *states_bw)
         return (*output, *states) if self.merge_mode is None else (output, *states)
 
-    def _run_directions(
+    def _call_fused(
+        self,
+        inputs: torch.Tensor,
+        mask: torch.Tensor | None,
+        training: bool,
+        forward_state: list | None,
+        backward_state: list | None,
+    ) -> fused_rnn.Pair | None:
+        """Both layers in one fused run, or `None` when they must be called.
+
+        Sequences in the result are in time order.
+        """
+        layers = (self.forward_layer, self.backward_layer)
+        if not all(_direction_is_whole_call(layer, inputs, training) for layer in layers):
+            return None
+        if mask is not None:  # one tensor for both: the kernel then reads it once
+            mask = backend.convert_to_tensor(mask, dtype="bool", device=inputs.device)
+        forward = self.forward_layer.fused_direction(inputs, forward_state, mask, training)
+        backward = self.backward_layer.fused_direction(inputs, backward_state, mask, training)
+        if forward is None or backward is None:
+            return None
+        return fused_rnn.run_pair(inputs, forward, backward)
+
+    def _call_loop(
         self,
         inputs: torch.Tensor,
         mask: torch.Tensor | None,
         training: bool | None,
         forward_state: list | None,
         backward_state: list | None,
-    ) -> fused_rnn.Pair:
-        """Runs both layers: the result holds their `outputs` (with `return_sequences`)
-        or `last_outputs`, and their `states`, each as `(forward, backward)`.
+    ) -> tuple[tuple[Any, Any], tuple[list, list]]:
+        """Calls both layers: `((y_fw, y_bw), (states_fw, states_bw))`.
 
-        Sequences come lined up: the backward layer's flipped into the forward layer's order.
-        Built-in LSTM/GRU pairs run both directions in one fused kernel call,
-        which also gives `sequences`, the two side by side (else `None`).
+        Each `y` is what the layer returns, its sequences or its last output;
+        the backward layer's sequences are flipped into the forward layer's order.
         """
-        if not (_has_hooks(self.forward_layer) or _has_hooks(self.backward_layer)):
-            fused = fused_dispatch.run_pair(
-                self.forward_layer,
-                self.backward_layer,
-                inputs,
-                mask,
-                bool(training),
-                forward_state,
-                backward_state,
-            )
-            if fused is not None:
-                return fused
         results = []
         for sublayer, state in (
             (self.forward_layer, forward_state),
@@ -310,10 +334,7 @@ class Bidirectional(Layer):
         (y_fw, states_fw), (y_bw, states_bw) = results
         if self.return_sequences:
             y_bw = torch.flip(y_bw, dims=(1,))
-        returned = (y_fw, y_bw)
-        if self.return_sequences:  # `call()` reads no last outputs then
-            return fused_rnn.Pair(None, None, returned, (states_fw, states_bw))
-        return fused_rnn.Pair(None, returned, None, (states_fw, states_bw))
+        return (y_fw, y_bw), (states_fw, states_bw)
 
     def _cast(self, y: torch.Tensor) -> torch.Tensor:
         dtype = self.dtype_torch
@@ -348,8 +369,8 @@ class Bidirectional(Layer):
         same_kind = None in counts or counts[0] == counts[1]
         if same_kind and states and len(states) % 2 == 0:
             split = len(states) // 2
-        elif not same_kind and len(states) == sum(counts):
-            split = counts[0]
+        elif not same_kind and len(states) == sum(c or 0 for c in counts):
+            split = counts[0] or 0
         else:
             expected = (
                 "an even number of tensors: the first half for the forward layer, the "
@@ -445,7 +466,7 @@ class Bidirectional(Layer):
         layers = (self.forward_layer, self.backward_layer)
         counts = [_state_size_count(layer) for layer in layers]
         if None not in counts:
-            return sum(counts)
+            return sum(c or 0 for c in counts)
         if self._num_states_seen is not None:
             return self._num_states_seen
         # Neither a `state_size` nor a call yet: the wrapped layers' output shapes say it.
@@ -553,20 +574,39 @@ def _zero_masked_steps(layer: Layer, y: torch.Tensor, mask: torch.Tensor) -> tor
         return y  # forced to True above: the layer zeroed them itself
     if y.dim() < 2 or tuple(y.shape[:2]) != tuple(mask.shape[:2]):
         return y
-    keep = mask.to(device=y.device, dtype=torch.bool)
-    keep = keep.reshape(*keep.shape[:2], *(1,) * (y.dim() - 2))
-    return torch.where(keep, y, torch.zeros((), dtype=y.dtype, device=y.device))
+    return zero_masked_steps(y, mask.to(y.device))
+
+
+def _direction_is_whole_call(layer: Any, inputs: torch.Tensor, training: bool) -> bool:
+    """Whether running `layer.fused_direction(...)` computes all a call of `layer` does.
+
+    Not when torch hooks would run on the call, the layer stores states
+    (`stateful`), adds an activity loss, or overrides its call; and only when
+    the fused kernel applies, in the inputs' dtype (a call would cast them).
+    """
+    return (
+        getattr(layer, "call_is_builtin", False)
+        and not _has_hooks(layer)
+        and layer.built
+        and not layer.stateful
+        and layer.activity_regularizer is None
+        and layer.fused_kind(training) is not None
+        and layer.cell.kernel.dtype == inputs.dtype
+    )
 
 
 def _has_hooks(layer: Any) -> bool:
-    """Whether torch hooks would run on a call of `layer` (then it is called, not fused)."""
+    """Whether torch hooks would run on a call of `layer` (then it is called, not fused).
+
+    Reads torch's own hook registries: `nn.Module` has no public way to ask.
+    """
     return bool(
         layer._forward_hooks
         or layer._forward_pre_hooks
         or layer._backward_hooks
         or layer._backward_pre_hooks
-        or _module._global_forward_hooks
-        or _module._global_forward_pre_hooks
-        or _module._global_backward_hooks
-        or _module._global_backward_pre_hooks
+        or torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+        or torch_module._global_backward_hooks
+        or torch_module._global_backward_pre_hooks
     )

@@ -20,6 +20,7 @@ from birnn.layers.rnn.base_cell import cell_property
 from birnn.layers.rnn.dropout import DropoutRNNCell, validate_rate
 from birnn.layers.rnn.lstm import forget_bias_initializer
 from birnn.layers.rnn.rnn import RNN
+from birnn.layers.rnn.sequence_cell import SequenceCell
 from birnn.ops import conv_lstm as conv_lstm_ops
 from birnn.ops.conv_padding import conv_output_length
 
@@ -60,7 +61,7 @@ def _store_conv_layout(weight: torch.Tensor) -> None:
         weight.data = weight.data.permute(order).contiguous().permute(inverse)
 
 
-class ConvLSTMCell(Layer, DropoutRNNCell):
+class ConvLSTMCell(Layer, DropoutRNNCell, SequenceCell):
     """Cell class for the ConvLSTM layers (`ConvLSTM1D`, `ConvLSTM2D`, `ConvLSTM3D`).
 
     Processes one step: `inputs` is one frame `(batch, *spatial, channels)`
@@ -247,7 +248,7 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
         return (step_shape[0], self.filters, *out)
 
     # ------------------------------------------------------------------ weights
-    def build(self, input_shape: Any) -> None:
+    def build(self, input_shape: Any = None) -> None:
         shape = tuple(input_shape)
         if len(shape) != self.rank + 2:
             raise ValueError(
@@ -277,6 +278,7 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
         )
         _store_conv_layout(self.kernel)
         _store_conv_layout(self.recurrent_kernel)
+        self.bias: torch.Tensor | None
         if self.use_bias:
             initializer = self.bias_initializer
             if self.unit_forget_bias:
@@ -323,7 +325,7 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
         return [torch.zeros(shape, dtype=self.dtype_torch, device=device) for _ in range(2)]
 
     # ------------------------------------------------------------------ call
-    def _run(
+    def _conv_lstm(
         self,
         inputs: torch.Tensor,
         states: Any,
@@ -333,12 +335,7 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
         training: bool | None,
     ) -> tuple:
         self._check_step((inputs.shape[0], *inputs.shape[2:]))
-        input_mask = recurrent_mask = None
-        if training:
-            if self._dropout_applies(self.dropout):
-                input_mask = self.get_dropout_mask(inputs[:, 0])
-            if self._dropout_applies(self.recurrent_dropout):
-                recurrent_mask = self.get_recurrent_dropout_mask(states[0])
+        input_mask, recurrent_mask = self._masks_for(inputs[:, 0], states[0], training)
         return conv_lstm_ops.conv_lstm(
             inputs,
             states[0],
@@ -360,20 +357,25 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
         )
 
     def call(self, inputs: torch.Tensor, states: Any, training: bool = False) -> tuple:
-        _, _, (h, c) = self._run(
+        _, _, (h, c) = self._conv_lstm(
             inputs.unsqueeze(1), states, None, False, False, training=training
         )
         return h, [h, c]
 
-    def _run_sequence(self, inputs, states, mask, go_backwards, return_all_outputs, training):
-        return self._run(inputs, states, mask, go_backwards, return_all_outputs, training)
-
-    def _sequence_fn(self) -> Any:
-        """The whole-sequence runner, unless a subclass replaced `call()`."""
-        return self._run_sequence if type(self).call is ConvLSTMCell.call else None
+    def call_sequence(
+        self,
+        inputs: torch.Tensor,
+        states: list,
+        mask: torch.Tensor | None,
+        go_backwards: bool,
+        return_all_outputs: bool,
+        training: bool | None,
+    ) -> tuple:
+        """The whole sequence at once (see `SequenceCell`): `(last_output, outputs, [h, c])`."""
+        return self._conv_lstm(inputs, states, mask, go_backwards, return_all_outputs, training)
 
     # ------------------------------------------------------------------ config
-    def _argument_config(self) -> dict:
+    def argument_config(self) -> dict:
         return {
             "filters": self.filters,
             "kernel_size": self.kernel_size,
@@ -400,7 +402,7 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
         }
 
     def get_config(self) -> dict:
-        return {**super().get_config(), **self._argument_config()}
+        return {**super().get_config(), **self.argument_config()}
 
     @classmethod
     def from_config(cls, config: dict) -> ConvLSTMCell:
@@ -522,7 +524,7 @@ class ConvLSTM(RNN):
     seed = cell_property("seed")
 
     # ------------------------------------------------------------------ build
-    def build(self, sequences_shape: Any, initial_state_shape: Any = None) -> None:
+    def build(self, sequences_shape: Any = None, initial_state_shape: Any = None) -> None:
         shape = tuple(sequences_shape)
         rank = self.cell.rank
         if len(shape) != rank + 3:
@@ -558,7 +560,7 @@ class ConvLSTM(RNN):
         return {
             **Layer.get_config(self),
             **self._rnn_config(),
-            **self.cell._argument_config(),
+            **self.cell.argument_config(),
             "activity_regularizer": regularizers.serialize(self.activity_regularizer),
         }
 

@@ -171,16 +171,18 @@ def reset_dropout_masks(cell: Any) -> None:
     if isinstance(cell, DropoutRNNCell):
         cell_type = type(cell)
         if (
-            cell._dropout_mask is not None
+            _cached(cell, 0) is not None
             or cell_type.reset_dropout_mask is not DropoutRNNCell.reset_dropout_mask
         ):
             cell.reset_dropout_mask()
         if (
-            cell._recurrent_dropout_mask is not None
+            _cached(cell, 1) is not None
             or cell_type.reset_recurrent_dropout_mask
             is not DropoutRNNCell.reset_recurrent_dropout_mask
         ):
             cell.reset_recurrent_dropout_mask()
+    # Looked up in the instance and `nn.Module`'s submodule table directly: a missing
+    # attribute on a module costs an exception in `nn.Module.__getattr__`.
     inner_cells = cell.__dict__.get("cells") or getattr(cell, "_modules", {}).get("cells")
     for inner in inner_cells or ():
         reset_dropout_masks(inner)

@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 
-from birnn.layers.rnn import fused_dispatch
 from birnn.layers.rnn.base_cell import BuiltinCell, BuiltinRNN, cell_property, validate_use_cudnn
 from birnn.ops import recurrent
 
@@ -78,6 +77,7 @@ class GRUCell(BuiltinCell):
     """
 
     gates = 3
+    fused_kernel = "gru"
 
     def __init__(
         self,
@@ -150,7 +150,16 @@ class GRUCell(BuiltinCell):
         )
         return h, ([h] if is_list else h)
 
-    def _run_sequence(self, inputs, states, mask, go_backwards, return_all_outputs, training):
+    def call_sequence(
+        self,
+        inputs: torch.Tensor,
+        states: list,
+        mask: torch.Tensor | None,
+        go_backwards: bool,
+        return_all_outputs: bool,
+        training: bool | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """The whole sequence at once (see `SequenceCell`): `(last_output, outputs, [h])`."""
         self._check_features(inputs)
         input_mask, recurrent_mask = self._masks_for(inputs[:, 0], states[0], training)
         return recurrent.gru(
@@ -169,8 +178,13 @@ class GRUCell(BuiltinCell):
             recurrent_dropout_mask=recurrent_mask,
         )
 
-    def _argument_config(self) -> dict:
-        return {**super()._argument_config(), "reset_after": self.reset_after}
+    def fused_problem(self, training: bool, strict: bool) -> str | None:
+        if self.fused_kernel is not None and not self.reset_after:
+            return "`reset_after` must be True"
+        return super().fused_problem(training, strict)
+
+    def argument_config(self) -> dict:
+        return {**super().argument_config(), "reset_after": self.reset_after}
 
 
 class GRU(BuiltinRNN):
@@ -181,7 +195,9 @@ class GRU(BuiltinRNN):
     recurrent biases (cuDNN's formulation, bias shape `(2, 3 * units)`); with
     `reset_after=False` the reset gate scales the previous state before the
     product (bias shape `(3 * units,)`). Weights live in the `cell` (a
-    `GRUCell` named `gru_cell`) with Keras's shapes and gate order.
+    `GRUCell` named `gru_cell`) with Keras's shapes and gate order. With
+    `reset_after=True` and the default activations the recurrence runs in
+    PyTorch's fused GRU kernel (`birnn.ops.fused_rnn`, any mask included).
 
     Args:{args}
         activity_regularizer: Regularizer function applied to the output of the
@@ -292,25 +308,6 @@ class GRU(BuiltinRNN):
     recurrent_activation = cell_property("recurrent_activation")
     reset_after = cell_property("reset_after")
 
-    def _run(
-        self,
-        inputs: torch.Tensor,
-        initial_state: list,
-        mask: torch.Tensor | None,
-        training: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, list]:
-        """The GRU recurrence: `(last_output, outputs, [h])` (see `RNN._run`).
 
-        Runs in the fused kernel of `birnn.ops.fused_rnn` when the configuration
-        and `use_cudnn` allow it (see `fused_dispatch`), else in the generic path.
-        """
-        fused = fused_dispatch.run(self, inputs, initial_state, mask, training)
-        if fused is not None:
-            return fused
-        return super()._run(inputs, initial_state, mask, training)
-
-
-GRUCell.__doc__ = GRUCell.__doc__.replace("{args}", _ARGS_DOC)
-GRU.__doc__ = GRU.__doc__.replace("{args}", _ARGS_DOC)
-
-fused_dispatch.register_builtin("gru", GRU, GRUCell)
+GRUCell.__doc__ = (GRUCell.__doc__ or "").replace("{args}", _ARGS_DOC)
+GRU.__doc__ = (GRU.__doc__ or "").replace("{args}", _ARGS_DOC)

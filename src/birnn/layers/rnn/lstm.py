@@ -7,7 +7,6 @@ from typing import Any
 import torch
 
 from birnn import initializers
-from birnn.layers.rnn import fused_dispatch
 from birnn.layers.rnn.base_cell import BuiltinCell, BuiltinRNN, cell_property, validate_use_cudnn
 from birnn.ops import recurrent
 
@@ -89,6 +88,7 @@ class LSTMCell(BuiltinCell):
     """
 
     gates = 4
+    fused_kernel = "lstm"
 
     def __init__(
         self,
@@ -153,7 +153,16 @@ class LSTMCell(BuiltinCell):
         )
         return h, [h, c]
 
-    def _run_sequence(self, inputs, states, mask, go_backwards, return_all_outputs, training):
+    def call_sequence(
+        self,
+        inputs: torch.Tensor,
+        states: list,
+        mask: torch.Tensor | None,
+        go_backwards: bool,
+        return_all_outputs: bool,
+        training: bool | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """The whole sequence at once (see `SequenceCell`): `(last_output, outputs, [h, c])`."""
         self._check_features(inputs)
         input_mask, recurrent_mask = self._masks_for(inputs[:, 0], states[0], training)
         return recurrent.lstm(
@@ -172,8 +181,8 @@ class LSTMCell(BuiltinCell):
             recurrent_dropout_mask=recurrent_mask,
         )
 
-    def _argument_config(self) -> dict:
-        return {**super()._argument_config(), "unit_forget_bias": self.unit_forget_bias}
+    def argument_config(self) -> dict:
+        return {**super().argument_config(), "unit_forget_bias": self.unit_forget_bias}
 
 
 class LSTM(BuiltinRNN):
@@ -181,8 +190,10 @@ class LSTM(BuiltinRNN):
 
     Weights live in the `cell` (an `LSTMCell` named `lstm_cell`) with Keras's
     shapes and gate order, so `set_weights(keras_lstm.get_weights())` gives
-    Keras's results. The input projection of all timesteps is one matrix
-    product; the recurrence runs in `birnn.ops.recurrent`.
+    Keras's results. With the default activations the recurrence runs in
+    PyTorch's fused LSTM kernel (`birnn.ops.fused_rnn`, any mask included);
+    otherwise the input projection of all timesteps is one matrix product and
+    the recurrence a loop (`birnn.ops.recurrent`).
 
     Args:{args}
         activity_regularizer: Regularizer function applied to the output of the
@@ -293,25 +304,6 @@ class LSTM(BuiltinRNN):
     recurrent_activation = cell_property("recurrent_activation")
     unit_forget_bias = cell_property("unit_forget_bias")
 
-    def _run(
-        self,
-        inputs: torch.Tensor,
-        initial_state: list,
-        mask: torch.Tensor | None,
-        training: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, list]:
-        """The LSTM recurrence: `(last_output, outputs, [h, c])` (see `RNN._run`).
 
-        Runs in the fused kernel of `birnn.ops.fused_rnn` when the configuration
-        and `use_cudnn` allow it (see `fused_dispatch`), else in the generic path.
-        """
-        fused = fused_dispatch.run(self, inputs, initial_state, mask, training)
-        if fused is not None:
-            return fused
-        return super()._run(inputs, initial_state, mask, training)
-
-
-LSTMCell.__doc__ = LSTMCell.__doc__.replace("{args}", _ARGS_DOC)
-LSTM.__doc__ = LSTM.__doc__.replace("{args}", _ARGS_DOC)
-
-fused_dispatch.register_builtin("lstm", LSTM, LSTMCell)
+LSTMCell.__doc__ = (LSTMCell.__doc__ or "").replace("{args}", _ARGS_DOC)
+LSTM.__doc__ = (LSTM.__doc__ or "").replace("{args}", _ARGS_DOC)

@@ -1,15 +1,23 @@
-"""`RNN`: runs a cell over the time axis, with Keras's masks, states and outputs."""
+"""`RNN`: runs a cell over the time axis, with Keras's masks, states and outputs.
+
+A call takes one of two paths, chosen in `RNN.call`: `_call_fused` runs the
+whole sequence in a fused kernel (`birnn.ops.fused_rnn`) when `fused_kind()`
+names one (built-in LSTM and GRU only); `_call_loop` runs the cell's
+`call_sequence` if it offers one, else steps its `call` with
+`birnn.ops.recurrent.scan`. `fused_direction()` describes the fused run of a
+call without running it, for `Bidirectional` to run two layers together.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from birnn import backend
-from birnn.layers.layer import Layer, flatten_structure
+from birnn.layers.layer import Layer, check_input_compatibility, flatten_structure
 from birnn.layers.rnn.dropout import reset_dropout_masks
 from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.stacked_rnn_cells import (
@@ -21,7 +29,8 @@ from birnn.layers.rnn.stacked_rnn_cells import (
     deserialize_cell,
 )
 from birnn.layers.serialization import serialize_layer
-from birnn.ops import recurrent
+from birnn.ops import fused_rnn, recurrent
+from birnn.ops.masks import zero_masked_steps
 
 Structure = Any
 
@@ -159,6 +168,19 @@ class RNN(Layer):
     torch.Size([2, 6])
     """
 
+    #: Whether this class computes its calls with `RNN`'s own `call`, `_call_loop`
+    #: and `_call_fused`, so that running its `fused_direction()` gives what a call
+    #: gives. A subclass overriding one of them is `False` (see `__init_subclass__`).
+    call_is_builtin: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "call_is_builtin" not in own and any(
+            name in own for name in ("call", "_call_loop", "_call_fused")
+        ):
+            cls.call_is_builtin = False
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if is_packed(args):
             return call_with_packed(self, super().__call__, args, kwargs)
@@ -196,13 +218,13 @@ class RNN(Layer):
         self.supports_masking = True
         self.input_spec = None
         self.single_state = isinstance(state_size, int)
-        self.state_size = [state_size] if self.single_state else list(state_size)
+        self.state_size: list = [state_size] if self.single_state else list(state_size or ())
         self._expected_batch_size: int | None = None
         self._state_names: list[str] | None = None
         self._state_template: Structure = None
 
     # ------------------------------------------------------------------ build
-    def build(self, sequences_shape: Any, initial_state_shape: Any = None) -> None:
+    def build(self, sequences_shape: Any = None, initial_state_shape: Any = None) -> None:
         shape = tuple(sequences_shape)
         if len(shape) < 3:
             raise ValueError(
@@ -248,7 +270,7 @@ class RNN(Layer):
 
     def _assign_states(self, flat: Sequence[torch.Tensor]) -> None:
         # Rebinding (not copying in place) keeps the previous graph's saved tensors valid.
-        for name, value in zip(self._state_names, flat):
+        for name, value in zip(self._state_names or (), flat):
             setattr(self, name, value.detach())
 
     def reset_states(self, states: Any = None) -> None:
@@ -280,7 +302,7 @@ class RNN(Layer):
         if self._state_names is None:
             batch = int(backend.convert_to_tensor(flatten_structure(states)[0]).shape[0])
             self._create_states(self.get_initial_state(batch))
-        current = [getattr(self, n) for n in self._state_names]
+        current = [getattr(self, n) for n in self._state_names or ()]
         flat = flatten_structure(list(states))
         if len(flat) != len(current):
             raise ValueError(
@@ -359,19 +381,8 @@ class RNN(Layer):
         mask: Any = None,
         training: bool | None = None,
     ) -> Any:
-        if sequences.dim() < 3:
-            raise ValueError(
-                f"Layer '{self.name}' expects inputs of rank 3 or more (batch, timesteps, "
-                f"features), but received input shape {tuple(sequences.shape)}."
-            )
-        if not sequences.is_floating_point():  # integer or bool inputs, as Keras casts them
-            sequences = sequences.to(self.dtype_torch)
-        batch, timesteps = sequences.shape[0], sequences.shape[1]
-        if timesteps == 0:
-            raise ValueError(
-                f"Layer '{self.name}' received a sequence with no timesteps: input shape "
-                f"{tuple(sequences.shape)}."
-            )
+        sequences = self._check_sequences(sequences)
+        batch = sequences.shape[0]
         if self.stateful and self._expected_batch_size not in (None, batch):
             raise ValueError(
                 f"Layer '{self.name}' is stateful with batch size {self._expected_batch_size}, "
@@ -380,18 +391,14 @@ class RNN(Layer):
             )
         mask = self._standardize_mask(mask, sequences)
         states = self._initial_state(initial_state, sequences)
+        training = bool(training)
         try:
-            last_output, outputs, states = self._run(sequences, states, mask, bool(training))
+            if self.fused_kind(training) is None:
+                last_output, outputs, states = self._call_loop(sequences, states, mask, training)
+            else:
+                last_output, outputs, states = self._call_fused(sequences, states, mask, training)
         finally:
             reset_dropout_masks(self.cell)
-        if self.zero_output_for_mask and mask is not None:
-            processed = mask.flip(1) if self.go_backwards else mask
-            if self.return_sequences:
-                keep = processed.view(*processed.shape, *([1] * (outputs.dim() - 2)))
-                outputs = torch.where(keep, outputs, torch.zeros_like(outputs))
-            else:
-                keep = processed[:, -1].view(batch, *([1] * (last_output.dim() - 1)))
-                last_output = torch.where(keep, last_output, torch.zeros_like(last_output))
         if self.stateful:
             if self._state_names is None:
                 self._create_states(states)
@@ -400,6 +407,22 @@ class RNN(Layer):
         if self.return_state:
             return (output, *states)
         return output
+
+    def _check_sequences(self, sequences: torch.Tensor) -> torch.Tensor:
+        """`sequences` as floats, or a `ValueError` for a rank below 3 or no timesteps."""
+        if sequences.dim() < 3:
+            raise ValueError(
+                f"Layer '{self.name}' expects inputs of rank 3 or more (batch, timesteps, "
+                f"features), but received input shape {tuple(sequences.shape)}."
+            )
+        if not sequences.is_floating_point():  # integer or bool inputs, as Keras casts them
+            sequences = sequences.to(self.dtype_torch)
+        if sequences.shape[1] == 0:
+            raise ValueError(
+                f"Layer '{self.name}' received a sequence with no timesteps: input shape "
+                f"{tuple(sequences.shape)}."
+            )
+        return sequences
 
     def _standardize_mask(self, mask: Any, sequences: torch.Tensor) -> torch.Tensor | None:
         mask = sequence_mask(mask)
@@ -414,29 +437,125 @@ class RNN(Layer):
             )
         return mask
 
-    def _run(
+    # ------------------------------------------------------------------ fused path
+    def fused_kind(self, training: bool) -> str | None:
+        """The fused kernel a call in this mode runs in (`"lstm"`, `"gru"`), else `None`.
+
+        `None` here: a generic `RNN` always runs its cell in the loop. The
+        built-in `LSTM` and `GRU` answer for their configuration and `use_cudnn`.
+        """
+        return None
+
+    def fused_direction(
+        self,
+        sequences: torch.Tensor,
+        initial_state: Any = None,
+        mask: Any = None,
+        training: bool | None = None,
+    ) -> fused_rnn.Direction | None:
+        """What a call with these arguments runs in the fused kernel, or `None`.
+
+        A `birnn.ops.fused_rnn.Direction`, with the call's standardized mask,
+        validated initial states (`None`: zeros; a stateful layer's stored
+        states) and the input dropout mask of this sequence, ready for
+        `fused_rnn.run_direction` (or, with another layer's, `run_pair`). It
+        describes the recurrence only: a stateful layer does not store the final
+        states, nor is `activity_regularizer` applied. `None` when the call
+        would run in the loop (see `fused_kind`).
+
+        Raises:
+            ValueError: for invalid arguments, as a call raises, and for
+                `use_cudnn=True` with a configuration the kernel cannot run.
+
+        Examples:
+
+        >>> import torch
+        >>> from birnn.layers import GRU, SimpleRNN
+        >>> direction = GRU(4).fused_direction(torch.ones(2, 3, 5))
+        >>> direction.kind, direction.go_backwards
+        ('gru', False)
+        >>> SimpleRNN(4).fused_direction(torch.ones(2, 3, 5)) is None
+        True
+        """
+        training = bool(training)
+        if self.fused_kind(training) is None:
+            return None
+        sequences = self._check_sequences(sequences)
+        self._maybe_build(sequences)
+        check_input_compatibility(self.name, self.input_spec, sequences)
+        mask = self._standardize_mask(mask, sequences)
+        states = None
+        if initial_state is not None or self.stateful:
+            states = self._initial_state(initial_state, sequences)
+        return self._fused_direction(sequences, states, mask, training)
+
+    def _fused_direction(
+        self,
+        sequences: torch.Tensor,
+        states: list | None,
+        mask: torch.Tensor | None,
+        training: bool,
+    ) -> fused_rnn.Direction:
+        """The cell's direction; `states` of `None` are zeros (which `run_pair` can
+        then run with a mask in one kernel call)."""
+        return self.cell.fused_direction(
+            sequences,
+            None if states is None else flatten_structure(states),
+            mask,
+            self.go_backwards,
+            self.zero_output_for_mask,
+            self.return_sequences,
+            training,
+        )
+
+    def _call_fused(
+        self, sequences: torch.Tensor, states: list, mask: torch.Tensor | None, training: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """`_call_loop`'s result, from the fused kernel `fused_kind()` names."""
+        direction = self._fused_direction(sequences, states, mask, training)
+        return fused_rnn.run_direction(sequences, direction)
+
+    # ------------------------------------------------------------------ loop path
+    def _call_loop(
         self,
         inputs: torch.Tensor,
         initial_state: list,
         mask: torch.Tensor | None,
         training: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, list]:
-        """The recurrent computation, without the layer's packaging.
+        """The recurrence in a loop over the cell: `(last_output, outputs, states)`.
 
         Processes `inputs` in the direction `self.go_backwards` gives and returns
-        `(last_output, outputs, states)`: `outputs` in processing order (reversed
-        time when going backwards) if `self.return_sequences` (else at least the
-        last output), masked steps repeating the previous output (zeros before
-        the first unmasked step); `states` shaped like `initial_state`. The layer
-        applies `zero_output_for_mask`, picks what to return and stores stateful
-        states, so any implementation of this method (e.g. a fused kernel in a
-        subclass) only has to produce this triple.
+        `outputs` in processing order (reversed time when going backwards) if
+        `self.return_sequences` (else at least the last output), masked steps
+        repeating the previous output (zeros before the first unmasked step, and
+        always zeros with `zero_output_for_mask`); `states` shaped like
+        `initial_state`. Runs the cell's `call_sequence` when it has one (see
+        `SequenceCell`), else steps its `call`.
         """
-        run_sequence = getattr(self.cell, "_sequence_fn", lambda: None)()
-        if run_sequence is not None:
-            return run_sequence(
+        call_sequence = getattr(self.cell, "call_sequence", None)
+        if call_sequence is not None:
+            last_output, outputs, states = call_sequence(
                 inputs, initial_state, mask, self.go_backwards, self.return_sequences, training
             )
+        else:
+            last_output, outputs, states = self._step_loop(inputs, initial_state, mask, training)
+        if self.zero_output_for_mask and mask is not None:
+            processed = mask.flip(1) if self.go_backwards else mask
+            if self.return_sequences:
+                outputs = zero_masked_steps(outputs, processed)
+            else:
+                last_output = zero_masked_steps(last_output, processed[:, -1])
+        return last_output, outputs, states
+
+    def _step_loop(
+        self,
+        inputs: torch.Tensor,
+        initial_state: list,
+        mask: torch.Tensor | None,
+        training: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """`_call_loop` by stepping the cell's `call` (nested states flattened for the scan)."""
         template = _pack_like(initial_state, range(len(flatten_structure(initial_state))))
         cell = self.cell
 
@@ -479,7 +598,7 @@ class RNN(Layer):
     # ------------------------------------------------------------------ shapes & masks
     def compute_output_shape(self, sequences_shape: Any, initial_state_shape: Any = None) -> Any:
         batch_size, length = sequences_shape[0], sequences_shape[1]
-        states_shape = []
+        states_shape: list[Any] = []
         for size in self.state_size:
             if isinstance(size, (list, tuple)):
                 states_shape.append([(batch_size, s) for s in size])
@@ -492,7 +611,7 @@ class RNN(Layer):
                 f"Received: {output_size!r}"
             )
         if self.return_sequences:
-            output_shape = (batch_size, length, output_size)
+            output_shape: tuple = (batch_size, length, output_size)
         else:
             output_shape = (batch_size, output_size)
         if self.return_state:

@@ -121,7 +121,16 @@ class SimpleRNNCell(BuiltinCell):
         )
         return output, ([output] if is_list else output)
 
-    def _run_sequence(self, inputs, states, mask, go_backwards, return_all_outputs, training):
+    def call_sequence(
+        self,
+        inputs: torch.Tensor,
+        states: list,
+        mask: torch.Tensor | None,
+        go_backwards: bool,
+        return_all_outputs: bool,
+        training: bool | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """The whole sequence at once (see `SequenceCell`): `(last_output, outputs, [h])`."""
         self._check_features(inputs)
         input_mask, recurrent_mask = self._masks_for(inputs[:, 0], states[0], training)
         return recurrent.simple_rnn(

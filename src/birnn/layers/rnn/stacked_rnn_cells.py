@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from birnn.layers.layer import Layer
+from birnn.layers.rnn.sequence_cell import SequenceCell
 from birnn.layers.serialization import deserialize_layer, serialize_layer
 
 
@@ -43,7 +44,12 @@ def cell_output_size(cell: Any) -> Any:
 
 
 def build_cell(cell: Any, input_shape: tuple, device: torch.device | None) -> None:
-    """Builds a cell layer for a step input shape `(batch, features...)` on `device`."""
+    """Builds a cell (or any sublayer) for an input shape, its weights on `device`.
+
+    As `Layer.__call__` builds a layer, without a call: `_build_device` and
+    `_build_input_shape` are `Layer`'s build protocol (the device of new weights,
+    and the shape `build_config` saves).
+    """
     if not isinstance(cell, Layer) or cell.built:
         return
     cell._build_device = device
@@ -58,7 +64,7 @@ def build_cell(cell: Any, input_shape: tuple, device: torch.device | None) -> No
 def call_cell(cell: Any, inputs: torch.Tensor, states: Any, training: bool | None) -> tuple:
     """Calls a cell for one step the way Keras does: `training` only if it takes it."""
     if isinstance(cell, Layer):
-        if cell._call_has_training:
+        if cell._call_has_training:  # `Layer` reads its `call` signature once, at creation
             return cell(inputs, states, training=training)
         return cell(inputs, states)
     call = cell.call
@@ -87,7 +93,7 @@ def deserialize_cell(config: Any, custom_objects: dict | None = None) -> Any:
     return deserialize_layer(config, custom_objects)
 
 
-class StackedRNNCells(Layer):
+class StackedRNNCells(Layer, SequenceCell):
     """Wrapper allowing a stack of RNN cells to behave as a single cell.
 
     Each cell's output is the next cell's input; the state of the stack is the
@@ -120,6 +126,7 @@ class StackedRNNCells(Layer):
             )
         for index, cell in enumerate(cells):
             check_cell("StackedRNNCells", f"cells[{index}]", cell)
+        self.cells: Any  # a `ModuleList`, or a list holding a cell that is no module
         if all(isinstance(cell, nn.Module) for cell in cells):
             self.cells = nn.ModuleList(cells)
         else:
@@ -144,13 +151,13 @@ class StackedRNNCells(Layer):
             elif isinstance(cell.state_size, (list, tuple)):
                 states.append([self._zeros(batch_size, size) for size in cell.state_size])
             else:
-                states.append(self._zeros(batch_size, cell.state_size))
+                states.append(self._zeros(batch_size, int(cell.state_size)))
         return states
 
     def _zeros(self, batch_size: int | None, size: int) -> torch.Tensor:
-        return torch.zeros((batch_size, size), dtype=self.dtype_torch)
+        return torch.zeros((batch_size or 0, size), dtype=self.dtype_torch)
 
-    def build(self, input_shape: Any) -> None:
+    def build(self, input_shape: Any = None) -> None:
         device = self._build_device
         shape = tuple(input_shape)
         for cell in self.cells:
@@ -171,11 +178,10 @@ class StackedRNNCells(Layer):
             new_states.append(list(cell_new) if is_list else cell_new[0])
         return inputs, new_states
 
-    def _sequence_fn(self) -> Callable | None:
+    @property
+    def call_sequence(self) -> Callable | None:  # type: ignore[override]
         """Runs the stack over a whole sequence, cell by cell, if every cell can."""
-        if type(self).call is not StackedRNNCells.call:
-            return None
-        runners = [getattr(cell, "_sequence_fn", lambda: None)() for cell in self.cells]
+        runners = [getattr(cell, "call_sequence", None) for cell in self.cells]
         if any(run is None for run in runners):
             return None
 
