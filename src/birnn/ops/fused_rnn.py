@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from birnn.ops import masks
+from birnn.ops import masks, side_by_side
 
 __all__ = ["Direction", "Pair", "bidirectional", "gru", "lstm", "torch_weights"]
 
@@ -493,24 +493,9 @@ def bidirectional(
     """
     if kind not in _GATES:
         raise ValueError(f"fused_rnn: `kind` must be 'lstm' or 'gru'. Received: {kind!r}")
-    if not _one_call_possible(forward, backward, mask):
-        triples = [
-            _run(
-                kind,
-                inputs,
-                _zeros_states(kind, d, inputs),
-                d.kernel,
-                d.recurrent_kernel,
-                d.bias,
-                mask,
-                d.go_backwards,
-                d.zero_output_for_mask,
-                d.return_all_outputs,
-                d.dropout_mask,
-                time_order=True,
-            )
-            for d in (forward, backward)
-        ]
+    concurrent = _side_by_side(kind, inputs, forward, backward)
+    if concurrent or not _one_call_possible(forward, backward, mask):
+        triples = _each_direction(kind, inputs, (forward, backward), mask, concurrent)
         sequences = None
         if forward.return_all_outputs and backward.return_all_outputs:
             sequences = torch.cat([triples[0][1], triples[1][1]], dim=-1)
@@ -530,6 +515,53 @@ def bidirectional(
     if sequences is not None:  # the kernel's in-time direction is the second of this pair
         sequences = torch.cat(pair.outputs[::-1], dim=-1)
     return pair.swapped(sequences)
+
+
+def _side_by_side(kind: str, inputs: torch.Tensor, *directions: Direction) -> bool:
+    """Whether the two directions run side by side (`birnn.ops.side_by_side`)."""
+    batch, time, features = inputs.shape
+    units = max(d.recurrent_kernel.shape[0] for d in directions)
+    work = batch * time * _GATES[kind] * units * (features + units)
+    tensors = [inputs, *(t for d in directions for t in (d.kernel, d.recurrent_kernel, d.bias))]
+    return side_by_side.wanted(tensors, work)
+
+
+def _each_direction(
+    kind: str,
+    inputs: torch.Tensor,
+    directions: tuple[Direction, Direction],
+    mask: torch.Tensor | None,
+    concurrent: bool,
+) -> list[Triple]:
+    """Each direction in its own kernel call: one after the other, or side by side."""
+
+    def computation(d: Direction) -> side_by_side.Computation:
+        count = len(d.initial_states) if d.initial_states is not None else 0
+
+        def compute(*args: Any) -> tuple[torch.Tensor, ...]:
+            x, steps, dropout_mask, kernel, recurrent_kernel, bias, *states = args
+            last, outputs, final = _run(
+                kind,
+                x,
+                states if count else _zeros_states(kind, d, x),
+                kernel,
+                recurrent_kernel,
+                bias,
+                steps,
+                d.go_backwards,
+                d.zero_output_for_mask,
+                d.return_all_outputs,
+                dropout_mask,
+                time_order=True,
+            )
+            return last, outputs, *final
+
+        states = list(d.initial_states) if count else []
+        args = [inputs, mask, d.dropout_mask, d.kernel, d.recurrent_kernel, d.bias, *states]
+        return compute, args
+
+    results = side_by_side.run(*(computation(d) for d in directions), side_by_side=concurrent)
+    return [(last, outputs, list(final)) for last, outputs, *final in results]
 
 
 def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
