@@ -113,9 +113,9 @@ def get_mode() -> str:
 
 def _plain_eager(tensors: Sequence[torch.Tensor | None]) -> bool:
     """Whether these tensors are in plain eager CPU execution, where threads may share them."""
-    if getattr(_state, "in_worker", False):
-        return False
     if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
+        return False
+    if getattr(_state, "in_worker", False):
         return False
     if torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack():
         return False
