@@ -556,12 +556,13 @@ def _each_direction(
             )
             return last, outputs, *final
 
-        states = list(d.initial_states) if count else []
+        states = list(d.initial_states or ())
         args = [inputs, mask, d.dropout_mask, d.kernel, d.recurrent_kernel, d.bias, *states]
         return compute, args
 
-    results = side_by_side.run(*(computation(d) for d in directions), side_by_side=concurrent)
-    return [(last, outputs, list(final)) for last, outputs, *final in results]
+    first, second = (computation(d) for d in directions)
+    results = side_by_side.run(first, second, side_by_side=concurrent)
+    return [(result[0], result[1], list(result[2:])) for result in results]
 
 
 def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -46,12 +46,15 @@ _MODES = ("auto", "on", "off")
 _ENVIRONMENT = "BIRNN_SIDE_BY_SIDE"
 
 # Smallest work, in multiply-adds per computation (forward pass), that `auto` runs side
-# by side. Handing both computations to the workers and waiting for them costs about
-# 0.1 ms in a quiet process, and more once the cores are busy with other work; below a
-# few milliseconds of work the two threads gain less than that, and a tiny model (5
-# steps, 10 units, batch 32: 1e5 multiply-adds per direction) stays on the caller.
-# Measured with `benchmarks/side_by_side.py --sweep`.
-_MIN_WORK = 4.0e6
+# by side. Side by side costs the hand-offs to the workers and back: `run` on tiny
+# tensors takes about 0.06 ms more than calling both functions without grad, 0.35 ms
+# more for a forward and backward pass (medians on 2 busy cores; less on idle ones).
+# A direction's training step takes about 6 flops per multiply-add of its forward
+# pass, and one core runs these small GEMMs at some 20 GFLOP/s, so the time saved
+# (about one direction's step) is ten times that cost from about 1e7 multiply-adds.
+# The seed model (5 steps, 10 units, batch 32: 1e5 per direction) stays on the caller;
+# `benchmarks/side_by_side.py --sweep` measures where the two paths cross.
+_MIN_WORK = 1.0e7
 
 _state = threading.local()
 _lock = threading.Lock()
