@@ -85,6 +85,15 @@ def test_backward_through_one_side_only_and_twice_with_retain_graph():
         y.sum().backward()
 
 
+def test_double_backward_raises_rather_than_being_wrong():
+    a = torch.randn(3, 4, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    (x, _, _), _ = _two(a, b)
+    (grad,) = torch.autograd.grad(x.square().sum(), a, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
+
+
 def test_no_grad_and_inference_mode_record_nothing():
     a = torch.randn(3, 4, requires_grad=True)
     b = torch.randn(4)

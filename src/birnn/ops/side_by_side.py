@@ -10,7 +10,9 @@ recording, the backward pass runs side by side too: each computation is
 recorded in its worker on detached copies of its inputs, and the gradients
 of the two recorded graphs are taken concurrently, again one per worker
 (PyTorch's autograd engine runs a CPU backward on the thread that asks for
-it, and its kernels release the GIL).
+it, and its kernels release the GIL). That backward is once differentiable:
+differentiating it again (`create_graph=True`, then a second backward) raises
+a `RuntimeError`; set the mode to `"off"` for higher-order gradients.
 
 The results are those of the sequential path: the same operations on the
 same tensors, only on another thread. The switch (`set_mode`, or the
