@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from birnn.ops import masks
+from birnn.ops import masks, side_by_side
 
 __all__ = ["Direction", "Pair", "gru", "lstm", "run_direction", "run_pair", "torch_weights"]
 
@@ -487,9 +487,10 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     >>> torch.equal(pair.last_outputs[1], pair.outputs[1][:, 0])  # backward ends at step 0
     True
     """
-    if not _one_call_possible(forward, backward):
-        (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = (
-            run_direction(inputs, d, time_order=True) for d in (forward, backward)
+    concurrent = _side_by_side(inputs, forward, backward)
+    if concurrent or not _one_call_possible(forward, backward):
+        (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = _each_direction(
+            inputs, (forward, backward), concurrent
         )
         sequences = None
         if forward.return_all_outputs and backward.return_all_outputs:
@@ -514,6 +515,57 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     last_in_time, last_reverse = pair.last_outputs
     states_in_time, states_reverse = pair.states
     return Pair((last_reverse, last_in_time), (states_reverse, states_in_time), sequences)
+
+
+def _side_by_side(inputs: torch.Tensor, *directions: Direction) -> bool:
+    """Whether the two directions run side by side (`birnn.ops.side_by_side`)."""
+    batch, time, features = inputs.shape
+    work = max(
+        batch
+        * time
+        * _GATES[d.kind]
+        * d.recurrent_kernel.shape[0]
+        * (features + d.recurrent_kernel.shape[0])
+        for d in directions
+    )
+    tensors = [inputs, *(t for d in directions for t in (d.kernel, d.recurrent_kernel, d.bias))]
+    return side_by_side.wanted(tensors, work)
+
+
+def _each_direction(
+    inputs: torch.Tensor, directions: tuple[Direction, Direction], concurrent: bool
+) -> list[Triple]:
+    """Each direction in its own kernel call: one after the other, or side by side.
+
+    The side-by-side runner records each computation on its own copies of the
+    tensors it is given, so every tensor a direction reads is passed as an
+    argument and put back into the `Direction` inside the computation.
+    """
+
+    def computation(d: Direction) -> side_by_side.Computation:
+        count = len(d.initial_states) if d.initial_states is not None else 0
+
+        def compute(*args: Any) -> tuple[torch.Tensor, ...]:
+            x, mask, dropout_mask, kernel, recurrent_kernel, bias, *states = args
+            direction = replace(
+                d,
+                kernel=kernel,
+                recurrent_kernel=recurrent_kernel,
+                bias=bias,
+                initial_states=states if count else None,
+                mask=mask,
+                dropout_mask=dropout_mask,
+            )
+            last, outputs, final = run_direction(x, direction, time_order=True)
+            return last, outputs, *final
+
+        states = list(d.initial_states or ())
+        args = [inputs, d.mask, d.dropout_mask, d.kernel, d.recurrent_kernel, d.bias, *states]
+        return compute, args
+
+    first, second = (computation(d) for d in directions)
+    results = side_by_side.run(first, second, side_by_side=concurrent)
+    return [(result[0], result[1], list(result[2:])) for result in results]
 
 
 def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
