@@ -19,8 +19,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from birnn import tree
 from birnn.distribution import data_parallel, sharding
-from birnn.layers.layer import map_structure
 from birnn.models import data_adapter
 
 
@@ -296,7 +296,7 @@ class Runtime:
         mine = [
             None
             if out is None
-            else map_structure(
+            else tree.map_structure(
                 lambda t: t.detach().cpu() if isinstance(t, torch.Tensor) else t, out
             )
             for out in outputs

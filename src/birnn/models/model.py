@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from birnn import backend
+from birnn import backend, tree
 from birnn.keras_tensor import KerasTensor
-from birnn.layers.layer import Layer, flatten_structure
-from birnn.models.functional import Graph, flatten_io, leaf_paths
+from birnn.layers.layer import Layer
+from birnn.models.functional import Graph
 from birnn.models.trainer import Trainer
 
 
@@ -29,13 +29,13 @@ def _dedupe(names: list[str]) -> list[str]:
 
 
 def output_names_of(outputs: Any) -> list[str]:
-    """A name per flat output (in `flatten_io` order), used for losses and metrics.
+    """A name per flat output (in `tree.flatten` order), used for losses and metrics.
 
     A tensor's name is its layer's; under a dict, the key (a path like `"key/layer"`
     when the key holds several tensors). Repeated names get `_1`, `_2`... suffixes.
     """
     names = []
-    for path, tensor in zip(leaf_paths(outputs), flatten_io(outputs)):
+    for path, tensor in tree.flatten_with_path(outputs):
         layer_name = tensor._keras_history[0].name
         keys = [str(p) for p in path if isinstance(p, str)]
         if keys and isinstance(path[-1], str):
@@ -280,12 +280,12 @@ class Model(Trainer, Layer):
                 raise ValueError(
                     f"Model '{self.name}' expects input keys {sorted(struct)}; missing {missing}."
                 )
-            return flatten_io({k: inputs[k] for k in struct})
+            return tree.flatten({k: inputs[k] for k in struct})
         if len(specs) == 1:
             if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
                 return [inputs[0]]
             return [inputs]
-        flat = flatten_io(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
+        flat = tree.flatten(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
         if len(flat) != len(specs):
             raise ValueError(
                 f"Model '{self.name}' expects {len(specs)} inputs {self.input_names}, but it "
@@ -308,7 +308,7 @@ class Model(Trainer, Layer):
             for i, (s, x) in enumerate(zip(specs, flat))
         ]
         if mask is not None:
-            masks = flatten_structure(mask) if isinstance(mask, (list, tuple)) else [mask]
+            masks = tree.flatten(mask) if isinstance(mask, (list, tuple)) else [mask]
             for value, m in zip(values, masks):
                 if m is not None and value is not None:
                     value._keras_mask = m
@@ -318,7 +318,7 @@ class Model(Trainer, Layer):
         if self._graph is None:
             return Layer.compute_output_spec(self, *args, **kwargs)
         batch = None
-        first = next((t for t in flatten_structure(args[0]) if isinstance(t, KerasTensor)), None)
+        first = next((t for t in tree.flatten(args[0]) if isinstance(t, KerasTensor)), None)
         if first is not None and first.shape:
             batch = first.shape[0]
 
@@ -326,16 +326,13 @@ class Model(Trainer, Layer):
             shape = (batch, *t.shape[1:]) if t.shape else t.shape
             return KerasTensor(shape, dtype=t.dtype)
 
-        from birnn.layers.layer import map_structure  # noqa: PLC0415
-
-        return map_structure(fresh, self._graph.outputs)
+        return tree.map_structure(fresh, self._graph.outputs)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if self._graph is None:
             return Layer.compute_output_shape(self, input_shape)
-        from birnn.layers.layer import map_structure  # noqa: PLC0415
 
-        return map_structure(lambda t: t.shape, self._graph.outputs)
+        return tree.map_structure(lambda t: t.shape, self._graph.outputs)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
@@ -372,7 +369,7 @@ class Model(Trainer, Layer):
         from birnn import losses, metrics, optimizers  # noqa: PLC0415
 
         cfg = self._compile_config
-        if any(losses.is_torch_loss(v) for v in flatten_structure(cfg["loss"])):
+        if any(losses.is_torch_loss(v) for v in tree.flatten(cfg["loss"])):
             warnings.warn(
                 f"Model '{self.name}' was compiled with a PyTorch loss, which has no Keras "
                 "config: the file is written without its compile config (weights and "
@@ -530,7 +527,7 @@ class Model(Trainer, Layer):
                 f"Model '{self.name}': load_weights() got unexpected keyword arguments "
                 f"{sorted(kwargs)} (it takes `filepath` and `skip_mismatch`)."
             )
-        from birnn.saving.weights_file import load_weights  # noqa: PLC0415
+        from birnn.saving.keras_file import load_weights  # noqa: PLC0415
 
         load_weights(self, filepath, skip_mismatch=bool(skip_mismatch))
 

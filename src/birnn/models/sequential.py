@@ -6,10 +6,10 @@ from typing import Any
 
 from torch import nn
 
-from birnn import backend
+from birnn import backend, tree
 from birnn.keras_tensor import KerasTensor
 from birnn.layers.input_layer import InputLayer
-from birnn.layers.layer import Layer, flatten_structure
+from birnn.layers.layer import Layer
 from birnn.models.functional import Graph
 from birnn.models.model import Model, output_names_of, standardize_input
 
@@ -167,7 +167,7 @@ class Sequential(Model):
     def _maybe_build(self, inputs: Any) -> None:
         if self.built:
             return
-        tensors = flatten_structure(inputs)
+        tensors = tree.flatten(inputs)
         if len(tensors) == 1 and hasattr(tensors[0], "shape"):
             x = tensors[0]
             dtype = backend.standardize_dtype(x.dtype)

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from birnn import tree
+
 _FORMATS = ("onnx", "torch")
 _KERAS_ONLY_FORMATS = ("tf_saved_model", "litert", "openvino")
 _EXAMPLE_SIZES = (2, 3)  # batch, then any other free axis, for tracing only
@@ -211,10 +213,9 @@ def _signature(model: nn.Module, input_signature: Any) -> list[_Spec]:
                 "e.g. [birnn.layers.InputSpec(shape=(None, None, 10))]."
             )
         return [_Spec(t.shape, t.dtype) for t in graph.flat_inputs]
-    from birnn.models.functional import flatten_io  # noqa: PLC0415
 
     items = (
-        flatten_io(input_signature)
+        tree.flatten(input_signature)
         if isinstance(input_signature, (list, tuple, dict))
         else [input_signature]
     )

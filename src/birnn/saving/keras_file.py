@@ -45,12 +45,11 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 import h5py
 
-from birnn.saving import atomic, legacy_h5, weights_file
+from birnn.saving import archive, legacy_h5, weights_file
 from birnn.saving.errors import FileFormatError, SavingError
 from birnn.saving.serialization import (
     deserialize_keras_object,
@@ -58,30 +57,12 @@ from birnn.saving.serialization import (
     serialize_keras_object,
 )
 
-KERAS_FORMAT_VERSION = "3.15.1"
-"""The Keras version whose `.keras` format birnn writes."""
-
-CONFIG_FILENAME = "config.json"
-METADATA_FILENAME = "metadata.json"
-WEIGHTS_FILENAME = "model.weights.h5"
-_BOMB_FLOOR_BYTES = 1 << 32
-_BOMB_RATIO = 100
-
-
-@dataclass
-class Archive:
-    """The parsed members of a `.keras` file."""
-
-    config: dict
-    metadata: dict
-    weights: bytes
-
 
 def _metadata() -> dict:
     from birnn import __version__  # noqa: PLC0415
 
     return {
-        "keras_version": KERAS_FORMAT_VERSION,
+        "keras_version": archive.KERAS_FORMAT_VERSION,
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         "birnn_version": __version__,
     }
@@ -134,75 +115,7 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
     config_json = model_to_json(model)
     weights = weights_file.weights_bytes(model)
-    with atomic.atomic_open(filepath) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr(METADATA_FILENAME, json.dumps(_metadata()))
-        zf.writestr(CONFIG_FILENAME, config_json)
-        zf.writestr(WEIGHTS_FILENAME, weights)
-
-
-def _read_member(zf: zipfile.ZipFile, name: str, filepath: str) -> bytes:
-    info = zf.getinfo(name)
-    if info.file_size > _BOMB_FLOOR_BYTES and info.file_size > _BOMB_RATIO * max(
-        info.compress_size, 1
-    ):
-        raise FileFormatError(
-            f"{filepath}: member '{name}' declares {info.file_size} bytes from "
-            f"{info.compress_size} compressed; refusing a decompression bomb."
-        )
-    return zf.read(name)
-
-
-def read_archive(filepath: str | os.PathLike) -> Archive:
-    """Reads and checks every member of a `.keras` file.
-
-    Raises:
-        FileNotFoundError: no such file.
-        FileFormatError: not a zip, truncated, or missing/corrupt members.
-    """
-    filepath = os.fspath(filepath)
-    if not os.path.exists(filepath):
-        raise FileNotFoundError(f"No such file: {filepath}")
-    try:
-        with zipfile.ZipFile(filepath, "r") as zf:
-            names = set(zf.namelist())
-            if CONFIG_FILENAME not in names:
-                raise FileFormatError(
-                    f"{filepath} is a zip archive but not a Keras 3 model: it has no "
-                    f"'{CONFIG_FILENAME}' (members: {sorted(names)[:5]})."
-                )
-            if WEIGHTS_FILENAME not in names:
-                if "model.weights.npz" in names:
-                    raise FileFormatError(
-                        f"{filepath} stores its weights as .npz; birnn reads the default "
-                        "h5 weights format only."
-                    )
-                raise FileFormatError(f"{filepath} has no '{WEIGHTS_FILENAME}' member.")
-            config_bytes = _read_member(zf, CONFIG_FILENAME, filepath)
-            metadata_bytes = (
-                _read_member(zf, METADATA_FILENAME, filepath)
-                if METADATA_FILENAME in names
-                else b"{}"
-            )
-            weights = _read_member(zf, WEIGHTS_FILENAME, filepath)
-    except FileFormatError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError) as e:
-        raise FileFormatError(
-            f"{filepath} is not a readable .keras file (truncated, corrupt, or not a "
-            f"zip archive): {e}"
-        ) from e
-    try:
-        config = json.loads(config_bytes)
-        metadata = json.loads(metadata_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FileFormatError(
-            f"{filepath}: config.json/metadata.json is not valid JSON: {e}"
-        ) from e
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise FileFormatError(f"{filepath}: config.json does not describe a Keras object.")
-    return Archive(
-        config=config, metadata=metadata if isinstance(metadata, dict) else {}, weights=weights
-    )
+    archive.write_archive(filepath, _metadata(), config_json, weights)
 
 
 def load_model(
@@ -251,8 +164,8 @@ def load_model(
                 f"{filepath} is neither a Keras 3 `.keras` archive nor a legacy HDF5 model "
                 "file (SavedModel directories are not supported)."
             )
-    archive = read_archive(filepath)
-    config = dict(archive.config)
+    contents = archive.read_archive(filepath)
+    config = dict(contents.config)
     if not compile:
         config["compile_config"] = None
     try:
@@ -260,5 +173,47 @@ def load_model(
             model = deserialize_keras_object(config, custom_objects, safe_mode=safe_mode)
     except SavingError as e:
         raise type(e)(f"{filepath}: {e}") from e
-    weights_file.load_h5(model, io.BytesIO(archive.weights), f"{filepath} ({WEIGHTS_FILENAME})")
+    weights_file.load_h5(
+        model, io.BytesIO(contents.weights), f"{filepath} ({archive.WEIGHTS_FILENAME})"
+    )
     return model
+
+
+def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = False) -> None:
+    """Loads weights saved by Keras 3 or birnn (`.weights.h5`, a `.keras` file's, or a
+    legacy HDF5 file's).
+
+    All arrays are read and checked against the model before any is assigned:
+    if anything is missing, extra or misshapen, the model is left unchanged.
+    With `skip_mismatch=True` (Keras's meaning), each layer or cell whose weights
+    do not fit is skipped instead, with a warning that lists them, and the rest is
+    loaded (legacy HDF5 weights load all or nothing).
+
+    Args:
+        model: A built birnn model (or layer).
+        filepath: A `.weights.h5` file, a `.keras` file (its weights are used) or
+            a legacy `.h5` file.
+        skip_mismatch: Skip the layers whose weights differ in count or shape.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FileFormatError: truncated, corrupt or foreign file.
+        WeightsMismatchError: the weights do not fit the model.
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"No such weights file: {filepath}")
+    if filepath.endswith(".keras"):
+        contents = archive.read_archive(filepath)
+        name = f"{filepath} ({archive.WEIGHTS_FILENAME})"
+        weights_file.load_h5(model, io.BytesIO(contents.weights), name, skip_mismatch)
+        return
+    if filepath.endswith(".weights.json"):
+        raise FileFormatError(
+            f"{filepath} is a sharded Keras weights manifest; birnn reads single-file "
+            "`.weights.h5` weights only."
+        )
+    if legacy_h5.holds_legacy_weights(filepath):
+        legacy_h5.load_legacy_weights(model, filepath)
+        return
+    weights_file.load_h5(model, filepath, filepath, skip_mismatch)

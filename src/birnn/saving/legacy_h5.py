@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 from birnn.saving import atomic, weights_file
+from birnn.saving.archive import KERAS_FORMAT_VERSION
 from birnn.saving.errors import FileFormatError, SavingError, WeightsMismatchError
 from birnn.saving.serialization import (
     deserialize_keras_object,
@@ -95,8 +96,6 @@ def save_legacy_h5(model: Any, filepath: str | os.PathLike, overwrite: bool = Tr
         filepath: Destination ending in `.h5` or `.hdf5`.
         overwrite: If `False`, an existing file is an error.
     """
-    from birnn.saving.keras_file import KERAS_FORMAT_VERSION  # noqa: PLC0415
-
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
@@ -173,6 +172,29 @@ def _upgrade_config(config: Any) -> Any:
     if "class_name" in out and "config" in out and out.get("module") is None:
         out["module"] = "keras"
     return out
+
+
+def holds_legacy_weights(filepath: str) -> bool:
+    """Whether `filepath` is an HDF5 file with legacy (Keras 2 layout) weights."""
+    if not h5py.is_hdf5(filepath):
+        return False
+    with weights_file.open_h5(filepath, filepath) as f:
+        keras3 = "vars" in f or "layers" in f
+        return not keras3 and ("model_weights" in f or "layer_names" in f.attrs)
+
+
+def load_legacy_weights(model: Any, filepath: str) -> None:
+    """Loads the weights of a legacy HDF5 file (a whole model's or weights only)."""
+    with weights_file.open_h5(filepath, filepath) as f:
+        try:
+            group = f["model_weights"] if "model_weights" in f else f
+            load_weights_from_group(model, group, filepath)
+        except (OSError, KeyError, RuntimeError) as e:
+            if isinstance(e, FileFormatError):
+                raise
+            raise FileFormatError(
+                f"{filepath} could not be read (truncated or corrupt): {e}"
+            ) from e
 
 
 def load_weights_from_group(model: Any, weights: h5py.Group, name: str) -> None:

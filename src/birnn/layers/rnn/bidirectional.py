@@ -10,12 +10,13 @@ from typing import Any
 import torch
 import torch.nn.modules.module as _module
 
-from birnn.layers.layer import Layer, flatten_structure
+from birnn.layers.layer import Layer
 from birnn.layers.rnn import fused_dispatch
 from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.rnn import sequence_mask
 from birnn.layers.serialization import deserialize_layer, serialize_layer
 from birnn.ops import fused_rnn
+from birnn.tree import flatten as flatten_structure
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 _REQUIRED_ATTRIBUTES = ("go_backwards", "return_sequences", "return_state")

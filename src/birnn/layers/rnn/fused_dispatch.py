@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from birnn import activations
-from birnn.layers.layer import flatten_structure
 from birnn.layers.rnn.dropout import reset_dropout_masks
 from birnn.ops import fused_rnn
+from birnn.tree import flatten as flatten_structure
 
 _TANH = (activations.tanh, torch.tanh)
 _SIGMOID = (activations.sigmoid, torch.sigmoid)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from birnn import backend
-from birnn.layers.layer import Layer, flatten_structure
+from birnn.layers.layer import Layer
 from birnn.layers.rnn.dropout import reset_dropout_masks
 from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.stacked_rnn_cells import (
@@ -22,6 +22,7 @@ from birnn.layers.rnn.stacked_rnn_cells import (
 )
 from birnn.layers.serialization import serialize_layer
 from birnn.ops import recurrent
+from birnn.tree import flatten as flatten_structure
 
 Structure = Any
 
