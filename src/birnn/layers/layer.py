@@ -480,6 +480,11 @@ class Layer(nn.Module, metaclass=_LayerType):
         ordered = [i for i in items if i[2]] + [i for i in items if not i[2]]
         return [(name, param, effective) for name, param, _, effective in ordered]
 
+    def named_own_weights(self) -> list[tuple[str, nn.Parameter]]:
+        """`(keras_name, weight)` for the layer's own weights (not its sublayers'),
+        in Keras's order: the trainable ones, then the others."""
+        return [(name, param) for name, param, _ in self._own_weight_items()]
+
     def _own_weights(self, trainable: bool | None = None) -> list[nn.Parameter]:
         return [
             param
@@ -669,7 +674,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         by_id: dict[int, str] = {}
 
         def visit(layer: Layer, prefix: str) -> None:
-            for keras_name, param, _ in layer._own_weight_items():
+            for keras_name, param in layer.named_own_weights():
                 by_id.setdefault(id(param), f"{prefix}/{keras_name}")
             for sub in layer._weight_children():
                 if isinstance(sub, Layer):
@@ -779,13 +784,29 @@ class Layer(nn.Module, metaclass=_LayerType):
         if self.built:
             return
         first = next((x for x in tree.flatten(inputs) if isinstance(x, torch.Tensor)), None)
-        self._build_device = first.device if first is not None else None
+        self.build_on_device(_shape_of(inputs), first.device if first is not None else None)
+
+    def build_on_device(self, input_shape: Any, device: torch.device | None) -> None:
+        """Builds the layer for `input_shape` with its weights created on `device`, as
+        its first call would, unless it is built already; marks it built.
+
+        A layer that holds sublayers builds them with this from its own `build`,
+        passing its build device, so every weight lands where the inputs are.
+        """
+        if self.built:
+            return
+        self._build_device = device
         try:
-            self.build(_shape_of(inputs))
+            self.build(input_shape)
         finally:
             self._build_device = None
         self.built = True
-        self._build_input_shape = _shape_of(inputs)  # Keras's `build_config`
+        self._build_input_shape = input_shape  # Keras's `build_config`
+
+    @property
+    def build_device(self) -> torch.device | None:
+        """The device weights are created on while `build` runs (None outside a build)."""
+        return self._build_device
 
     def _convert_inputs(self, inputs: Any) -> Any:
         if isinstance(inputs, torch.Tensor) and not (
@@ -931,6 +952,27 @@ class Layer(nn.Module, metaclass=_LayerType):
         )
 
     # ------------------------------------------------------------------ config
+    def get_build_config(self) -> dict | None:
+        """`{"input_shape": ...}`: the shape the layer was built for (None until built).
+
+        Saved beside the config, so that `build_from_config` recreates the weights
+        before they are loaded.
+        """
+        shape = self.__dict__.get("_build_input_shape")
+        if self.built and shape is not None:
+            return {"input_shape": shape}
+        return None
+
+    def build_from_config(self, config: dict) -> None:
+        """Builds the layer from what `get_build_config` returned (as loading does)."""
+        if not config or self.built:
+            return
+        if config.get("input_shape") is not None:
+            self.build_on_device(_shape_from_json(config["input_shape"]), None)
+        elif config.get("shapes_dict"):
+            self.build(**_shape_from_json(config["shapes_dict"]))
+            self.built = True
+
     def get_config(self) -> dict:
         """The constructor arguments that recreate this layer (weights excluded).
 
@@ -967,6 +1009,17 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def _shape_from_json(value: Any) -> Any:
+    """JSON lists back to shape tuples (a list of shapes stays a list)."""
+    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, int) for v in value):
+        return tuple(value)
+    if isinstance(value, (list, tuple)):
+        return [_shape_from_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shape_from_json(v) for k, v in value.items()}
+    return value
 
 
 def _is_plain_value(value: Any) -> bool:

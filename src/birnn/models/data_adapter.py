@@ -210,6 +210,11 @@ class ArrayData:
                 tree.map_structure(take, self.sample_weight),
             )
 
+    @property
+    def num_steps(self) -> int:
+        """Batches per epoch (as for `IterableData`, whose count may be unknown)."""
+        return self.steps
+
     def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
         if not self._resume:
             for step, batch in enumerate(self._new_pass()):
@@ -247,6 +252,7 @@ class IterableData:
 
     @property
     def num_steps(self) -> int | None:
+        """Batches per epoch: `steps` if given, else the source's length (None if unknown)."""
         if self.steps is not None:
             return self.steps
         return self._len

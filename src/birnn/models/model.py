@@ -15,19 +15,6 @@ from birnn.models.functional import Graph
 from birnn.models.trainer import Trainer
 
 
-def _dedupe(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        if name in seen:
-            seen[name] += 1
-            out.append(f"{name}_{seen[name]}")
-        else:
-            seen[name] = 0
-            out.append(name)
-    return out
-
-
 def output_names_of(outputs: Any) -> list[str]:
     """A name per flat output (in `tree.flatten` order), used for losses and metrics.
 
@@ -44,7 +31,8 @@ def output_names_of(outputs: Any) -> list[str]:
             names.append("/".join([*keys, layer_name]))
         else:
             names.append(layer_name)
-    return _dedupe(names)
+    unique = backend.NameCounter()
+    return [unique(name) for name in names]
 
 
 def standardize_input(
@@ -425,9 +413,13 @@ class Model(Trainer, Layer):
         )
 
     # ------------------------------------------------------------------ saving
-    def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
+    def save(
+        self, filepath: Any, overwrite: bool = True, zipped: bool | None = None, **kwargs: Any
+    ) -> None:
         """Saves the model as a Keras 3 `.keras` file (loadable by Keras and birnn).
 
+        Arguments as `birnn.saving.save_model`'s (Keras's): `overwrite`, `zipped`,
+        `include_optimizer` (legacy `.h5` only); other keywords raise `ValueError`.
         Under a distribution, every process may call it: process 0 writes the file
         and every process returns once it is complete.
         """
@@ -435,7 +427,8 @@ class Model(Trainer, Layer):
         from birnn.saving.keras_file import save_model  # noqa: PLC0415
 
         run_on_primary(
-            f"saving {filepath}", lambda: save_model(self, filepath, overwrite=overwrite)
+            f"saving {filepath}",
+            lambda: save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs),
         )
 
     def export(

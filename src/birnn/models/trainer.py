@@ -64,10 +64,6 @@ def _resolve_verbose(verbose: Any) -> int:
     return int(verbose) if distribution_lib.is_primary() else 0
 
 
-def _is_sequence_of_tensors(x: Any) -> bool:
-    return isinstance(x, (list, tuple))
-
-
 class Trainer:
     """Mixin with Keras's training API; `Model` inherits it."""
 
@@ -551,7 +547,7 @@ class Trainer:
                     False,
                     validation_steps,
                 )
-        steps = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        steps = data.num_steps
         runtime = distributed.begin(self)
         train_step = self.train_step
         if runtime is not None:
@@ -657,7 +653,7 @@ class Trainer:
         self._assert_compiled("evaluate")
         verbose = _resolve_verbose(verbose)
         data = data_adapter.make_data(x, y, sample_weight, batch_size, False, steps)
-        num = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        num = data.num_steps
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )
@@ -707,7 +703,7 @@ class Trainer:
         """
         verbose = _resolve_verbose(verbose)
         data = data_adapter.make_data(x, None, None, batch_size, False, steps)
-        num = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        num = data.num_steps
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )

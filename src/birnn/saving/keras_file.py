@@ -44,6 +44,7 @@ import datetime
 import io
 import json
 import os
+import warnings
 import zipfile
 from typing import Any
 
@@ -73,7 +74,13 @@ def model_to_json(model: Any) -> str:
     return json.dumps(serialize_keras_object(model))
 
 
-def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+def save_model(
+    model: Any,
+    filepath: str | os.PathLike,
+    overwrite: bool = True,
+    zipped: bool | None = None,
+    **kwargs: Any,
+) -> None:
     """Saves `model` (config, compile config, weights) as a Keras 3 `.keras` file (or,
     for a `.h5`/`.hdf5` path, in the legacy HDF5 format, as Keras 3 does).
 
@@ -84,9 +91,15 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
         model: A built birnn `Model` or `Sequential`.
         filepath: Destination; must end in `.keras`.
         overwrite: If `False`, an existing file is an error.
+        zipped: `None` or `True`: a zipped `.keras` archive. Keras's `False` (an
+            unzipped directory) is not supported.
+        **kwargs: Keras's other keywords: `include_optimizer` (for a legacy `.h5`
+            file; a `.keras` file always holds the optimizer, as in Keras) and the
+            deprecated `save_format` (the format follows the file name).
 
     Raises:
-        ValueError: a name without the `.keras` suffix.
+        ValueError: a name without the `.keras` suffix, `zipped=False`, or a
+            keyword Keras does not take (Keras raises `ValueError` too).
         FileExistsError: when `overwrite=False` and the file exists.
 
     Examples:
@@ -102,9 +115,28 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
     >>> bool(np.allclose(model.predict(x, verbose=0), restored.predict(x, verbose=0)))
     True
     """
+    unknown = sorted(set(kwargs) - {"include_optimizer", "save_format"})
+    if unknown:
+        raise ValueError(
+            f"save_model: unexpected keyword arguments {unknown}; it takes `filepath`, "
+            "`overwrite`, `zipped`, `include_optimizer` and `save_format`."
+        )
+    if zipped is False:
+        raise ValueError(
+            "save_model: zipped=False (an unzipped model directory) is not supported; "
+            "birnn writes zipped `.keras` files."
+        )
+    if "save_format" in kwargs:
+        warnings.warn(
+            "The `save_format` argument is deprecated in Keras 3 and ignored: the format "
+            f"follows the file name. Received: save_format={kwargs['save_format']!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     filepath = os.fspath(filepath)
     if legacy_h5.is_legacy_path(filepath):
-        legacy_h5.save_legacy_h5(model, filepath, overwrite=overwrite)
+        include_optimizer = bool(kwargs.get("include_optimizer", True))
+        legacy_h5.save_legacy_h5(model, filepath, overwrite, include_optimizer)
         return
     if not filepath.endswith(".keras"):
         raise ValueError(

@@ -86,7 +86,12 @@ def _training_config(model: Any) -> dict | None:
     return out
 
 
-def save_legacy_h5(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+def save_legacy_h5(
+    model: Any,
+    filepath: str | os.PathLike,
+    overwrite: bool = True,
+    include_optimizer: bool = True,
+) -> None:
     """Writes `model` as a legacy HDF5 model file that Keras 3 and birnn load.
 
     The write is atomic (the old file stays until the new one is complete).
@@ -95,13 +100,15 @@ def save_legacy_h5(model: Any, filepath: str | os.PathLike, overwrite: bool = Tr
         model: A built birnn model.
         filepath: Destination ending in `.h5` or `.hdf5`.
         overwrite: If `False`, an existing file is an error.
+        include_optimizer: If `False`, the compile settings and the optimizer's
+            state are left out (as Keras does).
     """
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
     config = serialize_keras_object(model)
     model_config = {"class_name": config["class_name"], "config": config["config"]}
-    training_config = _training_config(model)
+    training_config = _training_config(model) if include_optimizer else None
     with atomic.atomic_open(filepath) as target, h5py.File(target, "w") as f:
         f.attrs["keras_version"] = KERAS_FORMAT_VERSION
         f.attrs["backend"] = "torch"

@@ -114,11 +114,6 @@ def _class_key(obj: Any) -> str:
     return backend.to_snake_case(cls.__name__)
 
 
-def _own_weights(layer: Any) -> list[tuple[str, nn.Parameter]]:
-    """A layer's own weights in Keras order: trainable ones, then the others."""
-    return [(name, param) for name, param, _ in layer._own_weight_items()]
-
-
 def _torch_module_entry(module: nn.Module, path: str) -> _Entry:
     """A plain torch module, as Keras writes its `TorchModuleWrapper`: named datasets."""
     return _Entry(path, module, list(module.named_parameters()), named=True)
@@ -149,7 +144,7 @@ def _walk(obj: Any, path: str, seen: set[int], out: list[_Entry]) -> None:
     if id(obj) in seen:
         return
     seen.add(id(obj))
-    out.append(_Entry(path, obj, _own_weights(obj)))
+    out.append(_Entry(path, obj, obj.named_own_weights()))
     kind = _model_kind(obj)
     if kind is not None:
         # Keras writes no group for a Sequential's InputLayer or for a functional
@@ -186,15 +181,7 @@ def _walk_container(
         items = container.items()
     else:
         items = list(container)
-    counts: dict[str, int] = {}
-
-    def unique(name: str) -> str:
-        if name in counts:
-            counts[name] += 1
-            return f"{name}_{counts[name]}"
-        counts[name] = 0
-        return name
-
+    unique = backend.NameCounter()
     for item in items:
         if _is_layer(item):
             _walk(item, _join(path, unique(_class_key(item))), seen, out)
