@@ -738,6 +738,11 @@ class Layer(nn.Module, metaclass=_LayerType):
         """The `KerasTensor`(s) this layer's first functional call produced."""
         return self._first_node_tensors("flat_outputs")
 
+    @property
+    def inbound_nodes(self) -> list:
+        """The `Node` of each call of this layer on symbolic inputs, in call order."""
+        return self.__dict__.setdefault("_inbound_nodes", [])
+
     def _first_node_tensors(self, attribute: str) -> Any:
         nodes = self.__dict__.get("_inbound_nodes")
         if not nodes:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class Node:
     """One call of a layer in a graph: its arguments and the tensors it produced.
 
-    Creating a node appends it to `layer._inbound_nodes` and stamps each output
+    Creating a node appends it to `layer.inbound_nodes` and stamps each output
     `KerasTensor` with `_keras_history = (layer, node_index, tensor_index)`. The
     tensor index counts the outputs in `tree.flatten` order (dict keys sorted, as
     Keras flattens them), so a nested model with dict outputs is referred to by
@@ -43,7 +43,7 @@ class Node:
             for t in tree.flatten([list(self.call_args), self.call_kwargs])
             if isinstance(t, KerasTensor)
         ]
-        nodes = layer.__dict__.setdefault("_inbound_nodes", [])
+        nodes = layer.inbound_nodes
         self.index = len(nodes)
         nodes.append(self)
         for i, t in enumerate(self.flat_outputs):
@@ -68,7 +68,7 @@ class Node:
         for t in self.dependencies:
             history = t._keras_history
             if history:
-                parents.append(history[0]._inbound_nodes[history[1]])
+                parents.append(history[0].inbound_nodes[history[1]])
         return parents
 
     def __repr__(self) -> str:

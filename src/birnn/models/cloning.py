@@ -121,7 +121,7 @@ def _clone_functional(
             return mapping[id(value)]
         return value
 
-    for node in model._graph.nodes:
+    for node in model.functional_graph.nodes:
         if node.is_input or isinstance(node.layer, InputLayer):
             continue
         layer = node.layer

@@ -28,6 +28,12 @@ class Graph:
         inputs: A `KerasTensor`, or a (nested) list/tuple/dict of them.
         outputs: Likewise; each must be computable from `inputs`.
 
+    Attributes:
+        nodes: Every node between the inputs and outputs, in Keras's order.
+        layers: Their layers, in Keras's order (`model.layers`).
+        run_nodes: The nodes `run` executes, in order (those that compute
+            something from the inputs).
+
     Raises:
         ValueError: if an output cannot be reached from the inputs (naming the
             tensor and layer that are missing), or the graph has a cycle.
@@ -67,7 +73,7 @@ class Graph:
                     visit(source)
                 return
             layer, node_index, _ = history
-            node = layer._inbound_nodes[node_index]
+            node = layer.inbound_nodes[node_index]
             if id(node) in finished:
                 return
             if not node.is_input and id(tensor) in input_ids:
@@ -106,7 +112,7 @@ class Graph:
         for t in self.flat_inputs:
             layer = t._keras_history[0]
             if id(layer) not in layer_depth:
-                node = layer._inbound_nodes[t._keras_history[1]]
+                node = layer.inbound_nodes[t._keras_history[1]]
                 if node.is_input:
                     layer_depth[id(layer)] = 0
                     layer_index[id(layer)] = -1
@@ -124,7 +130,7 @@ class Graph:
         input_ids = {id(t) for t in self.flat_inputs}
         available = set(input_ids)
         done: list[str] = []
-        self._run_nodes = []
+        self.run_nodes: list[Node] = []
         for node in self.nodes:
             if node.is_input or all(id(t) in input_ids for t in node.flat_outputs):
                 continue
@@ -138,7 +144,7 @@ class Graph:
                     )
             available.update(id(t) for t in node.flat_outputs)
             done.append(node.layer.name)
-            self._run_nodes.append(node)
+            self.run_nodes.append(node)
 
     def run(self, flat_values: list) -> Any:
         """Executes the graph on real tensors (one per flat input); returns outputs."""
@@ -155,7 +161,7 @@ class Graph:
                 return getattr(values[id(source)], "_keras_mask", None)
             raise ValueError(f"Graph: no value for tensor {x!r}.")
 
-        for node in self._run_nodes:
+        for node in self.run_nodes:
             args = [tree.map_structure(resolve, a) for a in node.call_args]
             kwargs = {k: tree.map_structure(resolve, v) for k, v in node.call_kwargs.items()}
             result = node.layer(*args, **kwargs)

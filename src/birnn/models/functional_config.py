@@ -40,7 +40,10 @@ _OPERATIONS = {"NotEqual": NotEqual}
 
 
 def _is_functional(layer: Any) -> bool:
-    return getattr(layer, "_graph", None) is not None and type(layer).__name__ != "Sequential"
+    return (
+        getattr(layer, "functional_graph", None) is not None
+        and type(layer).__name__ != "Sequential"
+    )
 
 
 def _node_map(model: Any, io: bool = False) -> dict[tuple[int, int], int]:
@@ -49,11 +52,11 @@ def _node_map(model: Any, io: bool = False) -> dict[tuple[int, int], int]:
     Keras counts a nested functional model's calls from 1 in `input_layers`/
     `output_layers` (its own graph is node 0 there) but from 0 in `inbound_nodes`.
     """
-    keys = model._graph.node_keys
+    keys = model.functional_graph.node_keys
     mapping = {}
     for layer in model.layers:
         kept = 1 if io and _is_functional(layer) else 0
-        for node in getattr(layer, "_inbound_nodes", []):
+        for node in layer.inbound_nodes:
             if (layer, node.index) in keys:
                 mapping[(id(layer), node.index)] = kept
                 kept += 1
@@ -115,7 +118,7 @@ def functional_config(model: Any) -> dict:
     from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
 
     mapping = _node_map(model)
-    keys = model._graph.node_keys
+    keys = model.functional_graph.node_keys
     layer_configs = []
     for layer in model.layers:
         config = serialize_keras_object(layer)
@@ -124,7 +127,7 @@ def functional_config(model: Any) -> dict:
             config.pop("build_config", None)  # Keras operations have no build step
         config["name"] = layer.name
         nodes = []
-        for node in getattr(layer, "_inbound_nodes", []):
+        for node in layer.inbound_nodes:
             if (layer, node.index) in keys:
                 data = _serialize_node(node, mapping)
                 if data is not None:
@@ -142,8 +145,8 @@ def functional_config(model: Any) -> dict:
         "name": model.name,
         "trainable": model.trainable,
         "layers": layer_configs,
-        "input_layers": _structure(model._inputs_struct, history),
-        "output_layers": _structure(model._outputs_struct, history),
+        "input_layers": _structure(model.input, history),
+        "output_layers": _structure(model.output, history),
     }
 
 
@@ -169,7 +172,7 @@ def _lookup(
     layer = created[name]
     if io and _is_functional(layer):
         node_index -= 1
-    nodes = getattr(layer, "_inbound_nodes", [])
+    nodes = layer.inbound_nodes
     if node_index < 0:
         raise ValueError(f"Invalid functional model config: no node {node_index} of '{name}'.")
     if node_index >= len(nodes):

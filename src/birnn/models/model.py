@@ -164,6 +164,12 @@ class Model(Trainer, Layer):
         return list(self._graph.flat_outputs) if self._graph is not None else None
 
     @property
+    def functional_graph(self) -> Graph | None:
+        """The recorded layer calls between `inputs` and `outputs` (None for a subclassed
+        model, or a `Sequential` model not built from an `Input`)."""
+        return self._graph
+
+    @property
     def input(self) -> Any:
         return self._inputs_struct if self._graph is not None else None
 

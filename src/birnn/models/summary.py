@@ -48,7 +48,7 @@ def _count(weights: list) -> tuple[int, int]:
 
 def _layer_output(model: Any, layer: Any) -> Any:
     nodes = getattr(layer, "_inbound_nodes", None) or []
-    graph = getattr(model, "_graph", None)
+    graph = getattr(model, "functional_graph", None)
     keys = graph.node_keys if graph is not None else None
     outs = [n.outputs for n in nodes if keys is None or (n.layer, n.index) in keys]
     if not outs:
@@ -57,7 +57,7 @@ def _layer_output(model: Any, layer: Any) -> Any:
 
 
 def _connections(model: Any, layer: Any) -> str:
-    graph = getattr(model, "_graph", None)
+    graph = getattr(model, "functional_graph", None)
     if graph is None:
         return ""
     parts = []
@@ -145,7 +145,7 @@ def print_summary(
         from birnn.distribution.data_parallel import is_primary  # noqa: PLC0415
 
         print_fn = print if is_primary() else _print_nothing
-    graph = getattr(model, "_graph", None)
+    graph = getattr(model, "functional_graph", None)
     sequential_like = type(model).__name__ == "Sequential" or graph is None
     if not sequential_like:
         sequential_like = (
@@ -161,7 +161,7 @@ def print_summary(
                 and len(
                     [
                         t
-                        for n in layer._inbound_nodes
+                        for n in layer.inbound_nodes
                         if (n.layer, n.index) in graph.node_keys
                         for t in n.dependencies
                     ]

@@ -141,7 +141,7 @@ def _free_axes(model: nn.Module, inputs: tuple[torch.Tensor, ...], batch: bool) 
     The batch axis if `batch`; for a model with a functional graph, also every
     other axis its `Input` leaves as `None` (the time axis of sequences).
     """
-    graph = getattr(model, "_graph", None)
+    graph = getattr(model, "functional_graph", None)
     specs = graph.flat_inputs if graph is not None else [None] * len(inputs)
     axes = []
     for spec in specs:
@@ -205,7 +205,7 @@ class _Spec:
 def _signature(model: nn.Module, input_signature: Any) -> list[_Spec]:
     """One `_Spec` per flat model input, from `input_signature` or the model's `Input`s."""
     if input_signature is None:
-        graph = getattr(model, "_graph", None)
+        graph = getattr(model, "functional_graph", None)
         if graph is None:
             raise ValueError(
                 f"Model '{model.name}' has no `Input` to read shapes from (a subclassed "

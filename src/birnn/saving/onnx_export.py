@@ -170,8 +170,8 @@ def _convert(b: GraphBuilder, layer: Any, inputs: list[Value]) -> list[Value]:
         return [(out, out_mask)]
     if _plain(layer, pooling.GlobalAveragePooling1D, pooling.GlobalMaxPooling1D):
         return [(_global_pooling(b, layer, x, mask), None)]
-    if _plain(layer, Sequential, Model) and layer._graph is not None:
-        return _run_graph(b, layer._graph, inputs)
+    if _plain(layer, Sequential, Model) and layer.functional_graph is not None:
+        return _run_graph(b, layer.functional_graph, inputs)
     raise _unsupported(layer)
 
 
@@ -209,7 +209,7 @@ def _run_graph(b: GraphBuilder, graph: Any, inputs: list[Value]) -> list[Value]:
             return ("mask", env[id(source)][1])
         raise ValueError(f"ONNX export: no value for tensor {item!r}.")
 
-    for node in graph._run_nodes:
+    for node in graph.run_nodes:
         layer = node.layer
         extra = set(node.call_kwargs) - {"training", "mask"}
         if extra or len(node.call_args) != 1:
