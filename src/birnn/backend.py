@@ -185,7 +185,7 @@ def current_training() -> bool | None:
     return stack[-1] if stack else None
 
 
-class training_scope:  # noqa: N801 (used like a function, as a context manager)
+class training_scope:
     """Makes `training` the default for nested layer calls (`with training_scope(True):`).
 
     A class rather than a generator-based context manager: every layer call

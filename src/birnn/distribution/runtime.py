@@ -65,7 +65,7 @@ def run_on_primary(what: str, fn: Callable[[], Any]) -> None:
     if dist.get_rank() == 0:
         try:
             fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised below, after telling the others
+        except BaseException as e:
             error = e
     failed = any_process(error is not None, current.device)
     if error is not None:
@@ -165,7 +165,7 @@ class Runtime:
 
     def _empty_train_step(self) -> None:
         """A step with no sample here: zero gradients join the average, then the update."""
-        from birnn import optimizers  # noqa: PLC0415
+        from birnn import optimizers
 
         model = self.model
         opt = model.optimizer

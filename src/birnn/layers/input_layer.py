@@ -154,7 +154,7 @@ class InputLayer(Layer):
         return cls(**config)
 
 
-def Input(  # noqa: N802  (Keras's name)
+def Input(
     shape: Sequence[int | None] | None = None,
     batch_size: int | None = None,
     dtype: Any = None,

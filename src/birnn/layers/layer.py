@@ -182,7 +182,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         self._weight_specs: dict[str, _WeightSpec] = {}
         self._call_losses: list[torch.Tensor] = []
         self._build_device: torch.device | None = None
-        from birnn import regularizers  # noqa: PLC0415  (registries import layers lazily)
+        from birnn import regularizers
 
         self.activity_regularizer = get_argument(
             type(self).__name__,
@@ -237,7 +237,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         specs_before = set(self._weight_specs)
         try:
             self.build(probe_shape)
-        except Exception:  # noqa: BLE001  (the layer simply stays lazy the Keras way)
+        except Exception:  # the layer simply stays lazy the Keras way
             for name in set(self._parameters) - params_before:
                 del self._parameters[name]
             for name in set(self._weight_specs) - specs_before:
@@ -337,7 +337,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         if backend.is_float_dtype(self.dtype):
             try:
                 probe = fn(torch.empty(0, dtype=self.dtype_torch))
-            except Exception:  # noqa: BLE001  (an `fn` that is not a conversion)
+            except Exception:  # an `fn` that is not a conversion
                 probe = None
             if isinstance(probe, torch.Tensor) and probe.is_floating_point():
                 if probe.dtype != self.dtype_torch:
@@ -380,7 +380,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             aggregation: Accepted for Keras compatibility.
             name: Name of the weight; also its `state_dict` key (made unique).
         """
-        from birnn import constraints, initializers, regularizers  # noqa: PLC0415
+        from birnn import constraints, initializers, regularizers
 
         where = f"Layer '{self.name}': add_weight({name or 'variable'!r})"
         if isinstance(shape, int) and not isinstance(shape, bool):
@@ -992,7 +992,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             "dtype": backend.serialize_dtype_policy(self.dtype),
         }
         if self.activity_regularizer is not None:
-            from birnn import regularizers  # noqa: PLC0415
+            from birnn import regularizers
 
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         arguments = self.__dict__.get("_auto_config")

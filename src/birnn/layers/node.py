@@ -102,7 +102,7 @@ def _output_mask_ranks(layer: Layer, inputs: Any, mask: Any) -> Any:
         leaves = tree.flatten(result) if isinstance(result, (list, tuple)) else [result]
         if all(x is None or isinstance(x, KerasTensor) for x in leaves):
             return tree.map_structure(lambda m: None if m is None else m.ndim, result)
-    except Exception:  # noqa: BLE001  (falls back to zeros below)
+    except Exception:  # falls back to zeros below
         pass
     try:
         dummy_mask = tree.map_structure(
@@ -113,7 +113,7 @@ def _output_mask_ranks(layer: Layer, inputs: Any, mask: Any) -> Any:
         return tree.map_structure(
             lambda m: m.dim() if isinstance(m, torch.Tensor) else None, result
         )
-    except Exception:  # noqa: BLE001
+    except Exception:
         if mask is None:
             return None
         return tree.map_structure(lambda m: None if m is None else m.ndim, mask)

@@ -135,7 +135,7 @@ def get_layer_class(name: str, custom_objects: dict | None = None) -> type | Non
         return custom_objects[name]
     if name in _LAYER_CLASSES:
         return _LAYER_CLASSES[name]
-    from birnn import _registry  # noqa: PLC0415
+    from birnn import _registry
 
     if inspect.isclass(_registry.CUSTOM_OBJECTS.get(name)):
         return _registry.CUSTOM_OBJECTS[name]

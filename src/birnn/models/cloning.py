@@ -65,7 +65,7 @@ def clone_model(
     if recursive:
         plain = clone
 
-        def clone(layer: Layer) -> Layer:  # noqa: F811  (the recursive variant)
+        def clone(layer: Layer) -> Layer:
             if isinstance(layer, Model) and layer.inputs is not None:
                 return clone_model(layer, clone_function=plain, recursive=True)
             return plain(layer)
@@ -150,6 +150,6 @@ def model_from_json(json_string: str, custom_objects: dict | None = None) -> Mod
     >>> model_from_json(model.to_json()).output_shape
     (None, 4)
     """
-    from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import deserialize_keras_object
 
     return deserialize_keras_object(json.loads(json_string), custom_objects=custom_objects)

@@ -80,7 +80,7 @@ def _tensor_config(t: KerasTensor, mapping: dict) -> dict:
 
 
 def _serialize_args(value: Any, mapping: dict) -> Any:
-    from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import serialize_keras_object
 
     if isinstance(value, KerasTensor):
         return _tensor_config(value, mapping)
@@ -115,7 +115,7 @@ def _structure(struct: Any, fn) -> Any:
 
 def functional_config(model: Any) -> dict:
     """Keras's `get_config()` of a functional model."""
-    from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import serialize_keras_object
 
     mapping = _node_map(model)
     keys = model.functional_graph.node_keys
@@ -151,7 +151,7 @@ def functional_config(model: Any) -> dict:
 
 
 def _deserialize_layer(layer_data: dict, custom_objects: dict | None) -> Any:
-    from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import deserialize_keras_object
 
     data = {k: v for k, v in layer_data.items() if k not in ("name", "inbound_nodes")}
     op = _OPERATIONS.get(data.get("class_name"))
@@ -181,7 +181,7 @@ def _lookup(
 
 
 def _deserialize_value(value: Any, created: dict) -> Any:
-    from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import deserialize_keras_object
 
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":

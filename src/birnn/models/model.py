@@ -199,9 +199,9 @@ class Model(Trainer, Layer):
     def to_json(self, **kwargs: Any) -> str:
         """The model's serialized config as a JSON string (`json.dumps` keyword arguments
         pass through); `birnn.models.model_from_json` reads it back."""
-        import json  # noqa: PLC0415
+        import json
 
-        from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+        from birnn.saving.serialization import serialize_keras_object
 
         return json.dumps(serialize_keras_object(self), **kwargs)
 
@@ -241,7 +241,7 @@ class Model(Trainer, Layer):
         layer_range: Any = None,
     ) -> None:
         """Prints a table of the layers, their output shapes and parameter counts."""
-        from birnn.models.summary import print_summary  # noqa: PLC0415
+        from birnn.models.summary import print_summary
 
         print_summary(self, line_length, positions, print_fn, show_trainable)
 
@@ -332,7 +332,7 @@ class Model(Trainer, Layer):
     def get_config(self) -> dict:
         """Keras's config: the graph for functional models, the base keys otherwise."""
         if self._graph is not None:
-            from birnn.models.functional_config import functional_config  # noqa: PLC0415
+            from birnn.models.functional_config import functional_config
 
             return functional_config(self)
         return {"name": self.name, "trainable": self.trainable}
@@ -341,7 +341,7 @@ class Model(Trainer, Layer):
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
         """Rebuilds a model from `get_config()` (Keras's functional format included)."""
         if "layers" in config and "input_layers" in config and "output_layers" in config:
-            from birnn.models.functional_config import functional_from_config  # noqa: PLC0415
+            from birnn.models.functional_config import functional_from_config
 
             return functional_from_config(cls, config, custom_objects)
         return cls(**config)
@@ -360,7 +360,7 @@ class Model(Trainer, Layer):
         """What `compile()` was given, serialized as Keras writes it (`{}` if not compiled)."""
         if not self.compiled:
             return {}
-        from birnn import losses, metrics, optimizers  # noqa: PLC0415
+        from birnn import losses, metrics, optimizers
 
         cfg = self._compile_config
         if any(losses.is_torch_loss(v) for v in tree.flatten(cfg["loss"])):
@@ -396,7 +396,7 @@ class Model(Trainer, Layer):
         """Compiles from `get_compile_config()`'s output (or Keras's)."""
         if not config:
             return
-        from birnn import losses, metrics, optimizers  # noqa: PLC0415
+        from birnn import losses, metrics, optimizers
 
         def de(value: Any, module: Any) -> Any:
             if value is None or isinstance(value, str):
@@ -429,8 +429,8 @@ class Model(Trainer, Layer):
         Under a distribution, every process may call it: process 0 writes the file
         and every process returns once it is complete.
         """
-        from birnn.distribution.runtime import run_on_primary  # noqa: PLC0415
-        from birnn.saving.keras_file import save_model  # noqa: PLC0415
+        from birnn.distribution.runtime import run_on_primary
+        from birnn.saving.keras_file import save_model
 
         run_on_primary(
             f"saving {filepath}",
@@ -496,14 +496,14 @@ class Model(Trainer, Layer):
         >>> np.allclose(y, model.predict(x, verbose=0), atol=1e-5)
         True
         """
-        from birnn.saving.export import export_model  # noqa: PLC0415
+        from birnn.saving.export import export_model
 
         export_model(self, filepath, format, verbose, input_signature, **kwargs)
 
     def save_weights(self, filepath: Any, overwrite: bool = True) -> None:
         """Saves the weights as a Keras 3 `.weights.h5` file (once, as `save` does)."""
-        from birnn.distribution.runtime import run_on_primary  # noqa: PLC0415
-        from birnn.saving.weights_file import save_weights  # noqa: PLC0415
+        from birnn.distribution.runtime import run_on_primary
+        from birnn.saving.weights_file import save_weights
 
         run_on_primary(
             f"saving {filepath}", lambda: save_weights(self, filepath, overwrite=overwrite)
@@ -526,7 +526,7 @@ class Model(Trainer, Layer):
                 f"Model '{self.name}': load_weights() got unexpected keyword arguments "
                 f"{sorted(kwargs)} (it takes `filepath` and `skip_mismatch`)."
             )
-        from birnn.saving.keras_file import load_weights  # noqa: PLC0415
+        from birnn.saving.keras_file import load_weights
 
         load_weights(self, filepath, skip_mismatch=bool(skip_mismatch))
 

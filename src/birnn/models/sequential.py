@@ -209,7 +209,7 @@ class Sequential(Model):
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         """Keras's Sequential config: `layers` (InputLayer first) and `build_input_shape`."""
-        from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+        from birnn.saving.serialization import serialize_keras_object
 
         config = {
             "name": self.name,
@@ -223,7 +223,7 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config: Any, custom_objects: dict | None = None) -> Sequential:
-        from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+        from birnn.saving.serialization import deserialize_keras_object
 
         if isinstance(config, list):
             config = {"layers": config}

@@ -111,7 +111,7 @@ def _optimizer_size(model: Any) -> tuple[int, int]:
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not getattr(model, "compiled", False):
         return 0, 0
-    from birnn.optimizers import Optimizer  # noqa: PLC0415
+    from birnn.optimizers import Optimizer
 
     if isinstance(optimizer, Optimizer):
         if not optimizer.built or not optimizer.iterations:
@@ -142,7 +142,7 @@ def print_summary(
 ) -> None:
     """Prints (or hands to `print_fn`) the summary table of `model`."""
     if print_fn is None:
-        from birnn.distribution.data_parallel import is_primary  # noqa: PLC0415
+        from birnn.distribution.data_parallel import is_primary
 
         print_fn = print if is_primary() else _print_nothing
     graph = getattr(model, "functional_graph", None)

@@ -274,8 +274,8 @@ def export_model(
     specs = _signature(model, input_signature)
     path = Path(filepath)
     if format == "onnx":
-        from birnn.saving import onnx_export  # noqa: PLC0415
-        from birnn.saving.onnx_graph import OPSET, require_onnx  # noqa: PLC0415
+        from birnn.saving import onnx_export
+        from birnn.saving.onnx_graph import OPSET, require_onnx
 
         onnx = require_onnx()
         proto = onnx_export.model_to_onnx(model, specs, list(getattr(model, "output_names", [])))

@@ -60,7 +60,7 @@ from birnn.saving.serialization import (
 
 
 def _metadata() -> dict:
-    from birnn import __version__  # noqa: PLC0415
+    from birnn import __version__
 
     return {
         "keras_version": archive.KERAS_FORMAT_VERSION,
@@ -153,7 +153,7 @@ def save_model(
 def load_model(
     filepath: str | os.PathLike,
     custom_objects: dict[str, Any] | None = None,
-    compile: bool = True,  # noqa: A002  (Keras's argument name)
+    compile: bool = True,
     safe_mode: bool = True,
 ) -> Any:
     """Loads a `.keras` file written by Keras 3 or birnn, or a legacy HDF5 model file

@@ -69,7 +69,7 @@ def _write_attribute(group: h5py.Group, name: str, values: list[str]) -> None:
 
 
 def _training_config(model: Any) -> dict | None:
-    from birnn import optimizers  # noqa: PLC0415
+    from birnn import optimizers
 
     config = serialize_keras_object(model).get("compile_config")
     if not config:
@@ -245,7 +245,7 @@ def load_weights_from_group(model: Any, weights: h5py.Group, name: str) -> None:
 
 
 def _compile_from_training_config(model: Any, training: dict, name: str) -> None:
-    from birnn import optimizers  # noqa: PLC0415
+    from birnn import optimizers
 
     optimizer_config = dict(training.get("optimizer_config") or {})
     optimizer = "rmsprop"
@@ -296,7 +296,7 @@ def _compile_from_training_config(model: Any, training: dict, name: str) -> None
 def load_legacy_h5(
     filepath: str | os.PathLike,
     custom_objects: dict | None = None,
-    compile: bool = True,  # noqa: A002  (Keras's argument name)
+    compile: bool = True,
     safe_mode: bool = True,
 ) -> Any:
     """Loads a legacy HDF5 model file written by Keras 3 or tf.keras 2.x.

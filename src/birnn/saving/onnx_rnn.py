@@ -50,9 +50,9 @@ class RunResult(NamedTuple):
 
 
 def _cell_kind(cell: Any) -> str | None:
-    from birnn.layers.rnn.gru import GRUCell  # noqa: PLC0415
-    from birnn.layers.rnn.lstm import LSTMCell  # noqa: PLC0415
-    from birnn.layers.rnn.simple_rnn import SimpleRNNCell  # noqa: PLC0415
+    from birnn.layers.rnn.gru import GRUCell
+    from birnn.layers.rnn.lstm import LSTMCell
+    from birnn.layers.rnn.simple_rnn import SimpleRNNCell
 
     for kind, cls in (("lstm", LSTMCell), ("gru", GRUCell), ("simple", SimpleRNNCell)):
         if isinstance(cell, cls) and type(cell).call is cls.call:
@@ -66,11 +66,11 @@ def _cells(layer: Any) -> list[Any]:
     Raises:
         ValueError: for a layer or cell the exporter does not know.
     """
-    from birnn.layers.rnn.gru import GRU  # noqa: PLC0415
-    from birnn.layers.rnn.lstm import LSTM  # noqa: PLC0415
-    from birnn.layers.rnn.rnn import RNN  # noqa: PLC0415
-    from birnn.layers.rnn.simple_rnn import SimpleRNN  # noqa: PLC0415
-    from birnn.layers.rnn.stacked_rnn_cells import StackedRNNCells  # noqa: PLC0415
+    from birnn.layers.rnn.gru import GRU
+    from birnn.layers.rnn.lstm import LSTM
+    from birnn.layers.rnn.rnn import RNN
+    from birnn.layers.rnn.simple_rnn import SimpleRNN
+    from birnn.layers.rnn.stacked_rnn_cells import StackedRNNCells
 
     builtin = next((c for c in (LSTM, GRU, SimpleRNN) if isinstance(layer, c)), RNN)
     if not (

@@ -137,7 +137,7 @@ def get_registered_name(obj: Any) -> str:
 
 
 def _is_layer_class(cls: type) -> bool:
-    from birnn.layers.layer import Layer  # noqa: PLC0415
+    from birnn.layers.layer import Layer
 
     return issubclass(cls, Layer)
 
@@ -278,7 +278,7 @@ def _operation_class(class_name: str, module: str | None) -> type | None:
     """The birnn layer for a Keras operation node (`keras.src.ops.numpy.Any`...)."""
     if not module or "ops" not in module.split(".") or module.split(".")[0] != "keras":
         return None
-    from birnn.saving.operations import OPERATIONS  # noqa: PLC0415
+    from birnn.saving.operations import OPERATIONS
 
     return OPERATIONS.get(class_name)
 
@@ -347,7 +347,7 @@ def serialize_keras_object(obj: Any) -> Any:
     >>> serialize_keras_object((1, None, "x"))
     (1, None, 'x')
     """
-    from birnn.keras_tensor import KerasTensor  # noqa: PLC0415
+    from birnn.keras_tensor import KerasTensor
 
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
@@ -379,7 +379,7 @@ def serialize_keras_object(obj: Any) -> Any:
             "config": {"shape": list(obj.shape), "dtype": obj.dtype, "keras_history": history},
         }
     if isinstance(obj, torch.dtype):
-        from birnn import backend  # noqa: PLC0415
+        from birnn import backend
 
         return backend.standardize_dtype(obj)
     if isinstance(obj, torch.Tensor):
@@ -486,7 +486,7 @@ def compile_from_config(
 
 
 def _special(class_name: str, inner: Any, custom_objects: dict) -> Any:
-    from birnn.keras_tensor import KerasTensor  # noqa: PLC0415
+    from birnn.keras_tensor import KerasTensor
 
     if class_name == "__keras_tensor__":
         tensor = KerasTensor(tuple(inner["shape"]), dtype=inner["dtype"])

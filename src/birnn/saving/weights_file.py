@@ -91,7 +91,7 @@ def _join(path: str, name: str) -> str:
 
 
 def _is_layer(obj: Any) -> bool:
-    from birnn.layers.layer import Layer  # noqa: PLC0415
+    from birnn.layers.layer import Layer
 
     return isinstance(obj, Layer)
 
@@ -132,8 +132,8 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _is_container(obj: Any) -> bool:
-    from birnn.layers.layer import is_torch_leaf  # noqa: PLC0415
-    from birnn.layers.tracking import TrackedStructure  # noqa: PLC0415
+    from birnn.layers.layer import is_torch_leaf
+    from birnn.layers.tracking import TrackedStructure
 
     return isinstance(
         obj, (list, tuple, nn.ModuleList, nn.Sequential, nn.ModuleDict, TrackedStructure)
