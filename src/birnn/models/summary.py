@@ -47,7 +47,7 @@ def _count(weights: list) -> tuple[int, int]:
 
 
 def _layer_output(model: Any, layer: Any) -> Any:
-    nodes = getattr(layer, "_inbound_nodes", None) or []
+    nodes = layer.inbound_nodes
     graph = getattr(model, "functional_graph", None)
     keys = graph.node_keys if graph is not None else None
     outs = [n.outputs for n in nodes if keys is None or (n.layer, n.index) in keys]
@@ -61,7 +61,7 @@ def _connections(model: Any, layer: Any) -> str:
     if graph is None:
         return ""
     parts = []
-    for node in getattr(layer, "_inbound_nodes", []):
+    for node in layer.inbound_nodes:
         if (node.layer, node.index) not in graph.node_keys:
             continue
         for t in node.dependencies:
@@ -150,14 +150,7 @@ def print_summary(
     if not sequential_like:
         sequential_like = (
             all(
-                len(
-                    [
-                        n
-                        for n in getattr(layer, "_inbound_nodes", [])
-                        if (n.layer, n.index) in graph.node_keys
-                    ]
-                )
-                <= 1
+                len([n for n in layer.inbound_nodes if (n.layer, n.index) in graph.node_keys]) <= 1
                 and len(
                     [
                         t
