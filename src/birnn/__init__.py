@@ -28,6 +28,7 @@ _SUBMODULES = (
     "optimizers",
     "regularizers",
     "saving",
+    "tree",
     "utils",
 )
 _NAMES = {

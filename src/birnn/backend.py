@@ -135,22 +135,40 @@ def to_snake_case(name: str) -> str:
     return name.lower()
 
 
-_name_counts: defaultdict[str, int] = defaultdict(int)
-_name_lock = threading.Lock()
+class NameCounter:
+    """Gives `base`, then `base_1`, `base_2`... for each later request of the same base.
+
+    >>> unique = NameCounter()
+    >>> [unique(n) for n in ["dense", "lstm", "dense", "dense"]]
+    ['dense', 'lstm', 'dense_1', 'dense_2']
+    """
+
+    def __init__(self) -> None:
+        self._counts: defaultdict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def __call__(self, base: str) -> str:
+        with self._lock:
+            count = self._counts[base]
+            self._counts[base] += 1
+        return base if count == 0 else f"{base}_{count}"
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+_layer_names = NameCounter()
 
 
 def unique_name(base: str) -> str:
     """`base`, then `base_1`, `base_2`... for each later request in this process."""
-    with _name_lock:
-        count = _name_counts[base]
-        _name_counts[base] += 1
-    return base if count == 0 else f"{base}_{count}"
+    return _layer_names(base)
 
 
 def reset_uids() -> None:
     """Restarts automatic layer naming (like `keras.backend.clear_session()`)."""
-    with _name_lock:
-        _name_counts.clear()
+    _layer_names.reset()
 
 
 class _CallContext(threading.local):
@@ -167,7 +185,7 @@ def current_training() -> bool | None:
     return stack[-1] if stack else None
 
 
-class training_scope:  # noqa: N801 (used like a function, as a context manager)
+class training_scope:
     """Makes `training` the default for nested layer calls (`with training_scope(True):`).
 
     A class rather than a generator-based context manager: every layer call

@@ -701,7 +701,7 @@ class CSVLogger(Callback):
         if not is_primary():
             return
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename)
-        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
         self._append_header = not exists
         self.keys = None
 

@@ -47,7 +47,7 @@ class KerasRegistry(_registry.Registry):
                 "registered_name": "function",
             }
         if not self.is_builtin(obj):
-            from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+            from birnn.saving.serialization import serialize_keras_object
 
             return serialize_keras_object(obj)
         return super().serialize(obj)
@@ -338,7 +338,7 @@ def ctc(y_true: Any, y_pred: Any) -> torch.Tensor:
     >>> round(float(loss[0]), 4)
     0.2877
     """
-    from birnn.ops.ctc import ctc_loss  # noqa: PLC0415
+    from birnn.ops.ctc import ctc_loss
 
     y_pred = _tensor(y_pred)
     y_true = _tensor(y_true).to(device=y_pred.device, dtype=torch.long)
@@ -745,7 +745,7 @@ class LossFunctionWrapper(Loss):
 def _wrapper(fn, default_name: str, keys: tuple = (), keras_config_keys: tuple | None = None):
     """Builds a `LossFunctionWrapper` subclass for `fn` with keyword arguments `keys`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         params = dict(zip(keys, args))
         fn_kwargs = {k: kwargs.pop(k, params.get(k, defaults[k])) for k in keys}
         kwargs.setdefault("name", default_name)

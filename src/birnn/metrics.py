@@ -315,7 +315,7 @@ def _metric_class(class_name: str, fn, default_name: str, keys: dict | None = No
     """A `MeanMetricWrapper` subclass for `fn` whose arguments are `keys` (with defaults)."""
     keys = keys or {}
 
-    def __init__(self, *args: Any, name: str = default_name, dtype: Any = None, **kwargs):  # noqa: N807
+    def __init__(self, *args: Any, name: str = default_name, dtype: Any = None, **kwargs):
         params = dict(zip(keys, args))
         fn_kwargs = {k: kwargs.pop(k, params.get(k, d)) for k, d in keys.items()}
         if kwargs:

@@ -230,7 +230,7 @@ def plot_model(model: Any, to_file: str = "model.png", show_shapes: bool = False
         ImportError: if pydot (or Graphviz's `dot` program) is missing.
     """
     try:
-        import pydot  # noqa: PLC0415
+        import pydot
     except ImportError:
         raise ImportError(
             "You must install pydot (`pip install pydot`) for `plot_model` to work."

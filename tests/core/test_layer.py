@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from birnn import backend, layers
-from birnn.layers.layer import InputSpec, Layer
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 
 
 class Affine(Layer):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import birnn
-from birnn.saving import keras_file, weights_file
+from birnn.saving import archive, weights_file
 from birnn.saving.errors import (
     ConfigError,
     FileFormatError,
@@ -347,7 +347,7 @@ def test_exception_during_save_keeps_old_file(saved, monkeypatch):
     original = zipfile.ZipFile.writestr
 
     def failing_writestr(self, name, data, *args, **kwargs):
-        if name == keras_file.WEIGHTS_FILENAME:
+        if name == archive.WEIGHTS_FILENAME:
             original(self, name, data[: len(data) // 2], *args, **kwargs)
             raise OSError(28, "No space left on device")
         return original(self, name, data, *args, **kwargs)

@@ -398,3 +398,42 @@ def test_custom_loss_in_a_keras_compile_config(tmp_path):
         ours = model.evaluate(x, y, verbose=0, return_dict=True)
         theirs = keras_model.evaluate(x, y, verbose=0, return_dict=True)
         assert ours["loss"] == pytest.approx(theirs["loss"], abs=1e-6)
+
+
+def _small_compiled_model():
+    model = birnn.Sequential([birnn.Input((3,)), birnn.layers.Dense(2)])
+    model.compile("adam", "mse")
+    model.fit(np.ones((4, 3), "float32"), np.ones((4, 2), "float32"), verbose=0)
+    return model
+
+
+def test_save_refuses_keywords_keras_does_not_take(tmp_path):
+    model = _small_compiled_model()
+    path = tmp_path / "m.keras"
+    with pytest.raises(ValueError, match=r"unexpected keyword arguments \['foo'\]"):
+        model.save(path, foo=1)
+    with pytest.raises(ValueError, match="zipped=False"):
+        model.save(tmp_path / "dir", zipped=False)
+    assert not path.exists()
+    keras_model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="foo"):  # Keras refuses it the same way
+        keras_model.save(tmp_path / "k.keras", foo=1)
+
+
+def test_save_accepts_keras_keywords(tmp_path):
+    model = _small_compiled_model()
+    model.save(tmp_path / "a.keras", overwrite=True, zipped=True, include_optimizer=False)
+    with pytest.warns(DeprecationWarning, match="save_format"):
+        model.save(tmp_path / "b.keras", save_format="keras")
+    for name in ("a.keras", "b.keras"):  # a .keras file keeps the optimizer, as in Keras
+        with zipfile.ZipFile(tmp_path / name) as zf:
+            weights = h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r")
+            assert "optimizer" in weights
+    model.save(tmp_path / "with.h5")
+    model.save(tmp_path / "without.h5", include_optimizer=False)
+    with h5py.File(tmp_path / "with.h5", "r") as f:
+        assert "training_config" in f.attrs and "optimizer_weights" in f
+    with h5py.File(tmp_path / "without.h5", "r") as f:
+        assert "training_config" not in f.attrs and "optimizer_weights" not in f
+    restored = birnn.saving.load_model(tmp_path / "without.h5")
+    assert not restored.compiled

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from birnn import tree
 from birnn.distribution import data_parallel, sharding
-from birnn.layers.layer import map_structure
 from birnn.models import data_adapter
 
 
@@ -65,7 +65,7 @@ def run_on_primary(what: str, fn: Callable[[], Any]) -> None:
     if dist.get_rank() == 0:
         try:
             fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised below, after telling the others
+        except BaseException as e:
             error = e
     failed = any_process(error is not None, current.device)
     if error is not None:
@@ -165,7 +165,7 @@ class Runtime:
 
     def _empty_train_step(self) -> None:
         """A step with no sample here: zero gradients join the average, then the update."""
-        from birnn import optimizers  # noqa: PLC0415
+        from birnn import optimizers
 
         model = self.model
         opt = model.optimizer
@@ -296,7 +296,7 @@ class Runtime:
         mine = [
             None
             if out is None
-            else map_structure(
+            else tree.map_structure(
                 lambda t: t.detach().cpu() if isinstance(t, torch.Tensor) else t, out
             )
             for out in outputs

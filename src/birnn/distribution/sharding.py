@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
-from birnn.layers.layer import flatten_structure, map_structure
+from birnn import tree
 from birnn.models import data_adapter
 
 
@@ -38,7 +38,7 @@ def shard_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
 
 def batch_size_of(structure: Any) -> int:
     """The leading size of the first tensor of a batch (0 when there is none)."""
-    for t in flatten_structure(structure):
+    for t in tree.flatten(structure):
         if isinstance(t, torch.Tensor) and t.dim() > 0:
             return int(t.shape[0])
     return 0
@@ -66,7 +66,7 @@ class _SlicedBatches:
                 return t[start:stop] if isinstance(t, torch.Tensor) and t.dim() > 0 else t
 
             self.sizes.local, self.sizes.total = stop - start, total
-            yield tuple(map_structure(take, part) for part in batch)
+            yield tuple(tree.map_structure(take, part) for part in batch)
 
 
 _NOTHING = object()

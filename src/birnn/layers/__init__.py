@@ -4,7 +4,7 @@ from birnn._lazy import lazy_getattr
 
 _NAMES = {
     "Layer": "birnn.layers.layer",
-    "InputSpec": "birnn.layers.layer",
+    "InputSpec": "birnn.layers.input_spec",
     "Input": "birnn.layers.input_layer",
     "InputLayer": "birnn.layers.input_layer",
     "Dense": "birnn.layers.core",

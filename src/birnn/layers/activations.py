@@ -13,7 +13,9 @@ from typing import Any
 import torch
 
 from birnn import activations, constraints, initializers, regularizers
-from birnn.layers.layer import InputSpec, Layer, get_argument
+from birnn.layers.arguments import get_argument
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 
 
 def _number(layer: str, name: str, value: Any, minimum: float | None = None) -> float:

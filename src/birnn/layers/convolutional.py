@@ -9,8 +9,10 @@ import torch
 
 from birnn import activations, constraints, initializers, regularizers
 from birnn.layers._arguments import int_tuple, padding_mode, standardize_data_format
+from birnn.layers.arguments import get_argument
 from birnn.layers.core import _check_positive_int
-from birnn.layers.layer import InputSpec, Layer, get_argument
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 from birnn.ops import conv as conv_ops
 
 

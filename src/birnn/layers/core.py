@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from birnn import activations, constraints, initializers, regularizers
-from birnn.layers.layer import InputSpec, Layer, get_argument
+from birnn.layers.arguments import get_argument
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 
 
 def _check_positive_int(layer: str, name: str, value: Any) -> int:

@@ -7,7 +7,9 @@ from typing import Any
 
 from birnn import backend
 from birnn.keras_tensor import KerasTensor
-from birnn.layers.layer import Layer, get_argument
+from birnn.layers.arguments import get_argument
+from birnn.layers.layer import Layer
+from birnn.layers.node import Node
 
 
 def _standardize_shape(shape: Any, what: str) -> tuple:
@@ -112,7 +114,6 @@ class InputLayer(Layer):
         self.sparse = False
         self.ragged = False
         self.optional = bool(optional)
-        from birnn.models.functional import Node  # noqa: PLC0415
 
         tensor = input_tensor or KerasTensor(self._batch_shape, dtype=self.dtype, name=self.name)
         self._inbound_nodes: list[Node] = []
@@ -153,7 +154,7 @@ class InputLayer(Layer):
         return cls(**config)
 
 
-def Input(  # noqa: N802  (Keras's name)
+def Input(
     shape: Sequence[int | None] | None = None,
     batch_size: int | None = None,
     dtype: Any = None,

@@ -14,7 +14,7 @@ from birnn.layers.layer import Layer
 
 
 def _serialize_callable(fn: Any) -> Any:
-    from birnn.saving import lambdas, serialization  # noqa: PLC0415
+    from birnn.saving import lambdas, serialization
 
     if lambdas.is_lambda(fn):
         return lambdas.serialize_lambda(fn)
@@ -22,7 +22,7 @@ def _serialize_callable(fn: Any) -> Any:
 
 
 def _deserialize_callable(config: Any, custom_objects: dict | None, what: str) -> Any:
-    from birnn.saving import lambdas, serialization  # noqa: PLC0415
+    from birnn.saving import lambdas, serialization
 
     if isinstance(config, dict) and config.get("class_name") == "__lambda__":
         return lambdas.deserialize_lambda(config["config"], custom_objects, what=what)
@@ -147,10 +147,10 @@ class Lambda(Layer):
             if callable(self.mask):
                 config["mask"] = _serialize_callable(self.mask)
             else:
-                from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+                from birnn.saving.serialization import serialize_keras_object
 
                 config["mask"] = serialize_keras_object(np.asarray(self.mask))
-        from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+        from birnn.saving.serialization import serialize_keras_object
 
         config["arguments"] = serialize_keras_object(self.arguments)
         return config
@@ -158,7 +158,7 @@ class Lambda(Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> Lambda:
         """Rebuilds the layer; a Python lambda in `config` loads only outside safe mode."""
-        from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+        from birnn.saving.serialization import deserialize_keras_object
 
         config = dict(config)
         what = "a `Lambda` layer whose `{}` is a Python lambda"

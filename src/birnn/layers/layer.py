@@ -14,8 +14,11 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter, is_lazy
 
-from birnn import backend
+from birnn import backend, tree
 from birnn.keras_tensor import KerasTensor, is_symbolic
+from birnn.layers.arguments import get_argument
+from birnn.layers.input_spec import check_input_compatibility
+from birnn.layers.node import mask_of, symbolic_call
 from birnn.layers.tracking import TrackedStructure, holds_trackable, track
 
 _BASE_KWARGS = frozenset(
@@ -33,184 +36,6 @@ _BASE_KWARGS = frozenset(
 )
 
 
-def get_argument(layer: str, argument: str, getter: Any, value: Any) -> Any:
-    """`getter(value)`, with errors re-raised naming the layer and the argument.
-
-    Layers resolve `activation`, `kernel_initializer`, `*_regularizer`,
-    `*_constraint`... through the registries' `get`; an unknown name then reads
-    `Dense: invalid value for argument `activation`. Could not interpret ...`.
-    """
-    try:
-        return getter(value)
-    except (ValueError, TypeError) as e:
-        kind = TypeError if isinstance(e, TypeError) else ValueError
-        raise kind(f"{layer}: invalid value for argument `{argument}`. {e}") from None
-
-
-def _check_rank_argument(name: str, value: Any) -> Any:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise TypeError(
-            f"InputSpec: argument `{name}` must be a non-negative integer or None. "
-            f"Received: {name}={value!r}"
-        )
-    return value
-
-
-class InputSpec:
-    """Specifies the rank, dtype and shape of every input to a layer.
-
-    A layer checks its inputs against `layer.input_spec` (one spec, or a list of
-    specs for several inputs) on every call and raises a `ValueError` that names
-    the layer and both shapes when they disagree.
-
-    Args:
-        dtype: Expected dtype of the input.
-        shape: Expected shape tuple; `None` entries match any size.
-        ndim: Expected rank.
-        max_ndim: Maximum rank.
-        min_ndim: Minimum rank.
-        axes: Dictionary mapping integer axes to a specific dimension value.
-        allow_last_axis_squeeze: If `True`, a trailing axis of size 1 may be
-            missing or extra.
-        name: Expected name of the input.
-        optional: Whether the input may be `None`.
-
-    Examples:
-
-    >>> spec = InputSpec(ndim=3, axes={-1: 8})
-    >>> spec
-    InputSpec(ndim=3, axes={-1: 8})
-    """
-
-    def __init__(
-        self,
-        dtype: Any = None,
-        shape: Sequence[int | None] | None = None,
-        ndim: int | None = None,
-        max_ndim: int | None = None,
-        min_ndim: int | None = None,
-        axes: dict[int, int] | None = None,
-        allow_last_axis_squeeze: bool = False,
-        name: str | None = None,
-        optional: bool = False,
-    ) -> None:
-        self.dtype = (
-            get_argument("InputSpec", "dtype", backend.standardize_dtype, dtype)
-            if dtype is not None
-            else None
-        )
-        self.shape = tuple(shape) if shape is not None else None
-        ndim = _check_rank_argument("ndim", ndim)
-        self.ndim = len(self.shape) if self.shape is not None else ndim
-        self.max_ndim = _check_rank_argument("max_ndim", max_ndim)
-        self.min_ndim = _check_rank_argument("min_ndim", min_ndim)
-        self.name = name
-        self.optional = optional
-        self.allow_last_axis_squeeze = allow_last_axis_squeeze
-        try:
-            self.axes = {int(k): v for k, v in (axes or {}).items()}
-        except (ValueError, TypeError) as e:
-            raise TypeError(
-                f"InputSpec: argument `axes` must be a dict with integer keys. Received: {axes}"
-            ) from e
-        if self.axes and (self.ndim is not None or self.max_ndim is not None):
-            max_dim = (self.ndim if self.ndim is not None else self.max_ndim) - 1
-            if max(self.axes) > max_dim:
-                raise ValueError(
-                    f"InputSpec: argument `axes` names axis {max(self.axes)}, greater than "
-                    f"the maximum allowed value {max_dim}."
-                )
-
-    def __repr__(self) -> str:
-        fields = [
-            f"{k}={v}"
-            for k, v in (
-                ("dtype", self.dtype),
-                ("shape", self.shape),
-                ("ndim", self.ndim),
-                ("max_ndim", self.max_ndim),
-                ("min_ndim", self.min_ndim),
-                ("axes", self.axes or None),
-            )
-            if v is not None
-        ]
-        return f"InputSpec({', '.join(fields)})"
-
-    def get_config(self) -> dict:
-        return {
-            "dtype": self.dtype,
-            "shape": self.shape,
-            "ndim": self.ndim,
-            "max_ndim": self.max_ndim,
-            "min_ndim": self.min_ndim,
-            "axes": self.axes,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> InputSpec:
-        return cls(**config)
-
-
-def check_input_compatibility(layer_name: str, input_spec: Any, inputs: Any) -> None:
-    """Raises a `ValueError` naming the layer if `inputs` do not meet `input_spec`."""
-    if input_spec is None:
-        return
-    if (
-        isinstance(input_spec, InputSpec)
-        and isinstance(inputs, torch.Tensor)
-        and _spec_problem(input_spec, tuple(inputs.shape)) is None
-    ):
-        return  # the usual call: one tensor that meets one spec
-    specs = list(input_spec) if isinstance(input_spec, (list, tuple)) else [input_spec]
-    flat_inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    if len(specs) != len(flat_inputs) and not (len(specs) == 1 and len(flat_inputs) == 1):
-        raise ValueError(
-            f"Layer '{layer_name}' expects {len(specs)} input(s), "
-            f"but it received {len(flat_inputs)} input tensors."
-        )
-    for index, (spec, x) in enumerate(zip(specs, flat_inputs)):
-        if spec is None:
-            continue
-        if x is None:
-            if spec.optional:
-                continue
-            raise ValueError(f"Input {index} of layer '{layer_name}' is None.")
-        if not hasattr(x, "shape"):
-            raise TypeError(f"Inputs to layer '{layer_name}' should be tensors. Received: {x!r}")
-        problem = _spec_problem(spec, tuple(x.shape))
-        if problem is not None:
-            raise ValueError(
-                f"Input {index} of layer '{layer_name}' is incompatible with the layer: {problem}"
-            )
-
-
-def _spec_problem(spec: InputSpec, shape: tuple) -> str | None:
-    """How a tensor of `shape` fails `spec`, or `None` if it meets it."""
-    ndim = len(shape)
-    expected = None
-    if spec.ndim is not None and not spec.allow_last_axis_squeeze and ndim != spec.ndim:
-        expected = f"ndim={spec.ndim}"
-    elif spec.max_ndim is not None and ndim > spec.max_ndim:
-        expected = f"max_ndim={spec.max_ndim}"
-    elif spec.min_ndim is not None and ndim < spec.min_ndim:
-        expected = f"min_ndim={spec.min_ndim}"
-    if expected is not None:
-        return f"expected {expected}, found ndim={ndim}. Full shape received: {shape}"
-    for axis, value in spec.axes.items():
-        if value is None:
-            continue
-        if not -ndim <= axis < ndim or shape[axis] not in (value, None):
-            return (
-                f"expected axis {axis} of input shape to have value {value}, "
-                f"but received input with shape {shape}"
-            )
-    if spec.shape is not None and len(spec.shape) == ndim:
-        for want, actual in zip(spec.shape, shape):
-            if want is not None and actual is not None and want != actual:
-                return f"expected shape={spec.shape}, found shape={shape}"
-    return None
-
-
 @dataclass
 class _WeightSpec:
     """What `add_weight` knows about a weight beyond its tensor."""
@@ -221,34 +46,10 @@ class _WeightSpec:
     constraint: Any = None
 
 
-def _map_structure(fn, structure: Any) -> Any:
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_map_structure(fn, x) for x in structure)
-    if isinstance(structure, dict):
-        return {k: _map_structure(fn, v) for k, v in structure.items()}
-    return fn(structure)
-
-
-def _flatten(structure: Any) -> list:
-    if isinstance(structure, (list, tuple)):
-        return [y for x in structure for y in _flatten(x)]
-    if isinstance(structure, dict):
-        return [y for x in structure.values() for y in _flatten(x)]
-    return [structure]
-
-
 def _shape_of(structure: Any) -> Any:
-    return _map_structure(
+    return tree.map_structure(
         lambda x: tuple(x.shape) if hasattr(x, "shape") and x is not None else None, structure
     )
-
-
-def _get_mask(structure: Any) -> Any:
-    """The `_keras_mask` carried by each tensor of a structure (None where absent)."""
-    if isinstance(structure, (list, tuple)):
-        masks = [_get_mask(x) for x in structure]
-        return None if all(m is None for m in masks) else masks
-    return getattr(structure, "_keras_mask", None)
 
 
 def _is_number_nest(structure: Any) -> bool:
@@ -381,7 +182,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         self._weight_specs: dict[str, _WeightSpec] = {}
         self._call_losses: list[torch.Tensor] = []
         self._build_device: torch.device | None = None
-        from birnn import regularizers  # noqa: PLC0415  (registries import layers lazily)
+        from birnn import regularizers
 
         self.activity_regularizer = get_argument(
             type(self).__name__,
@@ -436,7 +237,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         specs_before = set(self._weight_specs)
         try:
             self.build(probe_shape)
-        except Exception:  # noqa: BLE001  (the layer simply stays lazy the Keras way)
+        except Exception:  # the layer simply stays lazy the Keras way
             for name in set(self._parameters) - params_before:
                 del self._parameters[name]
             for name in set(self._weight_specs) - specs_before:
@@ -540,7 +341,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         if backend.is_float_dtype(self.dtype):
             try:
                 probe = fn(torch.empty(0, dtype=self.dtype_torch))
-            except Exception:  # noqa: BLE001  (an `fn` that is not a conversion)
+            except Exception:  # an `fn` that is not a conversion
                 probe = None
             if isinstance(probe, torch.Tensor) and probe.is_floating_point():
                 if probe.dtype != self.dtype_torch:
@@ -583,7 +384,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             aggregation: Accepted for Keras compatibility.
             name: Name of the weight; also its `state_dict` key (made unique).
         """
-        from birnn import constraints, initializers, regularizers  # noqa: PLC0415
+        from birnn import constraints, initializers, regularizers
 
         where = f"Layer '{self.name}': add_weight({name or 'variable'!r})"
         if isinstance(shape, int) and not isinstance(shape, bool):
@@ -683,6 +484,11 @@ class Layer(nn.Module, metaclass=_LayerType):
                     items.append(("variable", param, trainable, trainable))
         ordered = [i for i in items if i[2]] + [i for i in items if not i[2]]
         return [(name, param, effective) for name, param, _, effective in ordered]
+
+    def named_own_weights(self) -> list[tuple[str, nn.Parameter]]:
+        """`(keras_name, weight)` for the layer's own weights (not its sublayers'),
+        in Keras's order: the trainable ones, then the others."""
+        return [(name, param) for name, param, _ in self._own_weight_items()]
 
     def _own_weights(self, trainable: bool | None = None) -> list[nn.Parameter]:
         return [
@@ -874,7 +680,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         by_id: dict[int, str] = {}
 
         def visit(layer: Layer, prefix: str) -> None:
-            for keras_name, param, _ in layer._own_weight_items():
+            for keras_name, param in layer.named_own_weights():
                 by_id.setdefault(id(param), f"{prefix}/{keras_name}")
             for sub in layer._weight_children():
                 if isinstance(sub, Layer):
@@ -939,6 +745,11 @@ class Layer(nn.Module, metaclass=_LayerType):
         """The `KerasTensor`(s) this layer's first functional call produced."""
         return self._first_node_tensors("flat_outputs")
 
+    @property
+    def inbound_nodes(self) -> list:
+        """The `Node` of each call of this layer on symbolic inputs, in call order."""
+        return self.__dict__.setdefault("_inbound_nodes", [])
+
     def _first_node_tensors(self, attribute: str) -> Any:
         nodes = self.__dict__.get("_inbound_nodes")
         if not nodes:
@@ -984,14 +795,30 @@ class Layer(nn.Module, metaclass=_LayerType):
     def _maybe_build(self, inputs: Any) -> None:
         if self.built:
             return
-        first = next((x for x in _flatten(inputs) if isinstance(x, torch.Tensor)), None)
-        self._build_device = first.device if first is not None else None
+        first = next((x for x in tree.flatten(inputs) if isinstance(x, torch.Tensor)), None)
+        self.build_on_device(_shape_of(inputs), first.device if first is not None else None)
+
+    def build_on_device(self, input_shape: Any, device: torch.device | None) -> None:
+        """Builds the layer for `input_shape` with its weights created on `device`, as
+        its first call would, unless it is built already; marks it built.
+
+        A layer that holds sublayers builds them with this from its own `build`,
+        passing its build device, so every weight lands where the inputs are.
+        """
+        if self.built:
+            return
+        self._build_device = device
         try:
-            self.build(_shape_of(inputs))
+            self.build(input_shape)
         finally:
             self._build_device = None
         self.built = True
-        self._build_input_shape = _shape_of(inputs)  # Keras's `build_config`
+        self._build_input_shape = input_shape  # Keras's `build_config`
+
+    @property
+    def build_device(self) -> torch.device | None:
+        """The device weights are created on while `build` runs (None outside a build)."""
+        return self._build_device
 
     def _convert_inputs(self, inputs: Any) -> Any:
         if isinstance(inputs, torch.Tensor) and not (
@@ -1026,17 +853,15 @@ class Layer(nn.Module, metaclass=_LayerType):
 
         if isinstance(inputs, torch.Tensor) or _is_number_nest(inputs):
             return convert(inputs)  # `[[1.0, 2.0]]` is one tensor, not a structure
-        return _map_structure(convert, inputs)
+        return tree.map_structure(convert, inputs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if is_symbolic(args) or is_symbolic(kwargs):
-            from birnn.models.functional import symbolic_call  # noqa: PLC0415
-
-            return symbolic_call(self, args, kwargs)
         if not args:
             if "inputs" not in kwargs:
                 raise TypeError(f"Layer '{self.name}' was called without inputs.")
             args = (kwargs.pop("inputs"),)
+        if is_symbolic(args) or is_symbolic(kwargs):
+            return symbolic_call(self, args, kwargs, uses_masks=self._produces_masks())
         if self._call_keywords is not None:
             for key in kwargs:
                 if key not in self._call_keywords:
@@ -1050,11 +875,11 @@ class Layer(nn.Module, metaclass=_LayerType):
 
         mask = kwargs.pop("mask", None)
         if mask is None:
-            mask = _get_mask(inputs)
+            mask = mask_of(inputs)
         if mask is not None:
             to_bool = lambda m: None if m is None else backend.convert_to_tensor(m, dtype="bool")  # noqa: E731
             # `[[True, False]]` is one mask, not a structure of scalar masks.
-            mask = to_bool(mask) if _is_number_nest(mask) else _map_structure(to_bool, mask)
+            mask = to_bool(mask) if _is_number_nest(mask) else tree.map_structure(to_bool, mask)
         if self._call_has_mask:
             kwargs["mask"] = mask
 
@@ -1074,7 +899,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             outputs = super().__call__(*args, **kwargs)
 
         if self.activity_regularizer is not None:
-            for out in _flatten(outputs):
+            for out in tree.flatten(outputs):
                 if isinstance(out, torch.Tensor):
                     loss = self.activity_regularizer(out)
                     if out.ndim > 0 and out.shape[0] > 0:  # per-sample, as Keras
@@ -1083,6 +908,10 @@ class Layer(nn.Module, metaclass=_LayerType):
         if self.supports_masking or type(self).compute_mask is not Layer.compute_mask:
             _set_mask(outputs, self.compute_mask(inputs, mask))
         return outputs
+
+    def _produces_masks(self) -> bool:
+        """Whether outputs may carry a mask: the layer passes one on or computes its own."""
+        return bool(self.supports_masking) or type(self).compute_mask is not Layer.compute_mask
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         """The mask of the outputs: by default, the input mask passes through."""
@@ -1099,12 +928,12 @@ class Layer(nn.Module, metaclass=_LayerType):
     def compute_output_spec(self, *args: Any, **kwargs: Any) -> Any:
         """Output `KerasTensor`s for symbolic inputs, without running on real data."""
         inputs = args[0]
-        shapes = _map_structure(lambda t: t.shape if t is not None else None, inputs)
+        shapes = tree.map_structure(lambda t: t.shape if t is not None else None, inputs)
         try:
             out_shape = self.compute_output_shape(shapes)
         except NotImplementedError:
             out_shape = _shape_of(self._dummy_call(shapes))
-        first = next(x for x in _flatten(inputs) if isinstance(x, KerasTensor))
+        first = next(x for x in tree.flatten(inputs) if isinstance(x, KerasTensor))
         dtype = self.dtype if backend.is_float_dtype(self.dtype) else first.dtype
 
         def is_shape(s: Any) -> bool:
@@ -1126,15 +955,36 @@ class Layer(nn.Module, metaclass=_LayerType):
         is_single = isinstance(input_shape, tuple) and all(
             d is None or isinstance(d, int) for d in input_shape
         )
-        dummy = zeros(input_shape) if is_single else _map_structure_shapes(zeros, input_shape)
+        dummy = zeros(input_shape) if is_single else tree.map_shape_structure(zeros, input_shape)
         with torch.no_grad():
             out = self(dummy)
-        return _map_structure(
+        return tree.map_structure(
             lambda t: t,
             _replace_batch(out, input_shape),
         )
 
     # ------------------------------------------------------------------ config
+    def get_build_config(self) -> dict | None:
+        """`{"input_shape": ...}`: the shape the layer was built for (None until built).
+
+        Saved beside the config, so that `build_from_config` recreates the weights
+        before they are loaded.
+        """
+        shape = self.__dict__.get("_build_input_shape")
+        if self.built and shape is not None:
+            return {"input_shape": shape}
+        return None
+
+    def build_from_config(self, config: dict) -> None:
+        """Builds the layer from what `get_build_config` returned (as loading does)."""
+        if not config or self.built:
+            return
+        if config.get("input_shape") is not None:
+            self.build_on_device(_shape_from_json(config["input_shape"]), None)
+        elif config.get("shapes_dict"):
+            self.build(**_shape_from_json(config["shapes_dict"]))
+            self.built = True
+
     def get_config(self) -> dict:
         """The constructor arguments that recreate this layer (weights excluded).
 
@@ -1149,7 +999,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             "dtype": backend.serialize_dtype_policy(self.dtype),
         }
         if self.activity_regularizer is not None:
-            from birnn import regularizers  # noqa: PLC0415
+            from birnn import regularizers
 
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         arguments = self.__dict__.get("_auto_config")
@@ -1171,6 +1021,17 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def _shape_from_json(value: Any) -> Any:
+    """JSON lists back to shape tuples (a list of shapes stays a list)."""
+    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, int) for v in value):
+        return tuple(value)
+    if isinstance(value, (list, tuple)):
+        return [_shape_from_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shape_from_json(v) for k, v in value.items()}
+    return value
 
 
 def _is_plain_value(value: Any) -> bool:
@@ -1198,17 +1059,6 @@ def _marking_built(build: Any) -> Any:
     return build_and_mark
 
 
-def _map_structure_shapes(fn, structure: Any) -> Any:
-    """Maps `fn` over the shape tuples of a nested structure of shapes."""
-    if structure is None:
-        return None
-    if isinstance(structure, tuple) and all(d is None or isinstance(d, int) for d in structure):
-        return fn(structure)
-    if isinstance(structure, dict):
-        return {k: _map_structure_shapes(fn, v) for k, v in structure.items()}
-    return type(structure)(_map_structure_shapes(fn, s) for s in structure)
-
-
 def _replace_batch(outputs: Any, input_shape: Any) -> Any:
     """Marks the batch axis of dummy outputs as unknown when the input's was."""
     first = input_shape
@@ -1226,7 +1076,7 @@ def _replace_batch(outputs: Any, input_shape: Any) -> Any:
             shape = (None, *shape[1:])
         return _ShapeOnly(shape)
 
-    return _map_structure(fix, outputs)
+    return tree.map_structure(fix, outputs)
 
 
 class _ShapeOnly:
@@ -1234,16 +1084,6 @@ class _ShapeOnly:
 
     def __init__(self, shape: tuple) -> None:
         self.shape = shape
-
-
-def flatten_structure(structure: Any) -> list:
-    """Flattens nested lists/tuples/dicts into a list of leaves."""
-    return _flatten(structure)
-
-
-def map_structure(fn, structure: Any) -> Any:
-    """Applies `fn` to every leaf of a nested structure."""
-    return _map_structure(fn, structure)
 
 
 def is_torch_leaf(module: nn.Module) -> bool:

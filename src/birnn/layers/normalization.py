@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from birnn import constraints, initializers, regularizers
-from birnn.layers.layer import InputSpec, Layer, get_argument
+from birnn.layers.arguments import get_argument
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 
 
 def _check_float(layer: str, name: str, value: Any) -> float:

@@ -17,7 +17,8 @@ import torch
 
 from birnn.layers._arguments import int_tuple, padding_mode
 from birnn.layers.core import _standardize_data_format
-from birnn.layers.layer import InputSpec, Layer
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 from birnn.ops import conv as conv_ops
 
 

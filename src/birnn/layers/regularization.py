@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from birnn.layers.core import Dropout
-from birnn.layers.layer import InputSpec, Layer
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 
 
 class SpatialDropout1D(Dropout):

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from birnn.layers._arguments import int_tuple, standardize_data_format
 from birnn.layers.core import _check_positive_int
-from birnn.layers.layer import InputSpec, Layer
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 
 
 class Reshape(Layer):

@@ -107,21 +107,26 @@ def serialize_layer(layer: Any) -> dict | None:
         "config": layer.get_config(),
         "registered_name": None if public else registered_name(cls),
     }
-    build_config = _build_config(layer)
+    build_config = build_config_of(layer)
     if build_config is not None:
         out["build_config"] = build_config
     return out
 
 
-def _build_config(layer: Any) -> dict | None:
-    """`layer.get_build_config()`, else the shape its first call built it for."""
-    get_build_config = getattr(layer, "get_build_config", None)
-    if callable(get_build_config):
-        return get_build_config()
-    shape = getattr(layer, "_build_input_shape", None)
-    if getattr(layer, "built", False) and shape is not None:
-        return {"input_shape": shape}
-    return None
+def build_config_of(obj: Any) -> dict | None:
+    """`obj.get_build_config()` for objects that have one (layers, models), else None."""
+    get_build_config = getattr(obj, "get_build_config", None)
+    return get_build_config() if callable(get_build_config) else None
+
+
+def build_from_config(obj: Any, build_config: dict | None) -> None:
+    """Builds a freshly deserialized `obj` from the `build_config` saved beside its config."""
+    if not build_config or getattr(obj, "built", True):
+        return
+    build = getattr(obj, "build_from_config", None)
+    if callable(build):
+        build(build_config)
+        obj.built = True
 
 
 def get_layer_class(name: str, custom_objects: dict | None = None) -> type | None:
@@ -130,7 +135,7 @@ def get_layer_class(name: str, custom_objects: dict | None = None) -> type | Non
         return custom_objects[name]
     if name in _LAYER_CLASSES:
         return _LAYER_CLASSES[name]
-    from birnn import _registry  # noqa: PLC0415
+    from birnn import _registry
 
     if inspect.isclass(_registry.CUSTOM_OBJECTS.get(name)):
         return _registry.CUSTOM_OBJECTS[name]
@@ -187,22 +192,5 @@ def deserialize_layer(config: Any, custom_objects: dict | None = None) -> Any:
         layer = from_config(inner, custom_objects=custom_objects)
     else:
         layer = from_config(inner)
-    build_config = config.get("build_config")
-    if build_config and not getattr(layer, "built", False):
-        build_from_config = getattr(layer, "build_from_config", None)
-        if callable(build_from_config):
-            build_from_config(build_config)
-        elif build_config.get("input_shape") is not None:
-            layer.build(_to_shape(build_config["input_shape"]))
-            layer.built = True
-            layer._build_input_shape = _to_shape(build_config["input_shape"])
+    build_from_config(layer, config.get("build_config"))
     return layer
-
-
-def _to_shape(value: Any) -> Any:
-    """JSON lists back to shape tuples (a list of shapes stays a list)."""
-    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, int) for v in value):
-        return tuple(value)
-    if isinstance(value, (list, tuple)):
-        return [_to_shape(v) for v in value]
-    return value

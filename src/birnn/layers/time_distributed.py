@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from birnn.layers.layer import map_structure
+from birnn import tree
 from birnn.layers.wrapper import Wrapper
 
 
@@ -83,4 +83,4 @@ class TimeDistributed(Wrapper):
             kwargs["mask"] = mask.reshape(batch * steps, *mask.shape[2:])
         flat = inputs.reshape(batch * steps, *inputs.shape[2:])
         outputs = self.layer(flat, **kwargs)
-        return map_structure(lambda y: y.reshape(batch, steps, *y.shape[1:]), outputs)
+        return tree.map_structure(lambda y: y.reshape(batch, steps, *y.shape[1:]), outputs)

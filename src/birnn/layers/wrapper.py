@@ -45,15 +45,7 @@ class Wrapper(Layer):
 
     def _build_wrapped(self, input_shape: Any) -> None:
         """Builds the wrapped layer for `input_shape`, on this layer's build device."""
-        if self.layer.built:
-            return
-        self.layer._build_device = self._build_device
-        try:
-            self.layer.build(input_shape)
-        finally:
-            self.layer._build_device = None
-        self.layer.built = True
-        self.layer._build_input_shape = input_shape
+        self.layer.build_on_device(input_shape, self._build_device)
 
     def build(self, input_shape: Any) -> None:
         self._build_wrapped(input_shape)

@@ -6,10 +6,10 @@ import json
 from collections.abc import Callable
 from typing import Any, cast
 
+from birnn import tree
 from birnn.keras_tensor import KerasTensor
 from birnn.layers.input_layer import Input, InputLayer
-from birnn.layers.layer import Layer, flatten_structure, map_structure
-from birnn.models.functional import flatten_io
+from birnn.layers.layer import Layer
 from birnn.models.model import Model
 from birnn.models.sequential import Sequential
 
@@ -65,7 +65,7 @@ def clone_model(
     if recursive:
         plain = clone
 
-        def clone(layer: Layer) -> Layer:  # noqa: F811  (the recursive variant)
+        def clone(layer: Layer) -> Layer:
             if isinstance(layer, Model) and layer.inputs is not None:
                 return clone_model(layer, clone_function=plain, recursive=True)
             return plain(layer)
@@ -96,7 +96,7 @@ def _clone_sequential(model: Sequential, input_tensors: Any, clone: Callable) ->
 def _clone_functional(
     model: Model, input_tensors: Any, clone: Callable, call_function: Callable | None
 ) -> Model:
-    graph, old_inputs = model._graph, model.inputs
+    graph, old_inputs = model.functional_graph, model.inputs
     assert graph is not None and old_inputs is not None  # a functional model
     if input_tensors is None:
         new_inputs = [
@@ -105,7 +105,7 @@ def _clone_functional(
             for t in old_inputs
         ]
     else:
-        new_inputs = list(flatten_structure(input_tensors))
+        new_inputs = list(tree.flatten(input_tensors))
         if len(new_inputs) != len(old_inputs):
             raise ValueError(
                 f"clone_model: `input_tensors` must hold {len(old_inputs)} tensor(s), one "
@@ -129,16 +129,16 @@ def _clone_functional(
         layer = node.layer
         if id(layer) not in clones:
             clones[id(layer)] = clone(layer)
-        args = map_structure(swap, list(node.call_args))
-        kwargs = {k: map_structure(swap, v) for k, v in node.call_kwargs.items()}
+        args = tree.map_structure(swap, list(node.call_args))
+        kwargs = {k: tree.map_structure(swap, v) for k, v in node.call_kwargs.items()}
         if call_function is not None:
             outputs = call_function(clones[id(layer)], *args, **kwargs)
         else:
             outputs = clones[id(layer)](*args, **kwargs)
-        for old, new in zip(node.flat_outputs, flatten_io(outputs)):
+        for old, new in zip(node.flat_outputs, tree.flatten(outputs)):
             mapping[id(old)] = new
-    inputs = map_structure(swap, model.input)
-    outputs = map_structure(swap, model.output)
+    inputs = tree.map_structure(swap, model.input)
+    outputs = tree.map_structure(swap, model.output)
     return Model(inputs, outputs, name=model.name, trainable=model.trainable)
 
 
@@ -152,6 +152,6 @@ def model_from_json(json_string: str, custom_objects: dict | None = None) -> Mod
     >>> model_from_json(model.to_json()).output_shape
     (None, 4)
     """
-    from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import deserialize_keras_object
 
     return deserialize_keras_object(json.loads(json_string), custom_objects=custom_objects)

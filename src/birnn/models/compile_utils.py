@@ -17,6 +17,7 @@ import torch
 
 from birnn import losses as losses_module
 from birnn import metrics as metrics_module
+from birnn import tree
 
 
 def _is_config(value: Any) -> bool:
@@ -29,13 +30,7 @@ def _is_single_loss(loss: Any) -> bool:
 
 def _flat_spec(value: Any) -> list:
     """The leaves of a nested compile argument (a serialized object is one leaf)."""
-    if _is_config(value):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [leaf for item in value for leaf in _flat_spec(item)]
-    if isinstance(value, dict):
-        return _flat_spec([value[k] for k in sorted(value)])
-    return [value]
+    return tree.flatten(value, is_leaf=_is_config)
 
 
 def resolve_loss(identifier: Any, y_true: Any, y_pred: Any) -> losses_module.Loss | None:

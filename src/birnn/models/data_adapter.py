@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from birnn import backend
-from birnn.layers.layer import flatten_structure, map_structure
+from birnn import backend, tree
 
 
 def _is_array(x: Any) -> bool:
@@ -58,7 +57,7 @@ def to_tensors(structure: Any) -> Any:
         and all(isinstance(v, (int, float, bool)) for v in structure)
     ):
         return _to_tensor(structure)
-    return map_structure(_to_tensor, structure)
+    return tree.map_structure(_to_tensor, structure)
 
 
 def to_device(structure: Any, device: torch.device | None) -> Any:
@@ -71,11 +70,11 @@ def to_device(structure: Any, device: torch.device | None) -> Any:
             return x.to(device, non_blocking=True)
         return x
 
-    return map_structure(move, structure)
+    return tree.map_structure(move, structure)
 
 
 def _lengths(structure: Any) -> list[int]:
-    return [int(t.shape[0]) for t in flatten_structure(structure) if isinstance(t, torch.Tensor)]
+    return [int(t.shape[0]) for t in tree.flatten(structure) if isinstance(t, torch.Tensor)]
 
 
 def check_cardinality(x: Any, y: Any, sample_weight: Any) -> int:
@@ -145,7 +144,7 @@ def split_validation(x: Any, y: Any, sample_weight: Any, validation_split: float
         )
 
     def part(structure: Any, sl: slice) -> Any:
-        return map_structure(lambda t: t[sl] if isinstance(t, torch.Tensor) else t, structure)
+        return tree.map_structure(lambda t: t[sl] if isinstance(t, torch.Tensor) else t, structure)
 
     train = tuple(part(s, slice(0, split_at)) for s in (x, y, sample_weight))
     val = tuple(part(s, slice(split_at, None)) for s in (x, y, sample_weight))
@@ -206,10 +205,15 @@ class ArrayData:
                     t.index_select(0, idx.to(t.device)) if isinstance(t, torch.Tensor) else t
                 )
             yield (
-                map_structure(take, self.x),
-                map_structure(take, self.y),
-                map_structure(take, self.sample_weight),
+                tree.map_structure(take, self.x),
+                tree.map_structure(take, self.y),
+                tree.map_structure(take, self.sample_weight),
             )
+
+    @property
+    def num_steps(self) -> int:
+        """Batches per epoch (as for `IterableData`, whose count may be unknown)."""
+        return self.steps
 
     def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
         if not self._resume:
@@ -248,6 +252,7 @@ class IterableData:
 
     @property
     def num_steps(self) -> int | None:
+        """Batches per epoch: `steps` if given, else the source's length (None if unknown)."""
         if self.steps is not None:
             return self.steps
         return self._len

@@ -40,7 +40,10 @@ _OPERATIONS = {"NotEqual": NotEqual}
 
 
 def _is_functional(layer: Any) -> bool:
-    return getattr(layer, "_graph", None) is not None and type(layer).__name__ != "Sequential"
+    return (
+        getattr(layer, "functional_graph", None) is not None
+        and type(layer).__name__ != "Sequential"
+    )
 
 
 def _node_map(model: Any, io: bool = False) -> dict[tuple[int, int], int]:
@@ -49,11 +52,11 @@ def _node_map(model: Any, io: bool = False) -> dict[tuple[int, int], int]:
     Keras counts a nested functional model's calls from 1 in `input_layers`/
     `output_layers` (its own graph is node 0 there) but from 0 in `inbound_nodes`.
     """
-    keys = model._graph.node_keys
+    keys = model.functional_graph.node_keys
     mapping = {}
     for layer in model.layers:
         kept = 1 if io and _is_functional(layer) else 0
-        for node in getattr(layer, "_inbound_nodes", []):
+        for node in layer.inbound_nodes:
             if (layer, node.index) in keys:
                 mapping[(id(layer), node.index)] = kept
                 kept += 1
@@ -78,7 +81,7 @@ def _tensor_config(t: KerasTensor, mapping: dict) -> dict:
 
 
 def _serialize_args(value: Any, mapping: dict) -> Any:
-    from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import serialize_keras_object
 
     if isinstance(value, KerasTensor):
         return _tensor_config(value, mapping)
@@ -113,10 +116,10 @@ def _structure(struct: Any, fn) -> Any:
 
 def functional_config(model: Any) -> dict:
     """Keras's `get_config()` of a functional model."""
-    from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import serialize_keras_object
 
     mapping = _node_map(model)
-    keys = model._graph.node_keys
+    keys = model.functional_graph.node_keys
     layer_configs = []
     for layer in model.layers:
         config = serialize_keras_object(layer)
@@ -125,7 +128,7 @@ def functional_config(model: Any) -> dict:
             config.pop("build_config", None)  # Keras operations have no build step
         config["name"] = layer.name
         nodes = []
-        for node in getattr(layer, "_inbound_nodes", []):
+        for node in layer.inbound_nodes:
             if (layer, node.index) in keys:
                 data = _serialize_node(node, mapping)
                 if data is not None:
@@ -144,13 +147,13 @@ def functional_config(model: Any) -> dict:
         "name": model.name,
         "trainable": model.trainable,
         "layers": layer_configs,
-        "input_layers": _structure(model._inputs_struct, history),
-        "output_layers": _structure(model._outputs_struct, history),
+        "input_layers": _structure(model.input, history),
+        "output_layers": _structure(model.output, history),
     }
 
 
 def _deserialize_layer(layer_data: dict, custom_objects: dict | None) -> Any:
-    from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import deserialize_keras_object
 
     data = {k: v for k, v in layer_data.items() if k not in ("name", "inbound_nodes")}
     op = _OPERATIONS.get(str(data.get("class_name")))
@@ -171,7 +174,7 @@ def _lookup(
     layer = created[name]
     if io and _is_functional(layer):
         node_index -= 1
-    nodes = getattr(layer, "_inbound_nodes", [])
+    nodes = layer.inbound_nodes
     if node_index < 0:
         raise ValueError(f"Invalid functional model config: no node {node_index} of '{name}'.")
     if node_index >= len(nodes):
@@ -180,7 +183,7 @@ def _lookup(
 
 
 def _deserialize_value(value: Any, created: dict) -> Any:
-    from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+    from birnn.saving.serialization import deserialize_keras_object
 
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":

@@ -8,34 +8,21 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from birnn import backend
+from birnn import backend, tree
 from birnn.keras_tensor import KerasTensor
-from birnn.layers.layer import Layer, flatten_structure
-from birnn.models.functional import Graph, flatten_io, leaf_paths
+from birnn.layers.layer import Layer
+from birnn.models.functional import Graph
 from birnn.models.trainer import Trainer
 
 
-def _dedupe(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        if name in seen:
-            seen[name] += 1
-            out.append(f"{name}_{seen[name]}")
-        else:
-            seen[name] = 0
-            out.append(name)
-    return out
-
-
 def output_names_of(outputs: Any) -> list[str]:
-    """A name per flat output (in `flatten_io` order), used for losses and metrics.
+    """A name per flat output (in `tree.flatten` order), used for losses and metrics.
 
     A tensor's name is its layer's; under a dict, the key (a path like `"key/layer"`
     when the key holds several tensors). Repeated names get `_1`, `_2`... suffixes.
     """
     names = []
-    for path, tensor in zip(leaf_paths(outputs), flatten_io(outputs)):
+    for path, tensor in tree.flatten_with_path(outputs):
         layer_name = tensor._keras_history[0].name
         keys = [str(p) for p in path if isinstance(p, str)]
         if keys and isinstance(path[-1], str):
@@ -44,7 +31,8 @@ def output_names_of(outputs: Any) -> list[str]:
             names.append("/".join([*keys, layer_name]))
         else:
             names.append(layer_name)
-    return _dedupe(names)
+    unique = backend.NameCounter()
+    return [unique(name) for name in names]
 
 
 def standardize_input(
@@ -179,6 +167,12 @@ class Model(Trainer, Layer):
         return list(self._graph.flat_outputs) if self._graph is not None else None
 
     @property
+    def functional_graph(self) -> Graph | None:
+        """The recorded layer calls between `inputs` and `outputs` (None for a subclassed
+        model, or a `Sequential` model not built from an `Input`)."""
+        return self._graph
+
+    @property
     def input(self) -> Any:
         return self._inputs_struct if self._graph is not None else None
 
@@ -208,9 +202,9 @@ class Model(Trainer, Layer):
     def to_json(self, **kwargs: Any) -> str:
         """The model's serialized config as a JSON string (`json.dumps` keyword arguments
         pass through); `birnn.models.model_from_json` reads it back."""
-        import json  # noqa: PLC0415
+        import json
 
-        from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+        from birnn.saving.serialization import serialize_keras_object
 
         return json.dumps(serialize_keras_object(self), **kwargs)
 
@@ -250,7 +244,7 @@ class Model(Trainer, Layer):
         layer_range: Any = None,
     ) -> None:
         """Prints a table of the layers, their output shapes and parameter counts."""
-        from birnn.models.summary import print_summary  # noqa: PLC0415
+        from birnn.models.summary import print_summary
 
         print_summary(self, line_length, positions, print_fn, show_trainable)
 
@@ -284,12 +278,12 @@ class Model(Trainer, Layer):
                 raise ValueError(
                     f"Model '{self.name}' expects input keys {sorted(struct)}; missing {missing}."
                 )
-            return flatten_io({k: inputs[k] for k in struct})
+            return tree.flatten({k: inputs[k] for k in struct})
         if len(specs) == 1:
             if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
                 return [inputs[0]]
             return [inputs]
-        flat = flatten_io(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
+        flat = tree.flatten(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
         if len(flat) != len(specs):
             raise ValueError(
                 f"Model '{self.name}' expects {len(specs)} inputs {self.input_names}, but it "
@@ -312,7 +306,7 @@ class Model(Trainer, Layer):
             for i, (s, x) in enumerate(zip(specs, flat))
         ]
         if mask is not None:
-            masks = flatten_structure(mask) if isinstance(mask, (list, tuple)) else [mask]
+            masks = tree.flatten(mask) if isinstance(mask, (list, tuple)) else [mask]
             for value, m in zip(values, masks):
                 if m is not None and value is not None:
                     value._keras_mask = m
@@ -322,7 +316,7 @@ class Model(Trainer, Layer):
         if self._graph is None:
             return Layer.compute_output_spec(self, *args, **kwargs)
         batch = None
-        first = next((t for t in flatten_structure(args[0]) if isinstance(t, KerasTensor)), None)
+        first = next((t for t in tree.flatten(args[0]) if isinstance(t, KerasTensor)), None)
         if first is not None and first.shape:
             batch = first.shape[0]
 
@@ -330,22 +324,19 @@ class Model(Trainer, Layer):
             shape = (batch, *t.shape[1:]) if t.shape else t.shape
             return KerasTensor(shape, dtype=t.dtype)
 
-        from birnn.layers.layer import map_structure  # noqa: PLC0415
-
-        return map_structure(fresh, self._graph.outputs)
+        return tree.map_structure(fresh, self._graph.outputs)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if self._graph is None:
             return Layer.compute_output_shape(self, input_shape)
-        from birnn.layers.layer import map_structure  # noqa: PLC0415
 
-        return map_structure(lambda t: t.shape, self._graph.outputs)
+        return tree.map_structure(lambda t: t.shape, self._graph.outputs)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         """Keras's config: the graph for functional models, the base keys otherwise."""
         if self._graph is not None:
-            from birnn.models.functional_config import functional_config  # noqa: PLC0415
+            from birnn.models.functional_config import functional_config
 
             return functional_config(self)
         return {"name": self.name, "trainable": self.trainable}
@@ -354,7 +345,7 @@ class Model(Trainer, Layer):
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
         """Rebuilds a model from `get_config()` (Keras's functional format included)."""
         if "layers" in config and "input_layers" in config and "output_layers" in config:
-            from birnn.models.functional_config import functional_from_config  # noqa: PLC0415
+            from birnn.models.functional_config import functional_from_config
 
             return functional_from_config(cls, config, custom_objects)
         return cls(**config)
@@ -373,10 +364,10 @@ class Model(Trainer, Layer):
         """What `compile()` was given, serialized as Keras writes it (`{}` if not compiled)."""
         if not self.compiled:
             return {}
-        from birnn import losses, metrics, optimizers  # noqa: PLC0415
+        from birnn import losses, metrics, optimizers
 
         cfg = self._compile_config
-        if any(losses.is_torch_loss(v) for v in flatten_structure(cfg["loss"])):
+        if any(losses.is_torch_loss(v) for v in tree.flatten(cfg["loss"])):
             warnings.warn(
                 f"Model '{self.name}' was compiled with a PyTorch loss, which has no Keras "
                 "config: the file is written without its compile config (weights and "
@@ -409,7 +400,7 @@ class Model(Trainer, Layer):
         """Compiles from `get_compile_config()`'s output (or Keras's)."""
         if not config:
             return
-        from birnn import losses, metrics, optimizers  # noqa: PLC0415
+        from birnn import losses, metrics, optimizers
 
         def de(value: Any, module: Any) -> Any:
             if value is None or isinstance(value, str):
@@ -432,17 +423,22 @@ class Model(Trainer, Layer):
         )
 
     # ------------------------------------------------------------------ saving
-    def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
+    def save(
+        self, filepath: Any, overwrite: bool = True, zipped: bool | None = None, **kwargs: Any
+    ) -> None:
         """Saves the model as a Keras 3 `.keras` file (loadable by Keras and birnn).
 
+        Arguments as `birnn.saving.save_model`'s (Keras's): `overwrite`, `zipped`,
+        `include_optimizer` (legacy `.h5` only); other keywords raise `ValueError`.
         Under a distribution, every process may call it: process 0 writes the file
         and every process returns once it is complete.
         """
-        from birnn.distribution.runtime import run_on_primary  # noqa: PLC0415
-        from birnn.saving.keras_file import save_model  # noqa: PLC0415
+        from birnn.distribution.runtime import run_on_primary
+        from birnn.saving.keras_file import save_model
 
         run_on_primary(
-            f"saving {filepath}", lambda: save_model(self, filepath, overwrite=overwrite)
+            f"saving {filepath}",
+            lambda: save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs),
         )
 
     def export(
@@ -504,14 +500,14 @@ class Model(Trainer, Layer):
         >>> np.allclose(y, model.predict(x, verbose=0), atol=1e-5)
         True
         """
-        from birnn.saving.export import export_model  # noqa: PLC0415
+        from birnn.saving.export import export_model
 
         export_model(self, filepath, format, verbose, input_signature, **kwargs)
 
     def save_weights(self, filepath: Any, overwrite: bool = True) -> None:
         """Saves the weights as a Keras 3 `.weights.h5` file (once, as `save` does)."""
-        from birnn.distribution.runtime import run_on_primary  # noqa: PLC0415
-        from birnn.saving.weights_file import save_weights  # noqa: PLC0415
+        from birnn.distribution.runtime import run_on_primary
+        from birnn.saving.weights_file import save_weights
 
         run_on_primary(
             f"saving {filepath}", lambda: save_weights(self, filepath, overwrite=overwrite)
@@ -534,7 +530,7 @@ class Model(Trainer, Layer):
                 f"Model '{self.name}': load_weights() got unexpected keyword arguments "
                 f"{sorted(kwargs)} (it takes `filepath` and `skip_mismatch`)."
             )
-        from birnn.saving.weights_file import load_weights  # noqa: PLC0415
+        from birnn.saving.keras_file import load_weights
 
         load_weights(self, filepath, skip_mismatch=bool(skip_mismatch))
 

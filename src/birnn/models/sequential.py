@@ -6,10 +6,10 @@ from typing import Any, cast
 
 from torch import nn
 
-from birnn import backend
+from birnn import backend, tree
 from birnn.keras_tensor import KerasTensor
 from birnn.layers.input_layer import InputLayer
-from birnn.layers.layer import Layer, flatten_structure
+from birnn.layers.layer import Layer
 from birnn.models.functional import Graph
 from birnn.models.model import Model, output_names_of, standardize_input
 
@@ -167,7 +167,7 @@ class Sequential(Model):
     def _maybe_build(self, inputs: Any) -> None:
         if self.built:
             return
-        tensors = flatten_structure(inputs)
+        tensors = tree.flatten(inputs)
         if len(tensors) == 1 and hasattr(tensors[0], "shape"):
             x = tensors[0]
             dtype = backend.standardize_dtype(x.dtype)
@@ -209,7 +209,7 @@ class Sequential(Model):
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         """Keras's Sequential config: `layers` (InputLayer first) and `build_input_shape`."""
-        from birnn.saving.serialization import serialize_keras_object  # noqa: PLC0415
+        from birnn.saving.serialization import serialize_keras_object
 
         config = {
             "name": self.name,
@@ -223,7 +223,7 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config: Any, custom_objects: dict | None = None) -> Sequential:
-        from birnn.saving.serialization import deserialize_keras_object  # noqa: PLC0415
+        from birnn.saving.serialization import deserialize_keras_object
 
         if isinstance(config, list):
             config = {"layers": config}

@@ -47,8 +47,8 @@ def _count(weights: list) -> tuple[int, int]:
 
 
 def _layer_output(model: Any, layer: Any) -> Any:
-    nodes = getattr(layer, "_inbound_nodes", None) or []
-    graph = getattr(model, "_graph", None)
+    nodes = layer.inbound_nodes
+    graph = getattr(model, "functional_graph", None)
     keys = graph.node_keys if graph is not None else None
     outs = [n.outputs for n in nodes if keys is None or (n.layer, n.index) in keys]
     if not outs:
@@ -57,11 +57,11 @@ def _layer_output(model: Any, layer: Any) -> Any:
 
 
 def _connections(model: Any, layer: Any) -> str:
-    graph = getattr(model, "_graph", None)
+    graph = getattr(model, "functional_graph", None)
     if graph is None:
         return ""
     parts = []
-    for node in getattr(layer, "_inbound_nodes", []):
+    for node in layer.inbound_nodes:
         if (node.layer, node.index) not in graph.node_keys:
             continue
         for t in node.dependencies:
@@ -111,7 +111,7 @@ def _optimizer_size(model: Any) -> tuple[int, int]:
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not getattr(model, "compiled", False):
         return 0, 0
-    from birnn.optimizers import Optimizer  # noqa: PLC0415
+    from birnn.optimizers import Optimizer
 
     if isinstance(optimizer, Optimizer):
         if not optimizer.built or not optimizer.iterations:
@@ -142,26 +142,19 @@ def print_summary(
 ) -> None:
     """Prints (or hands to `print_fn`) the summary table of `model`."""
     if print_fn is None:
-        from birnn.distribution.data_parallel import is_primary  # noqa: PLC0415
+        from birnn.distribution.data_parallel import is_primary
 
         print_fn = print if is_primary() else _print_nothing
-    graph = getattr(model, "_graph", None)
+    graph = getattr(model, "functional_graph", None)
     sequential_like = type(model).__name__ == "Sequential" or graph is None
     if not sequential_like and graph is not None:
         sequential_like = (
             all(
-                len(
-                    [
-                        n
-                        for n in getattr(layer, "_inbound_nodes", [])
-                        if (n.layer, n.index) in graph.node_keys
-                    ]
-                )
-                <= 1
+                len([n for n in layer.inbound_nodes if (n.layer, n.index) in graph.node_keys]) <= 1
                 and len(
                     [
                         t
-                        for n in layer._inbound_nodes
+                        for n in layer.inbound_nodes
                         if (n.layer, n.index) in graph.node_keys
                         for t in n.dependencies
                     ]

@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from birnn import backend
+from birnn import backend, tree
 from birnn import callbacks as callbacks_module
 from birnn import metrics as metrics_module
 from birnn import optimizers as optimizers_module
 from birnn.distribution import data_parallel as distribution_lib
 from birnn.distribution import runtime as distributed
-from birnn.layers.layer import Layer, flatten_structure, map_structure
+from birnn.layers.layer import Layer
 from birnn.models import data_adapter
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
-from birnn.models.functional import flatten_io, leaf_paths
 
 
 def _in_mode(training: bool):
@@ -64,10 +63,6 @@ def _resolve_verbose(verbose: Any) -> int:
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: {verbose!r}")
     return int(verbose) if distribution_lib.is_primary() else 0
-
-
-def _is_sequence_of_tensors(x: Any) -> bool:
-    return isinstance(x, (list, tuple))
 
 
 class Trainer:
@@ -218,7 +213,7 @@ class Trainer:
         struct = graph.outputs if graph is not None else y_pred
         if struct is None:
             return (list(names) if names else ["output"]), None
-        paths = leaf_paths(struct)
+        paths = [path for path, _ in tree.flatten_with_path(struct)]
         if graph is None or not names:
             if len(paths) == 1:
                 names = ["output"]
@@ -245,7 +240,7 @@ class Trainer:
         dict keyed by output name, or be a single array for a single output.
         """
         names, groups = self._output_layout(y_pred)
-        flat_pred = flatten_io(y_pred)
+        flat_pred = tree.flatten(y_pred)
         n = len(flat_pred)
         if y is None:
             flat_true = [None] * n
@@ -256,7 +251,7 @@ class Trainer:
                 flat_true = []
                 for key in groups:
                     value = y.get(key)
-                    leaves = flatten_io(value) if value is not None else []
+                    leaves = tree.flatten(value) if value is not None else []
                     flat_true.extend(leaves or [None] * len(groups[key]))
             elif n == 1 and len(y) == 1:
                 flat_true = list(y.values())
@@ -267,7 +262,7 @@ class Trainer:
                     f"{names}."
                 )
         elif isinstance(y, (list, tuple)):
-            flat_true = flatten_io(y) if n > 1 else list(y)
+            flat_true = tree.flatten(y) if n > 1 else list(y)
         else:
             flat_true = [y]
         if len(flat_true) != n:
@@ -322,12 +317,12 @@ class Trainer:
                 by_name: dict[str, Any] = {}
                 for key, members in groups.items():
                     value = sample_weight.get(key)
-                    leaves = flatten_io(value) if isinstance(value, (list, tuple)) else None
+                    leaves = tree.flatten(value) if isinstance(value, (list, tuple)) else None
                     by_name.update(zip(members, leaves or [value] * len(members)))
                 return [by_name.get(name) for name in names]
             return [sample_weight.get(name) for name in names]
         if isinstance(sample_weight, (list, tuple)) and n > 1:
-            return flatten_io(sample_weight)
+            return tree.flatten(sample_weight)
         return [sample_weight] * n
 
     def _update_metrics(
@@ -434,7 +429,7 @@ class Trainer:
         return callbacks_module.LazyLogs(self._logs)
 
     def _batch_size_of(self, x: Any) -> int:
-        for t in flatten_structure(x):
+        for t in tree.flatten(x):
             if isinstance(t, torch.Tensor) and t.dim() > 0:
                 return int(t.shape[0])
         return 1
@@ -570,7 +565,7 @@ class Trainer:
                     False,
                     validation_steps,
                 )
-        steps = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        steps = data.num_steps
         runtime = distributed.begin(self)
         train_step: Callable[[Any, Any, Any], Any] = self.train_step
         if runtime is not None:
@@ -677,7 +672,7 @@ class Trainer:
         self._assert_compiled("evaluate")
         verbose = _resolve_verbose(verbose)
         data = data_adapter.make_data(x, y, sample_weight, batch_size, False, steps)
-        num = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        num = data.num_steps
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )
@@ -727,7 +722,7 @@ class Trainer:
         """
         verbose = _resolve_verbose(verbose)
         data = data_adapter.make_data(x, None, None, batch_size, False, steps)
-        num = data.steps if isinstance(data, data_adapter.ArrayData) else data.num_steps
+        num = data.num_steps
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )
@@ -742,7 +737,7 @@ class Trainer:
             cbs.on_predict_batch_begin(step)
             out = predict_step(data_adapter.to_device(bx, device))
             outputs.append(
-                map_structure(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, out)
+                tree.map_structure(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, out)
             )
             cbs.on_predict_batch_end(step, {"outputs": out})
         cbs.on_predict_end()

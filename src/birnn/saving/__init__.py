@@ -1,8 +1,10 @@
 """Config serialization and Keras-format `.keras` / `.weights.h5` files.
 
 - `serialization`: Keras 3 configs <-> birnn objects, `register_keras_serializable`.
-- `weights_file`: the HDF5 weights layout Keras 3 uses (`save_weights`/`load_weights`).
-- `keras_file`: the `.keras` zip (`save_model`/`load_model`).
+- `weights_file`: the HDF5 weights layout Keras 3 uses (`save_weights`).
+- `archive`: the `.keras` zip's members, read and checked, or written.
+- `legacy_h5`: Keras 2's HDF5 model and weights files.
+- `keras_file`: `save_model`/`load_model`/`load_weights`, whatever the file's format.
 - `operations`: the Keras operations Keras records in functional configs to carry masks.
 - `export`: routes to `torch.export` / TorchScript for serving.
 """
@@ -21,7 +23,7 @@ _NAMES = {
     "save_model": "birnn.saving.keras_file",
     "load_model": "birnn.saving.keras_file",
     "save_weights": "birnn.saving.weights_file",
-    "load_weights": "birnn.saving.weights_file",
+    "load_weights": "birnn.saving.keras_file",
     "export_for_serving": "birnn.saving.export",
     "SavingError": "birnn.saving.errors",
     "FileFormatError": "birnn.saving.errors",

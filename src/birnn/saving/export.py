@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from birnn import tree
+
 _FORMATS = ("onnx", "torch")
 _KERAS_ONLY_FORMATS = ("tf_saved_model", "litert", "openvino")
 _EXAMPLE_SIZES = (2, 3)  # batch, then any other free axis, for tracing only
@@ -139,7 +141,7 @@ def _free_axes(model: nn.Module, inputs: tuple[torch.Tensor, ...], batch: bool) 
     The batch axis if `batch`; for a model with a functional graph, also every
     other axis its `Input` leaves as `None` (the time axis of sequences).
     """
-    graph = getattr(model, "_graph", None)
+    graph = getattr(model, "functional_graph", None)
     specs = graph.flat_inputs if graph is not None else [None] * len(inputs)
     axes = []
     for spec in specs:
@@ -203,7 +205,7 @@ class _Spec:
 def _signature(model: nn.Module, input_signature: Any) -> list[_Spec]:
     """One `_Spec` per flat model input, from `input_signature` or the model's `Input`s."""
     if input_signature is None:
-        graph = getattr(model, "_graph", None)
+        graph = getattr(model, "functional_graph", None)
         if graph is None:
             raise ValueError(
                 f"Model '{model.name}' has no `Input` to read shapes from (a subclassed "
@@ -211,10 +213,9 @@ def _signature(model: nn.Module, input_signature: Any) -> list[_Spec]:
                 "e.g. [birnn.layers.InputSpec(shape=(None, None, 10))]."
             )
         return [_Spec(t.shape, t.dtype) for t in graph.flat_inputs]
-    from birnn.models.functional import flatten_io  # noqa: PLC0415
 
     items = (
-        flatten_io(input_signature)
+        tree.flatten(input_signature)
         if isinstance(input_signature, (list, tuple, dict))
         else [input_signature]
     )
@@ -273,8 +274,8 @@ def export_model(
     specs = _signature(model, input_signature)
     path = Path(filepath)
     if format == "onnx":
-        from birnn.saving import onnx_export  # noqa: PLC0415
-        from birnn.saving.onnx_graph import OPSET, require_onnx  # noqa: PLC0415
+        from birnn.saving import onnx_export
+        from birnn.saving.onnx_graph import OPSET, require_onnx
 
         onnx = require_onnx()
         proto = onnx_export.model_to_onnx(model, specs, list(getattr(model, "output_names", [])))

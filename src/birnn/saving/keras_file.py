@@ -44,13 +44,13 @@ import datetime
 import io
 import json
 import os
+import warnings
 import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 import h5py
 
-from birnn.saving import atomic, legacy_h5, weights_file
+from birnn.saving import archive, legacy_h5, weights_file
 from birnn.saving.errors import FileFormatError, SavingError
 from birnn.saving.serialization import (
     deserialize_keras_object,
@@ -58,30 +58,12 @@ from birnn.saving.serialization import (
     serialize_keras_object,
 )
 
-KERAS_FORMAT_VERSION = "3.15.1"
-"""The Keras version whose `.keras` format birnn writes."""
-
-CONFIG_FILENAME = "config.json"
-METADATA_FILENAME = "metadata.json"
-WEIGHTS_FILENAME = "model.weights.h5"
-_BOMB_FLOOR_BYTES = 1 << 32
-_BOMB_RATIO = 100
-
-
-@dataclass
-class Archive:
-    """The parsed members of a `.keras` file."""
-
-    config: dict
-    metadata: dict
-    weights: bytes
-
 
 def _metadata() -> dict:
-    from birnn import __version__  # noqa: PLC0415
+    from birnn import __version__
 
     return {
-        "keras_version": KERAS_FORMAT_VERSION,
+        "keras_version": archive.KERAS_FORMAT_VERSION,
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         "birnn_version": __version__,
     }
@@ -92,7 +74,13 @@ def model_to_json(model: Any) -> str:
     return json.dumps(serialize_keras_object(model))
 
 
-def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+def save_model(
+    model: Any,
+    filepath: str | os.PathLike,
+    overwrite: bool = True,
+    zipped: bool | None = None,
+    **kwargs: Any,
+) -> None:
     """Saves `model` (config, compile config, weights) as a Keras 3 `.keras` file (or,
     for a `.h5`/`.hdf5` path, in the legacy HDF5 format, as Keras 3 does).
 
@@ -103,9 +91,15 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
         model: A built birnn `Model` or `Sequential`.
         filepath: Destination; must end in `.keras`.
         overwrite: If `False`, an existing file is an error.
+        zipped: `None` or `True`: a zipped `.keras` archive. Keras's `False` (an
+            unzipped directory) is not supported.
+        **kwargs: Keras's other keywords: `include_optimizer` (for a legacy `.h5`
+            file; a `.keras` file always holds the optimizer, as in Keras) and the
+            deprecated `save_format` (the format follows the file name).
 
     Raises:
-        ValueError: a name without the `.keras` suffix.
+        ValueError: a name without the `.keras` suffix, `zipped=False`, or a
+            keyword Keras does not take (Keras raises `ValueError` too).
         FileExistsError: when `overwrite=False` and the file exists.
 
     Examples:
@@ -121,9 +115,28 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
     >>> bool(np.allclose(model.predict(x, verbose=0), restored.predict(x, verbose=0)))
     True
     """
+    unknown = sorted(set(kwargs) - {"include_optimizer", "save_format"})
+    if unknown:
+        raise ValueError(
+            f"save_model: unexpected keyword arguments {unknown}; it takes `filepath`, "
+            "`overwrite`, `zipped`, `include_optimizer` and `save_format`."
+        )
+    if zipped is False:
+        raise ValueError(
+            "save_model: zipped=False (an unzipped model directory) is not supported; "
+            "birnn writes zipped `.keras` files."
+        )
+    if "save_format" in kwargs:
+        warnings.warn(
+            "The `save_format` argument is deprecated in Keras 3 and ignored: the format "
+            f"follows the file name. Received: save_format={kwargs['save_format']!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     filepath = os.fspath(filepath)
     if legacy_h5.is_legacy_path(filepath):
-        legacy_h5.save_legacy_h5(model, filepath, overwrite=overwrite)
+        include_optimizer = bool(kwargs.get("include_optimizer", True))
+        legacy_h5.save_legacy_h5(model, filepath, overwrite, include_optimizer)
         return
     if not filepath.endswith(".keras"):
         raise ValueError(
@@ -134,81 +147,13 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
     config_json = model_to_json(model)
     weights = weights_file.weights_bytes(model)
-    with atomic.atomic_open(filepath) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr(METADATA_FILENAME, json.dumps(_metadata()))
-        zf.writestr(CONFIG_FILENAME, config_json)
-        zf.writestr(WEIGHTS_FILENAME, weights)
-
-
-def _read_member(zf: zipfile.ZipFile, name: str, filepath: str) -> bytes:
-    info = zf.getinfo(name)
-    if info.file_size > _BOMB_FLOOR_BYTES and info.file_size > _BOMB_RATIO * max(
-        info.compress_size, 1
-    ):
-        raise FileFormatError(
-            f"{filepath}: member '{name}' declares {info.file_size} bytes from "
-            f"{info.compress_size} compressed; refusing a decompression bomb."
-        )
-    return zf.read(name)
-
-
-def read_archive(filepath: str | os.PathLike) -> Archive:
-    """Reads and checks every member of a `.keras` file.
-
-    Raises:
-        FileNotFoundError: no such file.
-        FileFormatError: not a zip, truncated, or missing/corrupt members.
-    """
-    filepath = os.fspath(filepath)
-    if not os.path.exists(filepath):
-        raise FileNotFoundError(f"No such file: {filepath}")
-    try:
-        with zipfile.ZipFile(filepath, "r") as zf:
-            names = set(zf.namelist())
-            if CONFIG_FILENAME not in names:
-                raise FileFormatError(
-                    f"{filepath} is a zip archive but not a Keras 3 model: it has no "
-                    f"'{CONFIG_FILENAME}' (members: {sorted(names)[:5]})."
-                )
-            if WEIGHTS_FILENAME not in names:
-                if "model.weights.npz" in names:
-                    raise FileFormatError(
-                        f"{filepath} stores its weights as .npz; birnn reads the default "
-                        "h5 weights format only."
-                    )
-                raise FileFormatError(f"{filepath} has no '{WEIGHTS_FILENAME}' member.")
-            config_bytes = _read_member(zf, CONFIG_FILENAME, filepath)
-            metadata_bytes = (
-                _read_member(zf, METADATA_FILENAME, filepath)
-                if METADATA_FILENAME in names
-                else b"{}"
-            )
-            weights = _read_member(zf, WEIGHTS_FILENAME, filepath)
-    except FileFormatError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError) as e:
-        raise FileFormatError(
-            f"{filepath} is not a readable .keras file (truncated, corrupt, or not a "
-            f"zip archive): {e}"
-        ) from e
-    try:
-        config = json.loads(config_bytes)
-        metadata = json.loads(metadata_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FileFormatError(
-            f"{filepath}: config.json/metadata.json is not valid JSON: {e}"
-        ) from e
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise FileFormatError(f"{filepath}: config.json does not describe a Keras object.")
-    return Archive(
-        config=config, metadata=metadata if isinstance(metadata, dict) else {}, weights=weights
-    )
+    archive.write_archive(filepath, _metadata(), config_json, weights)
 
 
 def load_model(
     filepath: str | os.PathLike,
     custom_objects: dict[str, Any] | None = None,
-    compile: bool = True,  # noqa: A002  (Keras's argument name)
+    compile: bool = True,
     safe_mode: bool = True,
 ) -> Any:
     """Loads a `.keras` file written by Keras 3 or birnn, or a legacy HDF5 model file
@@ -251,8 +196,8 @@ def load_model(
                 f"{filepath} is neither a Keras 3 `.keras` archive nor a legacy HDF5 model "
                 "file (SavedModel directories are not supported)."
             )
-    archive = read_archive(filepath)
-    config = dict(archive.config)
+    contents = archive.read_archive(filepath)
+    config = dict(contents.config)
     if not compile:
         config["compile_config"] = None
     try:
@@ -260,5 +205,47 @@ def load_model(
             model = deserialize_keras_object(config, custom_objects, safe_mode=safe_mode)
     except SavingError as e:
         raise type(e)(f"{filepath}: {e}") from e
-    weights_file.load_h5(model, io.BytesIO(archive.weights), f"{filepath} ({WEIGHTS_FILENAME})")
+    weights_file.load_h5(
+        model, io.BytesIO(contents.weights), f"{filepath} ({archive.WEIGHTS_FILENAME})"
+    )
     return model
+
+
+def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = False) -> None:
+    """Loads weights saved by Keras 3 or birnn (`.weights.h5`, a `.keras` file's, or a
+    legacy HDF5 file's).
+
+    All arrays are read and checked against the model before any is assigned:
+    if anything is missing, extra or misshapen, the model is left unchanged.
+    With `skip_mismatch=True` (Keras's meaning), each layer or cell whose weights
+    do not fit is skipped instead, with a warning that lists them, and the rest is
+    loaded (legacy HDF5 weights load all or nothing).
+
+    Args:
+        model: A built birnn model (or layer).
+        filepath: A `.weights.h5` file, a `.keras` file (its weights are used) or
+            a legacy `.h5` file.
+        skip_mismatch: Skip the layers whose weights differ in count or shape.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FileFormatError: truncated, corrupt or foreign file.
+        WeightsMismatchError: the weights do not fit the model.
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"No such weights file: {filepath}")
+    if filepath.endswith(".keras"):
+        contents = archive.read_archive(filepath)
+        name = f"{filepath} ({archive.WEIGHTS_FILENAME})"
+        weights_file.load_h5(model, io.BytesIO(contents.weights), name, skip_mismatch)
+        return
+    if filepath.endswith(".weights.json"):
+        raise FileFormatError(
+            f"{filepath} is a sharded Keras weights manifest; birnn reads single-file "
+            "`.weights.h5` weights only."
+        )
+    if legacy_h5.holds_legacy_weights(filepath):
+        legacy_h5.load_legacy_weights(model, filepath)
+        return
+    weights_file.load_h5(model, filepath, filepath, skip_mismatch)

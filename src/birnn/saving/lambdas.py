@@ -94,7 +94,7 @@ def deserialize_lambda(
     Raises:
         SavingError: in safe mode (a `ValueError`), or for a malformed config.
     """
-    from birnn.saving.errors import SavingError  # noqa: PLC0415
+    from birnn.saving.errors import SavingError
 
     if in_safe_mode():
         raise SavingError(f"Requested the deserialization of {what}. {UNSAFE_HINT}")

@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 from birnn.saving import atomic, weights_file
+from birnn.saving.archive import KERAS_FORMAT_VERSION
 from birnn.saving.errors import FileFormatError, SavingError, WeightsMismatchError
 from birnn.saving.serialization import (
     deserialize_keras_object,
@@ -68,7 +69,7 @@ def _write_attribute(group: h5py.Group, name: str, values: list[str]) -> None:
 
 
 def _training_config(model: Any) -> dict | None:
-    from birnn import optimizers  # noqa: PLC0415
+    from birnn import optimizers
 
     config = serialize_keras_object(model).get("compile_config")
     if not config:
@@ -85,7 +86,12 @@ def _training_config(model: Any) -> dict | None:
     return out
 
 
-def save_legacy_h5(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+def save_legacy_h5(
+    model: Any,
+    filepath: str | os.PathLike,
+    overwrite: bool = True,
+    include_optimizer: bool = True,
+) -> None:
     """Writes `model` as a legacy HDF5 model file that Keras 3 and birnn load.
 
     The write is atomic (the old file stays until the new one is complete).
@@ -94,15 +100,15 @@ def save_legacy_h5(model: Any, filepath: str | os.PathLike, overwrite: bool = Tr
         model: A built birnn model.
         filepath: Destination ending in `.h5` or `.hdf5`.
         overwrite: If `False`, an existing file is an error.
+        include_optimizer: If `False`, the compile settings and the optimizer's
+            state are left out (as Keras does).
     """
-    from birnn.saving.keras_file import KERAS_FORMAT_VERSION  # noqa: PLC0415
-
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False.")
     config = serialize_keras_object(model)
     model_config = {"class_name": config["class_name"], "config": config["config"]}
-    training_config = _training_config(model)
+    training_config = _training_config(model) if include_optimizer else None
     with atomic.atomic_open(filepath) as target, h5py.File(target, "w") as f:
         f.attrs["keras_version"] = KERAS_FORMAT_VERSION
         f.attrs["backend"] = "torch"
@@ -176,6 +182,29 @@ def _upgrade_config(config: Any) -> Any:
     return out
 
 
+def holds_legacy_weights(filepath: str) -> bool:
+    """Whether `filepath` is an HDF5 file with legacy (Keras 2 layout) weights."""
+    if not h5py.is_hdf5(filepath):
+        return False
+    with weights_file.open_h5(filepath, filepath) as f:
+        keras3 = "vars" in f or "layers" in f
+        return not keras3 and ("model_weights" in f or "layer_names" in f.attrs)
+
+
+def load_legacy_weights(model: Any, filepath: str) -> None:
+    """Loads the weights of a legacy HDF5 file (a whole model's or weights only)."""
+    with weights_file.open_h5(filepath, filepath) as f:
+        try:
+            group = f["model_weights"] if "model_weights" in f else f
+            load_weights_from_group(model, group, filepath)
+        except (OSError, KeyError, RuntimeError) as e:
+            if isinstance(e, FileFormatError):
+                raise
+            raise FileFormatError(
+                f"{filepath} could not be read (truncated or corrupt): {e}"
+            ) from e
+
+
 def load_weights_from_group(model: Any, weights: h5py.Group, name: str) -> None:
     """Loads a legacy `model_weights` group (or a tf.keras-2 weights file's root) into
     `model`, matching layers that have weights by order; all or nothing."""
@@ -217,7 +246,7 @@ def load_weights_from_group(model: Any, weights: h5py.Group, name: str) -> None:
 
 
 def _compile_from_training_config(model: Any, training: dict, name: str) -> None:
-    from birnn import optimizers  # noqa: PLC0415
+    from birnn import optimizers
 
     optimizer_config = dict(training.get("optimizer_config") or {})
     optimizer = "rmsprop"
@@ -268,7 +297,7 @@ def _compile_from_training_config(model: Any, training: dict, name: str) -> None
 def load_legacy_h5(
     filepath: str | os.PathLike,
     custom_objects: dict | None = None,
-    compile: bool = True,  # noqa: A002  (Keras's argument name)
+    compile: bool = True,
     safe_mode: bool = True,
 ) -> Any:
     """Loads a legacy HDF5 model file written by Keras 3 or tf.keras 2.x.

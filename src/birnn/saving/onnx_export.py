@@ -60,7 +60,7 @@ def _pass_mask(layer: Any, mask: str | None) -> str | None:
 
 def _pointwise(b: GraphBuilder, layer: Any, x: str) -> str | None:
     """Layers that act on the last axis alone (so also inside `TimeDistributed`)."""
-    from birnn.layers.core import Activation, Dense, Dropout  # noqa: PLC0415
+    from birnn.layers.core import Activation, Dense, Dropout
 
     if _plain(layer, Dense):
         y = b.dense(x, layer.kernel, layer.bias)
@@ -73,7 +73,7 @@ def _pointwise(b: GraphBuilder, layer: Any, x: str) -> str | None:
 
 
 def _recurrent(b: GraphBuilder, layer: Any, x: str, mask: str | None) -> list[Value]:
-    from birnn.layers.rnn.bidirectional import Bidirectional  # noqa: PLC0415
+    from birnn.layers.rnn.bidirectional import Bidirectional
 
     if isinstance(layer, Bidirectional):
         forward, backward = layer.forward_layer, layer.backward_layer
@@ -117,12 +117,12 @@ def _recurrent(b: GraphBuilder, layer: Any, x: str, mask: str | None) -> list[Va
 
 def _convert(b: GraphBuilder, layer: Any, inputs: list[Value]) -> list[Value]:
     """One layer call: its output values (with masks) from its input values."""
-    from birnn.layers import core, merging, pooling  # noqa: PLC0415
-    from birnn.layers.rnn.bidirectional import Bidirectional  # noqa: PLC0415
-    from birnn.layers.rnn.rnn import RNN  # noqa: PLC0415
-    from birnn.layers.time_distributed import TimeDistributed  # noqa: PLC0415
-    from birnn.models.model import Model  # noqa: PLC0415
-    from birnn.models.sequential import Sequential  # noqa: PLC0415
+    from birnn.layers import core, merging, pooling
+    from birnn.layers.rnn.bidirectional import Bidirectional
+    from birnn.layers.rnn.rnn import RNN
+    from birnn.layers.time_distributed import TimeDistributed
+    from birnn.models.model import Model
+    from birnn.models.sequential import Sequential
 
     x, mask = inputs[0]
     pointwise = _pointwise(b, layer, x)
@@ -172,13 +172,13 @@ def _convert(b: GraphBuilder, layer: Any, inputs: list[Value]) -> list[Value]:
         return [(out, out_mask)]
     if _plain(layer, pooling.GlobalAveragePooling1D, pooling.GlobalMaxPooling1D):
         return [(_global_pooling(b, layer, x, mask), None)]
-    if _plain(layer, Sequential, Model) and layer._graph is not None:
-        return _run_graph(b, layer._graph, inputs)
+    if _plain(layer, Sequential, Model) and layer.functional_graph is not None:
+        return _run_graph(b, layer.functional_graph, inputs)
     raise _unsupported(layer)
 
 
 def _global_pooling(b: GraphBuilder, layer: Any, x: str, mask: str | None) -> str:
-    from birnn.layers import pooling  # noqa: PLC0415
+    from birnn.layers import pooling
 
     if layer.data_format != "channels_last" or layer.keepdims:
         raise _unsupported(layer, " with data_format='channels_first' or keepdims=True")
@@ -211,7 +211,7 @@ def _run_graph(b: GraphBuilder, graph: Any, inputs: list[Value]) -> list[Value]:
             return ("mask", env[id(source)][1])
         raise ValueError(f"ONNX export: no value for tensor {item!r}.")
 
-    for node in graph._run_nodes:
+    for node in graph.run_nodes:
         layer = node.layer
         extra = set(node.call_kwargs) - {"training", "mask"}
         if extra or len(node.call_args) != 1:

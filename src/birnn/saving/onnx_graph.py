@@ -21,7 +21,7 @@ INSTALL_HINT = "pip install birnn[export]"
 def require_onnx() -> Any:
     """The `onnx` module, or an `ImportError` naming the extra that installs it."""
     try:
-        import onnx  # noqa: PLC0415
+        import onnx
     except ImportError as error:
         raise ImportError(
             "Exporting to ONNX needs the `onnx` package, which is not installed. Install "
@@ -37,9 +37,9 @@ def activation_name(function: Any) -> str | None:
     >>> activation_name(activations.get("swish")), activation_name(lambda x: x)
     ('silu', None)
     """
-    import torch  # noqa: PLC0415
+    import torch
 
-    from birnn import activations  # noqa: PLC0415
+    from birnn import activations
 
     if function is None:
         return "linear"
@@ -48,7 +48,7 @@ def activation_name(function: Any) -> str | None:
         return torch_functions[function]
     try:
         name = activations.serialize(function)
-    except Exception:  # noqa: BLE001  (a user callable: no name)
+    except Exception:  # a user callable: no name
         return None
     if not isinstance(name, str) or activations.get(name) is not function:
         return None

@@ -51,9 +51,9 @@ class RunResult(NamedTuple):
 
 
 def _cell_kind(cell: Any) -> str | None:
-    from birnn.layers.rnn.gru import GRUCell  # noqa: PLC0415
-    from birnn.layers.rnn.lstm import LSTMCell  # noqa: PLC0415
-    from birnn.layers.rnn.simple_rnn import SimpleRNNCell  # noqa: PLC0415
+    from birnn.layers.rnn.gru import GRUCell
+    from birnn.layers.rnn.lstm import LSTMCell
+    from birnn.layers.rnn.simple_rnn import SimpleRNNCell
 
     for kind, cls in (("lstm", LSTMCell), ("gru", GRUCell), ("simple", SimpleRNNCell)):
         if isinstance(cell, cls) and type(cell).call is cls.call:
@@ -67,8 +67,8 @@ def _cells(layer: Any) -> list[Any]:
     Raises:
         ValueError: for a layer or cell the exporter does not know.
     """
-    from birnn.layers.rnn.rnn import RNN  # noqa: PLC0415
-    from birnn.layers.rnn.stacked_rnn_cells import StackedRNNCells  # noqa: PLC0415
+    from birnn.layers.rnn.rnn import RNN
+    from birnn.layers.rnn.stacked_rnn_cells import StackedRNNCells
 
     if not (
         isinstance(layer, RNN)

@@ -164,7 +164,7 @@ class _Reduce(Operation):
         return fn(x, dim=tuple(axes), keepdim=self.keepdims)
 
 
-class Any(_Reduce):  # noqa: A001  (Keras's name)
+class Any(_Reduce):
     """Whether any element along `axis` is true."""
 
     def call(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from birnn import _registry
+from birnn.layers.serialization import build_config_of, build_from_config, register_layer_class
 from birnn.saving import lambdas
 from birnn.saving.errors import ConfigError, SavingError, UnknownObjectError
 
@@ -103,8 +104,6 @@ def register_keras_serializable(package: str = "Custom", name: str | None = None
         _registry.register_custom_object(key, obj)
         _REGISTERED_NAMES[obj] = key
         if inspect.isclass(obj) and _is_layer_class(obj):
-            from birnn.layers.serialization import register_layer_class  # noqa: PLC0415
-
             register_layer_class(obj, name=key.split(">", 1)[1], package=package)
         return obj
 
@@ -138,7 +137,7 @@ def get_registered_name(obj: Any) -> str:
 
 
 def _is_layer_class(cls: type) -> bool:
-    from birnn.layers.layer import Layer  # noqa: PLC0415
+    from birnn.layers.layer import Layer
 
     return issubclass(cls, Layer)
 
@@ -280,7 +279,7 @@ def _operation_class(class_name: str, module: str | None) -> type | None:
     """The birnn layer for a Keras operation node (`keras.src.ops.numpy.Any`...)."""
     if not module or "ops" not in module.split(".") or module.split(".")[0] != "keras":
         return None
-    from birnn.saving.operations import OPERATIONS  # noqa: PLC0415
+    from birnn.saving.operations import OPERATIONS
 
     return OPERATIONS.get(class_name)
 
@@ -328,15 +327,6 @@ def _function_config(fn: Callable) -> dict:
     }
 
 
-def _build_config(obj: Any) -> dict | None:
-    if hasattr(obj, "get_build_config"):
-        return obj.get_build_config()
-    shape = getattr(obj, "_build_input_shape", None)
-    if getattr(obj, "built", False) and shape is not None:
-        return {"input_shape": shape}
-    return None
-
-
 def serialize_keras_object(obj: Any) -> Any:
     """The Keras 3 config of `obj` (a layer, model, registry object, function or value).
 
@@ -358,7 +348,7 @@ def serialize_keras_object(obj: Any) -> Any:
     >>> serialize_keras_object((1, None, "x"))
     (1, None, 'x')
     """
-    from birnn.keras_tensor import KerasTensor  # noqa: PLC0415
+    from birnn.keras_tensor import KerasTensor
 
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
@@ -390,7 +380,7 @@ def serialize_keras_object(obj: Any) -> Any:
             "config": {"shape": list(obj.shape), "dtype": obj.dtype, "keras_history": history},
         }
     if isinstance(obj, torch.dtype):
-        from birnn import backend  # noqa: PLC0415
+        from birnn import backend
 
         return backend.standardize_dtype(obj)
     if isinstance(obj, torch.Tensor):
@@ -428,7 +418,7 @@ def serialize_keras_object(obj: Any) -> Any:
         "config": serialize_keras_object(inner),
         "registered_name": registered_name,
     }
-    build = _build_config(obj)
+    build = build_config_of(obj)
     if build is not None:
         config["build_config"] = serialize_keras_object(build)
     if hasattr(obj, "get_compile_config"):
@@ -439,34 +429,6 @@ def serialize_keras_object(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- deserialize
-def _to_shape(value: Any) -> Any:
-    """JSON lists back to shape tuples (a list of shapes stays a list)."""
-    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, int) for v in value):
-        return tuple(value)
-    if isinstance(value, (list, tuple)):
-        return [_to_shape(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _to_shape(v) for k, v in value.items()}
-    return value
-
-
-def build_from_config(layer: Any, build_config: dict | None) -> None:
-    """Builds `layer` from the `build_config` Keras stores beside its config."""
-    if not build_config or getattr(layer, "built", True):
-        return
-    if hasattr(layer, "build_from_config"):
-        layer.build_from_config(build_config)
-    elif build_config.get("input_shape") is not None:
-        shape = _to_shape(build_config["input_shape"])
-        layer.build(shape)
-        layer._build_input_shape = shape  # what `Layer._maybe_build` records
-    elif build_config.get("shapes_dict"):
-        layer.build(**_to_shape(build_config["shapes_dict"]))
-    else:
-        return
-    layer.built = True
-
-
 def _resolve_registered_names(value: Any, custom_objects: dict) -> Any:
     """Replaces `"package>name"` strings (Keras's registered losses and metrics) by objects.
 
@@ -525,7 +487,7 @@ def compile_from_config(
 
 
 def _special(class_name: str, inner: Any, custom_objects: dict) -> Any:
-    from birnn.keras_tensor import KerasTensor  # noqa: PLC0415
+    from birnn.keras_tensor import KerasTensor
 
     if class_name == "__keras_tensor__":
         tensor = KerasTensor(tuple(inner["shape"]), dtype=inner["dtype"])

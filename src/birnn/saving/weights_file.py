@@ -91,7 +91,7 @@ def _join(path: str, name: str) -> str:
 
 
 def _is_layer(obj: Any) -> bool:
-    from birnn.layers.layer import Layer  # noqa: PLC0415
+    from birnn.layers.layer import Layer
 
     return isinstance(obj, Layer)
 
@@ -114,11 +114,6 @@ def _class_key(obj: Any) -> str:
     return backend.to_snake_case(cls.__name__)
 
 
-def _own_weights(layer: Any) -> list[tuple[str, nn.Parameter]]:
-    """A layer's own weights in Keras order: trainable ones, then the others."""
-    return [(name, param) for name, param, _ in layer._own_weight_items()]
-
-
 def _torch_module_entry(module: nn.Module, path: str) -> _Entry:
     """A plain torch module, as Keras writes its `TorchModuleWrapper`: named datasets."""
     return _Entry(path, module, list(module.named_parameters()), named=True)
@@ -137,8 +132,8 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _is_container(obj: Any) -> bool:
-    from birnn.layers.layer import is_torch_leaf  # noqa: PLC0415
-    from birnn.layers.tracking import TrackedStructure  # noqa: PLC0415
+    from birnn.layers.layer import is_torch_leaf
+    from birnn.layers.tracking import TrackedStructure
 
     return isinstance(
         obj, (list, tuple, nn.ModuleList, nn.Sequential, nn.ModuleDict, TrackedStructure)
@@ -149,7 +144,7 @@ def _walk(obj: Any, path: str, seen: set[int], out: list[_Entry]) -> None:
     if id(obj) in seen:
         return
     seen.add(id(obj))
-    out.append(_Entry(path, obj, _own_weights(obj)))
+    out.append(_Entry(path, obj, obj.named_own_weights()))
     kind = _model_kind(obj)
     if kind is not None:
         # Keras writes no group for a Sequential's InputLayer or for a functional
@@ -186,15 +181,7 @@ def _walk_container(
         items = container.items()
     else:
         items = list(container)
-    counts: dict[str, int] = {}
-
-    def unique(name: str) -> str:
-        if name in counts:
-            counts[name] += 1
-            return f"{name}_{counts[name]}"
-        counts[name] = 0
-        return name
-
+    unique = backend.NameCounter()
     for item in items:
         if _is_layer(item):
             _walk(item, _join(path, unique(_class_key(item))), seen, out)
@@ -428,7 +415,8 @@ def assign(pairs: list[tuple[nn.Parameter, torch.Tensor]]) -> None:
             param.copy_(value.to(device=param.device))
 
 
-def _open_h5(source: Any, name: str) -> h5py.File:
+def open_h5(source: Any, name: str) -> h5py.File:
+    """`source` opened for reading; what is not HDF5 raises `FileFormatError` naming `name`."""
     try:
         return h5py.File(source, "r")
     except FileNotFoundError:
@@ -462,15 +450,9 @@ def load_h5(model: Any, source: Any, name: str, skip_mismatch: bool = False) -> 
         WeightsMismatchError: the file's weights do not fit the model (and
             `skip_mismatch` is `False`).
     """
-    with _open_h5(source, name) as f:
+    with open_h5(source, name) as f:
         try:
             if "vars" not in f and "layers" not in f:
-                if "model_weights" in f or "layer_names" in f.attrs:  # legacy HDF5
-                    from birnn.saving.legacy_h5 import load_weights_from_group  # noqa: PLC0415
-
-                    group = f["model_weights"] if "model_weights" in f else f
-                    load_weights_from_group(model, group, name)
-                    return
                 raise FileFormatError(
                     f"{name} holds no Keras 3 weights (no 'vars' or 'layers' group)."
                 )
@@ -522,41 +504,3 @@ def _load_optimizer(model: Any, arrays: dict[str, np.ndarray] | None) -> None:
         optimizer.load_own_variables(arrays)
     except (ValueError, RuntimeError) as e:
         warnings.warn(f"Optimizer state was not restored: {e}", stacklevel=3)
-
-
-def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = False) -> None:
-    """Loads weights saved by Keras 3 or birnn (`.weights.h5`, or a `.keras` file's).
-
-    All arrays are read and checked against the model before any is assigned:
-    if anything is missing, extra or misshapen, the model is left unchanged.
-    With `skip_mismatch=True` (Keras's meaning), each layer or cell whose weights
-    do not fit is skipped instead, with a warning that lists them, and the rest is
-    loaded.
-
-    Args:
-        model: A built birnn model (or layer).
-        filepath: A `.weights.h5` file, or a `.keras` file (its weights are used).
-        skip_mismatch: Skip the layers whose weights differ in count or shape.
-
-    Raises:
-        FileNotFoundError: no such file.
-        FileFormatError: truncated, corrupt or foreign file.
-        WeightsMismatchError: the weights do not fit the model.
-    """
-    filepath = os.fspath(filepath)
-    if not os.path.exists(filepath):
-        raise FileNotFoundError(f"No such weights file: {filepath}")
-    if filepath.endswith(".keras"):
-        from birnn.saving import keras_file  # noqa: PLC0415
-
-        archive = keras_file.read_archive(filepath)
-        load_h5(
-            model, io.BytesIO(archive.weights), f"{filepath} (model.weights.h5)", skip_mismatch
-        )
-        return
-    if filepath.endswith(".weights.json"):
-        raise FileFormatError(
-            f"{filepath} is a sharded Keras weights manifest; birnn reads single-file "
-            "`.weights.h5` weights only."
-        )
-    load_h5(model, filepath, filepath, skip_mismatch)

@@ -144,7 +144,7 @@ class BaseDenseAttention(SeededDropout, Layer):
         return (*query_shape[:-1], value_shape[-1])
 
     def compute_output_spec(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        from birnn.keras_tensor import KerasTensor  # noqa: PLC0415
+        from birnn.keras_tensor import KerasTensor
 
         query_shape, value_shape = tuple(inputs[0].shape), tuple(inputs[1].shape)
         key_shape = tuple(inputs[2].shape) if len(inputs) == 3 else value_shape

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from birnn import constraints, initializers, regularizers
 from birnn.keras_tensor import KerasTensor
+from birnn.layers.arguments import get_argument
 from birnn.layers.attention.attention import (
     SeededDropout,
     _check_rate,
@@ -33,7 +34,7 @@ from birnn.layers.attention.attention import (
     unmask_scores,
 )
 from birnn.layers.core import _check_positive_int
-from birnn.layers.layer import Layer, get_argument
+from birnn.layers.layer import Layer
 from birnn.ops.attention import causal_mask, multi_head_attention
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from birnn import activations, constraints, initializers, regularizers
-from birnn.layers.layer import InputSpec, Layer
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 from birnn.layers.rnn.dropout import DropoutRNNCell, reset_dropout_masks, validate_rate
 from birnn.layers.rnn.rnn import RNN
 from birnn.layers.rnn.sequence_cell import SequenceCell

@@ -18,13 +18,14 @@ import torch
 import torch.nn.modules.module as torch_module
 
 from birnn import backend
-from birnn.layers.layer import Layer, flatten_structure
+from birnn.layers.layer import Layer
 from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.rnn import sequence_mask
 from birnn.layers.rnn.stacked_rnn_cells import build_cell
 from birnn.layers.serialization import deserialize_layer, serialize_layer
 from birnn.ops import fused_rnn
 from birnn.ops.masks import zero_masked_steps
+from birnn.tree import flatten as flatten_structure
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 _REQUIRED_ATTRIBUTES = ("go_backwards", "return_sequences", "return_state")

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from birnn import activations, constraints, initializers, regularizers
-from birnn.layers.layer import InputSpec, Layer
+from birnn.layers.input_spec import InputSpec
+from birnn.layers.layer import Layer
 from birnn.layers.rnn.base_cell import cell_property
 from birnn.layers.rnn.dropout import DropoutRNNCell, validate_rate
 from birnn.layers.rnn.lstm import forget_bias_initializer

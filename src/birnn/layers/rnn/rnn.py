@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from birnn import backend
-from birnn.layers.layer import Layer, check_input_compatibility, flatten_structure
+from birnn.layers.input_spec import check_input_compatibility
+from birnn.layers.layer import Layer
 from birnn.layers.rnn.dropout import reset_dropout_masks
 from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.stacked_rnn_cells import (
@@ -31,6 +32,7 @@ from birnn.layers.rnn.stacked_rnn_cells import (
 from birnn.layers.serialization import serialize_layer
 from birnn.ops import fused_rnn, recurrent
 from birnn.ops.masks import zero_masked_steps
+from birnn.tree import flatten as flatten_structure
 
 Structure = Any
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from birnn.layers.layer import InputSpec
+from birnn.layers.input_spec import InputSpec
 from birnn.layers.rnn.base_cell import BuiltinCell, BuiltinRNN
 from birnn.ops import recurrent
 

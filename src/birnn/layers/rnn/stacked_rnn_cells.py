@@ -179,10 +179,11 @@ class StackedRNNCells(Layer, SequenceCell):
         return inputs, new_states
 
     @property
-    def call_sequence(self) -> Callable | None:  # type: ignore[override]
+    def call_sequence(self) -> Callable | None:
         """Runs the stack over a whole sequence, cell by cell, if every cell can."""
-        runners = [getattr(cell, "call_sequence", None) for cell in self.cells]
-        if any(run is None for run in runners):
+        found = [getattr(cell, "call_sequence", None) for cell in self.cells]
+        runners = [run for run in found if run is not None]
+        if len(runners) != len(found):
             return None
 
         def run(inputs, states, mask, go_backwards, return_all_outputs, training):
