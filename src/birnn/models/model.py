@@ -391,9 +391,9 @@ class Model(Trainer, Layer):
             "loss_weights": cfg["loss_weights"],
             "metrics": ser(cfg["metrics"], metrics),
             "weighted_metrics": ser(cfg["weighted_metrics"], metrics),
-            "run_eagerly": False,
+            "run_eagerly": self.run_eagerly,
             "steps_per_execution": 1,
-            "jit_compile": False,
+            "jit_compile": self.jit_compile,
         }
 
     def compile_from_config(self, config: dict) -> None:
@@ -420,6 +420,8 @@ class Model(Trainer, Layer):
             loss_weights=config.get("loss_weights"),
             metrics=de(config.get("metrics"), metrics),
             weighted_metrics=de(config.get("weighted_metrics"), metrics),
+            run_eagerly=bool(config.get("run_eagerly", False)),
+            jit_compile=bool(config.get("jit_compile", False)),
         )
 
     # ------------------------------------------------------------------ saving

@@ -23,7 +23,7 @@ from birnn import optimizers as optimizers_module
 from birnn.distribution import data_parallel as distribution_lib
 from birnn.distribution import runtime as distributed
 from birnn.layers.layer import Layer
-from birnn.models import data_adapter
+from birnn.models import data_adapter, jit
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
 
 
@@ -69,6 +69,8 @@ class Trainer:
     """Mixin with Keras's training API; `Model` inherits it."""
 
     compiled = False
+    jit_compile: bool = False  # Keras's attribute: whether the steps run through torch.compile
+    run_eagerly: bool = False
     optimizer: Any = None
     stop_training = False
     history: Any = None
@@ -117,19 +119,30 @@ class Trainer:
                 binary, categorical or sparse variant from the shapes, like Keras.
             weighted_metrics: Metrics that use `sample_weight`/`class_weight` (named
                 `weighted_<name>` when a plain metric has the same name).
-            run_eagerly: Accepted for Keras compatibility (birnn always runs eagerly).
+            run_eagerly: Keras's switch to debug eagerly; birnn is eager unless
+                `jit_compile` is on, and `run_eagerly=True` turns that off.
             steps_per_execution: Accepted for Keras compatibility (must be 1).
-            jit_compile: Accepted for Keras compatibility.
+            jit_compile: `True` runs the model's forward pass of every step
+                (and the backward graph autograd derives from it) through
+                `torch.compile`; the loss, metrics and optimizer step stay eager.
+                The first steps pay for the compilation. `"auto"` (default) and
+                `False` run eagerly, as Keras on the torch backend does for
+                `"auto"`. Where `torch.compile` cannot run (no C++ compiler, say),
+                a warning says so and the model runs eagerly.
             auto_scale_loss: Accepted for Keras compatibility.
 
         Raises:
-            ValueError: an unknown optimizer, loss or metric name.
+            ValueError: an unknown optimizer, loss or metric name, or a
+                `jit_compile` other than True, False or "auto".
         """
         self.optimizer = optimizers_module.get(optimizer)
         check_identifiers(loss, metrics)
         check_identifiers(None, weighted_metrics)
         if steps_per_execution not in (1, None):
             warnings.warn("birnn ignores `steps_per_execution`; it runs one step at a time.")
+        self.run_eagerly = bool(run_eagerly)
+        self.jit_compile = jit.resolve(jit_compile, self.run_eagerly)
+        jit.forget(self)
         self._compile_config = {
             "optimizer": optimizer if isinstance(optimizer, str) else None,
             "loss": loss,
@@ -436,7 +449,7 @@ class Trainer:
 
     def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
         """One optimization step on a batch; returns the (detached) total loss."""
-        y_pred = self(x, training=True)
+        y_pred = jit.forward(self, x, training=True)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
         opt = self.optimizer
         if isinstance(opt, optimizers_module.Optimizer) and not opt.built:
@@ -463,7 +476,7 @@ class Trainer:
     @torch.no_grad()
     def test_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
         """Loss and metrics of one batch, without training."""
-        y_pred = self(x, training=False)
+        y_pred = jit.forward(self, x, training=False)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
         self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
         return loss
@@ -471,7 +484,7 @@ class Trainer:
     @torch.no_grad()
     def predict_step(self, x: Any) -> Any:
         """The model's outputs for one batch (inference mode)."""
-        return self(x, training=False)
+        return jit.forward(self, x, training=False)
 
     # ------------------------------------------------------------------ fit
     @_in_mode(True)
