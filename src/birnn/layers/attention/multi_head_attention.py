@@ -263,7 +263,7 @@ class MultiHeadAttention(SeededDropout, Layer):
             self.kernel_constraint,
             self.bias_constraint,
             name=name,
-            dtype=self.dtype,
+            dtype=self.dtype_policy,
         )
 
     def build(

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import torch.nn.modules.module as _module
 
+from birnn.dtype_policies import call_scope, cast_input, same_policy
 from birnn.layers.layer import Layer, flatten_structure
 from birnn.layers.rnn import fused_dispatch
 from birnn.layers.rnn.packed import call_with_packed, is_packed
@@ -281,16 +282,19 @@ class Bidirectional(Layer):
         Built-in LSTM/GRU pairs run both directions in one fused kernel call,
         which also gives `sequences`, the two side by side (else `None`).
         """
-        if not (_has_hooks(self.forward_layer) or _has_hooks(self.backward_layer)):
-            fused = fused_dispatch.run_pair(
-                self.forward_layer,
-                self.backward_layer,
-                inputs,
-                mask,
-                bool(training),
-                forward_state,
-                backward_state,
-            )
+        forward, backward = self.forward_layer, self.backward_layer
+        if not (_has_hooks(forward) or _has_hooks(backward)) and same_policy(forward, backward):
+            # The fused run skips the layers' calls: apply their dtype policy here.
+            with call_scope(forward, backward):
+                fused = fused_dispatch.run_pair(
+                    forward,
+                    backward,
+                    cast_input(forward, inputs),
+                    mask,
+                    bool(training),
+                    forward_state,
+                    backward_state,
+                )
             if fused is not None:
                 return fused
         results = []
