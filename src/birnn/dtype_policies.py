@@ -251,7 +251,7 @@ def _autocast(modules: tuple[nn.Module, ...], dtype: torch.dtype | None) -> Iter
     try:
         for module in modules:
             for owner, name in _autocast_weights(module):
-                current = owner._parameters[name]
+                current: torch.Tensor = owner._parameters[name]  # type: ignore[assignment]
                 key = (id(owner), name)
                 stored = originals.get(key, current)
                 exposed = stored if dtype is None or stored.dtype == dtype else stored.to(dtype)
@@ -266,8 +266,8 @@ def _autocast(modules: tuple[nn.Module, ...], dtype: torch.dtype | None) -> Iter
         yield
     finally:
         _state.dtype = previous_dtype
-        for owner, name, current, first in reversed(swapped):
-            owner._parameters[name] = current  # type: ignore[assignment]
+        for owner, name, before, first in reversed(swapped):
+            owner._parameters[name] = before  # type: ignore[assignment]
             if first:
                 del originals[(id(owner), name)]
 

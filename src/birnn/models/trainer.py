@@ -118,7 +118,7 @@ class Trainer:
         self._compile_optimizer = optimizer_object  # what the compile config records
         if (
             auto_scale_loss
-            and self.dtype_policy.name == "mixed_float16"
+            and getattr(getattr(self, "dtype_policy", None), "name", None) == "mixed_float16"
             and isinstance(optimizer_object, optimizers_module.Optimizer)
             and not isinstance(optimizer_object, optimizers_module.LossScaleOptimizer)
         ):
