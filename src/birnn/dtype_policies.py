@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from birnn import backend
 
@@ -223,8 +224,8 @@ def _autocast_weights(module: nn.Module) -> Iterator[tuple[nn.Module, str]]:
     for owner in module.modules():
         specs = getattr(owner, "_weight_specs", None)
         for name, param in owner._parameters.items():
-            if param is None or not param.is_floating_point():
-                continue
+            if param is None or is_lazy(param) or not param.is_floating_point():
+                continue  # lazy: materialized by its layer's build, read by its own call
             spec = specs.get(name) if specs is not None else None
             if spec is not None and not getattr(spec, "autocast", True):
                 continue

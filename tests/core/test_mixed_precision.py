@@ -452,3 +452,12 @@ def test_fit_with_float16_overflow_halves_the_scale():
     y = np.full((4, 1), 1e3, dtype="float32")  # a loss of ~1e6, times 2**15: inf in float16
     model.fit(X, y, batch_size=4, epochs=1, verbose=0)
     assert model.optimizer.dynamic_scale < 2.0**15
+
+
+def test_lazily_built_model_under_the_global_policy_trains():
+    mixed_precision.set_global_policy("mixed_bfloat16")
+    model = birnn.Sequential([layers.Bidirectional(layers.LSTM(3)), layers.Dense(2)])
+    model.compile("adam", "mse")
+    model.fit(X, np.zeros((4, 2), "float32"), verbose=0)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model(torch.tensor(X)).dtype == torch.bfloat16
