@@ -122,6 +122,9 @@ class DTypePolicy:
 FloatDTypePolicy = DTypePolicy  # Keras keeps the older name as an alias
 
 _state = threading.local()
+# Scopes open in any thread: while 0, a call needs no look at `_state` (which
+# `torch.compile` cannot trace without a graph break).
+_open_scopes = 0
 _global_policy: DTypePolicy | None = None
 
 
@@ -245,10 +248,12 @@ def _autocast(modules: tuple[nn.Module, ...], dtype: torch.dtype | None) -> Iter
     already exposed other copies), so gradients reach the stored weights. Nested
     scopes restore what the enclosing one exposed.
     """
+    global _open_scopes
     originals: dict[tuple[int, str], torch.Tensor] = getattr(_state, "originals", None) or {}
     _state.originals = originals
     previous_dtype = _scope_dtype()
     swapped: list[tuple[nn.Module, str, torch.Tensor, bool]] = []
+    entered = False
     try:
         for module in modules:
             for owner, name in _autocast_weights(module):
@@ -264,8 +269,12 @@ def _autocast(modules: tuple[nn.Module, ...], dtype: torch.dtype | None) -> Iter
                 owner._parameters[name] = exposed  # type: ignore[assignment]
                 swapped.append((owner, name, current, first))
         _state.dtype = dtype
+        _open_scopes += 1
+        entered = True
         yield
     finally:
+        if entered:
+            _open_scopes -= 1
         _state.dtype = previous_dtype
         for owner, name, before, first in reversed(swapped):
             owner._parameters[name] = before  # type: ignore[assignment]
@@ -273,7 +282,7 @@ def _autocast(modules: tuple[nn.Module, ...], dtype: torch.dtype | None) -> Iter
                 del originals[(id(owner), name)]
 
 
-def call_scope(layer: Any, *others: Any) -> contextlib.AbstractContextManager:
+def call_scope(layer: Any, *others: Any) -> contextlib.AbstractContextManager | None:
     """The weight-dtype scope for one call of `layer`, following Keras's rules:
 
     - outside any scope, a mixed layer reads its weights in its compute dtype;
@@ -281,21 +290,24 @@ def call_scope(layer: Any, *others: Any) -> contextlib.AbstractContextManager:
       and a layer with `autocast=False` (or a non-float compute dtype) as stored.
 
     `others` (layers with the same policy, run together with `layer` without
-    their own calls) get the same scope.
+    their own calls) get the same scope. `None` when the call changes nothing (the
+    float32 case: no context manager for `torch.compile` to trace).
     """
-    current = _scope_dtype()
     policy = layer._dtype_policy
+    if not _open_scopes and not (layer.autocast and policy.is_mixed):
+        return None  # the float32 case
+    current = _scope_dtype()
     modules = (layer, *others)
     if current is None:
         if not (layer.autocast and policy.is_mixed):
-            return contextlib.nullcontext()
+            return None
         return _autocast(modules, backend.torch_dtype(policy.compute_dtype))
     compute = backend.torch_dtype(policy.compute_dtype)
     if not layer.autocast or not compute.is_floating_point:
         return _autocast(modules, None)
     if compute != current:
         return _autocast(modules, compute)
-    return contextlib.nullcontext()
+    return None
 
 
 def same_policy(first: Any, second: Any) -> bool:

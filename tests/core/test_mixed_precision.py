@@ -40,8 +40,10 @@ COMPUTE = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}
 @pytest.fixture(autouse=True)
 def _restore_policies():
     keras.utils.set_random_seed(0)  # Keras's initializers: the same weights whatever the order
+    # No policy set (new layers follow `floatx()`) until a test sets one: leave it so.
+    before = dtype_policies._global_policy
     yield
-    mixed_precision.set_global_policy("float32")
+    dtype_policies._global_policy = before
     keras.mixed_precision.set_global_policy("float32")
 
 

@@ -1087,8 +1087,13 @@ class Layer(nn.Module, metaclass=_LayerType):
         if not self.built:
             self._maybe_build(inputs)
         self._call_losses.clear()  # in place: `nn.Module.__setattr__` is slow
-        with backend.training_scope(training), dtype_policies.call_scope(self):
-            outputs = super().__call__(*args, **kwargs)
+        dtype_scope = dtype_policies.call_scope(self)
+        with backend.training_scope(training):
+            if dtype_scope is None:
+                outputs = super().__call__(*args, **kwargs)
+            else:
+                with dtype_scope:
+                    outputs = super().__call__(*args, **kwargs)
 
         if self.activity_regularizer is not None:
             for out in _flatten(outputs):

@@ -285,8 +285,8 @@ class Bidirectional(Layer):
         forward, backward = self.forward_layer, self.backward_layer
         if not (_has_hooks(forward) or _has_hooks(backward)) and same_policy(forward, backward):
             # The fused run skips the layers' calls: apply their dtype policy here.
-            with call_scope(forward, backward):
-                fused = fused_dispatch.run_pair(
+            def run_fused() -> fused_rnn.Pair | None:
+                return fused_dispatch.run_pair(
                     forward,
                     backward,
                     cast_input(forward, inputs),
@@ -295,6 +295,13 @@ class Bidirectional(Layer):
                     forward_state,
                     backward_state,
                 )
+
+            dtype_scope = call_scope(forward, backward)
+            if dtype_scope is None:
+                fused = run_fused()
+            else:
+                with dtype_scope:
+                    fused = run_fused()
             if fused is not None:
                 return fused
         results = []
