@@ -285,23 +285,19 @@ class Bidirectional(Layer):
         forward, backward = self.forward_layer, self.backward_layer
         if not (_has_hooks(forward) or _has_hooks(backward)) and same_policy(forward, backward):
             # The fused run skips the layers' calls: apply their dtype policy here.
-            def run_fused() -> fused_rnn.Pair | None:
-                return fused_dispatch.run_pair(
-                    forward,
-                    backward,
-                    cast_input(forward, inputs),
-                    mask,
-                    bool(training),
-                    forward_state,
-                    backward_state,
-                )
-
+            fused_inputs = cast_input(forward, inputs)
             dtype_scope = call_scope(forward, backward)
             if dtype_scope is None:
-                fused = run_fused()
+                fused = fused_dispatch.run_pair(
+                    forward, backward, fused_inputs, mask, bool(training), forward_state,
+                    backward_state,
+                )  # fmt: skip
             else:
                 with dtype_scope:
-                    fused = run_fused()
+                    fused = fused_dispatch.run_pair(
+                        forward, backward, fused_inputs, mask, bool(training), forward_state,
+                        backward_state,
+                    )  # fmt: skip
             if fused is not None:
                 return fused
         results = []
