@@ -120,7 +120,8 @@ def convert_to_tensor(x: Any, dtype: Any = None, device: Any = None) -> torch.Te
 def to_numpy(x: Any) -> Any:
     """Converts a tensor (or nested structure of tensors) to NumPy."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # NumPy has no bfloat16
     if isinstance(x, (list, tuple)):
         return type(x)(to_numpy(v) for v in x)
     if isinstance(x, dict):

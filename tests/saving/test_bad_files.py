@@ -204,9 +204,9 @@ def test_keras_layer_birnn_does_not_have(tmp_path):
 def test_config_a_layer_rejects(saved, tmp_path):
     _, good, _ = saved
     config = json.loads(zipfile.ZipFile(good).read("config.json"))
-    config["config"]["layers"][-1]["config"]["dtype"]["config"]["name"] = "mixed_float16"
+    config["config"]["layers"][-1]["config"]["dtype"]["config"]["name"] = "mixed_float32"
     _rewrite_archive(good, tmp_path / "mixed.keras", config=config)
-    with pytest.raises(ConfigError, match=r"mixed.keras: .*Dense 'dense.*mixed_float16"):
+    with pytest.raises(ConfigError, match=r"mixed.keras: .*Dense 'dense.*mixed_float32"):
         birnn.models.load_model(tmp_path / "mixed.keras")
 
 

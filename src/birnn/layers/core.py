@@ -425,7 +425,9 @@ class Embedding(Layer):
                     f"[0, input_dim={self.input_dim}). Received indices from {int(low)} "
                     f"to {int(high)}."
                 )
-        return F.embedding(inputs, self.embeddings)
+        outputs = F.embedding(inputs, self.embeddings)
+        compute = self.dtype_torch  # looked up as stored, returned in the compute dtype
+        return outputs if outputs.dtype == compute else outputs.to(compute)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         if not self.mask_zero:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter, is_lazy
 
-from birnn import backend, tree
+from birnn import backend, dtype_policies, tree
 from birnn.keras_tensor import KerasTensor, is_symbolic
 from birnn.layers.arguments import get_argument
 from birnn.layers.input_spec import check_input_compatibility
@@ -44,6 +44,7 @@ class _WeightSpec:
     trainable: bool
     regularizer: Any = None
     constraint: Any = None
+    autocast: bool = True
 
 
 def _shape_of(structure: Any) -> Any:
@@ -96,9 +97,12 @@ class Layer(nn.Module, metaclass=_LayerType):
         trainable: Whether the layer's weights are updated by training.
         name: Name of the layer; by default a unique snake_case name derived from
             the class name (`dense`, `dense_1`, ...).
-        dtype: Dtype of the weights and of the computation (default `"float32"`).
-            Floating inputs are cast to it.
-        autocast: Whether to cast floating inputs to `dtype`.
+        dtype: The layer's dtype policy: a `DTypePolicy`, a policy name
+            (`"mixed_float16"`, `"mixed_bfloat16"`: float32 weights, reduced
+            precision computation) or a dtype (`"float32"`: both). Defaults to
+            the global policy (`birnn.mixed_precision.set_global_policy`).
+        autocast: Whether to cast floating inputs to the compute dtype (and, under
+            a mixed policy, read the weights in it).
         activity_regularizer: Optional regularizer applied to the layer's outputs,
             added to `layer.losses`.
         input_shape: Optional shape (without the batch axis) for the first layer
@@ -172,8 +176,8 @@ class Layer(nn.Module, metaclass=_LayerType):
                 f"{type(self).__name__}: argument `name` must be a string. Received: {name!r}"
             )
         self.name = name or backend.unique_name(backend.to_snake_case(type(self).__name__))
-        self.dtype = get_argument(
-            type(self).__name__, "dtype", backend.standardize_dtype, kwargs.get("dtype")
+        self._dtype_policy = get_argument(
+            type(self).__name__, "dtype", dtype_policies.get, kwargs.get("dtype")
         )
         self.autocast = bool(kwargs.get("autocast", True))
         self._trainable = bool(kwargs.get("trainable", True))
@@ -325,14 +329,32 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     # ------------------------------------------------------------------ weights
     @property
+    def dtype_policy(self) -> dtype_policies.DTypePolicy:
+        """The layer's `DTypePolicy` (settable with a policy or its name)."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value: Any) -> None:
+        self._dtype_policy = get_argument(type(self).__name__, "dtype", dtype_policies.get, value)
+
+    @property
+    def dtype(self) -> str:
+        """The dtype of the layer's weights, as in Keras (setting it sets the policy)."""
+        return self._dtype_policy.variable_dtype
+
+    @dtype.setter
+    def dtype(self, value: Any) -> None:
+        self.dtype_policy = value
+
+    @property
     def compute_dtype(self) -> str:
-        """The dtype the layer computes in (its `dtype`; follows `.to(dtype)`/`.double()`)."""
-        return self.dtype
+        """The dtype the layer computes in (follows `.to(dtype)`/`.double()`)."""
+        return self._dtype_policy.compute_dtype
 
     @property
     def variable_dtype(self) -> str:
         """The dtype of the layer's weights."""
-        return self.dtype
+        return self._dtype_policy.variable_dtype
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # `.to(dtype)`, `.double()`, `.half()`...: the layer then computes in the new dtype
@@ -340,11 +362,11 @@ class Layer(nn.Module, metaclass=_LayerType):
         result = super()._apply(fn, *args, **kwargs)
         if backend.is_float_dtype(self.dtype):
             try:
-                probe = fn(torch.empty(0, dtype=self.dtype_torch))
+                probe = fn(torch.empty(0, dtype=backend.torch_dtype(self.dtype)))
             except Exception:  # an `fn` that is not a conversion
                 probe = None
             if isinstance(probe, torch.Tensor) and probe.is_floating_point():
-                if probe.dtype != self.dtype_torch:
+                if probe.dtype != backend.torch_dtype(self.dtype):
                     self.dtype = backend.standardize_dtype(probe.dtype)
         return result
 
@@ -355,8 +377,8 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     @property
     def dtype_torch(self) -> torch.dtype:
-        """The layer's dtype as a `torch.dtype`."""
-        return backend.torch_dtype(self.dtype)
+        """The layer's compute dtype as a `torch.dtype`."""
+        return backend.torch_dtype(self._dtype_policy.compute_dtype)
 
     def add_weight(
         self,
@@ -378,7 +400,8 @@ class Layer(nn.Module, metaclass=_LayerType):
                 Defaults to `"glorot_uniform"` for floats, `"zeros"` otherwise.
             dtype: Dtype of the weight (default: the layer's dtype).
             trainable: Whether training updates it.
-            autocast: Accepted for Keras compatibility.
+            autocast: Whether a mixed precision policy reads the weight in the
+                compute dtype during calls (`False` for statistics updated in place).
             regularizer: Regularizer name, instance or callable; adds to `losses`.
             constraint: Constraint applied after each optimizer step in `fit`.
             aggregation: Accepted for Keras compatibility.
@@ -431,6 +454,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             trainable=bool(trainable),
             regularizer=get_argument(where, "regularizer", regularizers.get, regularizer),
             constraint=get_argument(where, "constraint", constraints.get, constraint),
+            autocast=bool(autocast),
         )
         return param
 
@@ -895,8 +919,13 @@ class Layer(nn.Module, metaclass=_LayerType):
         if not self.built:
             self._maybe_build(inputs)
         self._call_losses.clear()  # in place: `nn.Module.__setattr__` is slow
+        dtype_scope = dtype_policies.call_scope(self)
         with backend.training_scope(training):
-            outputs = super().__call__(*args, **kwargs)
+            if dtype_scope is None:
+                outputs = super().__call__(*args, **kwargs)
+            else:
+                with dtype_scope:
+                    outputs = super().__call__(*args, **kwargs)
 
         if self.activity_regularizer is not None:
             for out in tree.flatten(outputs):
@@ -934,7 +963,8 @@ class Layer(nn.Module, metaclass=_LayerType):
         except NotImplementedError:
             out_shape = _shape_of(self._dummy_call(shapes))
         first = next(x for x in tree.flatten(inputs) if isinstance(x, KerasTensor))
-        dtype = self.dtype if backend.is_float_dtype(self.dtype) else first.dtype
+        compute = self.compute_dtype
+        dtype = compute if backend.is_float_dtype(compute) else first.dtype
 
         def is_shape(s: Any) -> bool:
             return isinstance(s, tuple) and all(d is None or isinstance(d, int) for d in s)
@@ -996,7 +1026,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         config = {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": backend.serialize_dtype_policy(self.dtype),
+            "dtype": dtype_policies.serialize(self._dtype_policy),
         }
         if self.activity_regularizer is not None:
             from birnn import regularizers

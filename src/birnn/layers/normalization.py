@@ -32,6 +32,9 @@ def _resolve_axis(layer: Layer, axis: int, ndim: int, input_shape: Sequence) -> 
     return axis % ndim
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
 class BatchNormalization(Layer):
     """Normalizes each feature with the statistics of the batch (training) or moving ones.
 
@@ -154,6 +157,7 @@ class BatchNormalization(Layer):
                 initializer=self.gamma_initializer,
                 regularizer=self.gamma_regularizer,
                 constraint=self.gamma_constraint,
+                autocast=False,
                 name="gamma",
             )
             if self.scale
@@ -165,6 +169,7 @@ class BatchNormalization(Layer):
                 initializer=self.beta_initializer,
                 regularizer=self.beta_regularizer,
                 constraint=self.beta_constraint,
+                autocast=False,
                 name="beta",
             )
             if self.center
@@ -172,11 +177,11 @@ class BatchNormalization(Layer):
         )
         self.moving_mean = self.add_weight(
             shape=shape, initializer=self.moving_mean_initializer, trainable=False,
-            name="moving_mean",
+            autocast=False, name="moving_mean",
         )  # fmt: skip
         self.moving_variance = self.add_weight(
             shape=shape, initializer=self.moving_variance_initializer, trainable=False,
-            name="moving_variance",
+            autocast=False, name="moving_variance",
         )  # fmt: skip
         self.input_spec = InputSpec(ndim=ndim, axes={axis: size})
         self.built = True
@@ -187,6 +192,8 @@ class BatchNormalization(Layer):
     def call(
         self, inputs: torch.Tensor, training: bool | None = None, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if inputs.dtype in _HALF:  # mixed precision: normalize in float32, as Keras
+            return self.call(inputs.float(), training, mask).to(inputs.dtype)
         ndim = inputs.ndim
         axis = self.axis % ndim
         if not (training and self.trainable):
@@ -371,6 +378,7 @@ class LayerNormalization(Layer):
                 initializer=self.gamma_initializer,
                 regularizer=self.gamma_regularizer,
                 constraint=self.gamma_constraint,
+                autocast=False,
                 name="gamma",
             )
             if self.scale or self.rms_scaling
@@ -382,6 +390,7 @@ class LayerNormalization(Layer):
                 initializer=self.beta_initializer,
                 regularizer=self.beta_regularizer,
                 constraint=self.beta_constraint,
+                autocast=False,
                 name="beta",
             )
             if self.center and not self.rms_scaling
@@ -400,6 +409,8 @@ class LayerNormalization(Layer):
         return v.reshape(shape)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.dtype in _HALF:  # mixed precision: normalize in float32, as Keras
+            return self.call(inputs.float()).to(inputs.dtype)
         ndim = inputs.ndim
         axes = [a % ndim for a in self.axis]
         trailing = sorted(axes) == list(range(ndim - len(axes), ndim))

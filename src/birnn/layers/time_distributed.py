@@ -83,4 +83,12 @@ class TimeDistributed(Wrapper):
             kwargs["mask"] = mask.reshape(batch * steps, *mask.shape[2:])
         flat = inputs.reshape(batch * steps, *inputs.shape[2:])
         outputs = self.layer(flat, **kwargs)
-        return tree.map_structure(lambda y: y.reshape(batch, steps, *y.shape[1:]), outputs)
+        compute = self.dtype_torch  # the wrapped layer's own policy may differ, as in Keras
+
+        def unflatten(y: torch.Tensor) -> torch.Tensor:
+            y = y.reshape(batch, steps, *y.shape[1:])
+            if y.is_floating_point() and compute.is_floating_point and y.dtype != compute:
+                y = y.to(compute)
+            return y
+
+        return tree.map_structure(unflatten, outputs)

@@ -385,8 +385,13 @@ class Model(Trainer, Layer):
                 return {k: ser(v, module) for k, v in value.items()}
             return module.serialize(value)
 
+        optimizer = self.optimizer
+        if isinstance(optimizer, optimizers.LossScaleOptimizer) and optimizer.inner_optimizer is (
+            getattr(self, "_compile_optimizer", None)
+        ):  # wrapped by `compile` (mixed_float16): Keras records what compile was given
+            optimizer = optimizer.inner_optimizer
         return {
-            "optimizer": optimizers.serialize(self.optimizer),
+            "optimizer": optimizers.serialize(optimizer),
             "loss": ser(cfg["loss"], losses),
             "loss_weights": cfg["loss_weights"],
             "metrics": ser(cfg["metrics"], metrics),

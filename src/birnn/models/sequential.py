@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from torch import nn
 
-from birnn import backend, tree
+from birnn import backend, dtype_policies, tree
 from birnn.keras_tensor import KerasTensor
 from birnn.layers.input_layer import InputLayer
 from birnn.layers.layer import Layer
@@ -214,7 +214,7 @@ class Sequential(Model):
         config = {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": backend.serialize_dtype_policy(self.dtype),
+            "dtype": dtype_policies.serialize(self.dtype_policy),
             "layers": [serialize_keras_object(layer) for layer in self._layers],
         }
         if self._input_layer is not None:

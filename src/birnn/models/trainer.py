@@ -129,13 +129,23 @@ class Trainer:
                 `False` run eagerly, as Keras on the torch backend does for
                 `"auto"`. Where `torch.compile` cannot run (no C++ compiler, say),
                 a warning says so and the model runs eagerly.
-            auto_scale_loss: Accepted for Keras compatibility.
+            auto_scale_loss: Under the `mixed_float16` policy (the model's), wrap a
+                birnn optimizer in a `LossScaleOptimizer`, as Keras does.
 
         Raises:
             ValueError: an unknown optimizer, loss or metric name, or a
                 `jit_compile` other than True, False or "auto".
         """
-        self.optimizer = optimizers_module.get(optimizer)
+        optimizer_object = optimizers_module.get(optimizer)
+        self._compile_optimizer = optimizer_object  # what the compile config records
+        if (
+            auto_scale_loss
+            and getattr(getattr(self, "dtype_policy", None), "name", None) == "mixed_float16"
+            and isinstance(optimizer_object, optimizers_module.Optimizer)
+            and not isinstance(optimizer_object, optimizers_module.LossScaleOptimizer)
+        ):
+            optimizer_object = optimizers_module.LossScaleOptimizer(optimizer_object)
+        self.optimizer = optimizer_object
         check_identifiers(loss, metrics)
         check_identifiers(None, weighted_metrics)
         if steps_per_execution not in (1, None):
@@ -825,7 +835,7 @@ class Trainer:
 def _concat(batches: list) -> Any:
     first = batches[0]
     if isinstance(first, torch.Tensor):
-        return torch.cat([b for b in batches], dim=0).cpu().numpy()
+        return backend.to_numpy(torch.cat([b for b in batches], dim=0))
     if isinstance(first, dict):
         return {k: _concat([b[k] for b in batches]) for k in first}
     if isinstance(first, (list, tuple)):

@@ -12,7 +12,9 @@ as `mask=` to the next layer. Keras 3.15.1 writes these for the layers birnn has
 - `Concatenate` of masked inputs: `ExpandDims`, `ZerosLike`/`OnesLike`,
   `LogicalOr`, `Concatenate(axis)` and `Any(axis=-1)`, with a
   `ConvertToTensor` (module `keras.src.ops.core`) in front of a mask that an
-  attention layer passed on.
+  attention layer passed on;
+- under a mixed precision policy, `Masking` casts its input first: `Cast(dtype)`
+  (module `keras.src.ops.core`).
 
 Each class here is a weightless birnn `Layer` that computes the same thing with
 torch and writes the same config Keras does (module `keras.src.ops.numpy`,
@@ -280,6 +282,27 @@ class ConvertToTensor(Operation):
         return _shape(x), self.to_dtype or _dtype(x)
 
 
+class Cast(Operation):
+    """`x` converted to `dtype` (Keras's `ops.cast`; Keras 3.15.1 writes one in front of
+    `Masking`'s `NotEqual` when the layer computes in another dtype than its input's,
+    as under a mixed precision policy)."""
+
+    keras_module = "keras.src.ops.core"
+
+    def __init__(self, dtype: typing.Any, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.to_dtype = backend.standardize_dtype(dtype)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.to_dtype}
+
+    def call(self, x: typing.Any) -> torch.Tensor:
+        return backend.convert_to_tensor(x).to(backend.torch_dtype(self.to_dtype))
+
+    def output_spec(self, x: typing.Any) -> tuple[tuple, str]:
+        return _shape(x), self.to_dtype
+
+
 OPERATIONS: dict[str, type[Operation]] = {
     cls.__name__: cls
     for cls in (
@@ -295,6 +318,7 @@ OPERATIONS: dict[str, type[Operation]] = {
         OnesLike,
         Concatenate,
         ConvertToTensor,
+        Cast,
     )
 }
 """Keras operation class name -> the birnn layer that computes it."""

@@ -259,7 +259,15 @@ def _write_optimizer(model: Any, f: h5py.File) -> None:
         return
     store: dict[str, Any] = {}
     optimizer.save_own_variables(store)
-    group = f.create_group("optimizer/vars")
+    _write_store(f.create_group("optimizer/vars"), optimizer, store)
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:  # a LossScaleOptimizer: Keras also writes its inner one's alone
+        inner_store: dict[str, Any] = {}
+        inner.save_own_variables(inner_store)
+        _write_store(f.create_group("optimizer/inner_optimizer/vars"), inner, inner_store)
+
+
+def _write_store(group: Any, optimizer: Any, store: dict[str, Any]) -> None:
     name = getattr(optimizer, "name", None)
     if isinstance(name, str):
         group.attrs["name"] = name

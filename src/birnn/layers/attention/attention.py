@@ -148,9 +148,11 @@ class BaseDenseAttention(SeededDropout, Layer):
 
         query_shape, value_shape = tuple(inputs[0].shape), tuple(inputs[1].shape)
         key_shape = tuple(inputs[2].shape) if len(inputs) == 3 else value_shape
-        output = KerasTensor(self.compute_output_shape([query_shape, value_shape]), self.dtype)
+        output = KerasTensor(
+            self.compute_output_shape([query_shape, value_shape]), self.compute_dtype
+        )
         if kwargs.get("return_attention_scores"):
-            scores = KerasTensor((*query_shape[:-1], key_shape[-2]), self.dtype)
+            scores = KerasTensor((*query_shape[:-1], key_shape[-2]), self.compute_dtype)
             return output, scores
         return output
 

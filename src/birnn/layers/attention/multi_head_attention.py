@@ -264,7 +264,7 @@ class MultiHeadAttention(SeededDropout, Layer):
             self.kernel_constraint,
             self.bias_constraint,
             name=name,
-            dtype=self.dtype,
+            dtype=self.dtype_policy,
         )
 
     # Keras's signature: built from the shapes of its inputs, not one input_shape.
@@ -478,7 +478,7 @@ class MultiHeadAttention(SeededDropout, Layer):
         return_attention_scores: bool = False,
         **kwargs: Any,
     ) -> Any:
-        output = KerasTensor(self.compute_output_shape(query.shape), dtype=self.dtype)
+        output = KerasTensor(self.compute_output_shape(query.shape), dtype=self.compute_dtype)
         if not return_attention_scores:
             return output
         rank = len(query.shape)
@@ -486,7 +486,7 @@ class MultiHeadAttention(SeededDropout, Layer):
         key_shape = (key if key is not None else value).shape
         outer = [query.shape[0]] + [query.shape[a] for a in range(1, rank - 1) if a not in axes]
         steps = [query.shape[a] for a in axes] + [key_shape[a] for a in axes]
-        return output, KerasTensor((*outer, self.num_heads, *steps), dtype=self.dtype)
+        return output, KerasTensor((*outer, self.num_heads, *steps), dtype=self.compute_dtype)
 
     def get_config(self) -> dict:
         return {

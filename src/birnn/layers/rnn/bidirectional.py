@@ -18,6 +18,7 @@ import torch
 import torch.nn.modules.module as torch_module
 
 from birnn import backend
+from birnn.dtype_policies import call_scope, cast_input, same_policy
 from birnn.layers.layer import Layer
 from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.rnn import sequence_mask
@@ -294,6 +295,26 @@ class Bidirectional(Layer):
 
         Sequences in the result are in time order.
         """
+        forward, backward = self.forward_layer, self.backward_layer
+        if not same_policy(forward, backward):
+            return None
+        # The fused run skips the layers' calls: apply their dtype policy here.
+        inputs = cast_input(forward, inputs)
+        dtype_scope = call_scope(forward, backward)
+        if dtype_scope is None:
+            return self._fused_pair(inputs, mask, training, forward_state, backward_state)
+        with dtype_scope:
+            return self._fused_pair(inputs, mask, training, forward_state, backward_state)
+
+    def _fused_pair(
+        self,
+        inputs: torch.Tensor,
+        mask: torch.Tensor | None,
+        training: bool,
+        forward_state: list | None,
+        backward_state: list | None,
+    ) -> fused_rnn.Pair | None:
+        """`_call_fused` once the layers' weights are exposed in their compute dtype."""
         layers = (self.forward_layer, self.backward_layer)
         if not all(_direction_is_whole_call(layer, inputs, training) for layer in layers):
             return None
