@@ -201,30 +201,25 @@ def test_rnn_parity(policy, name, kwargs):
     ours = getattr(layers, name)(6, dtype=policy, **kwargs)
     keras_kwargs = {k: v for k, v in kwargs.items() if k != "use_cudnn"}
     theirs = getattr(keras.layers, name)(6, dtype=policy, **keras_kwargs)
-    fused = (
-        birnn.layers.rnn.fused_dispatch.fused_kind(ours, False) if name != "SimpleRNN" else None
-    )
+    fused = ours.fused_kind(False)
     diff = _compare(ours, theirs, X, policy)
     if name == "GRU" and not fused:
         assert diff == 0.0  # the same ops in the same order: the same roundings
     assert ours.cell.kernel.dtype == torch.float32
 
 
-def test_fused_lstm_runs_in_bfloat16():
+def test_fused_lstm_runs_in_bfloat16(monkeypatch):
     layer = layers.LSTM(6, dtype="mixed_bfloat16", return_sequences=True)
     layer.build(X.shape)
     calls = []
-    original = birnn.ops.fused_rnn.lstm
+    original = birnn.ops.fused_rnn.run_direction
 
-    def spy(inputs, *args, **kwargs):
-        calls.append((inputs.dtype, args[-3].dtype))
-        return original(inputs, *args, **kwargs)
+    def spy(inputs, direction, *args, **kwargs):
+        calls.append((inputs.dtype, direction.kernel.dtype))
+        return original(inputs, direction, *args, **kwargs)
 
-    birnn.ops.fused_rnn.lstm = spy
-    try:
-        layer(torch.tensor(X))
-    finally:
-        birnn.ops.fused_rnn.lstm = original
+    monkeypatch.setattr(birnn.ops.fused_rnn, "run_direction", spy)
+    layer(torch.tensor(X))
     assert calls == [(torch.bfloat16, torch.bfloat16)]
 
 
