@@ -13,9 +13,11 @@ Numerics: SGD, Adagrad, AdamW match Keras exactly; Adam/Adamax/Nadam place
 epsilon slightly differently from Keras (a difference only for gradients near
 1e-7). Keras's RMSprop puts epsilon *inside* the square root
 (`lr * g / sqrt(v + eps)`); `torch.optim.RMSprop` puts it outside, so `RMSprop`
-here is its own `torch.optim.Optimizer` with Keras's formula. Lion, Lamb, Ftrl
-and Adafactor, which `torch.optim` lacks, run update rules from
-`birnn.ops.optim_rules` and match Keras to float32 rounding. (`get("lamb")`
+here is its own `torch.optim.Optimizer` with Keras's formula. Lion, Lamb, Ftrl,
+Adafactor and Muon, which `torch.optim` lacks, run update rules from
+`birnn.ops.optim_rules` and match Keras to float32 rounding. Muon chooses its
+rule per weight from the weight's name, so `build()` also takes
+`(name, tensor)` pairs or a whole model (see `Optimizer.build`). (`get("lamb")`
 works here; Keras's `optimizers.get` does not know that name, though its files
 that use Lamb load in both.)
 
