@@ -14,7 +14,7 @@ epsilon slightly differently from Keras (a difference only for gradients near
 1e-7). Keras's RMSprop puts epsilon *inside* the square root
 (`lr * g / sqrt(v + eps)`); `torch.optim.RMSprop` puts it outside, so `RMSprop`
 here is its own `torch.optim.Optimizer` with Keras's formula. Lion, Lamb, Ftrl,
-Adafactor and Muon, which `torch.optim` lacks, run update rules from
+Adafactor, Muon and ScheduleFreeAdamW, which `torch.optim` lacks, run update rules from
 `birnn.ops.optim_rules` and match Keras to float32 rounding. Muon chooses its
 rule per weight from the weight's name, so `build()` also takes
 `(name, tensor)` pairs or a whole model (see `Optimizer.build`). (`get("lamb")`
@@ -391,8 +391,7 @@ class Optimizer(torch.optim.Optimizer):
         for param, (keras_name, torch_key) in self._slot_order():
             value = self.state.get(param, {}).get(torch_key)
             if value is None:
-                array = np.zeros(self._slot_shape(torch_key, param), dtype="float32")
-                array += self._initial_slot_value(torch_key)
+                array = self._unset_slot(torch_key, param)
             else:
                 array = self._to_keras_slot(torch_key, value, param)
             out.append((keras_name, array))
@@ -400,6 +399,11 @@ class Optimizer(torch.optim.Optimizer):
 
     def _initial_slot_value(self, torch_key: str) -> float:
         return 0.0
+
+    def _unset_slot(self, torch_key: str, param: torch.Tensor) -> np.ndarray:
+        """What Keras holds in a slot before the first step (`_initial_slot_value`s)."""
+        array = np.zeros(self._slot_shape(torch_key, param), dtype="float32")
+        return array + self._initial_slot_value(torch_key)
 
     def _slot_shape(self, torch_key: str, param: torch.Tensor) -> tuple[int, ...]:
         """The shape of a slot variable of `param` (its own shape, unless factored)."""
@@ -1432,6 +1436,82 @@ class Muon(_RuleOptimizer, optim_rules.MuonRule):
         return order
 
 
+class ScheduleFreeAdamW(_RuleOptimizer, optim_rules.ScheduleFreeAdamWRule):
+    """Schedule-free AdamW, as Keras 3.15 computes it (`learning_rate=0.0025`).
+
+    No learning-rate schedule is needed: Adam's normalized step moves a
+    `momentum` sequence `z` (starting at the weight's value), and the weight is
+    the running average of `z` over all steps (`w = w + (z - w) / t`). The
+    learning rate may be warmed up linearly over `warmup_steps`.
+
+    As in Keras 3.15, `beta_1` is accepted and saved in the config, but no
+    update uses it.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        beta_1: Kept for Keras's config (unused by Keras's update).
+        beta_2: Decay of the second-moment estimate.
+        epsilon: Numerical stability constant.
+        warmup_steps: Steps over which the rate grows linearly to `learning_rate`.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = ScheduleFreeAdamW(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> for _ in range(2):
+    ...     w.grad = torch.tensor([2.0])
+    ...     _ = opt.step()
+    >>> round(w.item(), 4)  # z went 1 -> 0.9 -> 0.8; w is their mean
+    0.85
+    """
+
+    _torch_class = optim_rules.ScheduleFreeAdamWRule
+    _slots = (("momentum", "momentum"), ("velocity", "velocity"))
+    _hyper = ("beta_1", "beta_2", "epsilon", "warmup_steps")
+    _rule_names = {"epsilon": "eps"}
+
+    def __init__(
+        self,
+        learning_rate=0.0025,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        warmup_steps=0,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(
+                "ScheduleFreeAdamW: argument `warmup_steps` must be an integer >= 0. "
+                f"Received: warmup_steps={warmup_steps}"
+            )
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = float(epsilon)
+        self.warmup_steps = warmup_steps
+
+    def _torch_kwargs(self) -> dict:
+        kwargs = super()._torch_kwargs()
+        del kwargs["beta_1"]
+        return kwargs
+
+    def _preprocess(self) -> None:
+        # z starts at the weight's value before this step's weight decay, as in Keras
+        # (whose slots are made when it is built, before the first step).
+        for param in self._params_with_grad():
+            if not self.state[param]:
+                self.state[param].update(self._new_slots({}, param))
+        super()._preprocess()
+
+    def _unset_slot(self, torch_key, param):
+        if torch_key == "momentum":  # Keras starts z at the weight's value
+            return param.detach().cpu().numpy().copy()
+        return super()._unset_slot(torch_key, param)
+
+
 class LossScaleOptimizer(Optimizer):
     """Dynamic loss scaling around another optimizer, as Keras's `LossScaleOptimizer`.
 
@@ -1641,6 +1721,7 @@ _CLASSES = (
     Ftrl,
     Adafactor,
     Muon,
+    ScheduleFreeAdamW,
 )
 _REGISTRY = KerasRegistry(
     "optimizer",

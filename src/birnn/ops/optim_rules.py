@@ -316,3 +316,29 @@ class MuonRule(_Rule):
         v.mul_(beta_2).addcmul_(grad, grad, value=1 - beta_2)
         alpha = lr * group["adam_lr_ratio"] * (1 - beta_2**t) ** 0.5 / (1 - beta_1**t)
         param.addcdiv_(m, v.sqrt().add_(group["epsilon"]), value=-alpha)
+
+
+class ScheduleFreeAdamWRule(_Rule):
+    """Schedule-free AdamW (Defazio et al., 2024) in the form Keras 3.15 computes.
+
+    Adam's normalized step `g / (sqrt(v / (1 - beta_2^t)) + eps)` moves the
+    `momentum` sequence `z` (which starts at the weight's value), at a learning
+    rate warmed up linearly over `warmup_steps`; the weight itself is the
+    running average of `z`: `w = w + (z - w) / t`.
+    """
+
+    def __init__(self, params, lr=0.0025, beta_2=0.999, eps=1e-8, warmup_steps=0):
+        defaults = {"lr": lr, "beta_2": beta_2, "eps": eps, "warmup_steps": warmup_steps}
+        super().__init__(params, defaults)
+
+    def _new_slots(self, group, param):
+        return {"momentum": param.detach().clone(), "velocity": torch.zeros_like(param)}
+
+    def _update(self, group, param, state, t):
+        beta_2, warmup = group["beta_2"], group["warmup_steps"]
+        lr = group["lr"] * (min(1.0, t / warmup) if warmup > 0 else 1.0)
+        grad, z, v = param.grad, state["momentum"], state["velocity"]
+        v.mul_(beta_2).addcmul_(grad, grad, value=1 - beta_2)
+        denom = (v / (1 - beta_2**t)).sqrt_().add_(group["eps"])
+        z.addcdiv_(grad, denom, value=-lr)
+        param.lerp_(z, 1.0 / t)
