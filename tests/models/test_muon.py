@@ -306,3 +306,16 @@ def test_state_dict_resumes_with_the_same_rules():
 def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         optimizers.Muon(**kwargs)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Keras's legacy-format notice
+def test_legacy_h5_file_compiled_with_muon_loads_with_keras_paths(tmp_path):
+    keras_model = _model(keras)
+    keras_model.compile(optimizer=keras.optimizers.Muon(exclude_layers=["out"]), loss="mse")
+    keras_model.save(tmp_path / "k.h5")
+    model = birnn.models.load_model(tmp_path / "k.h5")
+    assert type(model.optimizer) is optimizers.Muon
+    assert model.optimizer.exclude_layers == ["out"]
+    x = np.random.default_rng(5).integers(0, VOCAB, (4, 5)).astype("int32")
+    model.train_on_batch(x, np.zeros((4, 2), "float32"))
+    assert _adamw_paths(model.optimizer, model)[-2:] == ["net/out/kernel", "net/out/bias"]
