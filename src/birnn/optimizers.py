@@ -13,9 +13,11 @@ Numerics: SGD, Adagrad, AdamW match Keras exactly; Adam/Adamax/Nadam place
 epsilon slightly differently from Keras (a difference only for gradients near
 1e-7). Keras's RMSprop puts epsilon *inside* the square root
 (`lr * g / sqrt(v + eps)`); `torch.optim.RMSprop` puts it outside, so `RMSprop`
-here is its own `torch.optim.Optimizer` with Keras's formula. Lion, Lamb, Ftrl
-and Adafactor, which `torch.optim` lacks, run update rules from
-`birnn.ops.optim_rules` and match Keras to float32 rounding. (`get("lamb")`
+here is its own `torch.optim.Optimizer` with Keras's formula. Lion, Lamb, Ftrl,
+Adafactor, Muon and ScheduleFreeAdamW, which `torch.optim` lacks, run update rules from
+`birnn.ops.optim_rules` and match Keras to float32 rounding. Muon chooses its
+rule per weight from the weight's name, so `build()` also takes
+`(name, tensor)` pairs or a whole model (see `Optimizer.build`). (`get("lamb")`
 works here; Keras's `optimizers.get` does not know that name, though its files
 that use Lamb load in both.)
 
@@ -35,7 +37,9 @@ True
 
 from __future__ import annotations
 
+import re
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -56,6 +60,43 @@ _BASE_DEFAULTS = {
     "loss_scale_factor": None,
     "gradient_accumulation_steps": None,
 }
+
+
+def _named_trainables(owner: str, var_list: Any) -> tuple[list[torch.Tensor], list[str] | None]:
+    """The trainable parameters of `var_list` and their names (None when unnamed).
+
+    See `Optimizer.build` for what `var_list` may be.
+    """
+    items: list[Any]
+    if isinstance(var_list, torch.nn.Module):
+        layer: Any = var_list
+        weight_paths = getattr(layer, "_weight_paths", None)
+        if callable(weight_paths):  # a birnn layer: its weights' Keras paths
+            paths = dict(zip(map(id, layer.weights), weight_paths()))
+            items = [(paths[id(w)], w) for w in layer.trainable_weights]
+        else:
+            items = list(var_list.named_parameters())
+    else:
+        items = list(var_list)
+    named = [isinstance(item, tuple) for item in items]
+    if any(named) and not all(named):
+        raise TypeError(
+            f"Optimizer '{owner}': give either tensors or `(name, tensor)` pairs to "
+            "build(), not both."
+        )
+    for item in items:
+        pair_ok = isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+        if not (pair_ok and isinstance(item[1], torch.Tensor)) and not isinstance(
+            item, torch.Tensor
+        ):
+            raise TypeError(
+                f"Optimizer '{owner}': build() expects tensors or `(name, tensor)` pairs. "
+                f"Received: {item!r}"
+            )
+    if items and all(named):
+        kept = [(name, param) for name, param in items if param.requires_grad]
+        return [param for _, param in kept], [name for name, _ in kept]
+    return [param for param in items if param.requires_grad], None
 
 
 class _LearningRate(float):
@@ -145,19 +186,40 @@ class Optimizer(torch.optim.Optimizer):
         return {"lr": self._learning_rate}
 
     def build(self, var_list: Any) -> None:
-        """Binds the optimizer to the parameters it updates (once)."""
+        """Binds the optimizer to the parameters it updates (once).
+
+        Args:
+            var_list: The parameters: tensors, `(name, tensor)` pairs (what
+                `module.named_parameters()` yields; the names land in each
+                parameter group's `"param_names"`, as in `torch.optim`), or a
+                module. A birnn layer or model gives its trainable weights named
+                by their Keras paths (`"model/lstm/lstm_cell/kernel"`), which is
+                what `compile()` passes; another `torch.nn.Module` its
+                `named_parameters()`. Only parameters with `requires_grad` are kept.
+        """
         if self.built:
             return
-        params = [p for p in var_list if p.requires_grad]
+        params, names = _named_trainables(self.name, var_list)
         if not params:
             raise ValueError(
                 f"Optimizer '{self.name}' was given no trainable parameters to optimize."
             )
-        self._torch_class.__init__(self, params, **self._torch_kwargs())
+        self._bind(params, names)
         self.built = True
         if self._pending_state is not None:
             state, self._pending_state = self._pending_state, None
             self.load_own_variables(state)
+
+    def _bind(self, params: list[torch.Tensor], names: list[str] | None) -> None:
+        """Initialises the `torch.optim` class over `params` (named when `names` is given)."""
+        bound: list = params if names is None else list(zip(names, params))
+        self._torch_class.__init__(self, bound, **self._torch_kwargs())
+
+    def _param_names(self) -> list[str] | None:
+        """The names the parameters were built with (in `_params()` order), or None."""
+        if not all("param_names" in group for group in self.param_groups):
+            return None
+        return [name for group in self.param_groups for name in group["param_names"]]
 
     def _check_built(self) -> None:
         if not self.built:
@@ -332,8 +394,7 @@ class Optimizer(torch.optim.Optimizer):
         for param, (keras_name, torch_key) in self._slot_order():
             value = self.state.get(param, {}).get(torch_key)
             if value is None:
-                array = np.zeros(self._slot_shape(torch_key, param), dtype="float32")
-                array += self._initial_slot_value(torch_key)
+                array = self._unset_slot(torch_key, param)
             else:
                 array = self._to_keras_slot(torch_key, value, param)
             out.append((keras_name, array))
@@ -341,6 +402,11 @@ class Optimizer(torch.optim.Optimizer):
 
     def _initial_slot_value(self, torch_key: str) -> float:
         return 0.0
+
+    def _unset_slot(self, torch_key: str, param: torch.Tensor) -> np.ndarray:
+        """What Keras holds in a slot before the first step (`_initial_slot_value`s)."""
+        array = np.zeros(self._slot_shape(torch_key, param), dtype="float32")
+        return array + self._initial_slot_value(torch_key)
 
     def _slot_shape(self, torch_key: str, param: torch.Tensor) -> tuple[int, ...]:
         """The shape of a slot variable of `param` (its own shape, unless factored)."""
@@ -1173,6 +1239,283 @@ class Adafactor(_RuleOptimizer, optim_rules.AdafactorRule):
         return {"row": row, "column": column}.get(torch_key, tuple(param.shape))
 
 
+class Muon(_RuleOptimizer, optim_rules.MuonRule):
+    """Muon (MomentUm Orthogonalized by Newton-Schulz), with AdamW for the other weights.
+
+    Each 2-D weight (a kernel) follows Muon: SGD momentum whose update direction
+    is orthogonalized by `ns_steps` Newton-Schulz iterations (its singular values
+    pushed towards 1), scaled by `sqrt(max(rows, columns)) * rms_rate`. The other
+    weights follow AdamW (at `learning_rate * adam_lr_ratio`, with
+    `adam_weight_decay`):
+
+    - every weight that is not 2-D (biases, scalars, convolution kernels);
+    - with `exclude_embeddings=True`, every weight whose name contains
+      "embedding" (any case), such as `Embedding`'s `embeddings`;
+    - every weight whose name matches (`re.search`) a pattern of `exclude_layers`.
+      Typically the output layer: `exclude_layers=["output_dense"]`.
+
+    Names are the weights' Keras paths (`"model/output_dense/kernel"`) when the
+    optimizer is built by `compile()` or from a birnn layer or model
+    (`opt.build(model)`). Built from `model.named_parameters()`, it matches
+    torch's names instead (`"_layers.3.kernel"`: the embeddings are still found,
+    layer names are not in them). Built from bare tensors, only the 2-D rule
+    applies: `exclude_layers` then raises a `ValueError` and
+    `exclude_embeddings=True` warns, since neither can be honoured.
+    Which rule a weight follows is fixed when the optimizer is built.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        adam_beta_1: AdamW's decay of the first-moment estimate.
+        adam_beta_2: AdamW's decay of the second-moment estimate.
+        adam_weight_decay: Decoupled weight decay of the AdamW weights
+            (`w -= learning_rate * adam_weight_decay * w`).
+        epsilon: AdamW's numerical stability constant.
+        weight_decay: Decoupled weight decay of the Muon weights.
+        exclude_layers: Regular expressions; weights whose name matches one
+            follow AdamW.
+        exclude_embeddings: Whether embedding weights follow AdamW.
+        muon_a: Coefficient `a` of the Newton-Schulz iteration
+            `X = a X + (b A + c A^2) X` with `A = X X^T`.
+        muon_b: Coefficient `b` of that iteration.
+        muon_c: Coefficient `c` of that iteration.
+        adam_lr_ratio: Ratio of AdamW's learning rate to `learning_rate`.
+        momentum: Momentum of Muon's SGD (`m = momentum * m + g`).
+        ns_steps: Number of Newton-Schulz iterations.
+        nesterov: Whether Muon's direction is `g + momentum * m` (Nesterov) or `m`.
+        rms_rate: Scale of Muon's update, as in Moonlight (arXiv:2502.16982), so
+            that Muon can share AdamW's learning rate and weight decay; None to
+            use the orthogonalized direction as it is.
+        **kwargs: `name`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> kernel = torch.nn.Parameter(torch.zeros(2, 2))
+    >>> bias = torch.nn.Parameter(torch.zeros(2))
+    >>> opt = Muon(learning_rate=0.1, rms_rate=None, exclude_embeddings=False)
+    >>> opt.build([kernel, bias])
+    >>> kernel.grad = torch.tensor([[3.0, 0.0], [0.0, 1.0]])  # singular values 3 and 1
+    >>> bias.grad = torch.tensor([0.5, -0.5])
+    >>> _ = opt.step()
+    >>> [round(x, 3) for x in bias.tolist()]  # AdamW: each moves by the learning rate
+    [-0.1, 0.1]
+    >>> [round(x, 3) for x in torch.linalg.svdvals(kernel / -0.1).tolist()]  # both near 1
+    [1.134, 0.753]
+    >>> [tuple(v.shape) for v in opt.variables[2:]]  # momentum; bias: momentum, velocity
+    [(2, 2), (2,), (2,)]
+    """
+
+    _torch_class = optim_rules.MuonRule
+    _keras_decay = False  # the rule decays Muon's and AdamW's weights differently
+    _hyper = (
+        "adam_beta_1",
+        "adam_beta_2",
+        "epsilon",
+        "exclude_layers",
+        "muon_a",
+        "muon_b",
+        "muon_c",
+        "adam_lr_ratio",
+        "momentum",
+        "ns_steps",
+        "nesterov",
+        "exclude_embeddings",
+        "adam_weight_decay",
+        "rms_rate",
+    )
+    _rule_hyper = (
+        "momentum",
+        "nesterov",
+        "ns_steps",
+        "muon_a",
+        "muon_b",
+        "muon_c",
+        "rms_rate",
+        "adam_beta_1",
+        "adam_beta_2",
+        "epsilon",
+        "adam_lr_ratio",
+    )
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        adam_beta_1=0.9,
+        adam_beta_2=0.999,
+        adam_weight_decay=0.004,
+        epsilon=1e-7,
+        weight_decay=0.004,
+        exclude_layers=None,
+        exclude_embeddings=True,
+        muon_a=3.4445,
+        muon_b=-4.775,
+        muon_c=2.0315,
+        adam_lr_ratio=1,
+        momentum=0.95,
+        ns_steps=5,
+        nesterov=True,
+        rms_rate=0.2,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, weight_decay=weight_decay, **kwargs)
+        if isinstance(exclude_layers, str):
+            exclude_layers = [exclude_layers]
+        self.exclude_layers = list(exclude_layers or [])
+        self._patterns = []
+        for pattern in self.exclude_layers:
+            try:
+                self._patterns.append(re.compile(pattern))
+            except (re.error, TypeError) as error:
+                raise ValueError(
+                    "Muon: argument `exclude_layers` must hold regular expressions. "
+                    f"Received {pattern!r}: {error}"
+                ) from None
+        if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or ns_steps < 0:
+            raise ValueError(
+                f"Muon: argument `ns_steps` must be an integer >= 0. Received: ns_steps={ns_steps}"
+            )
+        if rms_rate is not None and rms_rate < 0:
+            raise ValueError(
+                f"Muon: argument `rms_rate` must be >= 0 or None. Received: rms_rate={rms_rate}"
+            )
+        self.exclude_embeddings = bool(exclude_embeddings)
+        self.adam_beta_1, self.adam_beta_2 = float(adam_beta_1), float(adam_beta_2)
+        self.adam_weight_decay = adam_weight_decay
+        self.epsilon = float(epsilon)
+        self.muon_a, self.muon_b, self.muon_c = float(muon_a), float(muon_b), float(muon_c)
+        self.adam_lr_ratio = adam_lr_ratio
+        self.momentum = _check_range("Muon", "momentum", momentum, 0.0, 1.0)
+        self.ns_steps = ns_steps
+        self.nesterov = bool(nesterov)
+        self.rms_rate = rms_rate
+
+    def uses_adamw(self, name: str | None, param: torch.Tensor) -> bool:
+        """Whether the weight `param` named `name` (None: unnamed) follows AdamW."""
+        if param.dim() != 2:
+            return True
+        if name is None:
+            return False
+        if self.exclude_embeddings and "embedding" in name.lower():
+            return True
+        return any(pattern.search(name) for pattern in self._patterns)
+
+    def _bind(self, params: list[torch.Tensor], names: list[str] | None) -> None:
+        if names is None:
+            if self._patterns:
+                raise ValueError(
+                    f"Optimizer '{self.name}': `exclude_layers` matches weight names, but "
+                    "it was built from unnamed tensors. Build it from a birnn model "
+                    "(`opt.build(model)`, as compile() does) or from `(name, tensor)` "
+                    "pairs such as `model.named_parameters()`."
+                )
+            if self.exclude_embeddings and any(p.dim() == 2 for p in params):
+                warnings.warn(
+                    f"Optimizer '{self.name}' was built from unnamed tensors, so embeddings "
+                    "cannot be told apart from other 2-D weights and all of them follow "
+                    "Muon. Build it from a birnn model (`opt.build(model)`) or from "
+                    "`model.named_parameters()`, or pass `exclude_embeddings=False`.",
+                    stacklevel=3,
+                )
+        given: list[str | None] = list(names) if names is not None else [None] * len(params)
+        self._use_adamw = [self.uses_adamw(name, param) for name, param in zip(given, params)]
+        super()._bind(params, names)
+
+    def _torch_kwargs(self) -> dict:
+        return {
+            "lr": self._learning_rate,
+            "use_adamw": self._use_adamw,
+            **{key: getattr(self, key) for key in self._rule_hyper},
+            "weight_decay": float(self.weight_decay or 0.0),
+            "adam_weight_decay": float(self.adam_weight_decay or 0.0),
+        }
+
+    def _slot_order(self) -> list[tuple[torch.Tensor, tuple[str, str]]]:
+        order = []
+        for group in self.param_groups:
+            for param, adamw in zip(group["params"], group["use_adamw"]):
+                order.append((param, ("momentum", "momentum")))
+                if adamw:
+                    order.append((param, ("velocity", "velocity")))
+        return order
+
+
+class ScheduleFreeAdamW(_RuleOptimizer, optim_rules.ScheduleFreeAdamWRule):
+    """Schedule-free AdamW, as Keras 3.15 computes it (`learning_rate=0.0025`).
+
+    No learning-rate schedule is needed: Adam's normalized step moves a
+    `momentum` sequence `z` (starting at the weight's value), and the weight is
+    the running average of `z` over all steps (`w = w + (z - w) / t`). The
+    learning rate may be warmed up linearly over `warmup_steps`.
+
+    As in Keras 3.15, `beta_1` is accepted and saved in the config, but no
+    update uses it.
+
+    Args:
+        learning_rate: Step size (a float or a `LearningRateSchedule`).
+        beta_1: Kept for Keras's config (unused by Keras's update).
+        beta_2: Decay of the second-moment estimate.
+        epsilon: Numerical stability constant.
+        warmup_steps: Steps over which the rate grows linearly to `learning_rate`.
+        **kwargs: `name`, `weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`.
+
+    Examples:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = ScheduleFreeAdamW(learning_rate=0.1)
+    >>> opt.build([w])
+    >>> for _ in range(2):
+    ...     w.grad = torch.tensor([2.0])
+    ...     _ = opt.step()
+    >>> round(w.item(), 4)  # z went 1 -> 0.9 -> 0.8; w is their mean
+    0.85
+    """
+
+    _torch_class = optim_rules.ScheduleFreeAdamWRule
+    _slots = (("momentum", "momentum"), ("velocity", "velocity"))
+    _hyper = ("beta_1", "beta_2", "epsilon", "warmup_steps")
+    _rule_names = {"epsilon": "eps"}
+
+    def __init__(
+        self,
+        learning_rate=0.0025,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        warmup_steps=0,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate, name=name, **kwargs)
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(
+                "ScheduleFreeAdamW: argument `warmup_steps` must be an integer >= 0. "
+                f"Received: warmup_steps={warmup_steps}"
+            )
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = float(epsilon)
+        self.warmup_steps = warmup_steps
+
+    def _torch_kwargs(self) -> dict:
+        kwargs = super()._torch_kwargs()
+        del kwargs["beta_1"]
+        return kwargs
+
+    def _preprocess(self) -> None:
+        # z starts at the weight's value before this step's weight decay, as in Keras
+        # (whose slots are made when it is built, before the first step).
+        for param in self._params_with_grad():
+            if not self.state[param]:
+                self.state[param].update(self._new_slots({}, param))
+        super()._preprocess()
+
+    def _unset_slot(self, torch_key, param):
+        if torch_key == "momentum":  # Keras starts z at the weight's value
+            return param.detach().cpu().numpy().copy()
+        return super()._unset_slot(torch_key, param)
+
+
 class LossScaleOptimizer(Optimizer):
     """Dynamic loss scaling around another optimizer, as Keras's `LossScaleOptimizer`.
 
@@ -1382,6 +1725,8 @@ _CLASSES = (
     Lamb,
     Ftrl,
     Adafactor,
+    Muon,
+    ScheduleFreeAdamW,
 )
 _REGISTRY = KerasRegistry(
     "optimizer",

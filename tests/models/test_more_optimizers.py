@@ -1,4 +1,4 @@
-"""Lion, Lamb, Ftrl and Adafactor against Keras 3.15.1: updates, configs, variables, files."""
+"""Lion, Lamb, Ftrl, Adafactor, ScheduleFreeAdamW against Keras 3.15.1: updates, configs, files."""
 
 import numpy as np
 import pytest
@@ -41,8 +41,14 @@ CASES = [
             "weight_decay": 0.05,
         },
     ),
+    ("ScheduleFreeAdamW", {}),
+    (
+        "ScheduleFreeAdamW",
+        {"beta_2": 0.9, "epsilon": 1e-3, "warmup_steps": 3, "weight_decay": 0.1},
+    ),
+    ("ScheduleFreeAdamW", {"beta_1": 0.5, "clipvalue": 0.3}),  # Keras's update ignores beta_1
 ]
-NAMES = ["Lion", "Lamb", "Ftrl", "Adafactor"]
+NAMES = ["Lion", "Lamb", "Ftrl", "Adafactor", "ScheduleFreeAdamW"]
 
 
 def _inits(seed=0):
@@ -203,6 +209,7 @@ def test_learning_rate_schedule_matches_keras(name):
         ("Ftrl", {"initial_accumulator_value": -1}, "`initial_accumulator_value` must be"),
         ("Ftrl", {"beta": -1}, "Ftrl: argument `beta` must be positive or zero"),
         ("Lamb", {"momentum": 0.9}, "Lamb: unknown arguments \\['momentum'\\]"),
+        ("ScheduleFreeAdamW", {"warmup_steps": -1}, "`warmup_steps` must be an integer >= 0"),
     ],
 )
 def test_bad_arguments_are_rejected(name, kwargs, message):
@@ -456,3 +463,26 @@ def test_fit_scales_the_loss_so_an_overflowing_step_is_skipped_like_keras():
     assert b_scale == k_scale == 2.0**14  # the step was skipped and the scale halved
     for a, b in zip(b_weights, k_weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_schedule_free_momentum_starts_at_the_weights_like_keras():
+    """Before any step Keras's `momentum` slot (the `z` sequence) holds the weight's value."""
+    ours, params, theirs, variables = _pair("ScheduleFreeAdamW", {})
+    store = {}
+    ours.save_own_variables(store)
+    _assert_slots_close(list(store.values())[2:], list(_store(theirs).values())[2:], "unset")
+
+
+def test_schedule_free_takes_weights_set_after_compile_like_keras():
+    """z starts at the weights of the first step, not at those of compile time."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((6, 5, 3)).astype("float32")
+    y = rng.standard_normal((6, 2)).astype("float32")
+    keras_model, model = _model(keras), _model(birnn)
+    keras_model.compile(optimizer=keras.optimizers.ScheduleFreeAdamW(0.02), loss="mse")
+    model.compile(optimizer=optimizers.ScheduleFreeAdamW(0.02), loss="mse")
+    copy_weights(keras_model, model)  # after compile (birnn's optimizer is built by now)
+    for _ in range(3):
+        expected = keras_model.train_on_batch(x, y)
+        assert model.train_on_batch(x, y) == pytest.approx(expected, abs=1e-5)
+    assert_close(model.get_weights(), keras_model.get_weights(), atol=1e-5, what="trained")

@@ -170,7 +170,7 @@ class Runtime:
         model = self.model
         opt = model.optimizer
         if isinstance(opt, optimizers.Optimizer) and not opt.built:
-            opt.build([p for p in model.trainable_weights if p.requires_grad])
+            opt.build(model)  # named by Keras paths, as compile() does
         for p in self._params():
             p.grad = None
         self.sync_gradients()

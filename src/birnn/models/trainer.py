@@ -178,9 +178,8 @@ class Trainer:
     def _maybe_build_optimizer(self) -> None:
         opt = self.optimizer
         if isinstance(opt, optimizers_module.Optimizer) and not opt.built and self.built:
-            params = [p for p in self.trainable_weights if p.requires_grad]
-            if params:
-                opt.build(params)
+            if any(p.requires_grad for p in self.trainable_weights):
+                opt.build(self)  # the weights named by their Keras paths (Muon needs them)
 
     def _assert_compiled(self, method: str) -> None:
         if not self.compiled:
@@ -463,7 +462,7 @@ class Trainer:
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
         opt = self.optimizer
         if isinstance(opt, optimizers_module.Optimizer) and not opt.built:
-            opt.build([p for p in self.trainable_weights if p.requires_grad])
+            opt.build(self)
         if self._fit_state is not None:
             for p in self._fit_state["params"]:
                 p.grad = None

@@ -200,3 +200,145 @@ class AdafactorRule(_Rule):
         u = grad / v.sqrt()
         u = u / torch.clamp(self._rms(u) / group["clip_threshold"], min=1.0)
         param.sub_(alpha * u)
+
+
+def newton_schulz(
+    x: torch.Tensor, steps: int, a: float, b: float, c: float, eps: float = 1e-7
+) -> torch.Tensor:
+    """An approximate orthogonalization of the matrix `x` (its `U V^T`, singular values ~1).
+
+    `x` is scaled to a Frobenius norm of at most 1, then `steps` quintic
+    iterations `X = a X + (b A + c A^2) X`, `A = X X^T`, push its singular values
+    towards 1. A tall matrix is iterated in its transpose, so `A` is the smaller
+    Gram matrix.
+    """
+    x = x / (torch.linalg.matrix_norm(x) + eps)
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:
+        x = x.mT
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * (gram @ gram)) @ x
+    return x.mT if tall else x
+
+
+class MuonRule(_Rule):
+    """Muon (momentum orthogonalized by Newton-Schulz), with AdamW for the other weights.
+
+    Each group's `use_adamw` lists, per parameter, which rule updates it.
+    Muon: `m = momentum * m + g`, the direction `g + momentum * m` (Nesterov) or
+    `m`, orthogonalized by `newton_schulz`, scaled by `sqrt(max(rows, columns)) *
+    rms_rate` (unless `rms_rate` is None), then `w -= lr * direction` after the
+    decay `w -= lr * weight_decay * w`. AdamW: the decay `w -= lr *
+    adam_weight_decay * w`, then Adam's step at `lr * adam_lr_ratio`.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        use_adamw=(),
+        momentum=0.95,
+        nesterov=True,
+        ns_steps=5,
+        muon_a=3.4445,
+        muon_b=-4.775,
+        muon_c=2.0315,
+        rms_rate=0.2,
+        weight_decay=0.0,
+        adam_beta_1=0.9,
+        adam_beta_2=0.999,
+        epsilon=1e-7,
+        adam_lr_ratio=1.0,
+        adam_weight_decay=0.0,
+    ):
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "ns_steps": ns_steps,
+            "muon_a": muon_a,
+            "muon_b": muon_b,
+            "muon_c": muon_c,
+            "rms_rate": rms_rate,
+            "weight_decay": weight_decay,
+            "adam_beta_1": adam_beta_1,
+            "adam_beta_2": adam_beta_2,
+            "epsilon": epsilon,
+            "adam_lr_ratio": adam_lr_ratio,
+            "adam_weight_decay": adam_weight_decay,
+        }
+        super().__init__(params, defaults)
+        flags = list(use_adamw)
+        for group in self.param_groups:
+            count = len(group["params"])
+            group["use_adamw"], flags = flags[:count], flags[count:]
+            if len(group["use_adamw"]) != count:
+                raise ValueError("MuonRule: `use_adamw` needs one flag per parameter.")
+
+    def _flag(self, group: dict, param: torch.Tensor) -> bool:
+        return next(f for p, f in zip(group["params"], group["use_adamw"]) if p is param)
+
+    def _new_slots(self, group, param):
+        slots = {"momentum": torch.zeros_like(param)}
+        if self._flag(group, param):
+            slots["velocity"] = torch.zeros_like(param)
+        return slots
+
+    def _update(self, group, param, state, t):
+        if "velocity" in state:
+            self._adamw(group, param, state, t)
+        else:
+            self._muon(group, param, state)
+
+    @staticmethod
+    def _muon(group: dict, param: torch.Tensor, state: dict) -> None:
+        lr, beta = group["lr"], group["momentum"]
+        if group["weight_decay"]:
+            param.mul_(1 - lr * group["weight_decay"])
+        m = state["momentum"]
+        m.mul_(beta).add_(param.grad)
+        direction = param.grad + beta * m if group["nesterov"] else m
+        direction = newton_schulz(
+            direction, group["ns_steps"], group["muon_a"], group["muon_b"], group["muon_c"]
+        )
+        if group["rms_rate"] is not None:
+            direction = direction * (max(param.shape[-2:]) ** 0.5 * group["rms_rate"])
+        param.sub_(direction, alpha=lr)
+
+    @staticmethod
+    def _adamw(group: dict, param: torch.Tensor, state: dict, t: int) -> None:
+        lr, beta_1, beta_2 = group["lr"], group["adam_beta_1"], group["adam_beta_2"]
+        if group["adam_weight_decay"]:
+            param.mul_(1 - lr * group["adam_weight_decay"])
+        grad, m, v = param.grad, state["momentum"], state["velocity"]
+        m.lerp_(grad, 1 - beta_1)
+        v.mul_(beta_2).addcmul_(grad, grad, value=1 - beta_2)
+        alpha = lr * group["adam_lr_ratio"] * (1 - beta_2**t) ** 0.5 / (1 - beta_1**t)
+        param.addcdiv_(m, v.sqrt().add_(group["epsilon"]), value=-alpha)
+
+
+class ScheduleFreeAdamWRule(_Rule):
+    """Schedule-free AdamW (Defazio et al., 2024) in the form Keras 3.15 computes.
+
+    Adam's normalized step `g / (sqrt(v / (1 - beta_2^t)) + eps)` moves the
+    `momentum` sequence `z` (which starts at the weight's value), at a learning
+    rate warmed up linearly over `warmup_steps`; the weight itself is the
+    running average of `z`: `w = w + (z - w) / t`.
+    """
+
+    def __init__(self, params, lr=0.0025, beta_2=0.999, eps=1e-8, warmup_steps=0):
+        defaults = {"lr": lr, "beta_2": beta_2, "eps": eps, "warmup_steps": warmup_steps}
+        super().__init__(params, defaults)
+
+    def _new_slots(self, group, param):
+        return {"momentum": param.detach().clone(), "velocity": torch.zeros_like(param)}
+
+    def _update(self, group, param, state, t):
+        beta_2, warmup = group["beta_2"], group["warmup_steps"]
+        lr = group["lr"] * (min(1.0, t / warmup) if warmup > 0 else 1.0)
+        grad, z, v = param.grad, state["momentum"], state["velocity"]
+        v.mul_(beta_2).addcmul_(grad, grad, value=1 - beta_2)
+        denom = (v / (1 - beta_2**t)).sqrt_().add_(group["eps"])
+        z.addcdiv_(grad, denom, value=-lr)
+        param.lerp_(z, 1.0 / t)

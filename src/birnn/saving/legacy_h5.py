@@ -352,7 +352,7 @@ def load_legacy_h5(
                 names = _read_attribute(group, "weight_names")
                 store = {str(i): np.asarray(group[n]) for i, n in enumerate(names)}
                 try:
-                    optimizer.build(model.trainable_weights)
+                    optimizer.build(model)  # named by Keras paths, as compile() does
                     optimizer.load_own_variables(store)
                 except ValueError as e:
                     warnings.warn(
