@@ -745,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
         help="keep timing a row until this long has passed (default: 10, 0 with --quick)",
     )
     parser.add_argument("--rows", default=None, help="comma-separated substrings of row names")
+    parser.add_argument(
+        "--peer-rows", action="store_true", help="only the rows of the peers table"
+    )
     parser.add_argument("--only", default=",".join(IMPLEMENTATIONS), help="implementations to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory row")
     parser.add_argument(
@@ -807,6 +810,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.rows:
         wanted = [w.strip().lower() for w in args.rows.split(",")]
         rows = [row for row in rows if any(w in row.name.lower() for w in wanted)]
+    if args.peer_rows:
+        rows = [row for row in rows if row.peer]
 
     results = []
     for row in rows:
