@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from birnn.ops import masks
+from birnn.ops import masks, packed_rnn
 
 __all__ = ["Direction", "Pair", "bidirectional", "gru", "lstm", "torch_weights"]
 
@@ -581,7 +581,12 @@ def _masked_pair(
     units = first.recurrent_kernel.shape[0]
     zeros = x.new_zeros(2, x.shape[1], units)
     hx = [zeros, zeros] if kind == "lstm" else [zeros]
-    outputs, final = _kernel(kind, x, hx, weights, first.bias is not None, True, False)
+    if packed_rnn.worth_packing(kind, x, weights, lengths):  # skips each row's padding
+        outputs, final = packed_rnn.bidirectional_kernel(
+            kind, x, hx, weights, first.bias is not None, lengths
+        )
+    else:
+        outputs, final = _kernel(kind, x, hx, weights, first.bias is not None, True, False)
 
     # In-time direction: results at each row's last valid slot; zero state if none.
     h = masks.take_slots(outputs, lengths - 1, lengths > 0, direction=0, directions=2)
