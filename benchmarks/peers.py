@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np  # noqa: PLC0415
 
     backend = keras.backend.backend()
+    threads = spec.get("threads")
+    if threads and backend == "tensorflow":  # JAX's come from XLA_FLAGS, set by run.py
+        import tensorflow as tf  # noqa: PLC0415
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     medians, jit = {}, {}
     for row in spec["rows"]:
         data = np.load(row["data"])
@@ -104,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "medians": medians,
         "jit_compile": jit,
         "cpus": os.cpu_count(),
+        "threads": threads or "default",
     }
     Path(args.output).write_text(json.dumps(result, indent=1))
     return 0

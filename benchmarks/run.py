@@ -533,6 +533,9 @@ def run_peers(
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
             env["CUDA_VISIBLE_DEVICES"] = ""
+            if timing.get("threads") == 1:  # as `--threads 1` gives torch: one thread each
+                env["OMP_NUM_THREADS"] = "1"
+                env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
             command = [str(python), str(HERE / "peers.py"), str(spec), "--output", str(output)]
             print(f"{name} ({backend}), its own process:", flush=True)
             done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -680,7 +683,11 @@ def render_peers(results: list[tuple[Row, dict]], peers: dict[str, dict], notes:
     for name, result in peers.items():
         versions = ", ".join(f"{k} {v}" for k, v in result["versions"].items())
         jit = sorted(set(result["jit_compile"].values()))
-        lines.append(f"- {COLUMNS[name]}: {versions}; `model.jit_compile` {', '.join(jit)}.")
+        threads = result.get("threads", "default")
+        lines.append(
+            f"- {COLUMNS[name]}: {versions}; `model.jit_compile` {', '.join(jit)}; "
+            f"threads: {threads}."
+        )
     lines += [f"- {note}" for note in notes]
     titles = [f"{title} (ms)" for title in PEER_COLUMNS.values()]
     lines += ["", "| workload | " + " | ".join(titles) + " | birnn / fastest peer |"]
@@ -769,7 +776,8 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         type=int,
         default=None,
-        help="torch threads (default: torch's, 1 with --quick)",
+        help="torch threads (default: torch's, 1 with --quick); with 1, the TensorFlow "
+        "and JAX peers get one thread too",
     )
     parser.add_argument(
         "--output",
@@ -829,6 +837,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             "warmup": warmup,
             "min_seconds": min_seconds,
             "block_seconds": block_seconds,
+            "threads": args.threads,
         }
         peers, peer_notes = run_peers(peer_rows, peer_pythons(), timing)
     memory = None
