@@ -164,6 +164,15 @@ def test_size_rule():
         assert packed_rnn.worth_packing("gru", x, weights, lengths)
 
 
+def test_size_rule_is_off_while_tracing_or_compiling(monkeypatch):
+    with torch.no_grad():
+        monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+        assert not packed_rnn.worth_packing("gru", *_rule_inputs())
+        monkeypatch.setattr(torch.jit, "is_tracing", lambda: False)
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        assert not packed_rnn.worth_packing("gru", *_rule_inputs())
+
+
 def test_layer_inference_takes_the_packed_call_and_matches(monkeypatch):
     """`Bidirectional(GRU(64))` on a padded batch, in inference: packed, same results."""
     g = torch.Generator().manual_seed(5)

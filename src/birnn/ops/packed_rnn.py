@@ -46,7 +46,8 @@ def worth_packing(
 ) -> bool:
     """Whether `bidirectional_kernel` beats the padded kernel call on this batch.
 
-    True only for a GRU on CPU, outside autocast, when no gradient is needed,
+    True only for a GRU on CPU, outside autocast, tracing and compiling (a
+    trace would record this batch's lengths), when no gradient is needed,
     with at least `MIN_UNITS` units and at least `MIN_SAVED` of the
     `(slots, batch)` row-steps of `inputs` past their row's length.
 
@@ -62,6 +63,8 @@ def worth_packing(
     """
     if kind != "gru" or inputs.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
         return False
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False  # a trace or graph would freeze this batch's lengths into the program
     if torch.is_grad_enabled() and (inputs.requires_grad or any(w.requires_grad for w in weights)):
         return False
     if weights[1].shape[1] < MIN_UNITS:  # `w_hh` is `(gates * units, units)`
