@@ -14,7 +14,8 @@
 #    reinstall). Both need the index to be
 #    reachable; on a machine without one, point $BIRNN_PYTHON at a Python that already
 #    has a CUDA torch and the project (`pip install -e .[dev]`).
-# 2. The CUDA tests: every test whose name says cuda or gpu (`-k "cuda or gpu"`), which
+# 2. The CUDA tests: every test whose name says cuda or gpu (`-k "cuda or gpu"`; not this
+#    script's own tests), which
 #    must all run: a skip fails the check.
 # 3. The bench rows of the peers table on the GPU: birnn (layer and Model), torch's
 #    cuDNN `nn.LSTM/GRU` and Keras 3 on torch (`run.py --device cuda --peer-rows`),
@@ -98,7 +99,8 @@ if [ -x "$PY" ]; then
 	fi
 fi
 
-TESTS=(timeout "$TESTS_LIMIT" "$PY" -m pytest -n 0 -q -rs -p no:cacheprovider -k "cuda or gpu" tests)
+TESTS=(timeout "$TESTS_LIMIT" "$PY" -m pytest -n 0 -q -rs -p no:cacheprovider
+	-k "(cuda or gpu) and not gpu_check" tests)
 BENCH=(timeout "$BENCH_LIMIT" "$PY" benchmarks/run.py --device cuda --peer-rows
 	--only birnn,birnn-model,torch,keras-model --no-peers --no-memory --no-fit --no-serving
 	--repeats 5 --warmup 3 --min-seconds 2 --block-seconds 0.1 --output "$OUT/RESULTS-gpu.md")

@@ -49,7 +49,10 @@ def test_dry_run_prints_the_bounded_plan(tmp_path):
     lines = done.stdout.splitlines()
     tests = next(line for line in lines if "-m pytest" in line)
     bench = next(line for line in lines if "benchmarks/run.py" in line)
-    assert tests.strip().startswith("- timeout 90 ") and "-k cuda or gpu" in tests
+    assert (
+        tests.strip().startswith("- timeout 90 ")
+        and "-k (cuda or gpu) and not gpu_check tests" in tests
+    )
     assert bench.strip().startswith("- timeout 180 ")
     assert "--device cuda --peer-rows" in bench and "torch,keras-model" in bench
     assert "the real run would stop here (exit 2)" in done.stdout
