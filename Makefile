@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export KERAS_BACKEND := torch
 
-.PHONY: demo test fuzz lint typecheck check format bench clean
+.PHONY: demo test fuzz lint typecheck check format bench bench-peers gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,30 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
+# `make bench` times birnn against hand torch and Keras on torch, and against Keras on
+# TensorFlow and on JAX when `make bench-peers` has created their environments (each in
+# its own venv under .bench, never needed by the tests); it writes benchmarks/RESULTS.md.
+BENCH_VENVS := .bench
+PEER_STAMPS := $(BENCH_VENVS)/keras-tf/.installed $(BENCH_VENVS)/keras-jax/.installed
+
 bench: $(STAMP)
+	@for peer in keras-tf keras-jax; do test -x $(BENCH_VENVS)/$$peer/bin/python || \
+		echo "bench: no $(BENCH_VENVS)/$$peer: run \`make bench-peers\` to time Keras on it too"; done
 	$(PY) benchmarks/run.py
 
+bench-peers: $(PEER_STAMPS)
+
+$(BENCH_VENVS)/keras-%/.installed: benchmarks/requirements-keras-%.txt
+	test -x $(BENCH_VENVS)/keras-$*/bin/python || $(PYTHON) -m venv $(BENCH_VENVS)/keras-$*
+	$(BENCH_VENVS)/keras-$*/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENVS)/keras-$*/bin/python -m pip install -q -r $<
+	touch $@
+
+# On a machine with a CUDA GPU: the CUDA tests and the bench rows on the GPU, results in
+# GPU_OUT (see benchmarks/gpu_check.sh).
+GPU_OUT ?= gpu_check_output
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_OUT)
+
 clean:
-	rm -rf $(VENV) demo_output .mypy_cache
+	rm -rf $(VENV) $(BENCH_VENVS) demo_output gpu_check_output .mypy_cache

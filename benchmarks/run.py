@@ -4,6 +4,14 @@ Usage::
 
     python benchmarks/run.py            # full run, writes benchmarks/RESULTS.md
     python benchmarks/run.py --quick    # tiny sizes, a smoke test of every path
+    python benchmarks/run.py --device cuda --rows ...   # birnn / torch / Keras on a GPU
+
+The rows marked `peer` also make the peers table: birnn's `Model` against hand
+torch, Keras on torch, and Keras 3 on TensorFlow and on JAX. Those two run
+`peers.py` in their own virtual environments (`.bench/keras-tf`,
+`.bench/keras-jax`, created by `make bench-peers`), one process per backend, on
+the same inputs (handed over as `.npz` files) with the same timing loop
+(`timing.py`); a missing environment is reported and the rest still runs.
 
 Every row is a `Bidirectional` layer (or the seed model) doing the same work in
 each implementation, with the same sizes and inputs:
@@ -47,22 +55,31 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
-import statistics
+import shlex
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from timing import median_ms  # noqa: E402
+
 UNMASKED = "birnn-unmasked"
+# Where every implementation's tensors and modules live (`--device`); Keras on torch
+# picks CUDA by itself when there is one.
+DEVICE = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -78,22 +95,22 @@ class Row:
     masked: bool = False
     train: bool = True
     size: int = 0  # rows = cols of each frame (ConvLSTM rows)
+    peer: bool = False  # also in the peers table (Keras on TensorFlow, JAX and torch)
 
 
+SEED = {"kind": "seed", "batch": 32, "time": 5, "features": 10, "units": 10}
 ROWS = [
-    Row("LSTM train"),
-    Row("LSTM train, masked", masked=True),
-    Row("LSTM infer", train=False),
-    Row("GRU train", kind="gru"),
-    Row("LSTM T=500, 64 units, train", time=500, units=64),
-    Row(
-        "seed model (T=5, 10 units) train step",
-        kind="seed",
-        batch=32,
-        time=5,
-        features=10,
-        units=10,
-    ),
+    Row("LSTM train", peer=True),
+    Row("LSTM train, masked", masked=True, peer=True),
+    Row("LSTM infer", train=False, peer=True),
+    Row("LSTM infer, masked", masked=True, train=False, peer=True),
+    Row("GRU train", kind="gru", peer=True),
+    Row("GRU infer", kind="gru", train=False, peer=True),
+    Row("GRU infer, masked", kind="gru", masked=True, train=False, peer=True),
+    Row("LSTM T=500, 64 units, train", time=500, units=64, peer=True),
+    Row("LSTM T=500, 64 units, infer", time=500, units=64, train=False, peer=True),
+    Row("seed model (T=5, 10 units) train step", peer=True, **SEED),
+    Row("seed model (T=5, 10 units) infer step", train=False, peer=True, **SEED),
     Row(
         "CRNN (batch 32, 128x32 images, 64 units) train",
         kind="crnn",
@@ -145,6 +162,10 @@ def _frame(row: Row) -> tuple:
 
 
 def _data(row: Row) -> dict:
+    return {name: value.to(DEVICE) for name, value in _cpu_data(row).items()}
+
+
+def _cpu_data(row: Row) -> dict:
     if row.kind == "crnn":
         return _crnn().data(row)
     g = torch.Generator().manual_seed(0)
@@ -276,8 +297,10 @@ def _make_model(name: str, row: Row) -> Callable[[], None]:
     else:
         model = lib.Sequential(head + _stack(lib, row))
     loss = "categorical_crossentropy" if row.kind == "seed" else "mse"
+    if name == "birnn":
+        model.to(DEVICE)
     model.compile(loss=loss, optimizer=lib.optimizers.RMSprop(learning_rate=1e-3))
-    x, target = x.numpy(), data["target"].numpy()
+    x, target = x.cpu().numpy(), data["target"].cpu().numpy()
     if not row.train:
         return lambda: model.predict_on_batch(x)
     return lambda: model.train_on_batch(x, target)
@@ -320,7 +343,9 @@ def _make_torch_conv_lstm(row: Row) -> Callable[[], None]:
     # PyTorch's layout: channels before the spatial axes, for inputs and targets alike.
     data = {**data, "x": data["x"].permute(0, 1, 4, 2, 3).contiguous()}
     data["target"] = data["target"].permute(0, 1, 4, 2, 3).contiguous()
-    directions = [TorchConvLSTM(row.features, row.units, 3, reverse) for reverse in (False, True)]
+    directions = [
+        TorchConvLSTM(row.features, row.units, 3, reverse).to(DEVICE) for reverse in (False, True)
+    ]
 
     def forward(data: dict) -> torch.Tensor:
         return torch.cat([direction(data["x"]) for direction in directions], dim=2)
@@ -335,7 +360,7 @@ def make_torch(row: Row) -> Callable[[], None]:
         return _make_torch_conv_lstm(row)
     data = _data(row)
     if row.kind == "crnn":
-        model = _crnn().TorchCRNN(row)
+        model = _crnn().TorchCRNN(row).to(DEVICE)
         return _stepper(row, lambda data: model(data["x_nchw"]), list(model.parameters()), data)
     nn = torch.nn
     cls = nn.GRU if row.kind == "gru" else nn.LSTM
@@ -369,6 +394,8 @@ def make_torch(row: Row) -> Callable[[], None]:
             )
         return final_states(rnn, x)
 
+    for module in modules:
+        module.to(DEVICE)
     params = [p for m in modules for p in m.parameters()]
     return _stepper(row, forward, params, data)
 
@@ -405,25 +432,20 @@ def time_row(
     `repeats` blocks each and until `min_seconds` have passed, so a slow drift
     of the machine's speed reaches all implementations alike.
     """
-    steps = {name: MAKERS[name](row) for name in implementations}
-    block = {}
-    for name, step in steps.items():
-        start = time.perf_counter()
-        for _ in range(max(warmup, 1)):  # at least one step, to size the block
-            step()
-        per_step = (time.perf_counter() - start) / max(warmup, 1)
-        block[name] = max(1, round(block_seconds / per_step))
-    samples: dict[str, list[float]] = {name: [] for name in steps}
-    started = time.perf_counter()
-    turns = 0
-    while turns < repeats or time.perf_counter() - started < min_seconds:
-        for name, step in steps.items():
-            for _ in range(block[name]):
-                start = time.perf_counter()
-                step()
-                samples[name].append((time.perf_counter() - start) * 1000)
-        turns += 1
-    return {name: statistics.median(values) for name, values in samples.items()}
+    steps = {name: _synchronized(MAKERS[name](row)) for name in implementations}
+    return median_ms(steps, repeats, warmup, min_seconds, block_seconds)
+
+
+def _synchronized(step: Callable[[], None]) -> Callable[[], None]:
+    """`step`, waiting for the GPU to finish it when the benchmark runs on CUDA."""
+    if DEVICE.type != "cuda":
+        return step
+
+    def synchronized() -> None:
+        step()
+        torch.cuda.synchronize(DEVICE)
+
+    return synchronized
 
 
 def peak_rss_mb(implementation: str, quick: bool, steps: int) -> tuple[float, float]:
@@ -461,6 +483,71 @@ def _memory_child(implementation: str, quick: bool, steps: int) -> None:
     print(before, _peak_rss_mb())
 
 
+# ---------------------------------------------------------------- peers
+
+# The Keras peers that run in their own virtual environments: column -> (folder under
+# `.bench`, KERAS_BACKEND). `make bench-peers` creates the environments.
+PEERS = {"keras-tf": ("keras-tf", "tensorflow"), "keras-jax": ("keras-jax", "jax")}
+BENCH_VENVS = HERE.parent / ".bench"
+
+
+def peer_pythons() -> dict[str, tuple[Path, str]]:
+    """Each peer's Python (which may not exist) and Keras backend."""
+    return {
+        name: (BENCH_VENVS / folder / "bin" / "python", backend)
+        for name, (folder, backend) in PEERS.items()
+    }
+
+
+def run_peers(
+    rows: list[Row],
+    peers: dict[str, tuple[Path, str]],
+    timing: dict,
+) -> tuple[dict[str, dict], list[str]]:
+    """Times `rows` (Keras-level) under each peer's Python, one process per peer.
+
+    Returns `({peer: its peers.py result}, notes)`; a peer whose Python is
+    missing, or whose run fails, is left out with a note saying why.
+    """
+    results, notes = {}, []
+    with tempfile.TemporaryDirectory() as folder:
+        specs = []
+        for number, row in enumerate(rows):
+            data = _cpu_data(row)
+            x = data["x"] * data["mask"].unsqueeze(-1) if row.masked else data["x"]
+            path = Path(folder) / f"row{number}.npz"
+            np.savez(path, x=x.numpy(), target=data["target"].numpy())
+            fields = ("name", "kind", "batch", "time", "features", "units", "masked", "train")
+            specs.append({**{f: getattr(row, f) for f in fields}, "data": str(path)})
+        spec = Path(folder) / "spec.json"
+        spec.write_text(json.dumps({"rows": specs, **timing}))
+        for name, (python, backend) in peers.items():
+            if not Path(python).exists():
+                notes.append(
+                    f"{COLUMNS[name] if name in COLUMNS else name} not run: no {python} "
+                    "(create the peers' environments with `make bench-peers`)."
+                )
+                print(notes[-1], flush=True)
+                continue
+            output = Path(folder) / f"{name}.json"
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
+            env["CUDA_VISIBLE_DEVICES"] = ""
+            if timing.get("threads") == 1:  # as `--threads 1` gives torch: one thread each
+                env["OMP_NUM_THREADS"] = "1"
+                env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+            command = [str(python), str(HERE / "peers.py"), str(spec), "--output", str(output)]
+            print(f"{name} ({backend}), its own process:", flush=True)
+            done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
+            if done.returncode != 0 or not output.exists():
+                tail = " ".join(done.stderr.strip().splitlines()[-3:])
+                notes.append(f"{name} failed (exit {done.returncode}): {tail}")
+                print(notes[-1], flush=True)
+                continue
+            results[name] = json.loads(output.read_text())
+    return results, notes
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -472,6 +559,18 @@ def _ms(value: float | None) -> str:
     if value is None:
         return "n/a"
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def command_line() -> str:
+    """How this run was started (`make bench` runs `python benchmarks/run.py`)."""
+    arguments = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return f"python benchmarks/run.py {arguments}".strip()
+
+
+def _device_name() -> str:
+    if DEVICE.type != "cuda":
+        return ""
+    return f" ({torch.cuda.get_device_name(DEVICE)}, CUDA {torch.version.cuda})"
 
 
 def machine() -> str:
@@ -499,6 +598,16 @@ COLUMNS = {
     "torch": "torch",
     "keras": "Keras layer",
     "keras-model": "Keras Model",
+    "keras-tf": "Keras-TF",
+    "keras-jax": "Keras-JAX",
+}
+# The peers table: birnn's Model against every other way to run the same workload.
+PEER_COLUMNS = {
+    "birnn-model": "birnn",
+    "torch": "hand torch",
+    "keras-tf": "Keras-TF",
+    "keras-jax": "Keras-JAX",
+    "keras-model": "Keras-torch",
 }
 RATIOS = [
     ("birnn / torch", "birnn", "torch"),
@@ -549,6 +658,61 @@ def render(results: list[tuple[Row, dict]], memory: dict | None, header: str) ->
     return "\n".join(lines) + "\n"
 
 
+def render_peers(results: list[tuple[Row, dict]], peers: dict[str, dict], notes: list[str]) -> str:
+    """The peers table: ms per Keras-level step of birnn and each peer, birnn / fastest peer.
+
+    `results` are the main run's rows (birnn Model, hand torch and Keras-torch
+    come from there), `peers` the results of `run_peers`.
+    """
+    rows = [(row, medians) for row, medians in results if row.peer]
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "## Peers",
+        "",
+        "Keras-level workloads: a `Bidirectional` model's `train_on_batch` / "
+        "`predict_on_batch` (birnn and Keras: `Sequential`, `RMSprop(1e-3)`, Keras's "
+        "defaults otherwise; masked rows: `Masking(0.0)` on zero-padded inputs), against "
+        "hand-written torch (`nn.LSTM/GRU(bidirectional=True)`, packed sequences when "
+        "masked). birnn, hand torch and Keras-torch run in this process, timed in turns; "
+        "Keras-TF and Keras-JAX each in its own process (`benchmarks/peers.py`) with the "
+        "same inputs and the same timing rule. Median ms per step; the fastest in bold.",
+        "",
+    ]
+    for name, result in peers.items():
+        versions = ", ".join(f"{k} {v}" for k, v in result["versions"].items())
+        jit = sorted(set(result["jit_compile"].values()))
+        threads = result.get("threads", "default")
+        lines.append(
+            f"- {COLUMNS[name]}: {versions}; `model.jit_compile` {', '.join(jit)}; "
+            f"threads: {threads}."
+        )
+    lines += [f"- {note}" for note in notes]
+    titles = [f"{title} (ms)" for title in PEER_COLUMNS.values()]
+    lines += ["", "| workload | " + " | ".join(titles) + " | birnn / fastest peer |"]
+    lines.append("|---" * (len(titles) + 2) + "|")
+    for row, medians in rows:
+        values = {name: medians.get(name) for name in PEER_COLUMNS}
+        for name, result in peers.items():
+            values[name] = result["medians"].get(row.name)
+        known = [v for v in values.values() if v]
+        cells = []
+        for name, value in values.items():
+            cell = _ms(value)
+            if value and value == min(known):
+                cell = f"**{cell}**"
+            if name == "torch" and row.masked and value:
+                cell += " (packed)"
+            cells.append(cell)
+        peer_values = [v for name, v in values.items() if name != "birnn-model" and v]
+        best = min(peer_values) if peer_values else None
+        lines.append(
+            f"| {row.name} | " + " | ".join(cells) + f" | {_ratio(values['birnn-model'], best)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render_fit(rows: list[dict]) -> str:
     """The `Model.fit` overhead table (from `fit_overhead.py`), or nothing."""
     if not rows:
@@ -588,8 +752,22 @@ def main(argv: list[str] | None = None) -> int:
         help="keep timing a row until this long has passed (default: 10, 0 with --quick)",
     )
     parser.add_argument("--rows", default=None, help="comma-separated substrings of row names")
+    parser.add_argument(
+        "--peer-rows", action="store_true", help="only the rows of the peers table"
+    )
     parser.add_argument("--only", default=",".join(IMPLEMENTATIONS), help="implementations to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory row")
+    parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip Keras on TensorFlow and JAX (their environments: `make bench-peers`)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of birnn and hand torch (Keras on torch picks CUDA itself); "
+        "the peers, memory, fit and serving rows run on CPU only",
+    )
     parser.add_argument("--no-fit", action="store_true", help="skip the seed model `fit` row")
     parser.add_argument(
         "--no-serving", action="store_true", help="skip the onnxruntime serving row"
@@ -598,7 +776,8 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         type=int,
         default=None,
-        help="torch threads (default: torch's, 1 with --quick)",
+        help="torch threads (default: torch's, 1 with --quick); with 1, the TensorFlow "
+        "and JAX peers get one thread too",
     )
     parser.add_argument(
         "--output",
@@ -609,6 +788,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA")
     default_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or (1 if args.quick else default_threads))
     try:
@@ -635,6 +818,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.rows:
         wanted = [w.strip().lower() for w in args.rows.split(",")]
         rows = [row for row in rows if any(w in row.name.lower() for w in wanted)]
+    if args.peer_rows:
+        rows = [row for row in rows if row.peer]
 
     results = []
     for row in rows:
@@ -644,8 +829,19 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         print(
             f"{row.name}: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in medians.items()), flush=True
         )
+    peers, peer_notes = {}, []
+    peer_rows = [row for row, _ in results if row.peer]
+    if not args.no_peers and peer_rows and DEVICE.type == "cpu":
+        timing = {
+            "repeats": repeats,
+            "warmup": warmup,
+            "min_seconds": min_seconds,
+            "block_seconds": block_seconds,
+            "threads": args.threads,
+        }
+        peers, peer_notes = run_peers(peer_rows, peer_pythons(), timing)
     memory = None
-    if not args.no_memory:
+    if not args.no_memory and DEVICE.type == "cpu":
         steps = 2 if args.quick else 5
         memory = {
             name: peak_rss_mb(name, args.quick, steps)
@@ -654,7 +850,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         }
 
     fit_rows = []
-    if not args.no_fit and {"birnn", "keras"} <= set(implementations):
+    if not args.no_fit and {"birnn", "keras"} <= set(implementations) and DEVICE.type == "cpu":
         sys.path.insert(0, str(HERE))
         import fit_overhead  # noqa: PLC0415
 
@@ -663,7 +859,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             print(f"{row['row']}: birnn {row['birnn']:.2f} ms, keras {row['keras_torch']:.2f} ms")
 
     serving_note = ""
-    if not args.no_serving and "birnn-model" in implementations:
+    serving_wanted = "birnn-model" in implementations and DEVICE.type == "cpu"
+    if not args.no_serving and serving_wanted:
         sys.path.insert(0, str(HERE))
         import serving  # noqa: PLC0415
 
@@ -681,7 +878,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     )
     header = (
         f"# birnn benchmarks\n\n"
-        f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {machine()}.\n\n"
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {machine()}; device {DEVICE}"
+        f"{_device_name()}.\n\nCommand: `{command_line()}`.\n\n"
         f"{sizes}. Median ms per step after {warmup} warm-up steps. The implementations "
         "of a row are timed in turns in one process, each turn running an implementation's "
         f"steps back to back for about {block_seconds:g} s (at least one step), for at least "
@@ -696,7 +894,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "(one batched input convolution, one recurrent convolution per step and direction) "
         "in PyTorch's channels-first layout."
     )
-    table = render(results, memory, header) + render_fit(fit_rows) + serving_note
+    table = render(results, memory, header) + render_peers(results, peers, peer_notes)
+    table += render_fit(fit_rows) + serving_note
     print()
     print(table)
     output = args.output or (None if args.quick else str(HERE / "RESULTS.md"))

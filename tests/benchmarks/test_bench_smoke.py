@@ -22,7 +22,7 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
     threads = torch.get_num_threads()
     output = tmp_path / "RESULTS.md"
     args = ["--quick", "--repeats", "1", "--warmup", "0", "--no-memory", "--no-fit"]
-    args += ["--no-serving"]
+    args += ["--no-serving", "--no-peers"]
     args += ["--output", str(output)]
     assert run.main(args) == 0
     assert torch.get_num_threads() == threads
@@ -60,3 +60,41 @@ def test_serving_row_renders():
     assert result["birnn"] > 0 and result["onnxruntime"] > 0
     assert result["max_abs_diff"] < 1e-5
     assert "birnn / onnxruntime" in serving.render(result)
+
+
+def test_peers_run_in_their_own_process_and_render(tmp_path):
+    """A peer is any Python with Keras: here this one, on torch, through `peers.py`."""
+    run = _load()
+    rows = [run._quick(row) for row in run.ROWS if row.name in ("LSTM infer", "GRU infer, masked")]
+    timing = {"repeats": 1, "warmup": 0, "min_seconds": 0, "block_seconds": 0}
+    missing = tmp_path / "no-such-venv" / "bin" / "python"
+    peers, notes = run.run_peers(
+        rows, {"keras-tf": (Path(sys.executable), "torch"), "keras-jax": (missing, "jax")}, timing
+    )
+    assert set(peers) == {"keras-tf"}
+    assert peers["keras-tf"]["backend"] == "torch"
+    assert set(peers["keras-tf"]["medians"]) == {row.name for row in rows}
+    assert all(ms > 0 for ms in peers["keras-tf"]["medians"].values())
+    assert len(notes) == 1 and "make bench-peers" in notes[0] and str(missing) in notes[0]
+
+    medians = {"birnn-model": 2.0, "torch": 4.0, "keras-model": 8.0}
+    table = run.render_peers([(row, medians) for row in rows], peers, notes)
+    for row in rows:
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row.name} |"))
+        fastest_peer = min(4.0, 8.0, peers["keras-tf"]["medians"][row.name])
+        assert line.endswith(f" | {2.0 / fastest_peer:.2f}x |")
+        fastest = min(2.0, fastest_peer)
+        assert line.count("**") == 2 and f"**{run._ms(fastest)}**" in line
+    assert "(packed)" in table  # hand torch packs the masked row
+    assert "make bench-peers" in table
+
+
+def test_a_failing_peer_is_reported_not_fatal(tmp_path):
+    run = _load()
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'no keras here' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    timing = {"repeats": 1, "warmup": 0, "min_seconds": 0, "block_seconds": 0}
+    peers, notes = run.run_peers([run._quick(run.ROWS[0])], {"keras-jax": (broken, "jax")}, timing)
+    assert peers == {}
+    assert notes == ["keras-jax failed (exit 3): no keras here"]

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from birnn.ops import masks, side_by_side
+from birnn.ops import masks, packed_rnn, side_by_side
 
 __all__ = ["Direction", "Pair", "gru", "lstm", "run_direction", "run_pair", "torch_weights"]
 
@@ -613,7 +613,12 @@ def _masked_pair(x: torch.Tensor, first: Direction, second: Direction, mask: tor
     units = first.recurrent_kernel.shape[0]
     zeros = x.new_zeros(2, x.shape[1], units)
     hx = [zeros, zeros] if kind == "lstm" else [zeros]
-    outputs, final = _kernel(kind, x, hx, weights, first.bias is not None, True, False)
+    if packed_rnn.worth_packing(kind, x, weights, lengths):  # skips each row's padding
+        outputs, final = packed_rnn.bidirectional_kernel(
+            kind, x, hx, weights, first.bias is not None, lengths
+        )
+    else:
+        outputs, final = _kernel(kind, x, hx, weights, first.bias is not None, True, False)
 
     # In-time direction: results at each row's last valid slot; zero state if none.
     h = masks.take_slots(outputs, lengths - 1, lengths > 0, direction=0, directions=2)
