@@ -295,7 +295,7 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
     >>> model = birnn.Sequential([birnn.Input((3, 2)), birnn.layers.LSTM(4)])
     >>> path = os.path.join(tempfile.mkdtemp(), "m.weights.h5")
     >>> save_weights(model, path)
-    >>> load_weights(model, path)
+    >>> model.load_weights(path)
     """
     filepath = os.fspath(filepath)
     if not filepath.endswith(WEIGHTS_SUFFIX):
