@@ -226,8 +226,8 @@ def _autocast_weights(module: nn.Module) -> Iterator[tuple[nn.Module, str]]:
     all of `module`'s tree but those made with `add_weight(autocast=False)`."""
     for owner in module.modules():
         specs = getattr(owner, "_weight_specs", None)
-        for name, param in owner._parameters.items():
-            if param is None or is_lazy(param) or not param.is_floating_point():
+        for name, param in owner.named_parameters(recurse=False, remove_duplicate=False):
+            if is_lazy(param) or not param.is_floating_point():
                 continue  # lazy: materialized by its layer's build, read by its own call
             spec = specs.get(name) if specs is not None else None
             if spec is not None and not getattr(spec, "autocast", True):
@@ -257,7 +257,7 @@ def _autocast(modules: tuple[nn.Module, ...], dtype: torch.dtype | None) -> Iter
     try:
         for module in modules:
             for owner, name in _autocast_weights(module):
-                current: torch.Tensor = owner._parameters[name]  # type: ignore[assignment]
+                current: torch.Tensor = getattr(owner, name)
                 key = (id(owner), name)
                 stored = originals.get(key, current)
                 exposed = stored if dtype is None or stored.dtype == dtype else stored.to(dtype)
@@ -293,7 +293,7 @@ def call_scope(layer: Any, *others: Any) -> contextlib.AbstractContextManager | 
     their own calls) get the same scope. `None` when the call changes nothing (the
     float32 case: no context manager for `torch.compile` to trace).
     """
-    policy = layer._dtype_policy
+    policy = layer.dtype_policy
     if not _open_scopes and not (layer.autocast and policy.is_mixed):
         return None  # the float32 case
     current = _scope_dtype()
@@ -312,14 +312,14 @@ def call_scope(layer: Any, *others: Any) -> contextlib.AbstractContextManager | 
 
 def same_policy(first: Any, second: Any) -> bool:
     """Whether two layers compute alike (policy and `autocast`)."""
-    return first._dtype_policy == second._dtype_policy and first.autocast == second.autocast
+    return first.dtype_policy == second.dtype_policy and first.autocast == second.autocast
 
 
 def cast_input(layer: Any, x: torch.Tensor) -> torch.Tensor:
     """`x` as `layer.__call__` would pass it to `call()`: floats in the compute dtype."""
     if not (layer.autocast and x.is_floating_point()):
         return x
-    dtype = backend.torch_dtype(layer._dtype_policy.compute_dtype)
+    dtype = backend.torch_dtype(layer.dtype_policy.compute_dtype)
     return x if x.dtype == dtype or not dtype.is_floating_point else x.to(dtype)
 
 

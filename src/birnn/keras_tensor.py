@@ -16,9 +16,6 @@ class KerasTensor:
     computing anything. `_keras_history` is `(layer, node_index, tensor_index)`.
     """
 
-    _mask_source: KerasTensor  # set on a mask marker: the tensor whose mask it stands for
-    _pre_serialization_keras_history: Any  # set on a loaded config's tensor: its history
-
     def __init__(
         self,
         shape: tuple,
@@ -33,6 +30,9 @@ class KerasTensor:
         self.name = name
         self._keras_history = record_history
         self._keras_mask: KerasTensor | None = None
+        self.mask_source: KerasTensor | None = None
+        """On a mask marker (what a layer's `mask` argument records): the tensor whose
+        mask it stands for."""
 
     @property
     def ndim(self) -> int:

@@ -136,7 +136,8 @@ class Metric:
         setattr(self, name, value)
         return value
 
-    def _to_device(self, device: torch.device) -> None:
+    def to_device(self, device: torch.device) -> None:
+        """Moves the state variables to `device` (each update does this for its inputs)."""
         for name, value in self._variables.items():
             if value.device != device:
                 moved = value.to(device)
@@ -217,7 +218,7 @@ class Mean(Metric):
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
         dtype = backend.torch_dtype(self.dtype)
         values = _tensor(values, dtype)
-        self._to_device(values.device)
+        self.to_device(values.device)
         if sample_weight is not None:
             sample_weight = _tensor(sample_weight, dtype, values.device)
         values, sample_weight = _reduce_to_samplewise(values, sample_weight)
@@ -242,7 +243,7 @@ class Sum(Metric):
 
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
         values = _tensor(values, backend.torch_dtype(self.dtype))
-        self._to_device(values.device)
+        self.to_device(values.device)
         if sample_weight is not None:
             sample_weight = _tensor(sample_weight, values.dtype, values.device)
         values, _ = _reduce_to_samplewise(values, sample_weight)
@@ -462,7 +463,7 @@ class _ConfusionMetric(Metric):
     ) -> None:
         dtype = backend.torch_dtype(self.dtype)
         y_pred = _tensor(y_pred, dtype)
-        self._to_device(y_pred.device)
+        self.to_device(y_pred.device)
         y_true = _tensor(y_true, dtype, y_pred.device)
         y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
         sample_weight = _mask_weights(sample_weight, y_pred, dtype)
@@ -851,7 +852,7 @@ class FBetaScore(Metric):
                 f"{type(self).__name__}: y_pred has {classes} classes, but earlier "
                 f"batches had {self._built_for}."
             )
-        self._to_device(y_pred.device)
+        self.to_device(y_pred.device)
         if self.threshold is None:
             top = y_pred.amax(dim=-1, keepdim=True)
             positive = (y_pred >= top).to(dtype)
@@ -1067,7 +1068,7 @@ class R2Score(Metric):
                 f"R2Score: `y_true` has {outputs} columns, but the metric was first "
                 f"updated with {self._outputs}. Received: y_true.shape={tuple(y_true.shape)}"
             )
-        self._to_device(y_pred.device)
+        self.to_device(y_pred.device)
         sample_weight = _mask_weights(sample_weight, y_pred, dtype)
         if sample_weight is None:
             weights = torch.ones_like(y_true)
@@ -1226,7 +1227,7 @@ class _IoUBase(Metric):
             sample_weight = sample_weight.to(state.dtype)
         sample_weight = _mask_weights(sample_weight, y_pred, state.dtype)
         y_true, y_pred = self._labels(y_true, y_pred)
-        self._to_device(y_pred.device)
+        self.to_device(y_pred.device)
         y_true, y_pred = y_true.to(torch.int64), y_pred.to(torch.int64)
         if y_true.shape != y_pred.shape:
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)

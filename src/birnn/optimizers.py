@@ -105,9 +105,10 @@ class _LearningRate(float):
     _optimizer: Optimizer
 
     def __new__(cls, value: float, optimizer: Optimizer) -> _LearningRate:
-        rate = super().__new__(cls, value)
-        rate._optimizer = optimizer
-        return rate
+        return super().__new__(cls, value)
+
+    def __init__(self, value: float, optimizer: Optimizer) -> None:
+        self._optimizer = optimizer
 
     def assign(self, value: float) -> None:
         """Sets the optimizer's learning rate, as `keras.Variable.assign` does."""
@@ -1603,7 +1604,9 @@ class LossScaleOptimizer(Optimizer):
         if self.built:
             return
         self.inner_optimizer.build(var_list)
-        torch.optim.Optimizer.__init__(self, self.inner_optimizer._params(), {})
+        torch.optim.Optimizer.__init__(
+            self, [p for g in self.inner_optimizer.param_groups for p in g["params"]], {}
+        )
         self.param_groups = self.inner_optimizer.param_groups
         self.state = self.inner_optimizer.state
         self.built = True

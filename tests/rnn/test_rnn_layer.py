@@ -193,7 +193,7 @@ def test_weights_order_and_names_match_keras():
     ours, theirs = layers.LSTM(3, name="lstm"), keras.layers.LSTM(3, name="lstm")
     ours.build((None, 2, 4))
     theirs.build((None, 2, 4))
-    assert ours._weight_paths() == [w.path for w in theirs.weights]
+    assert ours.weight_paths() == [w.path for w in theirs.weights]
     assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
     assert [n for n, _ in ours.named_parameters()] == [
         "cell.kernel",

@@ -84,6 +84,7 @@ class Runtime:
         self.world_size = dist.get_world_size()
         self.sizes = sharding.StepSizes()
         self.depth = 1
+        self._trainable_params: list[torch.Tensor] | None = None
         self._reducing = False
         self._synced = False
         self._move_model()
@@ -118,7 +119,6 @@ class Runtime:
                 )
             with torch.no_grad():
                 model(x, training=False)
-            model._cache_fit_state()
             self._move_model()
 
         def broadcast() -> None:
@@ -129,25 +129,10 @@ class Runtime:
         _collective("copying the weights of process 0", broadcast)
 
     # ------------------------------------------------------------------ steps
-    def _share(self) -> float:
+    def share(self) -> float:
+        """This process's share of the current global batch."""
         total = self.sizes.total
         return self.sizes.local / total if total else 0.0
-
-    def _weigh_output_losses(self, step: Callable[[], Any]) -> Any:
-        """Runs `step` with each per-output loss tracker counting this slice's share."""
-        compiled = self.model._compiled_loss
-        share = self._share()
-        if compiled is not None:
-            compiled.tracker_weight = share
-            return step()
-        out = step()
-        compiled = self.model._compiled_loss
-        if compiled is not None:  # created during this step: its trackers saw one update
-            compiled.tracker_weight = share
-            for tracker in compiled.trackers:
-                tracker.total.mul_(share)
-                tracker.count.mul_(share)
-        return out
 
     def _first_step(self, *batch: Any) -> tuple:
         """Syncs the weights; the batch, moved to where the model now is."""
@@ -161,7 +146,7 @@ class Runtime:
         if self.sizes.local == 0:
             self._empty_train_step()
             return
-        self._weigh_output_losses(lambda: model.train_step(x, y, sample_weight))
+        model.train_step(x, y, sample_weight)
 
     def _empty_train_step(self) -> None:
         """A step with no sample here: zero gradients join the average, then the update."""
@@ -175,15 +160,13 @@ class Runtime:
             p.grad = None
         self.sync_gradients()
         opt.step()
-        state = model._fit_state or model._prepare_fit_state()
-        if state["has_constraints"]:
-            model.apply_constraints()
+        model.apply_constraints()  # a no-op for a model without constraints
 
     def test_step(self, x: Any, y: Any, sample_weight: Any) -> None:
         if not self._synced:
             x, y, sample_weight = self._first_step(x, y, sample_weight)
         if self.sizes.local:
-            self._weigh_output_losses(lambda: self.model.test_step(x, y, sample_weight))
+            self.model.test_step(x, y, sample_weight)
 
     def predict_step(self, x: Any) -> Any:
         if not self._synced:
@@ -191,10 +174,10 @@ class Runtime:
         return self.model.predict_step(x) if self.sizes.local else None
 
     def _params(self) -> list[torch.Tensor]:
-        state = self.model._fit_state
-        if state is not None:
-            return state["params"]
-        return [p for p in self.model.parameters() if p.requires_grad]
+        """The weights that take gradients (the model is built by the first step)."""
+        if self._trainable_params is None:
+            self._trainable_params = [p for p in self.model.parameters() if p.requires_grad]
+        return self._trainable_params
 
     def sync_gradients(self) -> None:
         """Replaces each gradient by the global batch's: the share-weighted sum over processes."""
@@ -253,26 +236,25 @@ class Runtime:
     @contextlib.contextmanager
     def global_metrics(self, metrics: list) -> Iterator[None]:
         """Inside the block, every metric's state is the sum of all processes' states."""
-        entries = [(m, name) for m in metrics for name in m._variables]
-        if not entries:
+        variables = [v for m in metrics for v in m.variables]
+        if not variables:
             yield
             return
-        originals = [getattr(m, name) for m, name in entries]
-        flat = torch.cat(
-            [v.detach().reshape(-1).to(self.device, torch.float64) for v in originals]
-        )
+        originals = [v.detach().clone() for v in variables]
+        flat = torch.cat([v.reshape(-1).to(self.device, torch.float64) for v in originals])
         _collective("reducing metrics", lambda: dist.all_reduce(flat))
         offset = 0
-        for (m, name), value in zip(entries, originals):
-            size = value.numel()
-            reduced = flat[offset : offset + size].view(value.shape).to(value.device, value.dtype)
-            setattr(m, name, reduced)
-            offset += size
+        with torch.no_grad():
+            for variable in variables:
+                size = variable.numel()
+                variable.copy_(flat[offset : offset + size].view(variable.shape))
+                offset += size
         try:
             yield
         finally:
-            for (m, name), value in zip(entries, originals):
-                setattr(m, name, value)
+            with torch.no_grad():
+                for variable, value in zip(variables, originals):
+                    variable.copy_(value)
 
     def logs(self, compute: Callable[[], dict]) -> dict:
         """`compute()` (the model's logs) over the metrics of every process."""
@@ -311,27 +293,22 @@ class Runtime:
         return [piece for batch in zip(*everyone) for piece in batch if piece is not None]
 
 
-def begin(model: Any) -> Runtime | None:
-    """The runtime for a `fit`/`evaluate`/`predict` call (`None` without a distribution)."""
+def begin(model: Any, running: Runtime | None) -> Runtime | None:
+    """The runtime for a `fit`/`evaluate`/`predict` call of `model` (`None` without a
+    distribution): `running`, the model's own, in a nested call, else a new one."""
     current = data_parallel.active()
     if current is None:
         return None
-    runtime = model._distributed
-    if runtime is not None:
-        runtime.depth += 1
-        return runtime
-    runtime = Runtime(model, current)
-    model._distributed = runtime
-    return runtime
+    if running is not None:
+        running.depth += 1
+        return running
+    return Runtime(model, current)
 
 
-def end(model: Any, runtime: Runtime | None) -> None:
-    """Ends what `begin` started."""
+def end(runtime: Runtime | None) -> bool:
+    """Ends what `begin` started: whether that was the outermost call (the model then
+    drops its runtime)."""
     if runtime is None:
-        return
+        return False
     runtime.depth -= 1
-    if runtime.depth == 0:
-        model._distributed = None
-        compiled = model._compiled_loss
-        if compiled is not None:
-            compiled.tracker_weight = None
+    return runtime.depth == 0

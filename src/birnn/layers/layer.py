@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import types
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,7 +159,7 @@ class Layer(nn.Module, metaclass=_LayerType):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         build = cls.__dict__.get("build")
-        if build is not None and not getattr(build, "_marks_built", False):
+        if build is not None and build not in _BUILDS_THAT_MARK:
             cls.build = _marking_built(build)  # type: ignore[method-assign]  # see _marking_built
 
     def __init__(self, **kwargs: Any) -> None:
@@ -541,9 +542,7 @@ class Layer(nn.Module, metaclass=_LayerType):
         found: list[nn.Module] = []
 
         def visit(module: nn.Module) -> None:
-            for child in module._modules.values():
-                if child is None:
-                    continue
+            for child in module.children():
                 if isinstance(child, Layer) or is_torch_leaf(child):
                     found.append(child)
                 else:
@@ -660,7 +659,7 @@ class Layer(nn.Module, metaclass=_LayerType):
                 f"Layer '{self.name}' expected {len(own)} weights, but received "
                 f"{len(weights)} weights in set_weights().{hint}"
             )
-        names = self._weight_paths()
+        names = self.weight_paths()
         converted = [
             self._weight_value(name, param, value)
             for name, param, value in zip(names, own, weights)
@@ -699,21 +698,29 @@ class Layer(nn.Module, metaclass=_LayerType):
             value = torch.from_numpy(np.ascontiguousarray(value).reshape(value_shape))
         return value.to(device=param.device, dtype=param.dtype)
 
-    def _weight_paths(self) -> list[str]:
-        """Keras-style names (`lstm/lstm_cell/kernel`) for `weights`, in order."""
+    def weight_paths(self) -> list[str]:
+        """Keras-style paths (`lstm/lstm_cell/kernel`) of `weights`, in order.
+
+        A weight shared by several sublayers has the path of its first owner.
+
+        Example:
+
+        >>> from birnn.layers import Dense
+        >>> layer = Dense(2, name="dense")
+        >>> layer.build((None, 3))
+        >>> layer.weight_paths()
+        ['dense/kernel', 'dense/bias']
+        """
         by_id: dict[int, str] = {}
-
-        def visit(layer: Layer, prefix: str) -> None:
-            for keras_name, param in layer.named_own_weights():
-                by_id.setdefault(id(param), f"{prefix}/{keras_name}")
-            for sub in layer._weight_children():
-                if isinstance(sub, Layer):
-                    visit(sub, f"{prefix}/{sub.name}")
-                else:
-                    for name, param in sub.named_parameters():
-                        by_id.setdefault(id(param), f"{prefix}/{type(sub).__name__}/{name}")
-
-        visit(self, self.name)
+        for keras_name, param in self.named_own_weights():
+            by_id.setdefault(id(param), f"{self.name}/{keras_name}")
+        for sub in self._weight_children():
+            if isinstance(sub, Layer):
+                for param, path in zip(sub.weights, sub.weight_paths()):
+                    by_id.setdefault(id(param), f"{self.name}/{path}")
+            else:
+                for name, param in sub.named_parameters():
+                    by_id.setdefault(id(param), f"{self.name}/{type(sub).__name__}/{name}")
         return [by_id.get(id(w), "?") for w in self.weights]
 
     def count_params(self) -> int:
@@ -816,7 +823,13 @@ class Layer(nn.Module, metaclass=_LayerType):
         super().__setstate__(state)
         self._give_own_forward()
 
-    def _maybe_build(self, inputs: Any) -> None:
+    def build_from_inputs(self, inputs: Any) -> None:
+        """Builds the layer (unless built) for the shapes of `inputs`, its weights on
+        the device of the first tensor among them: what its first call does.
+
+        `inputs` may be tensors or `KerasTensor`s; a subclass whose build needs more
+        than shapes (`Sequential`: the input dtype) overrides this.
+        """
         if self.built:
             return
         first = next((x for x in tree.flatten(inputs) if isinstance(x, torch.Tensor)), None)
@@ -917,7 +930,7 @@ class Layer(nn.Module, metaclass=_LayerType):
 
         check_input_compatibility(self.name, self.input_spec, inputs)
         if not self.built:
-            self._maybe_build(inputs)
+            self.build_from_inputs(inputs)
         self._call_losses.clear()  # in place: `nn.Module.__setattr__` is slow
         dtype_scope = dtype_policies.call_scope(self)
         with backend.training_scope(training):
@@ -1074,6 +1087,9 @@ def _is_plain_value(value: Any) -> bool:
     return False
 
 
+_BUILDS_THAT_MARK: weakref.WeakSet = weakref.WeakSet()  # wrapped once, not again by a subclass
+
+
 def _marking_built(build: Any) -> Any:
     """`build` that also marks the layer built, as Keras does for any `build` call
     (a user's `build` need not call `super().build()`)."""
@@ -1085,7 +1101,7 @@ def _marking_built(build: Any) -> Any:
         if args and "_build_input_shape" not in self.__dict__:
             self._build_input_shape = args[0]
 
-    build_and_mark._marks_built = True  # type: ignore[attr-defined]  # read by __init_subclass__
+    _BUILDS_THAT_MARK.add(build_and_mark)
     return build_and_mark
 
 

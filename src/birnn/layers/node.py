@@ -58,7 +58,7 @@ class Node:
         """Graph tensors this node needs (a mask marker stands for its source tensor)."""
         out = []
         for t in self.input_tensors:
-            source = getattr(t, "_mask_source", None)
+            source = t.mask_source
             out.append(source if source is not None and t._keras_history is None else t)
         return out
 
@@ -78,7 +78,7 @@ class Node:
 def _mask_marker(source: KerasTensor, ndim: int | None) -> KerasTensor:
     shape = source.shape if ndim is None else source.shape[:ndim]
     marker = KerasTensor(shape, dtype="bool")
-    marker._mask_source = source
+    marker.mask_source = source
     return marker
 
 
@@ -145,7 +145,7 @@ def symbolic_call(layer: Layer, args: tuple, kwargs: dict, uses_masks: bool) -> 
     """
     inputs = args[0]
     check_input_compatibility(layer.name, layer.input_spec, inputs)
-    layer._maybe_build(inputs)
+    layer.build_from_inputs(inputs)
     spec_kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
     try:
         outputs = layer.compute_output_spec(*args, **spec_kwargs)

@@ -25,6 +25,7 @@ import inspect
 from typing import Any
 
 _LAYER_CLASSES: dict[str, type] = {}
+_REGISTERED_NAMES: dict[type, str] = {}  # class -> the name `register_layer_class` gave it
 _PUBLIC_MODULES = ("birnn.layers", "birnn.models")
 _KERAS_MODULES = {"birnn.layers": "keras.layers", "birnn.models": "keras"}
 
@@ -58,7 +59,7 @@ def register_layer_class(cls: type | None = None, *, name: str | None = None, pa
     def register(klass: type) -> type:
         key = name or klass.__name__
         full = f"{package}>{key}" if package else key
-        klass._birnn_registered_name = full  # type: ignore[attr-defined]  # a marker on the class
+        _REGISTERED_NAMES[klass] = full
         _LAYER_CLASSES[full] = klass
         _LAYER_CLASSES.setdefault(klass.__name__, klass)
         return klass
@@ -68,7 +69,7 @@ def register_layer_class(cls: type | None = None, *, name: str | None = None, pa
 
 def registered_name(cls: type) -> str:
     """The name a layer class is serialized under (its class name unless registered)."""
-    return cls.__dict__.get("_birnn_registered_name", cls.__name__)
+    return _REGISTERED_NAMES.get(cls, cls.__name__)
 
 
 def _public_module(cls: type) -> str | None:

@@ -68,7 +68,7 @@ class Graph:
         def visit(tensor: KerasTensor) -> None:
             history = tensor._keras_history
             if not history:
-                source = getattr(tensor, "_mask_source", None)
+                source = tensor.mask_source
                 if source is not None:
                     visit(source)
                 return
@@ -156,7 +156,7 @@ class Graph:
             key = id(x)
             if key in values:
                 return values[key]
-            source = getattr(x, "_mask_source", None)
+            source = getattr(x, "mask_source", None)
             if source is not None and id(source) in values:
                 return getattr(values[id(source)], "_keras_mask", None)
             raise ValueError(f"Graph: no value for tensor {x!r}.")

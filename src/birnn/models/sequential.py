@@ -164,7 +164,7 @@ class Sequential(Model):
             self._layers.insert(0, InputLayer(batch_shape=(None, *shape[1:]), dtype=dtype))
         self._rebuild()
 
-    def _maybe_build(self, inputs: Any) -> None:
+    def build_from_inputs(self, inputs: Any) -> None:
         if self.built:
             return
         tensors = tree.flatten(inputs)
@@ -203,7 +203,7 @@ class Sequential(Model):
 
     def compute_output_spec(self, *args: Any, **kwargs: Any) -> Any:
         if self._graph is None:
-            self._maybe_build(args[0])
+            self.build_from_inputs(args[0])
         return super().compute_output_spec(*args, **kwargs)
 
     # ------------------------------------------------------------------ config
@@ -228,9 +228,10 @@ class Sequential(Model):
         if isinstance(config, list):
             config = {"layers": config}
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
-        for layer_config in config.get("layers", []):
-            model.add(deserialize_keras_object(layer_config, custom_objects), rebuild=False)
-        model._rebuild()
+        layer_configs = config.get("layers", [])
+        for i, layer_config in enumerate(layer_configs):  # the graph is made once, at the end
+            layer = deserialize_keras_object(layer_config, custom_objects)
+            model.add(layer, rebuild=i == len(layer_configs) - 1)
         shape = config.get("build_input_shape")
         if not model.built and shape is not None and model.layers:
             model.build(tuple(shape))

@@ -316,6 +316,9 @@ class Trainer:
         flat_true, flat_pred = self._flat_targets(y, y_pred)
         flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
         assert self._compiled_loss is not None  # made by _ensure_compiled_objects
+        runtime = self._distributed
+        # Distributed, each process's loss trackers count its slice's share of the batch.
+        self._compiled_loss.tracker_weight = None if runtime is None else runtime.share()
         total = self._compiled_loss(flat_true, flat_pred, flat_sw)
         extra = self._extra_losses()
         if extra:
@@ -352,7 +355,7 @@ class Trainer:
     ) -> None:
         with torch.no_grad():
             tracker = self._loss_tracker
-            tracker._to_device(loss.device)
+            tracker.to_device(loss.device)
             tracker.total.add_(loss.detach() * batch_size)
             tracker.count.add_(batch_size)
             if self._compiled_metrics is not None:
@@ -397,6 +400,20 @@ class Trainer:
             return b.device
         return None
 
+    def _begin_distributed(self) -> distributed.Runtime | None:
+        """The runtime of a `fit`/`evaluate`/`predict` call (`None` without a distribution)."""
+        runtime = distributed.begin(self, self._distributed)
+        if runtime is not None:
+            self._distributed = runtime
+        return runtime
+
+    def _end_distributed(self, runtime: distributed.Runtime | None) -> None:
+        """Ends what `_begin_distributed` started."""
+        if distributed.end(runtime):
+            self._distributed = None
+            if self._compiled_loss is not None:
+                self._compiled_loss.tracker_weight = None
+
     def _prepare_fit_state(self, modules: list | None = None) -> dict:
         """Caches what each step needs from the layer tree (walking it costs per batch).
 
@@ -406,8 +423,8 @@ class Trainer:
         for module in self.modules() if modules is None else modules:  # depth first, once
             if isinstance(module, Layer):
                 layers.append(module)
-            for p in module._parameters.values():
-                if p is not None and p.requires_grad and id(p) not in seen:
+            for p in module.parameters(recurse=False):
+                if p.requires_grad and id(p) not in seen:
                     seen.add(id(p))
                     params.append(p)
         specs = [
@@ -418,7 +435,7 @@ class Trainer:
         state = {
             "layers": layers,
             "regularizers": [
-                (layer._parameters[name], spec.regularizer)
+                (getattr(layer, name), spec.regularizer)
                 for layer, name, spec in specs
                 if spec.regularizer is not None and spec.trainable and layer.trainable
             ],
@@ -588,7 +605,7 @@ class Trainer:
                     validation_steps,
                 )
         steps = data.num_steps
-        runtime = distributed.begin(self)
+        runtime = self._begin_distributed()
         train_step: Callable[[Any, Any, Any], Any] = self.train_step
         if runtime is not None:
             data, val_data = runtime.shard(data), runtime.shard(val_data)
@@ -637,7 +654,7 @@ class Trainer:
                 break
         self._fit_state = None
         cbs.on_train_end(logs)
-        distributed.end(self, runtime)
+        self._end_distributed(runtime)
         assert cbs.history is not None  # add_history=True
         return cbs.history
 
@@ -698,11 +715,11 @@ class Trainer:
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )
-        runtime = distributed.begin(self)
+        runtime = self._begin_distributed()
         if runtime is not None:
             data = runtime.shard(data)
         logs = self._run_evaluation(data, cbs, self._model_device())
-        distributed.end(self, runtime)
+        self._end_distributed(runtime)
         if return_dict:
             return logs
         return self._flatten_logs(logs)
@@ -748,7 +765,7 @@ class Trainer:
         cbs = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=num
         )
-        runtime = distributed.begin(self)
+        runtime = self._begin_distributed()
         predict_step = self.predict_step
         if runtime is not None:
             data, predict_step = runtime.shard(data), runtime.predict_step
@@ -765,7 +782,7 @@ class Trainer:
         cbs.on_predict_end()
         if runtime is not None:
             outputs = runtime.gather(outputs)
-            distributed.end(self, runtime)
+            self._end_distributed(runtime)
         if not outputs:
             raise ValueError("predict(): the input yielded no batches.")
         return _concat(outputs)

@@ -59,7 +59,7 @@ def _legacy_weights(layer: Any) -> list:
 
 
 def _weight_names(layer: Any, model_name: str) -> list[str]:
-    paths = {id(w): path for w, path in zip(layer.weights, layer._weight_paths())}
+    paths = {id(w): path for w, path in zip(layer.weights, layer.weight_paths())}
     return [f"{model_name}/{paths[id(w)]}" for w in _legacy_weights(layer)]
 
 

@@ -206,7 +206,7 @@ def _run_graph(b: GraphBuilder, graph: Any, inputs: list[Value]) -> list[Value]:
             return item
         if id(item) in env:
             return env[id(item)]
-        source = getattr(item, "_mask_source", None)
+        source = item.mask_source
         if source is not None and id(source) in env:
             return ("mask", env[id(source)][1])
         raise ValueError(f"ONNX export: no value for tensor {item!r}.")

@@ -35,7 +35,14 @@ import numpy as np
 import torch
 
 from birnn import _registry
-from birnn.layers.serialization import build_config_of, build_from_config, register_layer_class
+from birnn.layers.serialization import (
+    build_config_of,
+    build_from_config,
+    register_layer_class,
+)
+from birnn.layers.serialization import (
+    registered_name as registered_layer_name,
+)
 from birnn.saving import lambdas
 from birnn.saving.errors import ConfigError, SavingError, UnknownObjectError
 
@@ -131,8 +138,8 @@ def get_registered_name(obj: Any) -> str:
         return _REGISTERED_NAMES[obj]
     except (KeyError, TypeError):
         pass
-    if inspect.isclass(obj) and "_birnn_registered_name" in obj.__dict__:
-        return obj.__dict__["_birnn_registered_name"]
+    if inspect.isclass(obj):
+        return registered_layer_name(obj)
     return obj.__name__
 
 
@@ -490,9 +497,7 @@ def _special(class_name: str, inner: Any, custom_objects: dict) -> Any:
     from birnn.keras_tensor import KerasTensor
 
     if class_name == "__keras_tensor__":
-        tensor = KerasTensor(tuple(inner["shape"]), dtype=inner["dtype"])
-        tensor._pre_serialization_keras_history = inner.get("keras_history")
-        return tensor
+        return KerasTensor(tuple(inner["shape"]), dtype=inner["dtype"])
     if class_name == "__tensor__":
         return torch.as_tensor(np.asarray(inner["value"], dtype=inner["dtype"]))
     if class_name == "__numpy__":

@@ -22,7 +22,6 @@ from birnn.dtype_policies import call_scope, cast_input, same_policy
 from birnn.layers.layer import Layer
 from birnn.layers.rnn.packed import call_with_packed, is_packed
 from birnn.layers.rnn.rnn import sequence_mask
-from birnn.layers.rnn.stacked_rnn_cells import build_cell
 from birnn.layers.serialization import deserialize_layer, serialize_layer
 from birnn.ops import fused_rnn
 from birnn.ops.masks import zero_masked_steps
@@ -207,7 +206,7 @@ class Bidirectional(Layer):
     # ------------------------------------------------------------------ build
     def build(self, sequences_shape: Any = None, initial_state_shape: Any = None) -> None:
         for sublayer in (self.forward_layer, self.backward_layer):
-            build_cell(sublayer, tuple(sequences_shape), self._build_device)
+            sublayer.build_on_device(tuple(sequences_shape), self._build_device)
         if self._pending_weights is not None:
             weights, self._pending_weights = self._pending_weights, None
             self._set_initial_weights(weights)

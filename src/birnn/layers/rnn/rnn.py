@@ -483,7 +483,7 @@ class RNN(Layer):
         if self.fused_kind(training) is None:
             return None
         sequences = self._check_sequences(sequences)
-        self._maybe_build(sequences)
+        self.build_from_inputs(sequences)
         check_input_compatibility(self.name, self.input_spec, sequences)
         mask = self._standardize_mask(mask, sequences)
         states = None

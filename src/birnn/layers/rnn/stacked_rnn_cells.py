@@ -44,29 +44,16 @@ def cell_output_size(cell: Any) -> Any:
 
 
 def build_cell(cell: Any, input_shape: tuple, device: torch.device | None) -> None:
-    """Builds a cell (or any sublayer) for an input shape, its weights on `device`.
-
-    As `Layer.__call__` builds a layer, without a call: `_build_device` and
-    `_build_input_shape` are `Layer`'s build protocol (the device of new weights,
-    and the shape `build_config` saves).
-    """
-    if not isinstance(cell, Layer) or cell.built:
-        return
-    cell._build_device = device
-    try:
-        cell.build(tuple(input_shape))
-    finally:
-        cell._build_device = None
-    cell.built = True
-    cell._build_input_shape = tuple(input_shape)
+    """Builds a cell (or any sublayer) for an input shape, its weights on `device`,
+    as `Layer.__call__` would, without a call (a cell that is no `Layer` has no build)."""
+    if isinstance(cell, Layer):
+        cell.build_on_device(tuple(input_shape), device)
 
 
 def call_cell(cell: Any, inputs: torch.Tensor, states: Any, training: bool | None) -> tuple:
     """Calls a cell for one step the way Keras does: `training` only if it takes it."""
-    if isinstance(cell, Layer):
-        if cell._call_has_training:  # `Layer` reads its `call` signature once, at creation
-            return cell(inputs, states, training=training)
-        return cell(inputs, states)
+    if isinstance(cell, Layer):  # `Layer.__call__` passes `training` on only if `call` takes it
+        return cell(inputs, states, training=training)
     call = cell.call
     if "training" in inspect.signature(call).parameters:
         return call(inputs, states, training=training)
