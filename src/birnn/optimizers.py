@@ -70,7 +70,7 @@ def _named_trainables(owner: str, var_list: Any) -> tuple[list[torch.Tensor], li
     items: list[Any]
     if isinstance(var_list, torch.nn.Module):
         layer: Any = var_list
-        weight_paths = getattr(layer, "_weight_paths", None)
+        weight_paths = getattr(layer, "weight_paths", None)
         if callable(weight_paths):  # a birnn layer: its weights' Keras paths
             paths = dict(zip(map(id, layer.weights), weight_paths()))
             items = [(paths[id(w)], w) for w in layer.trainable_weights]

@@ -58,7 +58,7 @@ def _step_both(ours, ours_opt, keras_model, theirs_opt, step, dtype="float32"):
 
 def _adamw_paths(opt, model):
     """The Keras paths of the weights `opt` updates with AdamW (the ones with a velocity)."""
-    paths = dict(zip(map(id, model.weights), model._weight_paths()))
+    paths = dict(zip(map(id, model.weights), model.weight_paths()))
     flags = [f for group in opt.param_groups for f in group["use_adamw"]]
     return [paths[id(p)] for p, adamw in zip(opt._params(), flags) if adamw]
 
