@@ -126,6 +126,8 @@ def test_layer_range_matches_keras(layer_range, expand_nested):
         (("inp",), r"list or tuple of two layer names.*length 1"),
         ("inp", r"list or tuple of two layer names.*length 3"),
         (("inp", "cat", "side"), "length 3"),
+        ((0, 2), r"two layer names \(strings\); received \(0, 2\)"),
+        (("inp", None), "two layer names"),
         (("nope", "cat"), r"'nope' matches none of the model's layer names \['inp'"),
         (("inp", "d_in"), "'d_in' matches none"),  # nested layers are not in the range
     ],
@@ -135,6 +137,12 @@ def test_layer_range_errors_where_keras_errors(layer_range, match):
         _functional(birnn).summary(print_fn=lambda line: None, layer_range=layer_range)
     with pytest.raises(ValueError):
         _functional(keras).summary(print_fn=lambda *a, **k: None, layer_range=layer_range)
+
+
+def test_a_two_character_string_is_not_read_as_a_range():
+    """Keras reads "ab" as ("a", "b"); birnn refuses it as the likely mistake it is."""
+    with pytest.raises(ValueError, match="length 2"):
+        _functional(birnn).summary(print_fn=lambda line: None, layer_range="is")
 
 
 @pytest.mark.parametrize("build", [_sequential, _functional], ids=["sequential", "functional"])

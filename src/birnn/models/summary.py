@@ -159,6 +159,8 @@ def _select_range(model: Any, layer_range: Any) -> list:
 
     As in Keras, each entry of `layer_range` is a regular expression matched at the
     start of the layer names, and the range spans every layer either one matches.
+    A string is refused even when it has two characters (Keras would read "ab" as
+    `("a", "b")`, which is more likely a mistake than a range).
     """
     layers = list(model.layers)
     if layer_range is None:
@@ -168,6 +170,11 @@ def _select_range(model: Any, layer_range: Any) -> list:
         raise ValueError(
             f"Model.summary() of '{model.name}': `layer_range` must be a list or tuple of "
             f"two layer names (first, last); received {layer_range!r} of length {length}."
+        )
+    if not all(isinstance(p, str) for p in layer_range):
+        raise ValueError(
+            f"Model.summary() of '{model.name}': `layer_range` must hold two layer names "
+            f"(strings); received {layer_range!r}."
         )
     names = [layer.name for layer in layers]
     matches = [[i for i, name in enumerate(names) if re.match(p, name)] for p in layer_range]
