@@ -189,6 +189,12 @@ def _select_range(model: Any, layer_range: Any) -> list:
     return layers[min(indices) : max(indices) + 1]
 
 
+def _is_model(layer: Any) -> bool:
+    """Whether `layer` is a model: models alone have `summary` (no import of `Model`,
+    which imports this module)."""
+    return callable(getattr(layer, "summary", None))
+
+
 def _rows(
     model: Any,
     layers: list,
@@ -203,8 +209,6 @@ def _rows(
     Only models are expanded, as in Keras: wrappers such as `Bidirectional` and
     layers that merely own sublayers show as one row.
     """
-    from birnn.models.model import Model
-
     prefix = "   " * depth + "└ " if depth else ""
     rows = []
     for layer in layers:
@@ -219,7 +223,7 @@ def _rows(
         if show_trainable:  # a layer without weights has nothing to train: "-"
             row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
         rows.append(row)
-        if expand_nested and isinstance(layer, Model):
+        if expand_nested and _is_model(layer):
             rows += _rows(
                 layer,
                 list(layer.layers),
