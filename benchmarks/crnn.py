@@ -20,7 +20,7 @@ FILTERS = (8, 16)
 CLASSES = 20
 
 
-def data(row) -> dict:  # noqa: ANN001
+def data(row) -> dict:
     """Images `(batch, width, height, 1)` and a per-step target `(batch, width / 4, classes)`."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(row.batch, row.time, row.features, 1, generator=g)
@@ -28,11 +28,11 @@ def data(row) -> dict:  # noqa: ANN001
     return {"x": x, "x_nchw": x.permute(0, 3, 1, 2).contiguous(), "target": target}
 
 
-def input_shape(row) -> tuple:  # noqa: ANN001
+def input_shape(row) -> tuple:
     return (row.time, row.features, 1)
 
 
-def stack(lib, row) -> list:  # noqa: ANN001
+def stack(lib, row) -> list:
     """The CRNN's layers, built from `lib` (`birnn` or `keras`)."""
     L = lib.layers
     return [
@@ -52,7 +52,7 @@ def stack(lib, row) -> list:  # noqa: ANN001
 class TorchCRNN(nn.Module):
     """The same model, hand-written in torch, on NCHW images."""
 
-    def __init__(self, row) -> None:  # noqa: ANN001
+    def __init__(self, row) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, FILTERS[0], 3, padding=1)
         self.conv2 = nn.Conv2d(FILTERS[0], FILTERS[1], 3, padding=1)

@@ -24,16 +24,16 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import birnn  # noqa: E402
+import birnn
 
 ROW = "seed model fit, batch 32 (ms/step)"
 BATCH = 32
 
 
-def build(lib):  # noqa: ANN001, ANN201
+def build(lib):
     """Builds and compiles the seed model with `lib` (`birnn` or `keras`)."""
     model = lib.Sequential(
         [

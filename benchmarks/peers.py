@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import median_ms  # noqa: E402
+from timing import median_ms
 
 
-def build(keras, row: dict):  # noqa: ANN001, ANN201
+def build(keras, row: dict):
     """The row's compiled Keras model."""
     layers = keras.layers
     rnn = layers.GRU if row["kind"] == "gru" else layers.LSTM
@@ -53,7 +53,7 @@ def build(keras, row: dict):  # noqa: ANN001, ANN201
     return model
 
 
-def _step(model, train: bool, x, target):  # noqa: ANN001, ANN202
+def _step(model, train: bool, x, target):
     if train:
         return lambda: model.train_on_batch(x, target)
     return lambda: model.predict_on_batch(x)
@@ -78,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
 
-    import keras  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import keras
+    import numpy as np
 
     backend = keras.backend.backend()
     threads = spec.get("threads")
     if threads and backend == "tensorflow":  # JAX's come from XLA_FLAGS, set by run.py
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -68,8 +68,8 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -142,11 +142,11 @@ def _quick(row: Row) -> Row:
     )
 
 
-def _crnn():  # noqa: ANN202
+def _crnn():
     """The CRNN row's module (`benchmarks/crnn.py`)."""
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
-    import crnn  # noqa: PLC0415
+    import crnn
 
     return crnn
 
@@ -216,19 +216,19 @@ def _stepper(row: Row, model: Callable, params: list, data: dict) -> Callable[[]
 # ---------------------------------------------------------------- implementations
 
 
-def _library(name: str):  # noqa: ANN202
+def _library(name: str):
     """`birnn` or `keras`: both spell the layers, `Input`, `Sequential` and optimizers alike."""
     if name == "keras":
-        import keras  # noqa: PLC0415
+        import keras
 
         return keras
-    import birnn  # noqa: PLC0415
-    import birnn.layers  # noqa: F401, PLC0415
+    import birnn
+    import birnn.layers
 
     return birnn
 
 
-def _stack(lib, row: Row) -> list:  # noqa: ANN001
+def _stack(lib, row: Row) -> list:
     """The row's layers, built from `lib` (`birnn` or `keras`)."""
     if row.kind == "crnn":
         return _crnn().stack(lib, row)
@@ -469,7 +469,7 @@ def _peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    import resource  # noqa: PLC0415
+    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -852,7 +852,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     fit_rows = []
     if not args.no_fit and {"birnn", "keras"} <= set(implementations) and DEVICE.type == "cpu":
         sys.path.insert(0, str(HERE))
-        import fit_overhead  # noqa: PLC0415
+        import fit_overhead
 
         fit_rows = fit_overhead.run(args.quick)
         for row in fit_rows:
@@ -862,7 +862,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     serving_wanted = "birnn-model" in implementations and DEVICE.type == "cpu"
     if not args.no_serving and serving_wanted:
         sys.path.insert(0, str(HERE))
-        import serving  # noqa: PLC0415
+        import serving
 
         served = serving.run(args.quick)
         serving_note = serving.render(served)

@@ -25,15 +25,15 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402
+import run as bench
 
 ROW = next(row for row in bench.ROWS if row.kind == "seed")
 
 
-def _model(jit_compile: bool):  # noqa: ANN202
+def _model(jit_compile: bool):
     lib = bench._library("birnn")
     model = lib.Sequential([lib.Input(shape=(ROW.time, ROW.features)), *bench._stack(lib, ROW)])
     model.compile(

@@ -22,14 +22,14 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 BATCH, TIME, FEATURES = 64, 100, 10
 
 
-def _model():  # noqa: ANN202
-    import birnn  # noqa: PLC0415
+def _model():
+    import birnn
 
     layers = birnn.layers
     torch.manual_seed(0)
@@ -72,7 +72,7 @@ def _timed(steps: dict, repeats: int, block_seconds: float) -> dict:
 def run(quick: bool = False, repeats: int | None = None, block_seconds: float = 0.2) -> dict:
     """Median ms per batch of `"birnn"` and `"onnxruntime"`, their `"max_abs_diff"`, and
     the `"batch"` and `"time"` sizes."""
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     batch, steps = (4, 6) if quick else (BATCH, TIME)
     model = _model()

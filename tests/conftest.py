@@ -4,12 +4,12 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
 # The run fails on any skip outside the allow-list (hooks picked up by name).
-from tests._skip_policy import (  # noqa: E402, F401
+from tests._skip_policy import (  # noqa: F401
     pytest_collectreport,
     pytest_runtest_logreport,
     pytest_sessionfinish,

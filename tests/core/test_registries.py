@@ -199,7 +199,7 @@ def test_orthogonal_is_orthogonal(shape, gain):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_orthogonal_in_half_precision_and_an_lstm_built_in_it(dtype):
     """torch has no QR for 16-bit floats: the matrix is made in float32, then cast."""
-    from birnn.layers import LSTM  # noqa: PLC0415
+    from birnn.layers import LSTM
 
     tdtype = getattr(torch, dtype)
     w = initializers.Orthogonal(gain=2.0, seed=3)((6, 4), dtype=dtype)

@@ -15,10 +15,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
-import birnn  # noqa: E402
-from birnn import distribution  # noqa: E402
-from birnn.saving import keras_file  # noqa: E402
-from tests.distribution import _scenarios as sc  # noqa: E402
+import birnn
+from birnn import distribution
+from birnn.saving import keras_file
+from tests.distribution import _scenarios as sc
 
 
 def main(out: str, mode: str) -> None:

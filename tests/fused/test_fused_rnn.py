@@ -378,7 +378,7 @@ def test_pair_of_different_kernels_runs_each_on_its_own(pattern):
 
 def test_a_concatenating_bidirectional_returns_the_kernel_output(monkeypatch):
     """The kernel's side-by-side output is the layer's: it is not split and concatenated."""
-    from birnn.layers import LSTM, Bidirectional  # noqa: PLC0415
+    from birnn.layers import LSTM, Bidirectional
 
     layer = Bidirectional(LSTM(U, return_sequences=True))
     x = torch.randn(B, T, F)

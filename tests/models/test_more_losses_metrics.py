@@ -470,7 +470,7 @@ def _evaluate(model, x, y, sw):
     ("setup", "activation"), [("binary", "sigmoid"), ("categorical", "softmax")]
 )
 def test_keras_files_compiled_with_these_load_compiled_both_ways(tmp_path, setup, activation):
-    import birnn  # noqa: PLC0415
+    import birnn
 
     rng = np.random.default_rng(14)
     x = rng.standard_normal((10, 5)).astype("float32")

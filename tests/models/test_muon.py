@@ -126,7 +126,7 @@ def test_float64_steps_match_keras():
 
 
 def test_newton_schulz_orthogonalizes():
-    from birnn.ops.optim_rules import newton_schulz  # noqa: PLC0415
+    from birnn.ops.optim_rules import newton_schulz
 
     x = torch.randn(7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     wide = newton_schulz(x.mT, 5, 3.4445, -4.775, 2.0315)

@@ -213,7 +213,7 @@ def test_builtin_kernels_are_stored_in_torch_layout_and_keep_it(cell_class, tmp_
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_fused_kernels_receive_contiguous_weights(kind):
-    from birnn.ops import fused_rnn  # noqa: PLC0415
+    from birnn.ops import fused_rnn
 
     layer = {"lstm": layers.LSTM, "gru": layers.GRU}[kind](3)
     layer(torch.zeros(2, 4, 5))

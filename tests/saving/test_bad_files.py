@@ -185,7 +185,7 @@ def test_unknown_layer_class(saved, tmp_path):
 
 @pytest.mark.filterwarnings("ignore")  # Keras's own warnings while it builds
 def test_keras_layer_birnn_does_not_have(tmp_path):
-    from tests.keras_oracle import keras  # noqa: PLC0415
+    from tests.keras_oracle import keras
 
     model = keras.Sequential(
         [

@@ -67,7 +67,7 @@ def unavailable_reason() -> str | None:
         probe = torch.compile(lambda x: x * 2.0 + 1.0, fullgraph=True)
         if not torch.equal(probe(torch.ones(3)), torch.full((3,), 3.0)):
             return "a probe computed a wrong result"
-    except Exception as e:  # noqa: BLE001 (any failure means: do not compile)
+    except Exception as e:  # any failure means: do not compile
         return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
     return None
 

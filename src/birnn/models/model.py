@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -238,15 +239,52 @@ class Model(Trainer, Layer):
         self,
         line_length: int | None = None,
         positions: Any = None,
-        print_fn: Any = None,
+        print_fn: Callable[[str], Any] | None = None,
         expand_nested: bool = False,
         show_trainable: bool = False,
         layer_range: Any = None,
     ) -> None:
-        """Prints a table of the layers, their output shapes and parameter counts."""
+        """Prints a table of the layers, their output shapes and parameter counts.
+
+        Args:
+            line_length: Total width of the table in characters. Defaults to 88 for a
+                chain of layers and 108 for a graph, narrowed to the terminal's width.
+            positions: Right edge of each column, as fractions of the line (all at
+                most 1) or as character positions. Defaults to Keras's.
+            print_fn: Called with each line instead of `print`.
+            expand_nested: Whether to list the layers of nested models, indented
+                under the model. Wrappers such as `Bidirectional` stay one row.
+            show_trainable: Whether to add a "Trainable" column.
+            layer_range: `(first, last)`: show only the top-level layers from the
+                first to the last whose name matches one of these regular expressions
+                (matched at the start of the name). The totals still cover the whole
+                model.
+
+        Example:
+
+        >>> from birnn import Input, Sequential, layers
+        >>> inner = Sequential([Input((4,)), layers.Dense(3, name="hidden")], name="inner")
+        >>> model = Sequential([Input((4,)), inner, layers.Dense(2, name="out")])
+        >>> lines = []
+        >>> model.summary(print_fn=lines.append, expand_nested=True)
+        >>> [line.split("(")[0].strip("│ └") for line in lines if line.startswith("│")]
+        ['inner', 'hidden', 'out']
+        >>> lines.clear()
+        >>> model.summary(print_fn=lines.append, layer_range=("out", "out"))
+        >>> [line.split("(")[0].strip("│ └") for line in lines if line.startswith("│")]
+        ['out']
+        """
         from birnn.models.summary import print_summary
 
-        print_summary(self, line_length, positions, print_fn, show_trainable)
+        print_summary(
+            self,
+            line_length=line_length,
+            positions=positions,
+            print_fn=print_fn,
+            expand_nested=expand_nested,
+            show_trainable=show_trainable,
+            layer_range=layer_range,
+        )
 
     # ------------------------------------------------------------------ call
     def _apply(self, fn, *args, **kwargs):

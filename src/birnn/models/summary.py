@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from collections.abc import Callable
@@ -133,65 +134,188 @@ def _print_nothing(line: str) -> None:
     """Processes other than the primary one of a distribution print no summary."""
 
 
+def _is_sequential_like(model: Any) -> bool:
+    """Whether the table can leave out "Connected to": a single chain of layers."""
+    graph = getattr(model, "functional_graph", None)
+    if type(model).__name__ == "Sequential" or graph is None:
+        return True
+
+    def graph_nodes(layer: Any) -> list:
+        return [n for n in layer.inbound_nodes if (n.layer, n.index) in graph.node_keys]
+
+    return (
+        all(
+            len(graph_nodes(layer)) <= 1
+            and len([t for n in graph_nodes(layer) for t in n.dependencies]) <= 1
+            for layer in model.layers
+        )
+        and len(graph.flat_inputs) == 1
+        and len(graph.flat_outputs) == 1
+    )
+
+
+def _select_range(model: Any, layer_range: Any) -> list:
+    """The top-level layers from the first to the last whose name matches `layer_range`.
+
+    As in Keras, each entry of `layer_range` is a regular expression matched at the
+    start of the layer names, and the range spans every layer either one matches.
+    A string is refused even when it has two characters (Keras would read "ab" as
+    `("a", "b")`, which is more likely a mistake than a range).
+    """
+    layers = list(model.layers)
+    if layer_range is None:
+        return layers
+    if not isinstance(layer_range, (list, tuple)) or len(layer_range) != 2:
+        length = len(layer_range) if hasattr(layer_range, "__len__") else "unknown"
+        raise ValueError(
+            f"Model.summary() of '{model.name}': `layer_range` must be a list or tuple of "
+            f"two layer names (first, last); received {layer_range!r} of length {length}."
+        )
+    if not all(isinstance(p, str) for p in layer_range):
+        raise ValueError(
+            f"Model.summary() of '{model.name}': `layer_range` must hold two layer names "
+            f"(strings); received {layer_range!r}."
+        )
+    names = [layer.name for layer in layers]
+    matches = [[i for i, name in enumerate(names) if re.match(p, name)] for p in layer_range]
+    for pattern, found in zip(layer_range, matches):
+        if not found:
+            raise ValueError(
+                f"Model.summary() of '{model.name}': `layer_range` entry {pattern!r} "
+                f"matches none of the model's layer names {names}. "
+                f"Received layer_range={tuple(layer_range)!r}."
+            )
+    indices = matches[0] + matches[1]
+    return layers[min(indices) : max(indices) + 1]
+
+
+def _is_model(layer: Any) -> bool:
+    """Whether `layer` is a model: models alone have `summary` (no import of `Model`,
+    which imports this module)."""
+    return callable(getattr(layer, "summary", None))
+
+
+def _rows(
+    model: Any,
+    layers: list,
+    depth: int,
+    *,
+    expand_nested: bool,
+    connections: bool,
+    show_trainable: bool,
+) -> list[list[str]]:
+    """One row per layer; with `expand_nested`, a nested model's layers follow it, indented.
+
+    Only models are expanded, as in Keras: wrappers such as `Bidirectional` and
+    layers that merely own sublayers show as one row.
+    """
+    prefix = "   " * depth + "└ " if depth else ""
+    rows = []
+    for layer in layers:
+        params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+        row = [
+            f"{prefix}{layer.name} ({type(layer).__name__})",
+            _format_shape(_layer_output(model, layer)),
+            params,
+        ]
+        if connections:  # a nested layer's inputs are not tensors of the outer graph
+            row.append(_connections(model, layer) if depth == 0 else "-")
+        if show_trainable:  # a layer without weights has nothing to train: "-"
+            row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
+        rows.append(row)
+        if expand_nested and _is_model(layer):
+            rows += _rows(
+                layer,
+                list(layer.layers),
+                depth + 1,
+                expand_nested=True,
+                connections=connections,
+                show_trainable=show_trainable,
+            )
+    return rows
+
+
+# Keras's default column positions (fractions of the line), for a chain of layers
+# and for a graph (with "Connected to"); "Trainable" takes a fixed share at the end.
+_SEQUENTIAL_POSITIONS = (0.47, 0.81, 1.0)
+_GRAPH_POSITIONS = (0.31, 0.57, 0.73, 1.0)
+_TRAINABLE_SHARE = 0.09
+
+
+def _column_widths(
+    model: Any, positions: Any, total_width: int, ncols: int, show_trainable: bool
+) -> list[int]:
+    """Text widths of the columns, filling `total_width` with borders and padding.
+
+    `positions` are the right edges of the columns, as fractions of the line (all
+    at most 1) or as character positions; their differences set the widths' ratios.
+    """
+    ncontent = ncols - (1 if show_trainable else 0)
+    if positions is None:
+        positions = _SEQUENTIAL_POSITIONS if ncontent == 3 else _GRAPH_POSITIONS
+    elif not isinstance(positions, (list, tuple)) or not all(
+        isinstance(p, (int, float)) for p in positions
+    ):
+        raise TypeError(
+            f"Model.summary() of '{model.name}': `positions` must be a list of numbers "
+            f"(the right edge of each column); received {positions!r}."
+        )
+    if len(positions) < ncontent:
+        raise ValueError(
+            f"Model.summary() of '{model.name}': `positions` needs at least {ncontent} "
+            f"entries, one per column; received {list(positions)!r}."
+        )
+    edges = [0.0, *(float(p) for p in positions[:ncontent])]
+    shares = [b - a for a, b in zip(edges, edges[1:])]
+    if any(s <= 0 for s in shares):
+        raise ValueError(
+            f"Model.summary() of '{model.name}': `positions` must increase; "
+            f"received {list(positions)!r}."
+        )
+    if show_trainable:
+        shares.append(sum(shares) * _TRAINABLE_SHARE / (1 - _TRAINABLE_SHARE))
+    room = max(ncols, total_width - (ncols + 1) - 2 * ncols)
+    widths = [max(1, int(room * s / sum(shares))) for s in shares]
+    widths[0] += max(0, room - sum(widths))
+    return widths
+
+
 def print_summary(
     model: Any,
     line_length: int | None = None,
     positions: Any = None,
     print_fn: Callable[[str], Any] | None = None,
+    expand_nested: bool = False,
     show_trainable: bool = False,
+    layer_range: Any = None,
 ) -> None:
-    """Prints (or hands to `print_fn`) the summary table of `model`."""
+    """Prints (or hands to `print_fn`) the summary table of `model`.
+
+    The arguments are `Model.summary`'s; see there.
+    """
     if print_fn is None:
         from birnn.distribution.data_parallel import is_primary
 
         print_fn = print if is_primary() else _print_nothing
-    graph = getattr(model, "functional_graph", None)
-    sequential_like = type(model).__name__ == "Sequential" or graph is None
-    if not sequential_like and graph is not None:
-        sequential_like = (
-            all(
-                len([n for n in layer.inbound_nodes if (n.layer, n.index) in graph.node_keys]) <= 1
-                and len(
-                    [
-                        t
-                        for n in layer.inbound_nodes
-                        if (n.layer, n.index) in graph.node_keys
-                        for t in n.dependencies
-                    ]
-                )
-                <= 1
-                for layer in model.layers
-            )
-            and len(graph.flat_inputs) == 1
-            and len(graph.flat_outputs) == 1
-        )
-    layers = model.layers
+    sequential_like = _is_sequential_like(model)
     headers = ["Layer (type)", "Output Shape", "Param #"]
     if not sequential_like:
         headers.append("Connected to")
     if show_trainable:
         headers.append("Trainable")
-    rows = []
-    for layer in layers:
-        params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-        row = [
-            f"{layer.name} ({type(layer).__name__})",
-            _format_shape(_layer_output(model, layer)),
-            params,
-        ]
-        if not sequential_like:
-            row.append(_connections(model, layer))
-        if show_trainable:
-            row.append("Y" if layer.trainable else "N")
-        rows.append(row)
+    rows = _rows(
+        model,
+        _select_range(model, layer_range),
+        0,
+        expand_nested=expand_nested,
+        connections=not sequential_like,
+        show_trainable=show_trainable,
+    )
     total_width = line_length
     if total_width is None:  # the default width, narrowed to the terminal's as in Keras
-        default = 98 if sequential_like else 115
+        default = 88 if sequential_like else 108
         total_width = min(default, shutil.get_terminal_size((default, 24)).columns)
-    fractions = [0.33, 0.25, 0.15] if sequential_like else [0.26, 0.2, 0.12, 0.32]
-    if show_trainable:
-        fractions = [*fractions, 0.08]
-    widths = [max(len(headers[i]), int(total_width * f) - 3) for i, f in enumerate(fractions)]
+    widths = _column_widths(model, positions, total_width, len(headers), show_trainable)
     aligns = "llr" + ("l" if not sequential_like else "") + ("l" if show_trainable else "")
     lines = [f'Model: "{model.name}"', *_table(rows, headers, widths, aligns)]
     if model.built:

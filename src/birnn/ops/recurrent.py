@@ -186,7 +186,7 @@ def _exportable_scan(
     fixing its sequence length; PyTorch's `scan` operator keeps the time axis
     dynamic. Same arguments and results as `scan`.
     """
-    from torch._higher_order_ops.scan import scan as torch_scan  # noqa: PLC0415
+    from torch._higher_order_ops.scan import scan as torch_scan
 
     steps = inputs if time_major else inputs.transpose(0, 1)
     if steps.shape[0] == 0:

@@ -48,14 +48,13 @@ _MODES = ("auto", "on", "off")
 _ENVIRONMENT = "BIRNN_SIDE_BY_SIDE"
 
 # Smallest work, in multiply-adds per computation (forward pass), that `auto` runs side
-# by side. Side by side costs the hand-offs to the workers and back: `run` on tiny
-# tensors takes about 0.06 ms more than calling both functions without grad, 0.35 ms
-# more for a forward and backward pass (medians on 2 busy cores; less on idle ones).
-# A direction's training step takes about 6 flops per multiply-add of its forward
-# pass, and one core runs these small GEMMs at some 20 GFLOP/s, so the time saved
-# (about one direction's step) is ten times that cost from about 1e7 multiply-adds.
-# The seed model (5 steps, 10 units, batch 32: 1e5 per direction) stays on the caller;
-# `benchmarks/side_by_side.py --sweep` measures where the two paths cross.
+# by side. Running the two directions on two workers saves about one direction's step
+# but pays a fixed hand-off to the workers and back, larger with a backward pass. The
+# saving grows with the work (a training step is about six flops per multiply-add of
+# the forward pass) while the hand-off does not: below some 1e7 multiply-adds per
+# direction it eats the saving, and the caller runs both directions itself (as for the
+# seed model, about 1e5 per direction).
+# `benchmarks/side_by_side.py --sweep` measures where the two paths cross on a machine.
 _MIN_WORK = 1.0e7
 
 _state = threading.local()

@@ -387,7 +387,7 @@ def _plan_entry(
 
 
 def plan_assignments(
-    model: Any, f: h5py.File, source: str, skip_mismatch: bool = False
+    model: Any, f: h5py.File, skip_mismatch: bool = False
 ) -> tuple[list[tuple[nn.Parameter, torch.Tensor]], list[str]]:
     """Matches the file's arrays to `model`'s weights without touching the model.
 
@@ -397,7 +397,6 @@ def plan_assignments(
     Args:
         model: The birnn model (or layer).
         f: The open weights file.
-        source: How to name the file in messages.
         skip_mismatch: If `True`, an object (a layer, a cell) with any problem
             contributes no pairs at all, and the others still do.
 
@@ -464,7 +463,7 @@ def load_h5(model: Any, source: Any, name: str, skip_mismatch: bool = False) -> 
                 raise FileFormatError(
                     f"{name} holds no Keras 3 weights (no 'vars' or 'layers' group)."
                 )
-            pairs, problems = plan_assignments(model, f, name, skip_mismatch)
+            pairs, problems = plan_assignments(model, f, skip_mismatch)
             optimizer_arrays = _read_group(f["optimizer/vars"]) if "optimizer/vars" in f else None
         except (OSError, KeyError, RuntimeError) as e:
             if isinstance(e, FileFormatError):

@@ -359,7 +359,6 @@ class MultiHeadAttention(SeededDropout, Layer):
     def _combined_mask(
         self,
         query: torch.Tensor,
-        value: torch.Tensor,
         key: torch.Tensor,
         query_mask: Any,
         value_mask: Any,
@@ -419,7 +418,7 @@ class MultiHeadAttention(SeededDropout, Layer):
         if key_mask is None and key is not value:
             key_mask = getattr(key, "_keras_mask", None)
         mask = self._combined_mask(
-            query, value, key, query_mask, value_mask, key_mask, attention_mask, use_causal_mask
+            query, key, query_mask, value_mask, key_mask, attention_mask, use_causal_mask
         )
 
         q, outer, q_steps = self._flat_layout(self.query_dense(query))

@@ -550,7 +550,7 @@ def _copy_layer(layer: Layer, prefix: str, go_backwards: bool) -> Layer:
     # Through the layer's own class, with the classes of its sublayers known by name (a
     # cell class defined in a script is written with no module): Keras 3.15 looks the
     # classes up in its registry and so rejects a user's layer that was never registered.
-    from birnn.saving.serialization import custom_object_scope  # noqa: PLC0415
+    from birnn.saving.serialization import custom_object_scope
 
     classes = {type(m).__name__: type(m) for m in layer.modules() if isinstance(m, Layer)}
     with custom_object_scope(classes):

@@ -678,8 +678,8 @@ _LAYER_DOC = """{rank}D Convolutional LSTM.
     """
 
 
-def _layer_init(rank: int):  # noqa: ANN202
-    def __init__(  # noqa: N807
+def _layer_init(rank: int):
+    def __init__(
         self: ConvLSTM,
         filters: int,
         kernel_size: Any,
