@@ -2057,6 +2057,7 @@ class MultiOptimizer(Optimizer):
         self.iterations = int(state_dict.get("keras", {}).get("iterations", self.iterations))
 
     def get_config(self) -> dict:
+        from birnn.saving import lambdas
         from birnn.saving.serialization import serialize_keras_object
 
         if isinstance(self.optimizer_map, OptimizerMap):
@@ -2066,6 +2067,10 @@ class MultiOptimizer(Optimizer):
                 "config": self.optimizer_map.get_config(),
                 "registered_name": None,
             }
+        elif lambdas.is_lambda(self.optimizer_map):  # Keras's form outside a layer
+            inner = lambdas.serialize_lambda(self.optimizer_map)["config"]
+            value = [inner["code"], inner["defaults"], inner["closure"]]
+            selector = {"class_name": "__lambda__", "config": {"value": value}}
         else:
             selector = serialize_keras_object(self.optimizer_map)
         return {
@@ -2076,8 +2081,10 @@ class MultiOptimizer(Optimizer):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> MultiOptimizer:
-        from birnn.saving.serialization import deserialize_keras_object
+        from birnn.saving.serialization import _scoped_objects, deserialize_keras_object
 
+        # A lambda selector's globals are the custom objects, also those of load_model's scope.
+        custom_objects = {**_scoped_objects(), **(custom_objects or {})}
         config = dict(config)
         selector = config.pop("optimizer_map")
         if isinstance(selector, dict) and selector.get("class_name") == "OptimizerMap":

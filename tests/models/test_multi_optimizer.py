@@ -321,3 +321,39 @@ def test_a_file_of_another_layout_is_rejected_whole():
     assert_close(_store(ours.optimizer), before, atol=0, what="unchanged")
     with pytest.raises(ValueError, match="expects"):
         ours.optimizer.load_own_variables({**store, str(len(store)): np.zeros(1)})
+
+
+def test_lambda_selector_files_move_both_ways_outside_safe_mode(tmp_path):
+    """Keras writes a lambda selector as code; loading it is refused in safe mode.
+
+    The lambda's globals are the built-ins and `custom_objects`, as for a `Lambda`
+    layer: here `keras` names the library whose SGD the lambda makes.
+    """
+    theirs = _model(keras)
+    theirs.compile(keras.optimizers.MultiOptimizer(lambda v: keras.optimizers.SGD(0.2)), "mse")
+    theirs.train_on_batch(X[:4], Y[:4])
+    path = str(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras warns that a lambda is unsafe
+        theirs.save(path)
+    with pytest.raises(ValueError, match="safe_mode=False"):
+        birnn.models.load_model(path)
+    loaded = birnn.models.load_model(path, safe_mode=False, custom_objects={"keras": birnn})
+    # A fresh SGD for each weight, as the lambda says (in Keras too).
+    subs = loaded.optimizer.optimizers
+    assert len(subs) == len(theirs.optimizer.optimizers) == len(theirs.trainable_weights)
+    assert {(type(o).__name__, round(o.learning_rate, 6)) for o in subs} == {("SGD", 0.2)}
+    assert loaded.optimizer.iterations == 1
+
+    # Keras runs a loaded lambda with its own module's globals (custom_objects are not
+    # among them), so only a lambda using built-ins alone runs there: check that Keras
+    # reads birnn's form of one.
+    config = optimizers.serialize(optimizers.MultiOptimizer(lambda v: (v, "picked")))
+    assert config["config"]["optimizer_map"]["class_name"] == "__lambda__"
+    with pytest.raises(ValueError, match="safe_mode=False"):
+        keras.saving.deserialize_keras_object(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs_copy = keras.saving.deserialize_keras_object(config, safe_mode=False)
+    assert type(theirs_copy).__name__ == "MultiOptimizer"
+    assert theirs_copy._optimizer_map(7) == (7, "picked")
