@@ -21,6 +21,9 @@ rule per weight from the weight's name, so `build()` also takes
 works here; Keras's `optimizers.get` does not know that name, though its files
 that use Lamb load in both.)
 
+`MultiOptimizer` updates each weight with the sub-optimizer an `OptimizerMap`
+(weight paths or regular expressions to optimizers) or a callable picks for it.
+
 Any `torch.optim.Optimizer` instance may be passed to `compile()` instead.
 
 Examples:
