@@ -1989,13 +1989,12 @@ class MultiOptimizer(Optimizer):
         assigned: dict[int, list] = {}
         for name, param in zip(given, params):
             optimizer = self.optimizer_map(WeightRef(name, param))
-            if not isinstance(optimizer, Optimizer) or isinstance(
-                optimizer, (LossScaleOptimizer, MultiOptimizer)
-            ):
-                raise ValueError(
-                    f"MultiOptimizer '{self.name}': the optimizer selector returned "
-                    f"{optimizer!r} for the weight {name!r}, not a birnn optimizer instance."
-                )
+            _check_sub_optimizer(
+                f"MultiOptimizer '{self.name}'",
+                f"what the selector returned for the weight {name!r}",
+                optimizer,
+                ValueError,
+            )
             if not any(optimizer is seen for seen in chosen):
                 chosen.append(optimizer)
             assigned.setdefault(id(optimizer), []).append(param if name is None else (name, param))

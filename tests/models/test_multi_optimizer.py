@@ -297,7 +297,9 @@ def test_bad_arguments(make, error, message):
 
 def test_bad_selector_results_and_reused_optimizers():
     w = torch.nn.Parameter(torch.ones(2))
-    with pytest.raises(ValueError, match="returned 'sgd' for the weight 'w'"):
+    with pytest.raises(
+        ValueError, match="returned for the weight 'w' must be a birnn optimizer.*'sgd'"
+    ):
         optimizers.MultiOptimizer(lambda v: "sgd").build([("w", w)])
     table = optimizers.OptimizerMap(optimizers.SGD(), {"w": optimizers.Adam()})
     with pytest.raises(ValueError, match="no path to match"):
