@@ -472,6 +472,11 @@ class Optimizer(torch.optim.Optimizer):
             )
         return values
 
+    def check_variables(self, store: dict) -> None:
+        """Raises a `ValueError` naming what differs unless `load_own_variables` would
+        accept `store`."""
+        self._checked_values(store)
+
     def load_own_variables(self, store: dict) -> None:
         """Reads Keras's optimizer variables (written by Keras or `save_own_variables`).
 
@@ -2155,7 +2160,7 @@ class MultiOptimizer(Optimizer):
                 "optimizer or model?)."
             )
         for optimizer, part in parts:
-            optimizer._checked_values(part)
+            optimizer.check_variables(part)
         for optimizer, part in parts:
             optimizer.load_own_variables(part)
         self.iterations = int(values[0].item())
