@@ -21,6 +21,9 @@ rule per weight from the weight's name, so `build()` also takes
 works here; Keras's `optimizers.get` does not know that name, though its files
 that use Lamb load in both.)
 
+`MultiOptimizer` updates each weight with the sub-optimizer an `OptimizerMap`
+(weight paths or regular expressions to optimizers) or a callable picks for it.
+
 Any `torch.optim.Optimizer` instance may be passed to `compile()` instead.
 
 Examples:
@@ -40,6 +43,7 @@ from __future__ import annotations
 import re
 import sys
 import warnings
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -468,6 +472,11 @@ class Optimizer(torch.optim.Optimizer):
                 f"scalars. Received shapes {[v.shape for v in extras]}."
             )
         return values
+
+    def check_variables(self, store: dict) -> None:
+        """Raises a `ValueError` naming what differs unless `load_own_variables` would
+        accept `store`."""
+        self._checked_values(store)
 
     def load_own_variables(self, store: dict) -> None:
         """Reads Keras's optimizer variables (written by Keras or `save_own_variables`).
@@ -1715,6 +1724,454 @@ class LossScaleOptimizer(Optimizer):
         return f"<LossScaleOptimizer name={self.name!r} inner={self.inner_optimizer!r}>"
 
 
+class WeightRef:
+    """What a `MultiOptimizer`'s selector receives for each weight.
+
+    Attributes:
+        path: The weight's Keras path (`"model/bi/forward_lstm/lstm_cell/kernel"`)
+            when the optimizer is built by `compile()` or from a birnn model,
+            torch's name from `named_parameters()` pairs, None for a bare tensor.
+        name: The last part of `path` (`"kernel"`), or None.
+        value: The weight itself (a `torch.Tensor`).
+        shape: The weight's shape.
+        dtype: The weight's dtype.
+    """
+
+    def __init__(self, path: str | None, value: torch.Tensor):
+        self.path = path
+        self.name = path.rsplit("/", 1)[-1] if path is not None else None
+        self.value = value
+        self.shape = tuple(value.shape)
+        self.dtype = value.dtype
+
+    def __repr__(self) -> str:
+        return f"<WeightRef path={self.path!r} shape={self.shape}>"
+
+
+def _check_sub_optimizer(owner: str, argument: str, optimizer: Any, error: type) -> None:
+    if not isinstance(optimizer, Optimizer) or isinstance(
+        optimizer, (LossScaleOptimizer, MultiOptimizer)
+    ):
+        raise error(
+            f"{owner}: {argument} must be a birnn optimizer instance (not a "
+            f"LossScaleOptimizer or MultiOptimizer). Received: {optimizer!r}"
+        )
+
+
+class OptimizerMap(MutableMapping):
+    """Maps weight paths to optimizers, for `MultiOptimizer`.
+
+    Keys are weight paths or regular expressions over them. A weight's
+    optimizer is the one stored under its exact path; failing that, the one
+    whose key matches the *whole* path (`re.fullmatch`): `"encoder/.*"` selects
+    every weight of the layer `encoder`, `"encoder"` only a weight with that
+    exact path. When several keys match, looking the path up raises a
+    `ValueError`; when none does, the result is `default_optimizer`.
+
+    Args:
+        default_optimizer: The optimizer of the weights no key selects.
+        optimizer_map: Optional dict `{path or regular expression: optimizer}`.
+
+    Examples:
+
+    >>> table = OptimizerMap(RMSprop(name="rms"), {"encoder/.*": SGD(name="sgd")})
+    >>> table["decoder"] = Adam(name="adam")
+    >>> table["encoder/dense/kernel"].name
+    'sgd'
+    >>> table["decoder"].name, table["decoder/dense/kernel"].name
+    ('adam', 'rms')
+    """
+
+    def __init__(self, default_optimizer: Optimizer, optimizer_map: dict | None = None):
+        _check_sub_optimizer(
+            "OptimizerMap", "argument `default_optimizer`", default_optimizer, TypeError
+        )
+        if optimizer_map is not None and not isinstance(optimizer_map, Mapping):
+            raise TypeError(
+                "OptimizerMap: argument `optimizer_map` must be a dict of "
+                f"{{path or regular expression: optimizer}}. Received: {optimizer_map!r}"
+            )
+        self._default = default_optimizer
+        self._map: dict[str, Optimizer] = {}
+        self._patterns: dict[str, re.Pattern] = {}
+        for key, optimizer in (optimizer_map or {}).items():
+            self[key] = optimizer
+
+    @property
+    def default_optimizer(self) -> Optimizer:
+        """The optimizer of the weights no key selects."""
+        return self._default
+
+    def __setitem__(self, key: str, optimizer: Optimizer) -> None:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"OptimizerMap: keys must be weight paths or regular expressions (str). "
+                f"Received: {key!r}"
+            )
+        try:
+            pattern = re.compile(key)
+        except re.error as error:
+            raise ValueError(
+                f"OptimizerMap: key {key!r} is not a valid regular expression: {error}"
+            ) from None
+        _check_sub_optimizer(
+            "OptimizerMap", f"the optimizer for key {key!r}", optimizer, ValueError
+        )
+        self._map[key] = optimizer
+        self._patterns[key] = pattern
+
+    def __getitem__(self, key: str) -> Optimizer:
+        """The optimizer of the weight path `key` (see the class docstring).
+
+        Raises:
+            ValueError: if several keys match `key` as regular expressions.
+        """
+        if key in self._map:
+            return self._map[key]
+        matches = [k for k, pattern in self._patterns.items() if pattern.fullmatch(key)]
+        if len(matches) > 1:
+            raise ValueError(
+                f"OptimizerMap: Multiple optimizers assigned to variable {key}: the keys "
+                f"{matches} all match it. Make the patterns exclusive."
+            )
+        return self._map[matches[0]] if matches else self._default
+
+    def __delitem__(self, key: str) -> None:
+        del self._map[key]
+        del self._patterns[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._map)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __call__(self, variable: Any) -> Optimizer:
+        """The optimizer of `variable` (anything with a `.path`, such as a `WeightRef`)."""
+        path = variable.path
+        if path is None:
+            if self._map:
+                raise ValueError(
+                    "OptimizerMap: this weight has no path to match the keys "
+                    f"{list(self._map)} against (built from bare tensors). Build the "
+                    "optimizer from a birnn model (`opt.build(model)`, as compile() does) "
+                    "or from `(name, tensor)` pairs."
+                )
+            return self._default
+        return self[path]
+
+    def optimizers(self) -> list[Optimizer]:
+        """Each distinct optimizer once: the mapped ones in key order, then the default."""
+        out: list[Optimizer] = []
+        for optimizer in [*self._map.values(), self._default]:
+            if not any(optimizer is seen for seen in out):
+                out.append(optimizer)
+        return out
+
+    def get_config(self) -> dict:
+        return {
+            "default_optimizer": serialize(self._default),
+            "optimizer_map": {key: serialize(opt) for key, opt in self._map.items()},
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> OptimizerMap:
+        default = deserialize(config["default_optimizer"], custom_objects)
+        table = {
+            key: deserialize(value, custom_objects)
+            for key, value in (config.get("optimizer_map") or {}).items()
+        }
+        return cls(default, table)
+
+    def __repr__(self) -> str:
+        return f"<OptimizerMap default={self._default!r} keys={list(self._map)}>"
+
+
+class MultiOptimizer(Optimizer):
+    """Updates each weight with the optimizer that a selector picks for it.
+
+    The selector is an `OptimizerMap` (weight paths or regular expressions to
+    optimizers, with a default) or a callable that takes a `WeightRef` (with the
+    weight's Keras `path`, its `name` and the tensor as `value`) and returns a
+    birnn optimizer; every weight is assigned once, when the optimizer is built.
+    Each sub-optimizer then runs its own update (its own learning rate,
+    schedule, clipping and `iterations`) on its weights; `step()` steps them all.
+
+    There is no single learning rate: reading or setting `learning_rate` raises
+    an `AttributeError`; use the sub-optimizers (`.optimizers`). Weight paths are
+    Keras's when the optimizer is built by `compile()` or from a birnn model
+    (`opt.build(model)`), torch's names when built from `named_parameters()`
+    pairs; a bare tensor has none (path None).
+
+    A callable selector is saved by reference (a registered or importable
+    function) as Keras does; a lambda needs `safe_mode=False` to load.
+
+    Args:
+        optimizer_map: An `OptimizerMap` or a callable `WeightRef -> optimizer`.
+        loss_scale_factor: Must be None (as birnn's other optimizers).
+        name: Name of the optimizer.
+
+    Examples:
+
+    >>> import torch
+    >>> kernel = torch.nn.Parameter(torch.ones(2))
+    >>> bias = torch.nn.Parameter(torch.ones(2))
+    >>> opt = MultiOptimizer(OptimizerMap(SGD(0.1), {".*bias": SGD(1.0)}))
+    >>> opt.build([("dense/kernel", kernel), ("dense/bias", bias)])
+    >>> kernel.grad, bias.grad = torch.ones(2), torch.ones(2)
+    >>> _ = opt.step()
+    >>> kernel.tolist(), bias.tolist()
+    ([0.8999999761581421, 0.8999999761581421], [0.0, 0.0])
+    >>> [o.learning_rate for o in opt.optimizers], opt.iterations
+    ([1.0, 0.1], 1)
+    """
+
+    def __init__(
+        self,
+        optimizer_map: OptimizerMap | Callable[[WeightRef], Optimizer],
+        loss_scale_factor: float | None = None,
+        name: str | None = None,
+    ):
+        if not isinstance(optimizer_map, OptimizerMap) and not callable(optimizer_map):
+            raise TypeError(
+                "MultiOptimizer: argument `optimizer_map` must be an OptimizerMap or a "
+                f"callable that returns an optimizer for a weight. Received: {optimizer_map!r}"
+            )
+        if loss_scale_factor is not None:
+            raise ValueError(
+                "MultiOptimizer: argument `loss_scale_factor` is not supported by birnn "
+                f"(use a LossScaleOptimizer). Received: loss_scale_factor={loss_scale_factor}"
+            )
+        self.optimizer_map = optimizer_map
+        self.loss_scale_factor = loss_scale_factor
+        self.name = name or backend.unique_name("multi_optimizer")
+        self.iterations = 0
+        self.built = False
+        self._schedule = None
+        self._options = dict(_BASE_DEFAULTS)
+        self._pending_state: dict | None = None
+        self._chosen: list[Optimizer] = []
+
+    @property
+    def optimizers(self) -> list[Optimizer]:
+        """The sub-optimizers. With a callable selector: those it returned (once built)."""
+        if isinstance(self.optimizer_map, OptimizerMap):
+            return self.optimizer_map.optimizers()
+        return list(self._chosen)
+
+    @property
+    def learning_rate(self) -> float:
+        raise AttributeError(
+            f"MultiOptimizer '{self.name}': the learning rate cannot be accessed on a "
+            "MultiOptimizer. Access it on the individual sub-optimizers "
+            "(`.optimizers`) instead."
+        )
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        raise AttributeError(
+            f"MultiOptimizer '{self.name}': the learning rate cannot be set on a "
+            "MultiOptimizer. Set it on the individual sub-optimizers (`.optimizers`) instead."
+        )
+
+    def build(self, var_list: Any) -> None:
+        """Assigns every weight its sub-optimizer and builds each of them (once).
+
+        Args:
+            var_list: As `Optimizer.build`: a birnn model (its weights' Keras paths
+                are matched), `(name, tensor)` pairs, or bare tensors.
+
+        Raises:
+            ValueError: if the selector returns no optimizer, several patterns match
+                one weight, or a sub-optimizer is already built.
+        """
+        if self.built:
+            return
+        params, names = _named_trainables(self.name, var_list)
+        if not params:
+            raise ValueError(
+                f"Optimizer '{self.name}' was given no trainable parameters to optimize."
+            )
+        given: list[str | None] = list(names) if names is not None else [None] * len(params)
+        chosen: list[Optimizer] = []
+        assigned: dict[int, list] = {}
+        for name, param in zip(given, params):
+            optimizer = self.optimizer_map(WeightRef(name, param))
+            _check_sub_optimizer(
+                f"MultiOptimizer '{self.name}'",
+                f"what the selector returned for the weight {name!r}",
+                optimizer,
+                ValueError,
+            )
+            if not any(optimizer is seen for seen in chosen):
+                chosen.append(optimizer)
+            assigned.setdefault(id(optimizer), []).append(param if name is None else (name, param))
+        subs = (
+            self.optimizer_map.optimizers()
+            if isinstance(self.optimizer_map, OptimizerMap)
+            else chosen
+        )
+        for optimizer in subs:
+            if optimizer.built:
+                raise ValueError(
+                    f"MultiOptimizer '{self.name}': its sub-optimizer '{optimizer.name}' is "
+                    "already built; give each MultiOptimizer fresh optimizers."
+                )
+        self._chosen = chosen
+        for optimizer in subs:
+            if id(optimizer) in assigned:
+                optimizer.build(assigned[id(optimizer)])
+        torch.optim.Optimizer.__init__(self, params, {})
+        self.param_groups = [group for o in subs if o.built for group in o.param_groups]
+        self.built = True
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            self.load_own_variables(state)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """Steps every sub-optimizer that holds weights."""
+        self._check_built()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.iterations += 1
+        for optimizer in self.optimizers:
+            if optimizer.built:
+                optimizer.step()
+        return loss
+
+    def state_dict(self) -> dict:
+        """Each sub-optimizer's `state_dict()` (None for one without weights), and
+        `iterations`."""
+        self._check_built()
+        return {
+            "optimizers": [o.state_dict() if o.built else None for o in self.optimizers],
+            "keras": {"iterations": self.iterations},
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Loads `state_dict()`'s output."""
+        self._check_built()
+        states = state_dict.get("optimizers")
+        subs = self.optimizers
+        if not isinstance(states, list) or len(states) != len(subs):
+            raise ValueError(
+                f"MultiOptimizer '{self.name}': expected a state dict with one entry per "
+                f"sub-optimizer ({len(subs)}), as `state_dict()` writes."
+            )
+        for optimizer, state in zip(subs, states):
+            if optimizer.built and state is not None:
+                optimizer.load_state_dict(state)
+        self.iterations = int(state_dict.get("keras", {}).get("iterations", self.iterations))
+
+    def get_config(self) -> dict:
+        from birnn.saving import lambdas
+        from birnn.saving.serialization import serialize_keras_object
+
+        if isinstance(self.optimizer_map, OptimizerMap):
+            selector = {
+                "module": "keras.optimizers",
+                "class_name": "OptimizerMap",
+                "config": self.optimizer_map.get_config(),
+                "registered_name": None,
+            }
+        elif lambdas.is_lambda(self.optimizer_map):  # Keras's form outside a layer
+            inner = lambdas.serialize_lambda(self.optimizer_map)["config"]
+            value = [inner["code"], inner["defaults"], inner["closure"]]
+            selector = {"class_name": "__lambda__", "config": {"value": value}}
+        else:
+            selector = serialize_keras_object(self.optimizer_map)
+        return {
+            "optimizer_map": selector,
+            "loss_scale_factor": self.loss_scale_factor,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> MultiOptimizer:
+        from birnn.saving.serialization import _scoped_objects, deserialize_keras_object
+
+        # A lambda selector's globals are the custom objects, also those of load_model's scope.
+        custom_objects = {**_scoped_objects(), **(custom_objects or {})}
+        config = dict(config)
+        selector = config.pop("optimizer_map")
+        if isinstance(selector, dict) and selector.get("class_name") == "OptimizerMap":
+            selector = OptimizerMap.from_config(selector["config"], custom_objects)
+        elif isinstance(selector, (dict, str)):
+            selector = deserialize_keras_object(selector, custom_objects)
+        return cls(selector, **config)
+
+    # ------------------------------------------------------------------ Keras state
+    def _saved_children(self) -> dict[str, Optimizer]:
+        """The sub-optimizers under the names Keras gives their `.keras` groups."""
+        out: dict[str, Optimizer] = {}
+        for optimizer in self.optimizers:
+            base = backend.to_snake_case(type(optimizer).__name__)
+            key, count = base, 0
+            while key in out:
+                count += 1
+                key = f"{base}_{count}"
+            out[key] = optimizer
+        return out
+
+    def save_own_variables(self, store: dict) -> None:
+        """Keras's variables: its own iteration and learning rate (unused, 0), then
+        each sub-optimizer's, in `.optimizers` order."""
+        store["0"] = np.asarray(self.iterations, dtype="int64")
+        store["1"] = np.asarray(0.0, dtype="float32")
+        for optimizer in self.optimizers:
+            inner: dict = {}
+            optimizer.save_own_variables(inner)
+            for index in range(len(inner)):
+                store[str(len(store))] = inner[str(index)]
+
+    def load_own_variables(self, store: dict) -> None:
+        """Reads Keras's variables; every part is checked before anything is set.
+
+        Raises:
+            ValueError: if the store does not fit, naming what differs.
+        """
+        by_key = {str(k): np.asarray(v) for k, v in store.items()}
+        if sorted(by_key) != sorted(str(i) for i in range(len(by_key))):
+            raise ValueError(
+                f"Optimizer '{self.name}': variables must be keyed '0', '1', ... without "
+                f"gaps. Received keys {sorted(by_key)}."
+            )
+        values = [by_key[str(i)] for i in range(len(by_key))]
+        if len(values) < 2 or any(v.size != 1 for v in values[:2]):
+            raise ValueError(
+                f"Optimizer '{self.name}': a MultiOptimizer's first 2 variables must be the "
+                f"scalars iteration and learning_rate. Received shapes "
+                f"{[v.shape for v in values[:2]]}."
+            )
+        if not self.built:
+            self._pending_state = dict(store)
+            return
+        parts, start = [], 2
+        for optimizer in self.optimizers:
+            count = len(optimizer.variables)
+            parts.append(
+                (optimizer, {str(i): v for i, v in enumerate(values[start : start + count])})
+            )
+            start += count
+        if start != len(values):
+            raise ValueError(
+                f"Optimizer '{self.name}' (MultiOptimizer over {len(parts)} optimizers) "
+                f"expects {start} variables, the file has {len(values)} (saved with another "
+                "optimizer or model?)."
+            )
+        for optimizer, part in parts:
+            optimizer.check_variables(part)
+        for optimizer, part in parts:
+            optimizer.load_own_variables(part)
+        self.iterations = int(values[0].item())
+
+    def __repr__(self) -> str:
+        return f"<MultiOptimizer name={self.name!r} optimizers={self.optimizers!r}>"
+
+
 _CLASSES = (
     SGD,
     Adam,
@@ -1739,6 +2196,8 @@ _REGISTRY = KerasRegistry(
         **{cls.__name__: cls for cls in _CLASSES},
         "Optimizer": Optimizer,
         "LossScaleOptimizer": LossScaleOptimizer,
+        "MultiOptimizer": MultiOptimizer,
+        "OptimizerMap": OptimizerMap,
     },
 )
 

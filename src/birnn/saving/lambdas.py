@@ -1,7 +1,8 @@
 """Python lambdas in configs, in Keras 3's `__lambda__` form, and the safe-mode rule.
 
 Keras writes a lambda as `{"class_name": "__lambda__", "config": {"code": ...,
-"defaults": ..., "closure": ...}}`, where `code` is the base64 text of the
+"defaults": ..., "closure": ...}}` (outside a layer, such as a `MultiOptimizer`'s
+selector, as `{"value": [code, defaults, closure]}`), where `code` is the base64 text of the
 `marshal`led code object. Loading one runs code from the file, so it is refused
 unless safe mode is off: `load_model(..., safe_mode=False)`,
 `deserialize_keras_object(..., safe_mode=False)`, or
@@ -98,6 +99,12 @@ def deserialize_lambda(
 
     if in_safe_mode():
         raise SavingError(f"Requested the deserialization of {what}. {UNSAFE_HINT}")
+    if "value" in config and "code" not in config:  # the form of a lambda outside a layer
+        try:
+            code_text, defaults, closure = config["value"]
+        except (TypeError, ValueError) as e:
+            raise SavingError(f"Malformed `__lambda__` config: {config!r}") from e
+        config = {"code": code_text, "defaults": defaults, "closure": closure}
     try:
         raw = config["code"]
         if isinstance(raw, str):

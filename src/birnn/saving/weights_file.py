@@ -265,6 +265,12 @@ def _write_optimizer(model: Any, f: h5py.File) -> None:
         inner_store: dict[str, Any] = {}
         inner.save_own_variables(inner_store)
         _write_store(f.create_group("optimizer/inner_optimizer/vars"), inner, inner_store)
+    children = getattr(optimizer, "_saved_children", None)
+    if callable(children):  # a MultiOptimizer: Keras also writes each sub-optimizer's alone
+        for key, child in children().items():
+            child_store: dict[str, Any] = {}
+            child.save_own_variables(child_store)
+            _write_store(f.create_group(f"optimizer/optimizers/{key}/vars"), child, child_store)
 
 
 def _write_store(group: Any, optimizer: Any, store: dict[str, Any]) -> None:
