@@ -114,7 +114,7 @@ def test_train_on_batch_matches_keras_each_step():
 def test_weights_follow_their_sub_optimizer():
     ours, _ = _compiled_pair()
     adam, sgd = ours.optimizer.optimizers
-    names = {id(w): p for w, p in zip(ours.weights, ours._weight_paths())}
+    names = {id(w): p for w, p in zip(ours.weights, ours.weight_paths())}
     assert [names[id(p)] for p in adam._params()] == [
         f"net/bi/{d}_lstm/lstm_cell/{w}"
         for d in ("forward", "backward")
