@@ -26,6 +26,15 @@ dispatch or function modes, saved-tensor hooks (activation checkpointing,
 offloading) and CUDA tensors (cuDNN already runs the two directions of one
 bidirectional call concurrently) all keep the sequential path, as does a
 call made from a worker itself.
+
+On a machine with no more cores than the caller's intra-op threads, the
+workers share those cores with the caller's idle OpenMP threads, which by
+default (GNU OpenMP) spin-wait for a few milliseconds after each parallel
+operation before they sleep; a worker woken during that spin starts late.
+`OMP_WAIT_POLICY=PASSIVE` (or a small `GOMP_SPINCOUNT`), set before the
+process starts, removes that wait, but slows down kernels that synchronise
+their threads often, such as PyTorch's own multi-threaded RNNs.
+`benchmarks/side_by_side.py --phases` measures how much overlap is lost.
 """
 
 from __future__ import annotations
