@@ -150,6 +150,7 @@ def _phase_medians(
     for _ in range(rounds):
         for name, step in steps.items():
             start = time.perf_counter()
+            times[name].append(step())  # at least one step a turn
             while time.perf_counter() - start < block_seconds:
                 times[name].append(step())
     side_by_side.set_mode("auto")
