@@ -167,10 +167,10 @@ def _apply_rule(optimizer: Any) -> None:
 
 
 class _TensorRates:
-    """Each parameter group's `"lr"` as a 0-dim tensor for the duration of a `with`.
+    """Puts each parameter group's `"lr"` in a 0-dim tensor, for one compiled step.
 
-    The tensors persist between steps (refilled in place), so the compiled rule
-    sees one input of one shape whatever the rate, and reads this step's value.
+    The tensors persist between steps, refilled in place, so the compiled rule sees one
+    input of one shape whatever the rate, and reads this step's value.
     """
 
     def __init__(self) -> None:
@@ -179,16 +179,20 @@ class _TensorRates:
     def swap_in(self, optimizer: Any) -> list[Any]:
         groups = optimizer.param_groups
         if len(self.holders) != len(groups):
-            self.holders = [
-                torch.zeros((), dtype=torch.float32, device=group["params"][0].device)
-                for group in groups
-            ]
+            self.holders = [_rate_holder(group["params"][0]) for group in groups]
         rates = []
         for holder, group in zip(self.holders, groups):
             rates.append(group["lr"])
             holder.fill_(float(group["lr"]))
             group["lr"] = holder
         return rates
+
+
+def _rate_holder(param: torch.Tensor) -> torch.Tensor:
+    """A 0-dim rate on `param`'s device: float64 for float64 parameters, else float32
+    (a half-precision rate would round it; a 0-dim tensor does not promote the update)."""
+    dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
+    return torch.zeros((), dtype=dtype, device=param.device)
 
 
 def optimizer_step(model: Any, optimizer: Any) -> None:
