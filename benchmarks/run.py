@@ -62,6 +62,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,6 +78,7 @@ sys.path.insert(0, str(HERE))
 from timing import median_ms  # noqa: E402
 
 UNMASKED = "birnn-unmasked"
+JIT = "birnn-model-jit"
 # Where every implementation's tensors and modules live (`--device`); Keras on torch
 # picks CUDA by itself when there is one.
 DEVICE = torch.device("cpu")
@@ -279,8 +281,13 @@ def _make_layers(name: str, row: Row) -> Callable[[], None]:
     return _stepper(row, forward, params, data)
 
 
-def _make_model(name: str, row: Row) -> Callable[[], None]:
-    """The library's `Sequential` model: `train_on_batch` / `predict_on_batch` on NumPy data."""
+def _make_model(name: str, row: Row, jit_compile: bool = False) -> Callable[[], None]:
+    """The library's `Sequential` model: `train_on_batch` / `predict_on_batch` on NumPy data.
+
+    With `jit_compile`, the model is compiled with `jit_compile=True` and its
+    compilation (a first eager training step, then the compiled one) runs here,
+    untimed; its duration is printed.
+    """
     lib = _library(name)
     data = _data(row)
     x = data["x"]
@@ -299,11 +306,22 @@ def _make_model(name: str, row: Row) -> Callable[[], None]:
     loss = "categorical_crossentropy" if row.kind == "seed" else "mse"
     if name == "birnn":
         model.to(DEVICE)
-    model.compile(loss=loss, optimizer=lib.optimizers.RMSprop(learning_rate=1e-3))
+    optimizer = lib.optimizers.RMSprop(learning_rate=1e-3)
+    model.compile(loss=loss, optimizer=optimizer, jit_compile=jit_compile)
     x, target = x.cpu().numpy(), data["target"].cpu().numpy()
-    if not row.train:
-        return lambda: model.predict_on_batch(x)
-    return lambda: model.train_on_batch(x, target)
+    step = (
+        (lambda: model.predict_on_batch(x))
+        if not row.train
+        else (lambda: model.train_on_batch(x, target))
+    )
+    if jit_compile:
+        start = time.perf_counter()
+        for _ in range(2):  # a compiled model's first training step runs eagerly
+            step()
+        print(
+            f"{row.name}: birnn jit_compile=True compiled in {time.perf_counter() - start:.1f} s"
+        )
+    return step
 
 
 class TorchConvLSTM(torch.nn.Module):
@@ -403,6 +421,9 @@ def make_torch(row: Row) -> Callable[[], None]:
 MAKERS = {
     "birnn": lambda row: _make_layers("birnn", row),
     "birnn-model": lambda row: _make_model("birnn", row),
+    # `compile(jit_compile=True)`, timed on the seed rows only (compiling the long rows
+    # would take minutes and keep their fused kernels outside the graph).
+    JIT: lambda row: _make_model("birnn", row, jit_compile=True),
     "torch": make_torch,
     "keras": lambda row: _make_layers("keras", row),
     "keras-model": lambda row: _make_model("keras", row),
@@ -411,6 +432,13 @@ MAKERS = {
     UNMASKED: lambda row: _make_layers("birnn", replace(row, masked=False)),
 }
 IMPLEMENTATIONS = tuple(name for name in MAKERS if name != UNMASKED)
+
+
+def row_implementations(row: Row, implementations: list[str]) -> list[str]:
+    """The implementations timed on `row`: the compiled model only on the seed rows, and
+    the masked rows' unmasked reference."""
+    names = [name for name in implementations if name != JIT or row.kind == "seed"]
+    return names + ([UNMASKED] if row.masked and "birnn" in implementations else [])
 
 
 # ---------------------------------------------------------------- timing
@@ -595,6 +623,7 @@ def machine() -> str:
 COLUMNS = {
     "birnn": "birnn layer",
     "birnn-model": "birnn Model",
+    JIT: "birnn Model jit_compile=True",
     "torch": "torch",
     "keras": "Keras layer",
     "keras-model": "Keras Model",
@@ -604,6 +633,7 @@ COLUMNS = {
 # The peers table: birnn's Model against every other way to run the same workload.
 PEER_COLUMNS = {
     "birnn-model": "birnn",
+    JIT: "birnn jit_compile=True",
     "torch": "hand torch",
     "keras-tf": "Keras-TF",
     "keras-jax": "Keras-JAX",
@@ -612,6 +642,7 @@ PEER_COLUMNS = {
 RATIOS = [
     ("birnn / torch", "birnn", "torch"),
     ("birnn Model / torch", "birnn-model", "torch"),
+    ("birnn jit / torch", JIT, "torch"),
     ("Keras / birnn, layer", "keras", "birnn"),
     ("Keras / birnn, Model", "keras-model", "birnn-model"),
 ]
@@ -677,7 +708,11 @@ def render_peers(results: list[tuple[Row, dict]], peers: dict[str, dict], notes:
         "hand-written torch (`nn.LSTM/GRU(bidirectional=True)`, packed sequences when "
         "masked). birnn, hand torch and Keras-torch run in this process, timed in turns; "
         "Keras-TF and Keras-JAX each in its own process (`benchmarks/peers.py`) with the "
-        "same inputs and the same timing rule. Median ms per step; the fastest in bold.",
+        "same inputs and the same timing rule. Median ms per step; the fastest in bold. "
+        "birnn runs eagerly by default; *birnn jit_compile=True* is the same model compiled "
+        "with `compile(jit_compile=True)` (seed rows only; its compilation is not timed), "
+        "while Keras-JAX compiles its steps by default and Keras-TF runs them as graphs "
+        "(their `model.jit_compile` is listed below).",
         "",
     ]
     for name, result in peers.items():
@@ -690,8 +725,9 @@ def render_peers(results: list[tuple[Row, dict]], peers: dict[str, dict], notes:
         )
     lines += [f"- {note}" for note in notes]
     titles = [f"{title} (ms)" for title in PEER_COLUMNS.values()]
-    lines += ["", "| workload | " + " | ".join(titles) + " | birnn / fastest peer |"]
-    lines.append("|---" * (len(titles) + 2) + "|")
+    titles += ["birnn / fastest peer", "birnn jit_compile=True / fastest peer"]
+    lines += ["", "| workload | " + " | ".join(titles) + " |"]
+    lines.append("|---" * (len(titles) + 1) + "|")
     for row, medians in rows:
         values = {name: medians.get(name) for name in PEER_COLUMNS}
         for name, result in peers.items():
@@ -705,11 +741,10 @@ def render_peers(results: list[tuple[Row, dict]], peers: dict[str, dict], notes:
             if name == "torch" and row.masked and value:
                 cell += " (packed)"
             cells.append(cell)
-        peer_values = [v for name, v in values.items() if name != "birnn-model" and v]
+        peer_values = [v for name, v in values.items() if name not in ("birnn-model", JIT) and v]
         best = min(peer_values) if peer_values else None
-        lines.append(
-            f"| {row.name} | " + " | ".join(cells) + f" | {_ratio(values['birnn-model'], best)} |"
-        )
+        cells += [_ratio(values["birnn-model"], best), _ratio(values[JIT], best)]
+        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -755,7 +790,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peer-rows", action="store_true", help="only the rows of the peers table"
     )
-    parser.add_argument("--only", default=",".join(IMPLEMENTATIONS), help="implementations to run")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="implementations to run (default: all; with --quick, all but "
+        f"{JIT}, whose compilation alone takes tens of seconds)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory row")
     parser.add_argument(
         "--no-peers",
@@ -806,7 +846,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
-    implementations = [name.strip() for name in args.only.split(",") if name.strip()]
+    only = args.only
+    if only is None:
+        only = ",".join(name for name in IMPLEMENTATIONS if not (args.quick and name == JIT))
+    implementations = [name.strip() for name in only.split(",") if name.strip()]
     unknown = set(implementations) - set(IMPLEMENTATIONS)
     if unknown:
         parser.error(f"unknown implementations {sorted(unknown)}; choose from {IMPLEMENTATIONS}")
@@ -823,7 +866,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     results = []
     for row in rows:
-        names = implementations + ([UNMASKED] if row.masked and "birnn" in implementations else [])
+        names = row_implementations(row, implementations)
         medians = time_row(row, names, repeats, warmup, min_seconds, block_seconds)
         results.append((row, medians))
         print(

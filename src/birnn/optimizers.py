@@ -292,6 +292,12 @@ class Optimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         """Applies one update from the parameters' `.grad` (Keras's clipping/decay first)."""
+        self.prepare_step()
+        return self._apply_update(closure)
+
+    def prepare_step(self) -> None:
+        """What `step()` does before the update rule: the schedule's learning rate,
+        gradient clipping, weight decay, and the iteration count (advanced)."""
         self._check_built()
         if self._schedule is not None:
             rate = float(self._schedule(self.iterations))
@@ -299,7 +305,18 @@ class Optimizer(torch.optim.Optimizer):
                 group["lr"] = rate
         self._preprocess()
         self.iterations += 1
-        return self._apply_update(closure)
+
+    #: Whether `compile(jit_compile=True)` may run `apply_rule()` through
+    #: `torch.compile` with each group's `"lr"` as a 0-dim tensor: the rule reads the
+    #: learning rate only in ops that take a tensor, and reads no iteration count, so
+    #: one compiled rule serves every learning rate and step.
+    rule_takes_tensor_lr = False
+
+    @torch.no_grad()
+    def apply_rule(self) -> None:
+        """The update rule alone, from the parameters' `.grad` (`step()` is
+        `prepare_step()` then this); the slots must exist (after a first `step()`)."""
+        self._apply_update(None)
 
     def _apply_update(self, closure: Any) -> Any:
         return self._torch_class.step(self, closure)
@@ -948,6 +965,7 @@ class RMSprop(Optimizer, _KerasRMSprop):
 
     _torch_class = _KerasRMSprop
     _interleaved = False
+    rule_takes_tensor_lr = True
 
     def __init__(
         self,

@@ -11,14 +11,16 @@ import torch._dynamo.utils
 
 import birnn
 from birnn import callbacks
+from birnn.models import jit
+from birnn.ops import fused_rnn, traced_rnn
 from tests.keras_oracle import copy_weights, keras
 
 
-def _model(lib):
+def _model(lib, steps=3, **lstm_kwargs):
     return lib.Sequential(
         [
-            lib.Input(shape=(4, 3)),
-            lib.layers.Bidirectional(lib.layers.LSTM(3, return_sequences=True)),
+            lib.Input(shape=(steps, 3)),
+            lib.layers.Bidirectional(lib.layers.LSTM(3, return_sequences=True, **lstm_kwargs)),
             lib.layers.Bidirectional(lib.layers.GRU(2)),
             lib.layers.Dense(2),
         ]
@@ -70,26 +72,40 @@ def test_jit_compile_round_trips_through_keras_files(tmp_path):
     assert keras.models.load_model(path).jit_compile is True
 
 
+def _graphs():
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
 def test_compiled_fit_and_predict_match_eager():
-    """Bidirectional LSTM and GRU: losses, weights and predictions within 1e-5 of
-    eager, with a smaller last batch, a learning-rate schedule callback, and no
-    recompilation once each batch size and mode has been seen (dynamo's counters)."""
+    """Bidirectional LSTM and GRU, RMSprop (its update rule compiled too): losses,
+    metrics, weights and predictions within 1e-5 of eager, with validation data
+    and a learning-rate schedule callback; the rates it sets reach the compiled
+    rule without recompiling, and nothing recompiles once each mode has been seen
+    (dynamo's counters). One batch size throughout: each new one compiles anew."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(10, 4, 3)).astype("float32")  # batches of 4, 4, then 2
-    y = rng.normal(size=(10, 2)).astype("float32")
+    x = rng.normal(size=(8, 3, 3)).astype("float32")
+    y = rng.normal(size=(8, 2)).astype("float32")
     eager, compiled = _model(birnn), _model(birnn)
     copy_weights(eager, compiled)
     for model, jit_compile in ((eager, False), (compiled, True)):
-        model.compile(loss="mse", optimizer="adam", metrics=["mae"], jit_compile=jit_compile)
+        model.compile(loss="mse", optimizer="rmsprop", metrics=["mae"], jit_compile=jit_compile)
     assert compiled.jit_compile is True
 
-    def fit(model, epochs):
+    def fit(model, epochs, initial_epoch=0):
         schedule = callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 / (epoch + 1))
         kw = {"batch_size": 4, "shuffle": False, "verbose": 0, "callbacks": [schedule]}
-        return model.fit(x, y, epochs=epochs, validation_data=(x[:6], y[:6]), **kw).history
+        history = model.fit(
+            x, y, epochs=epochs, initial_epoch=initial_epoch, validation_data=(x[:4], y[:4]), **kw
+        )
+        return history.history
 
-    expected, got = fit(eager, 2), fit(compiled, 2)
+    expected, got = fit(eager, 1), fit(compiled, 1)  # both modes seen
+    assert jit.compiled_parts(compiled) == {"train", "rule", "forward"}
+    graphs = _graphs()
+    expected.update(fit(eager, 3, initial_epoch=1))  # rates 0.005, then 0.0033
+    got.update(fit(compiled, 3, initial_epoch=1))
+    assert _graphs() == graphs  # new learning rates: no recompilation
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], atol=1e-5, err_msg=key)
     for a, b in zip(compiled.get_weights(), eager.get_weights()):
@@ -99,8 +115,83 @@ def test_compiled_fit_and_predict_match_eager():
         eager.predict(x, batch_size=4, verbose=0),
         atol=1e-5,
     )
+    assert _graphs() == graphs
 
-    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    fit(compiled, 1)
-    compiled.predict(x, batch_size=4, verbose=0)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+
+def test_compiled_train_on_batch_with_keras_features_matches_eager():
+    """Sample weights, a kernel regularizer, a constraint, a masked input and
+    `train_on_batch`'s metrics: compiled steps equal eager ones; Adam's update rule
+    is not marked for compilation, so it runs eagerly (the fallback)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 3, 3)).astype("float32")
+    x[1, 2:] = 0.0  # masked tail
+    y = rng.normal(size=(4, 2)).astype("float32")
+    weights = np.array([1.0, 0.5, 2.0, 0.0], dtype="float32")
+    models = []
+    for jit_compile in (False, True):
+        model = birnn.Sequential(
+            [
+                birnn.Input(shape=(3, 3)),
+                birnn.layers.Masking(0.0),
+                birnn.layers.Bidirectional(
+                    birnn.layers.LSTM(
+                        3,
+                        kernel_regularizer="l2",
+                        recurrent_constraint=birnn.constraints.MaxNorm(0.5),
+                    )
+                ),
+                birnn.layers.Dense(2),
+            ]
+        )
+        model.compile(loss="mse", optimizer="adam", metrics=["mae"], jit_compile=jit_compile)
+        models.append(model)
+    eager, compiled = models
+    copy_weights(eager, compiled)
+    for _ in range(3):
+        expected = eager.train_on_batch(x, y, sample_weight=weights, return_dict=True)
+        got = compiled.train_on_batch(x, y, sample_weight=weights, return_dict=True)
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], atol=1e-5, err_msg=key)
+    assert jit.compiled_parts(compiled) == {"train"}  # Adam updates eagerly
+    for a, b in zip(compiled.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def _lstm_pair(steps):
+    torch.manual_seed(0)
+    x = torch.randn(2, steps, 3)
+    kernel, recurrent = torch.randn(3, 8), torch.randn(2, 8)
+    forward = fused_rnn.Direction("lstm", kernel, recurrent, None)
+    backward = fused_rnn.Direction("lstm", kernel, recurrent, None, go_backwards=True)
+    return x, forward, backward
+
+
+@pytest.mark.parametrize("extra_steps, breaks", [(0, 0), (1, 1)], ids=["short", "long"])
+def test_size_rule_traces_short_sequences_only(extra_steps, breaks):
+    """Up to `MAX_TRACED_STEPS` the recurrence joins the compiled graph; past it the
+    fused kernel runs outside (one graph break), with the same results."""
+    x, forward, backward = _lstm_pair(traced_rnn.MAX_TRACED_STEPS + extra_steps)
+
+    def run(x):
+        return fused_rnn.run_pair(x, forward, backward).outputs_side_by_side
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(run)(x)
+    assert explained.graph_break_count == breaks
+    torch.testing.assert_close(torch.compile(run, backend="eager")(x), run(x))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_one_model_call_is_one_graph(training):
+    """Layer calls (their training flag, dtype scopes, masks) and the recurrences of a
+    short sequence trace without a graph break."""
+    model = _model(birnn)
+    x = torch.randn(2, 3, 3)
+    model(x)  # builds
+
+    def call(x):
+        return model(x, training=training)
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(call)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)

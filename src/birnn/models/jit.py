@@ -1,11 +1,25 @@
-"""`compile(jit_compile=...)`: what the switch means and the compiled forward passes.
+"""`compile(jit_compile=...)`: what the switch means and the compiled steps.
 
-`jit_compile=True` runs the model's forward pass of each step (`fit`,
-`evaluate`, `predict` and the `*_on_batch` methods) through `torch.compile`.
-The loss, metrics, `backward()` and the optimizer step stay eager, so callbacks
-that change the learning rate, loss scaling, constraints and `stop_training`
-behave exactly as without it; autograd runs the compiled backward graph that
-`torch.compile` makes with the forward one.
+`jit_compile=True` runs each step through `torch.compile`:
+
+- a training step's forward pass and loss (the compiled losses plus
+  `model.losses`) are one compiled graph, from which AOTAutograd derives one
+  backward graph that `backward()` runs; the optimizer's update rule is a
+  second compiled graph when the optimizer allows it (`rule_takes_tensor_lr`:
+  the learning rate enters as a tensor, so schedules and callbacks that change
+  it neither recompile nor go stale). Clipping, weight decay, the iteration
+  count, loss scaling, constraints and metrics stay eager around them;
+- `predict`/`evaluate` steps compile the forward pass.
+
+Inside these graphs a short recurrence runs unrolled (`birnn.ops.traced_rnn`),
+so a whole step of a small recurrent model is one graph; long sequences keep
+their fused kernel call outside the graph.
+
+A model's first training step after `compile()` runs eagerly: it builds what
+the step creates lazily (weights, loss and metric objects, optimizer slots),
+which a traced function should not create. What cannot be compiled runs
+eagerly (a distributed step, an optimizer whose rule is not marked, such as a
+`LossScaleOptimizer`), never with a different result.
 
 `"auto"` (the default) means eager, as in Keras 3 on the torch backend, where
 `model.jit_compile` reads `False` after `compile()`: compilation takes seconds
@@ -80,31 +94,129 @@ def forget(model: Any) -> None:
     _COMPILED.pop(model, None)
 
 
+def compiled_parts(model: Any) -> set[str]:
+    """Which of `model`'s steps have a compiled function so far: `"train"` (forward
+    and loss), `"rule"` (the optimizer's update rule), `"forward"` (inference)."""
+    keys = _COMPILED.get(model, {})
+    return {key if isinstance(key, str) else key[0] for key in keys} & {"train", "rule", "forward"}
+
+
+def _own_function(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A copy of `function` with its own code object: dynamo keeps compiled
+    variants per code object, up to a limit, which models sharing one would exhaust."""
+    return types.FunctionType(
+        function.__code__.replace(),
+        function.__globals__,
+        function.__name__,
+        None,
+        function.__closure__,
+    )
+
+
+def _compiled(model: Any, key: Any, make: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+    """`model`'s compiled function under `key`, compiled on first use."""
+    per_model = _COMPILED.setdefault(model, {})
+    compiled = per_model.get(key)
+    if compiled is None:
+        compiled = per_model[key] = torch.compile(_own_function(make()))
+    return compiled
+
+
 def forward(model: Any, x: Any, training: bool) -> Any:
     """`model(x, training=training)`, through `torch.compile` when `model.jit_compile`.
 
-    Each model gets its own compiled function per `training` value, with its
-    own code object: dynamo keeps compiled variants per code object, up to a
-    limit, which models sharing one would exhaust. `torch.compile`'s default
-    dynamic-shape rule recompiles once for a second batch size (the last,
-    smaller batch of an epoch), then treats the batch size as dynamic. The
+    Each model gets its own compiled function per `training` value. The
     functions are held by a weak map, not by the model: a copied or pickled
     model carries none of them.
     """
     if not model.jit_compile:
         return model(x, training=training)
-    per_model = _COMPILED.setdefault(model, {})
-    compiled = per_model.get(training)
-    if compiled is None:
-        compiled = per_model[training] = _compiled_call(training)
-    return compiled(model, x)
+    return _compiled(model, ("forward", training), lambda: _call_in_mode(training))(model, x)
 
 
-def _compiled_call(training: bool) -> Callable[[Any, Any], Any]:
+def _call_in_mode(training: bool) -> Callable[[Any, Any], Any]:
     def call(model: Any, x: Any) -> Any:
         return model(x, training=training)
 
-    own = types.FunctionType(
-        call.__code__.replace(), call.__globals__, call.__name__, None, call.__closure__
-    )
-    return torch.compile(own)
+    return call
+
+
+def _forward_and_loss(model: Any, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any]:
+    y_pred = model(x, training=True)
+    return y_pred, model.compute_loss(x, y, y_pred, sample_weight, training=True)
+
+
+def forward_and_loss(
+    model: Any, x: Any, y: Any, sample_weight: Any, compiled: bool
+) -> tuple[Any, torch.Tensor]:
+    """A training step's `(y_pred, loss)`: one compiled graph when `compiled`.
+
+    The first call for a model (after each `compile()`) runs eagerly and builds
+    what the step creates lazily.
+    """
+    per_model = _COMPILED.get(model)
+    if not compiled or per_model is None or not per_model.get("warm"):
+        if compiled:
+            _COMPILED.setdefault(model, {})["warm"] = True
+        return _forward_and_loss(model, x, y, sample_weight)
+    return _compiled(model, "train", lambda: _forward_and_loss)(model, x, y, sample_weight)
+
+
+def _apply_rule(optimizer: Any) -> None:
+    optimizer.apply_rule()
+
+
+class _TensorRates:
+    """Puts each parameter group's `"lr"` in a 0-dim tensor, for one compiled step.
+
+    The tensors persist between steps, refilled in place, so the compiled rule sees one
+    input of one shape whatever the rate, and reads this step's value.
+    """
+
+    def __init__(self) -> None:
+        self.holders: list[torch.Tensor] = []
+
+    def swap_in(self, optimizer: Any) -> list[Any]:
+        groups = optimizer.param_groups
+        if len(self.holders) != len(groups):
+            self.holders = [_rate_holder(group["params"][0]) for group in groups]
+        rates = []
+        for holder, group in zip(self.holders, groups):
+            rates.append(group["lr"])
+            holder.fill_(float(group["lr"]))
+            group["lr"] = holder
+        return rates
+
+
+def _rate_holder(param: torch.Tensor) -> torch.Tensor:
+    """A 0-dim rate on `param`'s device: float64 for float64 parameters, else float32
+    (a half-precision rate would round it; a 0-dim tensor does not promote the update)."""
+    dtype = torch.float64 if param.dtype == torch.float64 else torch.float32
+    return torch.zeros((), dtype=dtype, device=param.device)
+
+
+def optimizer_step(model: Any, optimizer: Any) -> None:
+    """`optimizer.step()`, with the update rule compiled when `model.jit_compile` and
+    the optimizer allows it (`rule_takes_tensor_lr`) and its slots exist (after its
+    first step)."""
+    per_model = _COMPILED.get(model)
+    if (
+        not model.jit_compile
+        or per_model is None
+        or not getattr(optimizer, "rule_takes_tensor_lr", False)
+        or per_model.get("optimizer") not in (None, optimizer)
+        or not per_model.get("optimizer_warm")
+    ):
+        optimizer.step()
+        if model.jit_compile and per_model is not None:
+            per_model.setdefault("optimizer", optimizer)
+            per_model["optimizer_warm"] = per_model["optimizer"] is optimizer
+        return
+    optimizer.prepare_step()
+    rates = per_model.setdefault("rates", _TensorRates())
+    previous = rates.swap_in(optimizer)
+    try:
+        _compiled(model, "rule", lambda: _apply_rule)(optimizer)
+    finally:
+        for group, rate in zip(optimizer.param_groups, previous):
+            group["lr"] = rate

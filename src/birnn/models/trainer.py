@@ -122,10 +122,13 @@ class Trainer:
             run_eagerly: Keras's switch to debug eagerly; birnn is eager unless
                 `jit_compile` is on, and `run_eagerly=True` turns that off.
             steps_per_execution: Accepted for Keras compatibility (must be 1).
-            jit_compile: `True` runs the model's forward pass of every step
-                (and the backward graph autograd derives from it) through
-                `torch.compile`; the loss, metrics and optimizer step stay eager.
-                The first steps pay for the compilation. `"auto"` (default) and
+            jit_compile: `True` runs each training step's forward pass and loss
+                as one `torch.compile`d graph (`backward()` runs the backward
+                graph derived from it), the optimizer's update rule as another
+                (birnn's `RMSprop`; other optimizers update eagerly), and the
+                forward pass of `predict`/`evaluate` steps; metrics, constraints
+                and callbacks stay eager. The first training step runs eagerly
+                and the next ones pay for the compilation. `"auto"` (default) and
                 `False` run eagerly, as Keras on the torch backend does for
                 `"auto"`. Where `torch.compile` cannot run (no C++ compiler, say),
                 a warning says so and the model runs eagerly.
@@ -475,8 +478,8 @@ class Trainer:
 
     def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
         """One optimization step on a batch; returns the (detached) total loss."""
-        y_pred = jit.forward(self, x, training=True)
-        loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
+        compiled = self.jit_compile and self._distributed is None
+        y_pred, loss = jit.forward_and_loss(self, x, y, sample_weight, compiled)
         opt = self.optimizer
         if isinstance(opt, optimizers_module.Optimizer) and not opt.built:
             opt.build(self)
@@ -490,7 +493,10 @@ class Trainer:
             (loss if scale_loss is None else scale_loss(loss)).backward()
             if self._distributed is not None:
                 self._distributed.sync_gradients()
-            opt.step()
+            if compiled:
+                jit.optimizer_step(self, opt)
+            else:
+                opt.step()
             state = self._fit_state or self._prepare_fit_state()
             if state["has_constraints"]:
                 self.apply_constraints()

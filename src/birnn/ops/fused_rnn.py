@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from birnn.ops import masks, packed_rnn, side_by_side
+from birnn.ops import masks, packed_rnn, side_by_side, traced_rnn
 
 __all__ = ["Direction", "Pair", "gru", "lstm", "run_direction", "run_pair", "torch_weights"]
 
@@ -144,10 +144,6 @@ def torch_weights(
     return weights
 
 
-# TorchDynamo runs PyTorch's own RNN modules eagerly (`torch._dynamo.config.allow_rnn`
-# is False by default): traced into a compiled training graph, the LSTM kernel fails in
-# AOTAutograd (torch 2.13). The kernel call is likewise left out of compiled graphs.
-@torch.compiler.disable
 def _kernel(
     kind: str,
     inputs: torch.Tensor,
@@ -160,14 +156,40 @@ def _kernel(
     """One call of PyTorch's fused kernel: `(outputs, final_states)`.
 
     States are `(directions, batch, units)`; `outputs` has the layout of `inputs`.
+    Under `torch.compile`, a sequence of up to `traced_rnn.MAX_TRACED_STEPS`
+    steps runs as traceable ops (`birnn.ops.traced_rnn`), so the recurrence
+    joins the compiled graph; a longer one calls the kernel outside the graph.
     """
+    steps = inputs.shape[1 if batch_first else 0]
+    if torch.compiler.is_compiling() and steps <= traced_rnn.MAX_TRACED_STEPS:
+        return traced_rnn.kernel(
+            kind, inputs, states, weights, has_biases, bidirectional, batch_first
+        )
+    return _opaque_kernel(kind, inputs, states, weights, has_biases, bidirectional, batch_first)
+
+
+# TorchDynamo runs PyTorch's own RNN modules eagerly (`torch._dynamo.config.allow_rnn`
+# is False by default): traced into a compiled training graph, the LSTM kernel fails in
+# inductor (`mkldnn_rnn_layer`, torch 2.13). The kernel call is likewise left out of
+# compiled graphs.
+@torch.compiler.disable
+def _opaque_kernel(
+    kind: str,
+    inputs: torch.Tensor,
+    states: list[torch.Tensor],
+    weights: list[torch.Tensor],
+    has_biases: bool,
+    bidirectional: bool,
+    batch_first: bool = True,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`_kernel`, always in PyTorch's kernel (outside any compiled graph)."""
     device_type = inputs.device.type
     if torch.is_autocast_enabled(device_type):
         # As `nn.LSTM` under autocast: compute in the autocast dtype (CPU autocast does not
         # list `gru`, and mixed-dtype states would fail); the outputs keep that dtype.
         dtype = torch.get_autocast_dtype(device_type)
         with torch.autocast(device_type, enabled=False):
-            return _kernel(
+            return _opaque_kernel(
                 kind,
                 inputs.to(dtype),
                 [s.to(dtype) for s in states],
