@@ -27,9 +27,8 @@ from birnn.layers.rnn.stacked_rnn_cells import (
     call_cell,
     cell_output_size,
     check_cell,
-    deserialize_cell,
 )
-from birnn.layers.serialization import serialize_layer
+from birnn.layers.serialization import deserialize_layer, serialize_layer
 from birnn.ops import fused_rnn, recurrent
 from birnn.ops.masks import zero_masked_steps
 from birnn.tree import flatten as flatten_structure
@@ -661,5 +660,5 @@ class RNN(Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> RNN:
         config = dict(config)
-        cell = deserialize_cell(config.pop("cell"), custom_objects)
+        cell = deserialize_layer(config.pop("cell"), custom_objects)
         return cls(cell, **config)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,26 +80,6 @@ def call_cell(cell: Any, inputs: torch.Tensor, states: Any, training: bool | Non
     if "training" in inspect.signature(call).parameters:
         return call(inputs, states, training=training)
     return call(inputs, states)
-
-
-def deserialize_cell(config: Any, custom_objects: dict | None = None) -> Any:
-    """A cell from its serialized dict (an object passes through).
-
-    Besides what `deserialize_layer` finds, a class defined in a module this
-    process has already imported resolves by its module and name, so an RNN over
-    a user's cell can be cloned from its config (as `Bidirectional` does)
-    without registering the class. Nothing is imported.
-    """
-    if isinstance(config, dict) and config.get("registered_name"):
-        module = sys.modules.get(config.get("module") or "")
-        found = getattr(module, config.get("class_name", ""), None) if module else None
-        name = config["registered_name"]
-        if inspect.isclass(found) and name not in (custom_objects or {}):
-            try:
-                return deserialize_layer(config, custom_objects)
-            except ValueError:
-                return deserialize_layer(config, {**(custom_objects or {}), name: found})
-    return deserialize_layer(config, custom_objects)
 
 
 class StackedRNNCells(Layer, SequenceCell):
@@ -230,5 +209,5 @@ class StackedRNNCells(Layer, SequenceCell):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> StackedRNNCells:
         config = dict(config)
-        cells = [deserialize_cell(c, custom_objects) for c in config.pop("cells")]
+        cells = [deserialize_layer(c, custom_objects) for c in config.pop("cells")]
         return cls(cells, **config)
