@@ -225,7 +225,8 @@ def _autocast_weights(module: nn.Module) -> Iterator[tuple[nn.Module, str]]:
     """`(owner, attribute)` of every floating weight read in the compute dtype:
     all of `module`'s tree but those made with `add_weight(autocast=False)`."""
     for owner in module.modules():
-        specs = getattr(owner, "_weight_specs", None)
+        own_specs = getattr(owner, "own_weight_specs", None)  # a birnn `Layer`'s
+        specs = own_specs() if own_specs is not None else None
         for name, param in owner.named_parameters(recurse=False, remove_duplicate=False):
             if is_lazy(param) or not param.is_floating_point():
                 continue  # lazy: materialized by its layer's build, read by its own call

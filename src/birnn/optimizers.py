@@ -2122,7 +2122,7 @@ class MultiOptimizer(Optimizer):
         return cls(selector, **config)
 
     # ------------------------------------------------------------------ Keras state
-    def _saved_children(self) -> dict[str, Optimizer]:
+    def saved_children(self) -> dict[str, Optimizer]:
         """The sub-optimizers under the names Keras gives their `.keras` groups."""
         out: dict[str, Optimizer] = {}
         for optimizer in self.optimizers:

@@ -44,7 +44,8 @@ def test_masked_sequence_equals_its_compacted_steps(kind, mask, seed):
 
 def test_rnn_with_unregistered_user_cell():
     # Keras 3.15 would need the cell registered to copy the layer; birnn copies the RNN
-    # through its own class, which finds the cell's class in its already imported module.
+    # through its own class, with the classes of the live layer's cells known. Its config
+    # alone needs the class passed (or registered), as in Keras.
     layer = Bidirectional(RNN(DecayCell(3), return_sequences=True))
     x = torch.randn(2, 5, 4)
     out = layer(x)
@@ -64,5 +65,5 @@ def test_rnn_with_unregistered_user_cell():
         expected_bw.insert(0, h)
     expected = torch.cat([torch.stack(expected_fw, 1), torch.stack(expected_bw, 1)], -1)
     np.testing.assert_allclose(out.detach().numpy(), expected.numpy(), atol=1e-6)
-    clone = Bidirectional.from_config(layer.get_config())
+    clone = Bidirectional.from_config(layer.get_config(), custom_objects={"DecayCell": DecayCell})
     assert type(clone.backward_layer.cell) is DecayCell

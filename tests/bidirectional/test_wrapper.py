@@ -399,11 +399,13 @@ def test_config_round_trip_of_unregistered_layer():
     assert config["merge_mode"] == "ave" and config["name"] == "bi_sum"
     assert config["layer"]["class_name"] == "RunningSum"
     assert config["layer"]["config"]["name"].startswith("forward_running_sum")
-    # The class is found in its (already imported) module or through custom_objects.
-    for custom_objects in (None, {"RunningSum": RunningSum}):
-        clone = Bidirectional.from_config(config, custom_objects=custom_objects)
-        assert clone.get_config() == config
-        assert type(clone.forward_layer) is RunningSum
+    # A config alone names the class: as in Keras, it must be registered or passed in
+    # `custom_objects` (copying the live layer needs neither, see above).
+    with pytest.raises(ValueError, match="Unknown layer class 'RunningSum'.*custom_objects"):
+        Bidirectional.from_config(config)
+    clone = Bidirectional.from_config(config, custom_objects={"RunningSum": RunningSum})
+    assert clone.get_config() == config
+    assert type(clone.forward_layer) is RunningSum
 
 
 def test_config_round_trip_with_custom_backward_layer():

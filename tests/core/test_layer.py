@@ -361,3 +361,21 @@ def test_a_nested_list_mask_is_one_mask_for_every_layer():
     pooled = GlobalAveragePooling1D()(x, mask=listed)
     expected = GlobalAveragePooling1D()(x, mask=torch.tensor(listed))
     torch.testing.assert_close(pooled, expected)
+
+
+def test_own_weight_specs_and_declared_input_shape_are_public_and_read_only():
+    from birnn import constraints, regularizers
+    from birnn.layers import Dense
+
+    layer = Dense(
+        2, kernel_regularizer="l2", kernel_constraint="non_neg", input_shape=(3,), name="d"
+    )
+    assert layer.declared_input_shape == (None, 3)
+    assert Dense(2).declared_input_shape is None
+    specs = layer.own_weight_specs()
+    assert sorted(specs) == ["bias", "kernel"]
+    assert isinstance(specs["kernel"].regularizer, regularizers.L2)
+    assert isinstance(specs["kernel"].constraint, constraints.NonNeg)
+    assert specs["bias"].regularizer is None and specs["kernel"].trainable
+    with pytest.raises(TypeError):
+        specs["kernel"] = specs["bias"]  # type: ignore[index]

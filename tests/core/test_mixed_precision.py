@@ -231,6 +231,75 @@ def test_masked_rnn_with_float32_initial_state(policy):
     _compare(ours, theirs, X, policy, mask=MASK, initial_state=[torch.tensor(s) for s in states])
 
 
+def _recording_cell(base: type, seen: list) -> type:
+    """A user cell (on `base`, Keras's or birnn's `Layer`) that records the dtypes its
+    `call` sees: inputs, states, kernel and the policy's compute dtype."""
+
+    class RecordingCell(base):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+
+        def call(self, inputs, states):
+            kernel = self.kernel
+            seen.append(
+                tuple(
+                    str(t.dtype).replace("torch.", "")
+                    for t in (inputs, states[0], getattr(kernel, "value", kernel))
+                )
+                + (self.compute_dtype,)
+            )
+            h = torch.tanh(inputs @ getattr(kernel, "value", kernel) + 0.5 * states[0])
+            return h, [h]
+
+    return RecordingCell
+
+
+@pytest.mark.parametrize(
+    ("cell_dtype", "rnn_dtype"),
+    [
+        ("float32", "mixed_bfloat16"),
+        (None, "mixed_bfloat16"),  # a cell made without `dtype` keeps the global policy
+        ("mixed_bfloat16", "float32"),
+        ("float64", "float32"),
+    ],
+)
+def test_user_cell_keeps_its_own_policy_in_an_rnn_of_another(cell_dtype, rnn_dtype):
+    # Keras: the cell computes under its own policy (its inputs and states are cast to
+    # its compute dtype, its weights read in it); the RNN returns its outputs and
+    # states in the RNN's compute dtype. As docs/mixed_precision.md says for any layer
+    # held by another.
+    seen_k: list = []
+    seen_o: list = []
+    cell_kwargs = {} if cell_dtype is None else {"dtype": cell_dtype}
+    theirs = keras.layers.RNN(
+        _recording_cell(keras.layers.Layer, seen_k)(3, **cell_kwargs),
+        return_sequences=True,
+        return_state=True,
+        dtype=rnn_dtype,
+    )
+    ours = layers.RNN(
+        _recording_cell(layers.Layer, seen_o)(3, **cell_kwargs),
+        return_sequences=True,
+        return_state=True,
+        dtype=rnn_dtype,
+    )
+    x = X[:, :3]
+    k_out = theirs(torch.tensor(x))
+    ours.build(x.shape)
+    copy_weights(theirs, ours)
+    o_out = ours(torch.tensor(x))
+    assert len(set(seen_k)) == 1 and len(seen_o) == 3  # Keras traces the cell once more
+    assert set(seen_o) == set(seen_k)
+    assert [t.dtype for t in o_out] == [t.dtype for t in k_out]
+    assert str(ours.cell.kernel.dtype) == f"torch.{theirs.cell.kernel.dtype}"
+    for o, k in zip(o_out, k_out):
+        np.testing.assert_allclose(_np(o), _np(k), atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 @pytest.mark.parametrize("where", ["wrapper", "inner", "both"])
 def test_bidirectional_parity(policy, where):

@@ -183,8 +183,9 @@ def test_user_cell_config_round_trip():
     assert config["cell"]["class_name"] == "MinimalRNNCell"
     clone = layers.RNN.from_config(config, custom_objects={"MinimalRNNCell": MinimalRNNCell})
     assert isinstance(clone.cell, MinimalRNNCell) and clone.cell.built
-    # The class lives in an imported module, so it resolves without custom_objects too.
-    assert isinstance(layers.RNN.from_config(config).cell, MinimalRNNCell)
+    # A config alone names the class: unregistered, it needs `custom_objects`, as in Keras.
+    with pytest.raises(ValueError, match="Unknown layer class 'MinimalRNNCell'"):
+        layers.RNN.from_config(config)
 
 
 # ---------------------------------------------------------------- weight memory layout

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import birnn.layers as layers
-from birnn.layers.rnn.stacked_rnn_cells import deserialize_cell
-from birnn.layers.serialization import serialize_layer
+from birnn.layers.serialization import deserialize_layer, serialize_layer
 from tests.keras_oracle import assert_close
 
 LAYER_ARGS = {
@@ -197,14 +196,14 @@ def test_bidirectional_style_clone_with_flipped_direction():
 def test_serialize_unbuilt_cell_has_no_build_config():
     config = serialize_layer(layers.LSTMCell(2))
     assert "build_config" not in config
-    assert deserialize_cell(config).units == 2
+    assert deserialize_layer(config).units == 2
 
 
 def test_deserialize_unknown_class_is_a_clear_error():
     with pytest.raises(ValueError, match="NoSuchCell.*custom_objects"):
-        deserialize_cell({"class_name": "NoSuchCell", "module": "nowhere", "config": {}})
+        deserialize_layer({"class_name": "NoSuchCell", "module": "nowhere", "config": {}})
     with pytest.raises(ValueError, match="class_name"):
-        deserialize_cell({"config": {}})
+        deserialize_layer({"config": {}})
 
 
 @pytest.mark.parametrize("class_name", ["SimpleRNN", "LSTM", "GRU"])

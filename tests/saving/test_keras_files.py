@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import birnn
+from birnn.layers.serialization import deserialize_layer, serialize_layer
 from tests.keras_oracle import assert_close, keras
 from tests.saving import _models as M
 
@@ -437,3 +438,108 @@ def test_save_accepts_keras_keywords(tmp_path):
         assert "training_config" not in f.attrs and "optimizer_weights" not in f
     restored = birnn.saving.load_model(tmp_path / "without.h5")
     assert not restored.compiled
+
+
+# Nested custom classes: a registered RNN subclass wrapped in `Bidirectional`, and a
+# registered cell in `StackedRNNCells`. Loading a file deserializes the nested configs
+# with their `build_config` (Keras builds them through `build_from_config`, and so does
+# birnn: one function, `deserialize_layer`, for every nested layer or cell).
+BUILT: list = []
+
+
+def _recording_build(cls):
+    def build_from_config(self, config):
+        BUILT.append(
+            (type(self).__module__.split(".")[0], self.name, tuple(config["input_shape"]))
+        )
+        super(cls, self).build_from_config(config)
+
+    cls.build_from_config = build_from_config
+    return cls
+
+
+def _nested_classes(lib, register):
+    """A registered RNN subclass and cell subclass, of the same names in both libraries
+    (Keras names a nested layer's weights in the file after its class)."""
+
+    @register(package="tests_nested")
+    @_recording_build
+    class CountingRNN(lib.layers.SimpleRNN):
+        pass
+
+    @register(package="tests_nested")
+    @_recording_build
+    class StackCell(lib.layers.SimpleRNNCell):
+        pass
+
+    return CountingRNN, StackCell
+
+
+NESTED = {
+    keras: _nested_classes(keras, keras.saving.register_keras_serializable),
+    birnn: _nested_classes(birnn, birnn.saving.register_serializable),
+}
+
+
+def _nested_model(lib, kind):
+    L = lib.layers
+    rnn_cls, cell_cls = NESTED[lib]
+    if kind == "bidirectional":
+        layer = L.Bidirectional(rnn_cls(3, return_sequences=True, name="inner"), name="bi")
+    else:
+        cells = [cell_cls(3, name="c1"), cell_cls(2, name="c2")]
+        layer = L.RNN(L.StackedRNNCells(cells, name="stack"), return_sequences=True, name="rnn")
+    return lib.Sequential([lib.Input((5, 4)), layer], name="m")
+
+
+def _nested_layers(layer):
+    if hasattr(layer, "forward_layer"):
+        return [layer.forward_layer, layer.backward_layer]
+    return list(layer.cell.cells)
+
+
+@pytest.mark.parametrize("kind", ["bidirectional", "stacked"])
+def test_nested_custom_classes_load_built_from_their_build_config_as_in_keras(kind, tmp_path):
+    x = np.random.default_rng(0).random((2, 5, 4), dtype=np.float32)
+    builds = {}
+    for lib, other in ((keras, birnn), (birnn, keras)):
+        model = _nested_model(lib, kind)
+        model.save(tmp_path / f"{lib.__name__}.keras")
+        BUILT.clear()
+        loaded = other.models.load_model(tmp_path / f"{lib.__name__}.keras")
+        builds[other.__name__] = sorted({(name, shape) for _, name, shape in BUILT})
+        nested = _nested_layers(loaded.layers[0])
+        expected = _nested_layers(_nested_model(other, kind).layers[0])
+        assert [type(n) for n in nested] == [type(e) for e in expected]
+        assert all(n.built for n in nested)
+        assert_close(_predict(loaded, x), _predict(model, x), atol=1e-6, what=lib.__name__)
+    # The same nested layers are built from the same saved input shapes on both sides.
+    assert builds["birnn"] == builds["keras"] and builds["keras"]
+    # The same through the config alone, with no file (`keras.layers.deserialize`).
+    for lib, serialize, deserialize in (
+        (keras, keras.layers.serialize, keras.layers.deserialize),
+        (birnn, serialize_layer, deserialize_layer),
+    ):
+        layer = _nested_model(lib, kind).layers[0]
+        BUILT.clear()
+        restored = deserialize(serialize(layer))
+        builds[lib.__name__] = sorted({(name, shape) for _, name, shape in BUILT})
+        assert all(n.built for n in _nested_layers(restored))
+    assert builds["birnn"] == builds["keras"]
+
+
+def test_unknown_nested_class_is_a_clear_error_naming_it(tmp_path):
+    for kind in ("bidirectional", "stacked"):
+        model = _nested_model(birnn, kind)
+        config = serialize_layer(model.layers[0])
+        inner = config["config"]["layer"] if kind == "bidirectional" else None
+        if inner is None:
+            inner = config["config"]["cell"]["config"]["cells"][1]
+        inner["registered_name"] = inner["class_name"] = "NoSuchLayer"
+        inner["module"] = "somewhere"
+        with pytest.raises(
+            ValueError, match=r"Unknown layer class 'NoSuchLayer' \(module 'somewhere'\)"
+        ):
+            deserialize_layer(config)
+        with pytest.raises(TypeError, match="NoSuchLayer|could not be deserialized"):
+            keras.layers.deserialize(config)  # Keras refuses it too

@@ -2,7 +2,10 @@
 
 Counted: an attribute access whose name has one leading underscore (`_x`, not
 `__x__`) on a value other than `self`, `cls` or `super()` and other than an
-imported module (a module's private helpers are a separate matter). Not
+imported module (a module's private helpers are a separate matter), written
+`obj._x` or by a string constant, `getattr(obj, "_x", ...)`,
+`hasattr(obj, "_x")`, `setattr(obj, "_x", ...)`, `delattr(obj, "_x")` (listed
+as `obj._x` too). Not
 counted: `_keras_mask` and `_keras_history`, the attributes Keras itself puts
 on tensors and documents user code reading (its masking guide reads
 `._keras_mask`); birnn keeps Keras's names for them.
@@ -103,6 +106,26 @@ def _is_owner(value: ast.expr, modules: set[str]) -> bool:
     )
 
 
+_BY_STRING = frozenset({"getattr", "hasattr", "setattr", "delattr"})
+
+
+def _accessed(node: ast.AST) -> tuple[ast.expr, str] | None:
+    """`(object, attribute name)` when `node` reads or writes an attribute by its name:
+    `obj.name`, or `getattr`/`hasattr`/`setattr`/`delattr` with a string constant."""
+    if isinstance(node, ast.Attribute):
+        return node.value, node.attr
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _BY_STRING
+        and len(node.args) >= 2
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+    ):
+        return node.args[0], node.args[1].value
+    return None
+
+
 def reach_ins(root: Path = ROOT) -> list[tuple[str, int, str, str]]:
     """`(file, line, attribute, expression)` for every private access across objects."""
     found = []
@@ -110,14 +133,16 @@ def reach_ins(root: Path = ROOT) -> list[tuple[str, int, str, str]]:
         tree = ast.parse(path.read_text(), str(path))
         modules = _imported_names(tree)
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Attribute):
+            accessed = _accessed(node)
+            if accessed is None:
                 continue
-            name = node.attr
+            value, name = accessed
             if not name.startswith("_") or name.startswith("__"):
                 continue
-            if _is_owner(node.value, modules):
+            if _is_owner(value, modules):
                 continue
-            found.append((str(path.relative_to(root)), node.lineno, name, ast.unparse(node)))
+            expression = f"{ast.unparse(value)}.{name}"
+            found.append((str(path.relative_to(root)), node.lineno, name, expression))
     return found
 
 
@@ -155,8 +180,18 @@ def test_the_counter_sees_reach_ins(tmp_path: Path) -> None:
         "    def f(self, other):\n"
         "        self._a = other._b + super()._c + torch._foreach_add\n"
         "        return cls._d, other.__dict__, other.public\n"
+        "    def g(self, other, name):\n"
+        "        getattr(other, '_e', None), hasattr(other.x, '_f'), setattr(other, '_g', 1)\n"
+        "        delattr(other, '_h'), getattr(self, '_i'), getattr(torch, '_j')\n"
+        "        return getattr(other, name), getattr(other, 'k'), getattr(other, '__l__')\n"
     )
-    assert [(name, expr) for _, _, name, expr in reach_ins(tmp_path)] == [("_b", "other._b")]
+    assert sorted((name, expr) for _, _, name, expr in reach_ins(tmp_path)) == [
+        ("_b", "other._b"),
+        ("_e", "other._e"),
+        ("_f", "other.x._f"),
+        ("_g", "other._g"),
+        ("_h", "other._h"),
+    ]
 
 
 if __name__ == "__main__":

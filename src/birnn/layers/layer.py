@@ -6,7 +6,7 @@ import functools
 import inspect
 import types
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -514,6 +514,18 @@ class Layer(nn.Module, metaclass=_LayerType):
         """`(keras_name, weight)` for the layer's own weights (not its sublayers'),
         in Keras's order: the trainable ones, then the others."""
         return [(name, param) for name, param, _ in self._own_weight_items()]
+
+    @property
+    def declared_input_shape(self) -> tuple | None:
+        """The input shape (batch axis first) given to the constructor as
+        `input_shape=`, `batch_input_shape=` or `input_dim=`, else `None`."""
+        return self._input_shape_arg
+
+    def own_weight_specs(self) -> Mapping[str, _WeightSpec]:
+        """What `add_weight` was told about each of the layer's own weights, by
+        attribute name (read-only): `keras_name`, `trainable`, `regularizer`,
+        `constraint` and `autocast`."""
+        return types.MappingProxyType(self._weight_specs)
 
     def _own_weights(self, trainable: bool | None = None) -> list[nn.Parameter]:
         return [

@@ -76,8 +76,7 @@ def _public_module(cls: type) -> str | None:
     """The birnn namespace (`birnn.layers`...) that exports `cls` by its name, if any."""
     for module_name in _PUBLIC_MODULES:
         module = importlib.import_module(module_name)
-        names = getattr(module, "_NAMES", {})
-        if cls.__name__ in names and names[cls.__name__] == cls.__module__:
+        if cls.__name__ in module.__all__ and getattr(module, cls.__name__) is cls:
             return module_name
     return None
 
@@ -142,7 +141,7 @@ def get_layer_class(name: str, custom_objects: dict | None = None) -> type | Non
         return _registry.CUSTOM_OBJECTS[name]
     for module_name in _PUBLIC_MODULES:
         module = importlib.import_module(module_name)
-        if name in getattr(module, "_NAMES", {}):
+        if name in module.__all__:
             return getattr(module, name)
     return None
 

@@ -15,7 +15,9 @@ from birnn.models.sequential import Sequential
 
 
 def _fresh_copy(layer: Layer) -> Layer:
-    return type(layer).from_config(layer.get_config())
+    from birnn.saving.serialization import recreate_layer
+
+    return cast(Layer, recreate_layer(layer))
 
 
 def clone_model(
@@ -78,7 +80,7 @@ def clone_model(
                 "clone_model: a subclassed model can only be cloned from its config, "
                 "without `clone_function` or `input_tensors`."
             )
-        return type(model).from_config(model.get_config())
+        return cast(Model, _fresh_copy(model))
     return _clone_functional(model, input_tensors, clone, call_function)
 
 

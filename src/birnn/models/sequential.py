@@ -251,11 +251,11 @@ def _leading_input_layer(layer: Layer) -> InputLayer | None:
     `InputLayer` takes its input shape, as Keras's does, and its dtype (Keras's is the
     default float, which an integer-input inner model then casts back).
     """
-    shape = getattr(layer, "_input_shape_arg", None)
+    shape = layer.declared_input_shape
     if shape is not None:
         return InputLayer(batch_shape=shape)
-    graph = getattr(layer, "_graph", None)
-    if isinstance(layer, Model) and graph is not None and len(graph.flat_inputs) == 1:
+    graph = layer.functional_graph if isinstance(layer, Model) else None
+    if graph is not None and len(graph.flat_inputs) == 1:
         spec = graph.flat_inputs[0]
         return InputLayer(batch_shape=tuple(spec.shape), dtype=spec.dtype)
     return None

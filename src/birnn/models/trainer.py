@@ -433,7 +433,7 @@ class Trainer:
         specs = [
             (layer, name, spec)
             for layer in layers
-            for name, spec in getattr(layer, "_weight_specs", {}).items()
+            for name, spec in layer.own_weight_specs().items()
         ]
         state = {
             "layers": layers,

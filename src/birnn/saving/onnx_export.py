@@ -268,7 +268,7 @@ def model_to_onnx(model: Any, input_specs: list[Any], output_names: list[str]) -
     Raises:
         ValueError: for a model without a graph or a layer with no ONNX form.
     """
-    graph = getattr(model, "_graph", None)
+    graph = getattr(model, "functional_graph", None)
     if graph is None:
         raise ValueError(
             f"Model '{model.name}' has no functional graph (a subclassed model, or a "

@@ -219,6 +219,35 @@ def custom_object_scope(custom_objects: dict[str, Any] | None) -> Iterator[None]
                 _registry.CUSTOM_OBJECTS.pop(key, None)
 
 
+def recreate_layer(layer: Any, config: dict | None = None) -> Any:
+    """A new layer of `layer`'s class from `config` (default: `layer.get_config()`).
+
+    Meanwhile the classes of `layer`'s sublayers are known by their names, so a
+    live layer that holds a user's unregistered layer or cell (`Bidirectional`
+    over `RNN(MyCell(...))`) is copied without registering them. A config alone
+    (a file, `from_config` of a dict) finds only registered classes and those
+    in `custom_objects`, as in Keras.
+
+    Args:
+        layer: The layer to copy (its weights are not copied).
+        config: The config to create the new layer from.
+
+    Returns:
+        The new, unbuilt layer.
+
+    Examples:
+
+    >>> from birnn.layers import Dense
+    >>> recreate_layer(Dense(3), {"units": 4, "name": "wider"}).units
+    4
+    """
+    from birnn.layers.layer import Layer
+
+    classes = {type(m).__name__: type(m) for m in layer.modules() if isinstance(m, Layer)}
+    with custom_object_scope(classes):
+        return type(layer).from_config(layer.get_config() if config is None else config)
+
+
 @contextlib.contextmanager
 def object_sharing_scope() -> Iterator[None]:
     """Objects that a config marks with the same `shared_object_id` load as one object."""

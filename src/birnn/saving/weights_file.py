@@ -101,7 +101,7 @@ def _model_kind(obj: Any) -> str | None:
     names = {cls.__name__ for cls in type(obj).__mro__}
     if "Sequential" in names:
         return "sequential"
-    if names & {"Model", "Functional"} and getattr(obj, "_graph", None) is not None:
+    if names & {"Model", "Functional"} and getattr(obj, "functional_graph", None) is not None:
         return "functional"
     return None  # layers and subclassed models: attributes only, as Keras walks a Layer
 
@@ -265,7 +265,7 @@ def _write_optimizer(model: Any, f: h5py.File) -> None:
         inner_store: dict[str, Any] = {}
         inner.save_own_variables(inner_store)
         _write_store(f.create_group("optimizer/inner_optimizer/vars"), inner, inner_store)
-    children = getattr(optimizer, "_saved_children", None)
+    children = getattr(optimizer, "saved_children", None)
     if callable(children):  # a MultiOptimizer: Keras also writes each sub-optimizer's alone
         for key, child in children().items():
             child_store: dict[str, Any] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -511,10 +510,10 @@ class Bidirectional(Layer):
                 f"Bidirectional.from_config: the config needs a 'layer' entry. Received keys: "
                 f"{sorted(config)}"
             )
-        config["layer"] = _deserialize(config["layer"], custom_objects)
+        config["layer"] = deserialize_layer(config["layer"], custom_objects)
         backward = config.pop("backward_layer", None)
         if backward is not None:
-            config["backward_layer"] = _deserialize(backward, custom_objects)
+            config["backward_layer"] = deserialize_layer(backward, custom_objects)
         return cls(**config)
 
     def extra_repr(self) -> str:
@@ -547,14 +546,12 @@ def _copy_layer(layer: Layer, prefix: str, go_backwards: bool) -> Layer:
     config["name"] = prefix + name
     if bool(go_backwards) != bool(layer.go_backwards):
         config["go_backwards"] = go_backwards
-    # Through the layer's own class, with the classes of its sublayers known by name (a
-    # cell class defined in a script is written with no module): Keras 3.15 looks the
-    # classes up in its registry and so rejects a user's layer that was never registered.
-    from birnn.saving.serialization import custom_object_scope
+    # Through the layer's own class, with the classes of its sublayers known: Keras 3.15
+    # looks the classes up in its registry and so rejects a user's layer that was never
+    # registered, where its documentation promises that any such layer can be wrapped.
+    from birnn.saving.serialization import recreate_layer
 
-    classes = {type(m).__name__: type(m) for m in layer.modules() if isinstance(m, Layer)}
-    with custom_object_scope(classes):
-        copied = type(layer).from_config(config)
+    copied = recreate_layer(layer, config)
     if bool(copied.go_backwards) != bool(go_backwards):
         raise ValueError(
             f"Bidirectional: could not create the {prefix.rstrip('_')} copy of "
@@ -562,18 +559,6 @@ def _copy_layer(layer: Layer, prefix: str, go_backwards: bool) -> Layer:
             "`get_config()` must include `go_backwards`."
         )
     return copied
-
-
-def _deserialize(config: Any, custom_objects: dict | None) -> Any:
-    """A layer from its serialized dict; an unregistered class of an imported module too."""
-    try:
-        return deserialize_layer(config, custom_objects)
-    except ValueError:
-        module = sys.modules.get(config.get("module") or "") if isinstance(config, dict) else None
-        cls = getattr(module, str(config.get("class_name")), None) if module else None
-        if not (isinstance(cls, type) and issubclass(cls, Layer)):
-            raise
-        return cls.from_config(dict(config.get("config") or {}))
 
 
 def _state_size_count(layer: Layer) -> int | None:

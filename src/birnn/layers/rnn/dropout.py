@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from birnn.layers.rnn.stacked_rnn_cells import StackedRNNCells
+
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -181,8 +183,6 @@ def reset_dropout_masks(cell: Any) -> None:
             is not DropoutRNNCell.reset_recurrent_dropout_mask
         ):
             cell.reset_recurrent_dropout_mask()
-    # Looked up in the instance and `nn.Module`'s submodule table directly: a missing
-    # attribute on a module costs an exception in `nn.Module.__getattr__`.
-    inner_cells = cell.__dict__.get("cells") or getattr(cell, "_modules", {}).get("cells")
-    for inner in inner_cells or ():
-        reset_dropout_masks(inner)
+    if isinstance(cell, StackedRNNCells):
+        for inner in cell.cells:
+            reset_dropout_masks(inner)

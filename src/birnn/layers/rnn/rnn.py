@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from birnn import backend
+from birnn import backend, tree
 from birnn.layers.input_spec import check_input_compatibility
 from birnn.layers.layer import Layer
 from birnn.layers.rnn.dropout import reset_dropout_masks
@@ -27,9 +27,8 @@ from birnn.layers.rnn.stacked_rnn_cells import (
     call_cell,
     cell_output_size,
     check_cell,
-    deserialize_cell,
 )
-from birnn.layers.serialization import serialize_layer
+from birnn.layers.serialization import deserialize_layer, serialize_layer
 from birnn.ops import fused_rnn, recurrent
 from birnn.ops.masks import zero_masked_steps
 from birnn.tree import flatten as flatten_structure
@@ -407,8 +406,25 @@ class RNN(Layer):
             self._assign_states(flatten_structure(states))
         output = outputs if self.return_sequences else last_output
         if self.return_state:
-            return (output, *states)
-        return output
+            return self._in_compute_dtype((output, *states))
+        return self._in_compute_dtype(output)
+
+    def _in_compute_dtype(self, result: Any) -> Any:
+        """The call's result in the layer's compute dtype, as Keras returns it even when
+        the cell has another policy (a float32 cell in a `mixed_bfloat16` RNN)."""
+        compute = self.dtype_torch
+        flat = result if isinstance(result, tuple) else (result,)
+        if not compute.is_floating_point or all(
+            isinstance(t, torch.Tensor) and t.dtype == compute for t in flat
+        ):
+            return result  # the usual call: the cell computed in the layer's dtype
+
+        def cast(t: Any) -> Any:
+            if not (isinstance(t, torch.Tensor) and t.is_floating_point()) or t.dtype == compute:
+                return t
+            return t if torch.is_autocast_enabled(t.device.type) else t.to(compute)
+
+        return tree.map_structure(cast, result)
 
     def _check_sequences(self, sequences: torch.Tensor) -> torch.Tensor:
         """`sequences` as floats, or a `ValueError` for a rank below 3 or no timesteps."""
@@ -644,5 +660,5 @@ class RNN(Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> RNN:
         config = dict(config)
-        cell = deserialize_cell(config.pop("cell"), custom_objects)
+        cell = deserialize_layer(config.pop("cell"), custom_objects)
         return cls(cell, **config)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from birnn import tree
 from birnn.layers.layer import Layer
 from birnn.layers.rnn.sequence_cell import SequenceCell
 from birnn.layers.serialization import deserialize_layer, serialize_layer
@@ -50,34 +50,36 @@ def build_cell(cell: Any, input_shape: tuple, device: torch.device | None) -> No
         cell.build_on_device(tuple(input_shape), device)
 
 
+def states_for(cell: Layer, states: Any) -> Any:
+    """`states` in `cell`'s compute dtype, as the cell's call receives them.
+
+    Keras casts every floating argument of a layer's call, so a cell whose policy
+    differs from its RNN's (a float32 cell in a `mixed_bfloat16` RNN, or the
+    reverse) gets its states in its own compute dtype, like its inputs.
+    """
+    compute = cell.dtype_torch
+    if not (cell.autocast and compute.is_floating_point):
+        return states
+    flat = states if isinstance(states, (list, tuple)) else (states,)
+    if all(isinstance(s, torch.Tensor) and s.dtype == compute for s in flat):
+        return states  # the usual step: nothing to cast
+
+    def cast(s: Any) -> Any:
+        if isinstance(s, torch.Tensor) and s.is_floating_point() and s.dtype != compute:
+            return s.to(compute)
+        return s
+
+    return tree.map_structure(cast, states)
+
+
 def call_cell(cell: Any, inputs: torch.Tensor, states: Any, training: bool | None) -> tuple:
     """Calls a cell for one step the way Keras does: `training` only if it takes it."""
     if isinstance(cell, Layer):  # `Layer.__call__` passes `training` on only if `call` takes it
-        return cell(inputs, states, training=training)
+        return cell(inputs, states_for(cell, states), training=training)
     call = cell.call
     if "training" in inspect.signature(call).parameters:
         return call(inputs, states, training=training)
     return call(inputs, states)
-
-
-def deserialize_cell(config: Any, custom_objects: dict | None = None) -> Any:
-    """A cell from its serialized dict (an object passes through).
-
-    Besides what `deserialize_layer` finds, a class defined in a module this
-    process has already imported resolves by its module and name, so an RNN over
-    a user's cell can be cloned from its config (as `Bidirectional` does)
-    without registering the class. Nothing is imported.
-    """
-    if isinstance(config, dict) and config.get("registered_name"):
-        module = sys.modules.get(config.get("module") or "")
-        found = getattr(module, config.get("class_name", ""), None) if module else None
-        name = config["registered_name"]
-        if inspect.isclass(found) and name not in (custom_objects or {}):
-            try:
-                return deserialize_layer(config, custom_objects)
-            except ValueError:
-                return deserialize_layer(config, {**(custom_objects or {}), name: found})
-    return deserialize_layer(config, custom_objects)
 
 
 class StackedRNNCells(Layer, SequenceCell):
@@ -207,5 +209,5 @@ class StackedRNNCells(Layer, SequenceCell):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> StackedRNNCells:
         config = dict(config)
-        cells = [deserialize_cell(c, custom_objects) for c in config.pop("cells")]
+        cells = [deserialize_layer(c, custom_objects) for c in config.pop("cells")]
         return cls(cells, **config)
