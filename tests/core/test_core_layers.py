@@ -238,6 +238,62 @@ def test_masking_parity(mask_value):
     assert (out[0, 1] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_masking_zero_value_treats_every_number_as_keras(dtype):
+    """`mask_value=0`: NaN, infinities, tiny numbers and negative zeros decide the mask as
+    `!=` does; masked steps come out as positive zeros, the others as they are."""
+    nan, inf = float("nan"), float("inf")
+    rows = [[0.0, -0.0], [nan, 0.0], [0.0, -inf], [1e-30, -0.0], [-0.0, -0.0], [2.0, 3.0]]
+    x = torch.tensor([rows], dtype=getattr(torch, dtype))
+    with torch.no_grad():
+        out = layers.Masking(dtype=dtype)(x)
+    assert torch.equal(out._keras_mask, torch.any(x != 0, dim=-1))
+    theirs = keras.ops.convert_to_numpy(keras.layers.Masking(dtype=dtype)(x.numpy()))
+    np.testing.assert_array_equal(out.numpy(), theirs)
+    np.testing.assert_array_equal(np.signbit(out.numpy()), np.signbit(theirs))
+
+
+def test_masking_zero_value_gradients_and_other_dtypes():
+    x = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]], requires_grad=True)
+    layers.Masking()(x).sum().backward()
+    assert x.grad.tolist() == [[[1.0, 1.0], [0.0, 0.0]]]  # none to the masked step, as Keras
+    ints = torch.tensor([[[0, 0], [-(2**31), 0], [0, 5]]], dtype=torch.int32)
+    assert layers.Masking(dtype="int32")(ints)._keras_mask.tolist() == [[False, True, True]]
+    empty = layers.Masking()(torch.zeros(2, 3, 0))
+    assert empty._keras_mask.shape == (2, 3) and not empty._keras_mask.any()
+
+
+@pytest.mark.parametrize("limit,expected", [(None, 1), (3, 2)])
+def test_masking_works_on_one_thread_for_small_inputs(limit, expected, monkeypatch):
+    """A small input is masked with one intra-op thread (no OpenMP helper left spinning
+    on the cores a recurrent layer needs next); the caller's count comes back, also after
+    an error."""
+    from birnn.layers import core
+
+    if limit is not None:
+        monkeypatch.setattr(core, "_ONE_THREAD_MAX", limit)
+    seen = []
+    step_mask = core.Masking._step_mask
+
+    def spy(self, inputs, keepdim):
+        seen.append(torch.get_num_threads())
+        return step_mask(self, inputs, keepdim)
+
+    monkeypatch.setattr(core.Masking, "_step_mask", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = layers.Masking()(torch.tensor([[[1.0, 0.0], [0.0, 0.0]]]))
+        assert seen == [expected, expected] and torch.get_num_threads() == 2
+        assert out._keras_mask.tolist() == [[True, False]]
+        monkeypatch.setattr(core.Masking, "_step_mask", lambda *args, **kwargs: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            layers.Masking()(torch.ones(1, 2, 2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_masking_feeds_dense_and_pooling():
     x = torch.tensor(X3)
     x[:, 2] = 0.0

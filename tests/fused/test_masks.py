@@ -54,3 +54,26 @@ def test_take_slots_gradient_reaches_only_read_slots():
     slots = torch.tensor([[0, 0, 2]])
     masks.take_slots(outputs, slots, torch.tensor([[True, False, True]])).sum().backward()
     assert outputs.grad[:, 0, 0].tolist() == [1.0, 0.0, 1.0]
+
+
+@settings(max_examples=20, deadline=None)
+@given(ROWS, st.randoms(use_true_random=False))
+def test_gathering_in_another_row_order_reads_back_the_same(rows, rng):
+    """`gather_time_major(..., order)` puts row `order[j]` at position `j`; `take_slots`
+    with `rows` (each row's position) reads the same values as without reordering."""
+    mask = torch.tensor(rows)
+    x = torch.randn(*mask.shape, 3)
+    index, counts, _ = masks.compaction(mask)
+    order = list(range(mask.shape[0]))
+    rng.shuffle(order)
+    order = torch.tensor(order)
+    positions = torch.empty_like(order)
+    positions[order] = torch.arange(order.shape[0])
+    plain = masks.gather_time_major(x, index)
+    reordered = masks.gather_time_major(x, index, order)
+    assert torch.equal(reordered, plain.index_select(1, order))
+    slots = counts - 1
+    assert torch.equal(
+        masks.take_slots(reordered, slots, slots >= 0, rows=positions),
+        masks.take_slots(plain, slots, slots >= 0),
+    )

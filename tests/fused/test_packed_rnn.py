@@ -197,3 +197,155 @@ def test_layer_inference_takes_the_packed_call_and_matches(monkeypatch):
     training = layer(x, mask=mask)  # needs gradients: padded call
     assert taken == [True]
     torch.testing.assert_close(training.detach(), padded, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- one direction in segments
+SEGMENT_LENGTHS = {
+    **LENGTHS,
+    "length_one": [1, 9, 1, 1, 4, 1],
+    "all_empty": [0] * B,
+}
+
+
+def _padded_direction_inputs(kind, lengths, seed):
+    """A compacted, time-major batch with the padding feature, random initial states."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    valid = (torch.arange(T)[:, None] < lengths).unsqueeze(-1)
+    x = torch.where(valid, torch.randn(T, B, F, generator=g), 0.0)
+    x = torch.cat([x, (~valid).to(x.dtype)], dim=-1)
+    d = _direction(kind, seed, False, None)
+    weights = fused_rnn.torch_weights(
+        kind, d.kernel, d.recurrent_kernel, d.bias, padding_feature=True
+    )
+    states = [torch.randn(1, B, U, generator=g) for _ in range(2 if kind == "lstm" else 1)]
+    return x, states, weights, lengths
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("lengths_name", list(SEGMENT_LENGTHS))
+@pytest.mark.parametrize("segments", [1, 3, 8])
+def test_segmented_kernel_matches_the_padded_call(kind, lengths_name, segments, monkeypatch):
+    monkeypatch.setattr(packed_rnn, "SEGMENTS", segments)
+    x, states, weights, lengths = _padded_direction_inputs(kind, SEGMENT_LENGTHS[lengths_name], 7)
+    order, rows, sorted_lengths = packed_rnn.by_length(lengths)
+    assert sorted_lengths == sorted(lengths.tolist(), reverse=True)
+    with torch.no_grad():
+        hx = (states[0], states[1]) if kind == "lstm" else states[0]
+        padded, *padded_final = getattr(torch._VF, kind)(
+            x, hx, weights, True, 1, 0.0, False, False, False
+        )
+        outputs, final = packed_rnn.segmented_kernel(
+            kind,
+            x.index_select(1, order),
+            [s.index_select(1, order) for s in states],
+            weights,
+            True,
+            sorted_lengths,
+        )
+    outputs = outputs.index_select(1, rows)
+    final = [s.index_select(1, rows) for s in final]
+    valid = (torch.arange(T)[:, None] < lengths).unsqueeze(-1)
+    torch.testing.assert_close(
+        torch.where(valid, outputs, 0.0), torch.where(valid, padded, 0.0), rtol=0, atol=1e-6
+    )
+    # The states the padding feature freezes: an LSTM's carry, a GRU's state.
+    torch.testing.assert_close(final[-1], padded_final[-1], rtol=0, atol=1e-6)
+    empty = lengths == 0
+    for state, initial in zip(final, states):
+        assert torch.equal(state[:, empty], initial[:, empty])
+    assert not outputs[:, empty].any()
+
+
+def _direction_run(kind, x, mask, segmented, monkeypatch, **options):
+    calls = []
+
+    def rule(*args):
+        calls.append(segmented)
+        return segmented
+
+    monkeypatch.setattr(packed_rnn, "worth_segmenting", rule)
+    direction = _direction(kind, 3, options.pop("go_backwards", False), mask, **options)
+    with torch.no_grad():
+        result = fused_rnn.run_direction(x, direction, time_order=True)
+    assert calls == [segmented]
+    return result
+
+
+DIRECTION_OPTIONS = [
+    {},
+    {"go_backwards": True},
+    {"zero_output_for_mask": True},
+    {"go_backwards": True, "zero_output_for_mask": True, "return_all_outputs": False},
+    {"return_all_outputs": False},
+    {"use_bias": False},
+    {"initial_states": "random"},
+]
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("mask_name", [*MASKS, "length_one", "all_empty"])
+@pytest.mark.parametrize("options", DIRECTION_OPTIONS, ids=str)
+def test_direction_in_segments_matches_one_padded_call(kind, mask_name, options, monkeypatch):
+    """Any mask (left padding and holes compact to right padding) and every option."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(B, T, F, generator=g)
+    if mask_name in LENGTHS or mask_name == "holes":
+        mask = _mask(mask_name)
+    else:
+        mask = torch.arange(T) < torch.tensor(SEGMENT_LENGTHS[mask_name])[:, None]
+    options = dict(options)
+    if options.get("initial_states") == "random":
+        count = 2 if kind == "lstm" else 1
+        options["initial_states"] = [torch.randn(B, U, generator=g) for _ in range(count)]
+    padded = _direction_run(kind, x, mask, False, monkeypatch, **options)
+    segmented = _direction_run(kind, x, mask, True, monkeypatch, **options)
+    torch.testing.assert_close(segmented, padded, rtol=0, atol=1e-6)
+
+
+def test_segment_size_rule():
+    with torch.no_grad():
+        assert packed_rnn.worth_segmenting("gru", *_rule_inputs())
+        assert not packed_rnn.worth_segmenting("lstm", *_rule_inputs())  # measured: no gain
+        assert not packed_rnn.worth_segmenting("gru", *_rule_inputs(units=32))
+        assert not packed_rnn.worth_segmenting("gru", *_rule_inputs(lengths=95))
+    assert not packed_rnn.worth_segmenting("gru", *_rule_inputs(grad=True))
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_side_by_side_layer_inference_runs_segments_and_matches(return_sequences, monkeypatch):
+    """`Bidirectional(GRU(64))` with its directions side by side: each direction in
+    segments in inference, the same results as padded; training stays padded."""
+    from birnn.ops import side_by_side
+
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(8, 20, 5, generator=g)
+    mask = torch.arange(20) < torch.tensor([20, 3, 12, 0, 7, 20, 1, 9])[:, None]
+    mask[2, :4] = False  # left padding
+    layer = layers.Bidirectional(
+        layers.GRU(64, return_sequences=return_sequences, return_state=True)
+    )
+    layer(x, mask=mask)  # builds
+    taken = []
+    rule = packed_rnn.worth_segmenting
+
+    def spy(*args):
+        taken.append(rule(*args))
+        return taken[-1]
+
+    mode = side_by_side.get_mode()
+    side_by_side.set_mode("on")
+    try:
+        monkeypatch.setattr(packed_rnn, "worth_segmenting", spy)
+        with torch.no_grad():
+            segmented = layer(x, mask=mask)
+        assert taken == [True, True]
+        monkeypatch.setattr(packed_rnn, "worth_segmenting", lambda *args: False)
+        with torch.no_grad():
+            padded = layer(x, mask=mask)
+        training = layer(x, mask=mask)
+    finally:
+        side_by_side.set_mode(mode)
+    assert taken == [True, True]
+    torch.testing.assert_close(segmented, padded, rtol=0, atol=1e-6)
+    torch.testing.assert_close([t.detach() for t in training], padded, rtol=0, atol=1e-6)

@@ -271,11 +271,21 @@ def _one_direction(
     keep_carry = kind == "lstm"
     if keep_carry:
         x = _with_padding_feature(x, mask)
-    x = masks.gather_time_major(x, index)
     weights = torch_weights(kind, kernel, recurrent_kernel, bias, padding_feature=keep_carry)
-    outputs, final = _kernel(kind, x, hx, weights, bias is not None, False, batch_first=False)
+    rows = None  # where each row is in the kernel's batch
+    if packed_rnn.worth_segmenting(kind, x, weights, lengths):  # skips most of the padding
+        order, rows, sorted_lengths = packed_rnn.by_length(lengths)
+        x = masks.gather_time_major(x, index, order)
+        hx = [state.index_select(1, order) for state in hx]
+        outputs, final = packed_rnn.segmented_kernel(
+            kind, x, hx, weights, bias is not None, sorted_lengths
+        )
+        final = [state.index_select(1, rows) for state in final]
+    else:
+        x = masks.gather_time_major(x, index)
+        outputs, final = _kernel(kind, x, hx, weights, bias is not None, False, batch_first=False)
     any_valid = (lengths > 0).unsqueeze(1)
-    last_valid = masks.take_slots(outputs, lengths - 1)
+    last_valid = masks.take_slots(outputs, lengths - 1, rows=rows)
     h = torch.where(any_valid, last_valid, initial_states[0])
     states = [h, final[1][0]] if kind == "lstm" else [h]
     processed = mask.flip(1) if go_backwards else mask
@@ -290,7 +300,7 @@ def _one_direction(
         valid = slots >= 0
         if zero_output_for_mask:
             valid = valid & processed
-        expanded = masks.take_slots(outputs, slots, valid)
+        expanded = masks.take_slots(outputs, slots, valid, rows=rows)
     return _packaged(last, expanded, states)
 
 

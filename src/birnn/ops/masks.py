@@ -98,12 +98,16 @@ def _batch_offsets(batch: int, scale: int, device: torch.device) -> torch.Tensor
     return torch.arange(0, batch * scale, scale, device=device)
 
 
-def gather_time_major(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def gather_time_major(
+    values: torch.Tensor, index: torch.Tensor, order: torch.Tensor | None = None
+) -> torch.Tensor:
     """`values[b, index[b, k]]` at `[k, b]`: batch-major steps, gathered time-major.
 
     Args:
         values: `(batch, time, features)`.
         index: `(batch, slots)` times to read.
+        order: Optional `(batch,)` permutation of the rows: position `j` of
+            the result's batch axis then holds row `order[j]`.
 
     Returns:
         `(slots, batch, features)`, contiguous.
@@ -114,9 +118,14 @@ def gather_time_major(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor
     >>> x = torch.tensor([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [6.0]]])
     >>> gather_time_major(x, torch.tensor([[2, 0], [1, 1]]))[..., 0].tolist()
     [[3.0, 5.0], [1.0, 5.0]]
+    >>> gather_time_major(x, torch.tensor([[2, 0], [1, 1]]), torch.tensor([1, 0]))[..., 0].tolist()
+    [[5.0, 3.0], [5.0, 1.0]]
     """
     batch, steps, features = values.shape
-    rows = index.t() + _batch_offsets(batch, steps, index.device)
+    if order is None:
+        rows = index.t() + _batch_offsets(batch, steps, index.device)
+    else:
+        rows = index.index_select(0, order).t() + order * steps
     flat = values.reshape(batch * steps, features).index_select(0, rows.reshape(-1))
     return flat.view(*rows.shape, features)
 
@@ -127,6 +136,7 @@ def take_slots(
     valid: torch.Tensor | None = None,
     direction: int | torch.Tensor = 0,
     directions: int = 1,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-row results of a time-major kernel output: `outputs[slots[b, ...], b]`.
 
@@ -140,6 +150,9 @@ def take_slots(
             or a tensor of indices broadcast against `slots` (to read
             several directions at once, each from its own slot).
         directions: How many directions `outputs` holds.
+        rows: Optional `(batch,)` position of each row in the batch axis of
+            `outputs` (of a kernel run over permuted rows): then the result
+            is `outputs[slots[b, ...], rows[b]]`.
 
     Returns:
         `(*slots.shape, units)`, batch-major and contiguous.
@@ -154,7 +167,8 @@ def take_slots(
     """
     num_slots, batch, width = outputs.shape
     units = width // directions
-    offsets = _batch_offsets(batch, 1, slots.device).view(batch, *([1] * (slots.dim() - 1)))
+    positions = _batch_offsets(batch, 1, slots.device) if rows is None else rows
+    offsets = positions.view(batch, *([1] * (slots.dim() - 1)))
     rows = (slots.clamp(0, num_slots - 1) * batch + offsets) * directions + direction
     flat = outputs.reshape(num_slots * batch * directions, units)
     taken = flat.index_select(0, rows.reshape(-1)).view(*slots.shape, units)
