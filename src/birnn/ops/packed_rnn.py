@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch.nn.utils import rnn as rnn_utils
 
+from birnn.ops.outside_graphs import outside_graphs
+
 __all__ = ["MIN_SAVED", "MIN_UNITS", "bidirectional_kernel", "worth_packing"]
 
 _VF_PACKED: dict[str, Any] = {"lstm": torch._VF.lstm, "gru": torch._VF.gru}
@@ -73,7 +75,7 @@ def worth_packing(
     return int(lengths.sum()) <= (1.0 - MIN_SAVED) * steps * batch
 
 
-@torch.compiler.disable
+@outside_graphs
 def bidirectional_kernel(
     kind: str,
     inputs: torch.Tensor,
