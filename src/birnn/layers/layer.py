@@ -6,7 +6,7 @@ import functools
 import inspect
 import types
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,16 @@ _BASE_KWARGS = frozenset(
         "batch_size",
     }
 )
+
+
+# Changes whenever an attribute of any layer is set or deleted: facts computed from
+# layers' configuration are cached per call under it (`Layer._config_cached`).
+_config_version = 0
+
+
+def config_version() -> int:
+    """A number that changes whenever an attribute of any layer is set or deleted."""
+    return _config_version
 
 
 @dataclass
@@ -277,6 +287,8 @@ class Layer(nn.Module, metaclass=_LayerType):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        global _config_version
+        _config_version += 1
         state = self.__dict__
         modules: dict[str, Any] | None = state.get("_modules")
         if modules is not None and isinstance(modules.get(name), TrackedStructure):
@@ -310,6 +322,8 @@ class Layer(nn.Module, metaclass=_LayerType):
             super().__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:
+        global _config_version
+        _config_version += 1
         modules = self.__dict__.get("_modules")
         if modules is not None and isinstance(modules.get(name), TrackedStructure):
             del modules[name]
@@ -820,8 +834,26 @@ class Layer(nn.Module, metaclass=_LayerType):
         self.__dict__["forward"] = types.MethodType(own, self)
 
     def __setstate__(self, state: dict) -> None:
+        state.pop("_config_cache", None)
         super().__setstate__(state)
         self._give_own_forward()
+
+    def _config_cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """`compute()`, a fact that depends only on layers' attributes, cached per `key`
+        until an attribute of any layer changes (`config_version()`).
+
+        Compiled code recomputes it: a graph then never guards on the version.
+        """
+        if torch.compiler.is_compiling():
+            return compute()
+        cache: tuple[int, dict[Hashable, Any]] | None = self.__dict__.get("_config_cache")
+        if cache is None or cache[0] != _config_version:
+            cache = (_config_version, {})
+            self.__dict__["_config_cache"] = cache  # not `setattr`: that changes the version
+        facts = cache[1]
+        if key not in facts:
+            facts[key] = compute()
+        return facts[key]
 
     def build_from_inputs(self, inputs: Any) -> None:
         """Builds the layer (unless built) for the shapes of `inputs`, its weights on
