@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import types
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -38,7 +39,9 @@ _BASE_KWARGS = frozenset(
 
 
 # Changes whenever an attribute of any layer is set or deleted: facts computed from
-# layers' configuration are cached per call under it (`Layer._config_cached`).
+# layers' configuration are cached per call under it (`Layer._config_cached`). Taken
+# from a counter (atomic) after the change, a version is never current twice.
+_versions = itertools.count(1)
 _config_version = 0
 
 
@@ -287,8 +290,6 @@ class Layer(nn.Module, metaclass=_LayerType):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        global _config_version
-        _config_version += 1
         state = self.__dict__
         modules: dict[str, Any] | None = state.get("_modules")
         if modules is not None and isinstance(modules.get(name), TrackedStructure):
@@ -320,17 +321,19 @@ class Layer(nn.Module, metaclass=_LayerType):
                 )
         else:
             super().__setattr__(name, value)
+        global _config_version
+        _config_version = next(_versions)
 
     def __delattr__(self, name: str) -> None:
-        global _config_version
-        _config_version += 1
         modules = self.__dict__.get("_modules")
         if modules is not None and isinstance(modules.get(name), TrackedStructure):
             del modules[name]
             object.__delattr__(self, name)
-            return
-        self.__dict__.get("_weight_specs", {}).pop(name, None)
-        super().__delattr__(name)
+        else:
+            self.__dict__.get("_weight_specs", {}).pop(name, None)
+            super().__delattr__(name)
+        global _config_version
+        _config_version = next(_versions)
 
     def _input_shape_from_kwargs(self, kwargs: dict) -> tuple | None:
         """The batch shape given by `input_shape`/`input_dim`/`batch_input_shape`, if any."""
