@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import types
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,18 @@ _BASE_KWARGS = frozenset(
         "batch_size",
     }
 )
+
+
+# Changes whenever an attribute of any layer is set or deleted: facts computed from
+# layers' configuration are cached per call under it (`Layer._config_cached`). Taken
+# from a counter (atomic) after the change, a version is never current twice.
+_versions = itertools.count(1)
+_config_version = 0
+
+
+def config_version() -> int:
+    """A number that changes whenever an attribute of any layer is set or deleted."""
+    return _config_version
 
 
 @dataclass
@@ -308,15 +321,19 @@ class Layer(nn.Module, metaclass=_LayerType):
                 )
         else:
             super().__setattr__(name, value)
+        global _config_version
+        _config_version = next(_versions)
 
     def __delattr__(self, name: str) -> None:
         modules = self.__dict__.get("_modules")
         if modules is not None and isinstance(modules.get(name), TrackedStructure):
             del modules[name]
             object.__delattr__(self, name)
-            return
-        self.__dict__.get("_weight_specs", {}).pop(name, None)
-        super().__delattr__(name)
+        else:
+            self.__dict__.get("_weight_specs", {}).pop(name, None)
+            super().__delattr__(name)
+        global _config_version
+        _config_version = next(_versions)
 
     def _input_shape_from_kwargs(self, kwargs: dict) -> tuple | None:
         """The batch shape given by `input_shape`/`input_dim`/`batch_input_shape`, if any."""
@@ -832,8 +849,26 @@ class Layer(nn.Module, metaclass=_LayerType):
         self.__dict__["forward"] = types.MethodType(own, self)
 
     def __setstate__(self, state: dict) -> None:
+        state.pop("_config_cache", None)
         super().__setstate__(state)
         self._give_own_forward()
+
+    def _config_cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """`compute()`, a fact that depends only on layers' attributes, cached per `key`
+        until an attribute of any layer changes (`config_version()`).
+
+        Compiled code recomputes it: a graph then never guards on the version.
+        """
+        if torch.compiler.is_compiling():
+            return compute()
+        cache: tuple[int, dict[Hashable, Any]] | None = self.__dict__.get("_config_cache")
+        if cache is None or cache[0] != _config_version:
+            cache = (_config_version, {})
+            self.__dict__["_config_cache"] = cache  # not `setattr`: that changes the version
+        facts = cache[1]
+        if key not in facts:
+            facts[key] = compute()
+        return facts[key]
 
     def build_from_inputs(self, inputs: Any) -> None:
         """Builds the layer (unless built) for the shapes of `inputs`, its weights on

@@ -53,9 +53,8 @@ class Sequential(Model):
     # ------------------------------------------------------------------ structure
     @property
     def _input_layer(self) -> InputLayer | None:
-        if len(self._layers) and isinstance(self._layers[0], InputLayer):
-            return self._layers[0]
-        return None
+        first = next(iter(self._layers), None)  # indexing a ModuleList is slow: every call asks
+        return first if isinstance(first, InputLayer) else None
 
     @property
     def layers(self) -> list[Layer]:

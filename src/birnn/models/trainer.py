@@ -445,14 +445,19 @@ class Trainer:
             "has_constraints": any(spec.constraint is not None for _, _, spec in specs),
             "params": params,  # the order of `self.parameters()`
         }
-        self._fit_state = state
+        self._set_fit_state(state)
         return state
+
+    def _set_fit_state(self, state: dict | None) -> None:
+        # Into `__dict__`, not through `setattr`: a per-step cache, not configuration
+        # (setting a layer attribute drops the layers' cached facts, `config_version`).
+        self.__dict__["_fit_state"] = state
 
     def _cache_fit_state(self) -> None:
         """Caches the fit state when every layer has its weights (else the first step does)."""
         state = self._prepare_fit_state(self.__dict__.get("_walked_modules"))
         if not all(layer.built for layer in state["layers"]):
-            self._fit_state = None
+            self._set_fit_state(None)
 
     def _extra_losses(self) -> list:
         """`self.losses` (add_loss and regularizers), from the cached tree during `fit`."""
@@ -658,7 +663,7 @@ class Trainer:
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        self._fit_state = None
+        self._set_fit_state(None)
         cbs.on_train_end(logs)
         self._end_distributed(runtime)
         assert cbs.history is not None  # add_history=True
@@ -826,7 +831,7 @@ class Trainer:
         try:
             self.train_step(x, y, sample_weight)
         finally:
-            self._fit_state = None
+            self._set_fit_state(None)
         logs = self._logs()
         return logs if return_dict else self._flatten_logs(logs)
 

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from birnn.ops import masks, packed_rnn, side_by_side, traced_rnn
+from birnn.ops.outside_graphs import outside_graphs
 
 __all__ = ["Direction", "Pair", "gru", "lstm", "run_direction", "run_pair", "torch_weights"]
 
@@ -172,7 +173,7 @@ def _kernel(
 # is False by default): traced into a compiled training graph, the LSTM kernel fails in
 # inductor (`mkldnn_rnn_layer`, torch 2.13). The kernel call is likewise left out of
 # compiled graphs.
-@torch.compiler.disable
+@outside_graphs
 def _opaque_kernel(
     kind: str,
     inputs: torch.Tensor,
@@ -620,8 +621,9 @@ def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair
         ]
     sequences, final = _kernel(kind, x, hx, weights, first.bias is not None, True)
     # Without a mask, each direction's last output is its final `h`.
-    states_in_time = [state[0] for state in final]
-    states_reverse = [state[1] for state in final]
+    halves = [state.unbind(0) for state in final]
+    states_in_time = [in_time for in_time, _ in halves]
+    states_reverse = [reverse for _, reverse in halves]
     return Pair(
         (states_in_time[0], states_reverse[0]),
         (states_in_time, states_reverse),

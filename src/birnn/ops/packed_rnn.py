@@ -43,6 +43,8 @@ from typing import Any
 import torch
 from torch.nn.utils import rnn as rnn_utils
 
+from birnn.ops.outside_graphs import outside_graphs
+
 __all__ = [
     "MIN_SAVED",
     "MIN_UNITS",
@@ -92,7 +94,7 @@ def worth_packing(
     return int(lengths.sum()) <= (1.0 - MIN_SAVED) * row_steps
 
 
-@torch.compiler.disable
+@outside_graphs
 def bidirectional_kernel(
     kind: str,
     inputs: torch.Tensor,

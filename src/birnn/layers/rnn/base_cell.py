@@ -333,10 +333,16 @@ class BuiltinRNN(RNN):
             ValueError: if `use_cudnn=True` but the configuration cannot run in
                 the fused kernel; the message says why.
         """
-        use_cudnn = getattr(self, "use_cudnn", False)  # SimpleRNN has no fused kernel
-        if use_cudnn is False or torch.compiler.is_exporting():
+        if torch.compiler.is_exporting():
             # `torch.export` decomposes the kernel into one step per timestep, fixing the
             # program's sequence length; the loop exports a length-generic program.
+            return None
+        training = bool(training)
+        return self._config_cached(("fused_kind", training), lambda: self._fused_kind(training))
+
+    def _fused_kind(self, training: bool) -> str | None:
+        use_cudnn = getattr(self, "use_cudnn", False)  # SimpleRNN has no fused kernel
+        if use_cudnn is False:
             return None
         cell = self.cell
         problem = (

@@ -294,35 +294,19 @@ class Bidirectional(Layer):
         Sequences in the result are in time order.
         """
         forward, backward = self.forward_layer, self.backward_layer
-        if not same_policy(forward, backward):
+        fusable = self._config_cached(
+            ("fusable", training), lambda: _pair_is_fusable(forward, backward, training)
+        )
+        if not fusable or _has_hooks(forward) or _has_hooks(backward):
             return None
         # The fused run skips the layers' calls: apply their dtype policy here.
         inputs = cast_input(forward, inputs)
         dtype_scope = call_scope(forward, backward)
+        layers = (forward, backward)
         if dtype_scope is None:
-            return self._fused_pair(inputs, mask, training, forward_state, backward_state)
+            return _fused_pair(layers, inputs, mask, training, forward_state, backward_state)
         with dtype_scope:
-            return self._fused_pair(inputs, mask, training, forward_state, backward_state)
-
-    def _fused_pair(
-        self,
-        inputs: torch.Tensor,
-        mask: torch.Tensor | None,
-        training: bool,
-        forward_state: list | None,
-        backward_state: list | None,
-    ) -> fused_rnn.Pair | None:
-        """`_call_fused` once the layers' weights are exposed in their compute dtype."""
-        layers = (self.forward_layer, self.backward_layer)
-        if not all(_direction_is_whole_call(layer, inputs, training) for layer in layers):
-            return None
-        if mask is not None:  # one tensor for both: the kernel then reads it once
-            mask = backend.convert_to_tensor(mask, dtype="bool", device=inputs.device)
-        forward = self.forward_layer.fused_direction(inputs, forward_state, mask, training)
-        backward = self.backward_layer.fused_direction(inputs, backward_state, mask, training)
-        if forward is None or backward is None:
-            return None
-        return fused_rnn.run_pair(inputs, forward, backward)
+            return _fused_pair(layers, inputs, mask, training, forward_state, backward_state)
 
     def _call_loop(
         self,
@@ -583,21 +567,46 @@ def _zero_masked_steps(layer: Layer, y: torch.Tensor, mask: torch.Tensor) -> tor
     return zero_masked_steps(y, mask.to(y.device))
 
 
-def _direction_is_whole_call(layer: Any, inputs: torch.Tensor, training: bool) -> bool:
-    """Whether running `layer.fused_direction(...)` computes all a call of `layer` does.
+def _fused_pair(
+    layers: tuple[Any, Any],
+    inputs: torch.Tensor,
+    mask: torch.Tensor | None,
+    training: bool,
+    forward_state: list | None,
+    backward_state: list | None,
+) -> fused_rnn.Pair | None:
+    """`Bidirectional._call_fused` once the layers' weights are exposed in their compute
+    dtype."""
+    forward_layer, backward_layer = layers
+    if (
+        forward_layer.cell.kernel.dtype != inputs.dtype
+        or backward_layer.cell.kernel.dtype != inputs.dtype
+    ):
+        return None  # a call would cast the inputs
+    if mask is not None:  # one tensor for both: the kernel then reads it once
+        mask = backend.convert_to_tensor(mask, dtype="bool", device=inputs.device)
+    forward = forward_layer.fused_direction(inputs, forward_state, mask, training)
+    backward = backward_layer.fused_direction(inputs, backward_state, mask, training)
+    if forward is None or backward is None:
+        return None
+    return fused_rnn.run_pair(inputs, forward, backward)
 
-    Not when torch hooks would run on the call, the layer stores states
-    (`stateful`), adds an activity loss, or overrides its call; and only when
-    the fused kernel applies, in the inputs' dtype (a call would cast them).
+
+def _pair_is_fusable(forward: Any, backward: Any, training: bool) -> bool:
+    """Whether, by their configuration, one fused run of both layers computes all their
+    calls do (torch hooks and the weights' dtype are checked per call).
+
+    Not when the layers compute in different dtype policies, when a layer
+    stores states (`stateful`), adds an activity loss, or overrides its call;
+    and only when the fused kernel applies.
     """
-    return (
+    return same_policy(forward, backward) and all(
         getattr(layer, "call_is_builtin", False)
-        and not _has_hooks(layer)
         and layer.built
         and not layer.stateful
         and layer.activity_regularizer is None
         and layer.fused_kind(training) is not None
-        and layer.cell.kernel.dtype == inputs.dtype
+        for layer in (forward, backward)
     )
 
 
