@@ -197,7 +197,7 @@ def _segment_ends(sorted_lengths: list[int], count: int) -> list[int]:
     return sorted(end for end in ends if end > 0)
 
 
-@torch.compiler.disable
+@outside_graphs
 def segmented_kernel(
     kind: str,
     inputs: torch.Tensor,
