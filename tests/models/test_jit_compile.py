@@ -157,6 +157,35 @@ def test_compiled_train_on_batch_with_keras_features_matches_eager():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_compiled_step_updates_metrics_in_its_graph():
+    """The metrics' updates run inside the compiled training graph: an uneven last
+    batch weighs by its own size (the batch size is not baked into the graph), and
+    `reset_metrics`, `evaluate` and new epochs in between leave nothing stale."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(7, 3, 3)).astype("float32")
+    y = rng.normal(size=(7, 2)).astype("float32")
+    eager, compiled = _model(birnn), _model(birnn)
+    copy_weights(eager, compiled)
+    for model, jit_compile in ((eager, False), (compiled, True)):
+        model.compile(loss="mse", optimizer="rmsprop", metrics=["mae"], jit_compile=jit_compile)
+
+    def run(model):
+        history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+        model.reset_metrics()
+        fresh = [m.result().item() for m in model.metrics]
+        first = model.train_on_batch(x[:3], y[:3], return_dict=True)
+        evaluated = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+        second = model.train_on_batch(x[3:], y[3:], return_dict=True)
+        return history, fresh, first, evaluated, second
+
+    expected, got = run(eager), run(compiled)
+    assert jit.compiled_parts(compiled) == {"train", "rule", "forward"}
+    assert got[1] == expected[1] == [0.0] * len(expected[1])
+    for part in (0, 2, 3, 4):
+        for key in expected[part]:
+            np.testing.assert_allclose(got[part][key], expected[part][key], atol=1e-5, err_msg=key)
+
+
 def _lstm_pair(steps):
     torch.manual_seed(0)
     x = torch.randn(2, steps, 3)

@@ -2,13 +2,14 @@
 
 `jit_compile=True` runs each step through `torch.compile`:
 
-- a training step's forward pass and loss (the compiled losses plus
-  `model.losses`) are one compiled graph, from which AOTAutograd derives one
+- a training step's forward pass, loss (the compiled losses plus
+  `model.losses`) and metric updates are one compiled graph (static shapes:
+  one per batch size), from which AOTAutograd derives one
   backward graph that `backward()` runs; the optimizer's update rule is a
   second compiled graph when the optimizer allows it (`rule_takes_tensor_lr`:
   the learning rate enters as a tensor, so schedules and callbacks that change
   it neither recompile nor go stale). Clipping, weight decay, the iteration
-  count, loss scaling, constraints and metrics stay eager around them;
+  count, loss scaling, constraints and the logs stay eager around them;
 - `predict`/`evaluate` steps compile the forward pass.
 
 Inside these graphs a short recurrence runs unrolled (`birnn.ops.traced_rnn`),
@@ -113,12 +114,15 @@ def _own_function(function: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
-def _compiled(model: Any, key: Any, make: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
-    """`model`'s compiled function under `key`, compiled on first use."""
+def _compiled(
+    model: Any, key: Any, make: Callable[[], Callable[..., Any]], dynamic: bool | None = None
+) -> Callable[..., Any]:
+    """`model`'s compiled function under `key`, compiled on first use (`dynamic` as
+    `torch.compile`'s)."""
     per_model = _COMPILED.setdefault(model, {})
     compiled = per_model.get(key)
     if compiled is None:
-        compiled = per_model[key] = torch.compile(_own_function(make()))
+        compiled = per_model[key] = torch.compile(_own_function(make()), dynamic=dynamic)
     return compiled
 
 
@@ -141,25 +145,25 @@ def _call_in_mode(training: bool) -> Callable[[Any, Any], Any]:
     return call
 
 
-def _forward_and_loss(model: Any, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any]:
-    y_pred = model(x, training=True)
-    return y_pred, model.compute_loss(x, y, y_pred, sample_weight, training=True)
-
-
-def forward_and_loss(
-    model: Any, x: Any, y: Any, sample_weight: Any, compiled: bool
+def train_forward(
+    model: Any, step: Callable[..., tuple[Any, torch.Tensor]], x: Any, y: Any, sample_weight: Any
 ) -> tuple[Any, torch.Tensor]:
-    """A training step's `(y_pred, loss)`: one compiled graph when `compiled`.
+    """`step(x, y, sample_weight)`, a method of `model` running a training step's traced
+    part (forward pass, loss, metric updates) and returning `(y_pred, loss)`: one
+    compiled graph, which takes the model as an input.
 
     The first call for a model (after each `compile()`) runs eagerly and builds
     what the step creates lazily.
     """
-    per_model = _COMPILED.get(model)
-    if not compiled or per_model is None or not per_model.get("warm"):
-        if compiled:
-            _COMPILED.setdefault(model, {})["warm"] = True
-        return _forward_and_loss(model, x, y, sample_weight)
-    return _compiled(model, "train", lambda: _forward_and_loss)(model, x, y, sample_weight)
+    per_model = _COMPILED.setdefault(model, {})
+    if not per_model.get("warm"):
+        per_model["warm"] = True
+        return step(x, y, sample_weight)
+    # One static graph per batch size: with a symbolic batch size, inductor (torch
+    # 2.13) compiles the unrolled recurrence's backward with a stride that still
+    # holds the first batch size, and the step fails on the next size.
+    unbound = getattr(step, "__func__", step)
+    return _compiled(model, "train", lambda: unbound, dynamic=False)(model, x, y, sample_weight)
 
 
 def _apply_rule(optimizer: Any) -> None:

@@ -481,10 +481,22 @@ class Trainer:
                 return int(t.shape[0])
         return 1
 
+    def _traced_train_part(self, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any]:
+        """The part of a compiled training step that runs in one graph: forward pass,
+        loss and the metrics' updates (the graph updates their state in place)."""
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
+        self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
+        return y_pred, loss
+
     def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
         """One optimization step on a batch; returns the (detached) total loss."""
         compiled = self.jit_compile and self._distributed is None
-        y_pred, loss = jit.forward_and_loss(self, x, y, sample_weight, compiled)
+        if compiled:
+            y_pred, loss = jit.train_forward(self, self._traced_train_part, x, y, sample_weight)
+        else:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
         opt = self.optimizer
         if isinstance(opt, optimizers_module.Optimizer) and not opt.built:
             opt.build(self)
@@ -507,7 +519,8 @@ class Trainer:
                 self.apply_constraints()
         else:
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
-        self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
+        if not compiled:
+            self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
         return loss.detach()
 
     @torch.no_grad()
