@@ -631,10 +631,7 @@ class Adam(Optimizer, torch.optim.Adam):
     def _apply_update(self, closure: Any) -> Any:
         # Keras's form: w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps);
         # torch's divides epsilon by sqrt(1 - b2^t), which differs for small gradients.
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = optim_rules.closure_loss(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -730,10 +727,7 @@ class Adamax(Optimizer, torch.optim.Adamax):
 
     def _apply_update(self, closure: Any) -> Any:
         # Keras's form: u = max(b2 * u, |g|); w -= lr * m / ((1 - b1^t) * (u + eps)).
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = optim_rules.closure_loss(closure)
         for group in self.param_groups:
             beta_1, beta_2 = group["betas"]
             for p in group["params"]:
@@ -768,10 +762,7 @@ class _KerasNadam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = optim_rules.closure_loss(closure)
         step = getattr(self, "iterations", 1)
         for group in self.param_groups:
             beta_1, beta_2 = group["betas"]
@@ -896,10 +887,7 @@ class _KerasRMSprop(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = optim_rules.closure_loss(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -1663,10 +1651,7 @@ class LossScaleOptimizer(Optimizer):
     def step(self, closure: Any = None) -> Any:
         """Unscales the gradients and steps the inner optimizer, or skips a non-finite step."""
         self._check_built()
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = optim_rules.closure_loss(closure)
         scaled, self._loss_scaled = self._loss_scaled, False
         grads = [p.grad for p in self._params_with_grad() if p.grad is not None]
         if not all(bool(torch.isfinite(g).all()) for g in grads):
@@ -2050,10 +2035,7 @@ class MultiOptimizer(Optimizer):
     def step(self, closure: Any = None) -> Any:
         """Steps every sub-optimizer that holds weights."""
         self._check_built()
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = optim_rules.closure_loss(closure)
         self.iterations += 1
         for optimizer in self.optimizers:
             if optimizer.built:

@@ -14,6 +14,15 @@ from typing import Any
 import torch
 
 
+def closure_loss(closure: Any) -> Any:
+    """`closure()` with gradients enabled, as a `torch.optim` step calls it; `None`
+    without a closure."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class _Rule(torch.optim.Optimizer):
     """Shared step plumbing: the closure, the parameters with gradients, fresh slots."""
 
@@ -27,10 +36,7 @@ class _Rule(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         t = max(int(self.iterations), 1)
         for group in self.param_groups:
             for param in group["params"]:
