@@ -7,6 +7,7 @@ import torch
 import birnn
 from birnn import optimizers, schedules
 from tests.keras_oracle import assert_close, copy_weights, keras, to_numpy
+from tests.models._optimizer_files import assert_file_round_trip
 
 SHAPES = [(3, 4), (4,), (2, 3, 4)]  # a kernel, a bias, a rank-3 weight (Adafactor's factoring)
 
@@ -248,31 +249,8 @@ def test_keras_file_crosses_both_ways_and_training_continues_like_keras(name, tm
     assert type(model.optimizer) is getattr(optimizers, name)
     assert model.optimizer.get_config()["learning_rate"] == pytest.approx(0.02)
     assert model.optimizer.iterations == 2
-    slots = {}
-    model.optimizer.save_own_variables(slots)
-    assert_close(
-        list(slots.values()),
-        [to_numpy(v) for v in keras_model.optimizer.variables],
-        atol=1e-6,
-        what="slots from the Keras file",
-    )
-    for _ in range(2):
-        expected = keras_model.train_on_batch(x, y)
-        assert model.train_on_batch(x, y) == pytest.approx(expected, abs=1e-5)
-    assert_close(model.get_weights(), keras_model.get_weights(), atol=1e-5, what="continued")
-
-    model.save(tmp_path / "b.keras")
-    back = keras.models.load_model(tmp_path / "b.keras")
+    back = assert_file_round_trip(model, keras_model, x, y, tmp_path)
     assert type(back.optimizer).__name__ == name
-    assert int(back.optimizer.iterations) == 4
-    slots = {}
-    model.optimizer.save_own_variables(slots)
-    assert_close(
-        [to_numpy(v) for v in back.optimizer.variables],
-        list(slots.values()),
-        atol=1e-6,
-        what="slots in birnn's file",
-    )
 
 
 def _loss_scale_pair(inner_name):
