@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from birnn import tree
+from birnn.dtype_policies import cast_input
 from birnn.layers.layer import Layer
 from birnn.layers.rnn.sequence_cell import SequenceCell
 from birnn.layers.serialization import deserialize_layer, serialize_layer
@@ -63,13 +64,9 @@ def states_for(cell: Layer, states: Any) -> Any:
     flat = states if isinstance(states, (list, tuple)) else (states,)
     if all(isinstance(s, torch.Tensor) and s.dtype == compute for s in flat):
         return states  # the usual step: nothing to cast
-
-    def cast(s: Any) -> Any:
-        if isinstance(s, torch.Tensor) and s.is_floating_point() and s.dtype != compute:
-            return s.to(compute)
-        return s
-
-    return tree.map_structure(cast, states)
+    return tree.map_structure(
+        lambda s: cast_input(cell, s) if isinstance(s, torch.Tensor) else s, states
+    )
 
 
 def call_cell(cell: Any, inputs: torch.Tensor, states: Any, training: bool | None) -> tuple:
