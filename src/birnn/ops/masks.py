@@ -169,9 +169,9 @@ def take_slots(
     units = width // directions
     positions = _batch_offsets(batch, 1, slots.device) if rows is None else rows
     offsets = positions.view(batch, *([1] * (slots.dim() - 1)))
-    rows = (slots.clamp(0, num_slots - 1) * batch + offsets) * directions + direction
+    flat_index = (slots.clamp(0, num_slots - 1) * batch + offsets) * directions + direction
     flat = outputs.reshape(num_slots * batch * directions, units)
-    taken = flat.index_select(0, rows.reshape(-1)).view(*slots.shape, units)
+    taken = flat.index_select(0, flat_index.reshape(-1)).view(*slots.shape, units)
     if valid is None:
         return taken
     return torch.where(valid.unsqueeze(-1), taken, 0.0)
