@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export KERAS_BACKEND := torch
 
-.PHONY: demo test fuzz lint typecheck check format bench bench-peers gpu-check clean
+.PHONY: demo test fuzz lint typecheck check format bench bench-peers gpu-check clean native
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,16 +17,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt --no-deps aeon
 	touch $(STAMP)
 
-demo: $(STAMP)
+# birnn's native LSTM/GRU kernels, compiled once per machine against the installed torch
+# (birnn.ops.native_build; a no-op when current). Without a C++ compiler birnn runs on
+# PyTorch's kernels instead.
+native: $(STAMP)
+	@$(PY) -m birnn.ops.native_build >/dev/null || \
+		echo "native: not built; birnn will use PyTorch's RNN kernels"
+
+demo: native
 	$(PY) -m birnn.examples.japanese_vowels
 
-test: $(STAMP)
+test: native
 	$(PY) -m pytest -n 2 -q
 
 # A long local soak of the property suite (tests/properties): random examples instead of
 # the fixed CI set, FUZZ_EXAMPLES per test.
 FUZZ_EXAMPLES ?= 2000
-fuzz: $(STAMP)
+fuzz: native
 	BIRNN_HYPOTHESIS_PROFILE=fuzz BIRNN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 		$(PY) -m pytest -n 2 -q tests/properties
 
@@ -50,7 +57,7 @@ format: $(STAMP)
 BENCH_VENVS := .bench
 PEER_STAMPS := $(BENCH_VENVS)/keras-tf/.installed $(BENCH_VENVS)/keras-jax/.installed
 
-bench: $(STAMP)
+bench: native
 	@for peer in keras-tf keras-jax; do test -x $(BENCH_VENVS)/$$peer/bin/python || \
 		echo "bench: no $(BENCH_VENVS)/$$peer: run \`make bench-peers\` to time Keras on it too"; done
 	$(PY) benchmarks/run.py

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from birnn.ops import masks, packed_rnn, side_by_side, traced_rnn
+from birnn.ops import masks, native_rnn, packed_rnn, side_by_side, traced_rnn
 from birnn.ops.outside_graphs import outside_graphs
 
 __all__ = ["Direction", "Pair", "gru", "lstm", "run_direction", "run_pair", "torch_weights"]
@@ -153,20 +153,25 @@ def _kernel(
     has_biases: bool,
     bidirectional: bool,
     batch_first: bool = True,
+    concurrent: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One call of PyTorch's fused kernel: `(outputs, final_states)`.
+    """One call of a fused kernel: `(outputs, final_states)`.
 
     States are `(directions, batch, units)`; `outputs` has the layout of `inputs`.
     Under `torch.compile`, a sequence of up to `traced_rnn.MAX_TRACED_STEPS`
     steps runs as traceable ops (`birnn.ops.traced_rnn`), so the recurrence
     joins the compiled graph; a longer one calls the kernel outside the graph.
+    `concurrent` asks the native kernel (`birnn.ops.native_rnn`) to run two
+    directions at once.
     """
     steps = inputs.shape[1 if batch_first else 0]
     if torch.compiler.is_compiling() and steps <= traced_rnn.MAX_TRACED_STEPS:
         return traced_rnn.kernel(
             kind, inputs, states, weights, has_biases, bidirectional, batch_first
         )
-    return _opaque_kernel(kind, inputs, states, weights, has_biases, bidirectional, batch_first)
+    return _opaque_kernel(
+        kind, inputs, states, weights, has_biases, bidirectional, batch_first, concurrent
+    )
 
 
 # TorchDynamo runs PyTorch's own RNN modules eagerly (`torch._dynamo.config.allow_rnn`
@@ -182,8 +187,10 @@ def _opaque_kernel(
     has_biases: bool,
     bidirectional: bool,
     batch_first: bool = True,
+    concurrent: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """`_kernel`, always in PyTorch's kernel (outside any compiled graph)."""
+    """`_kernel`, always in a kernel outside any compiled graph: birnn's native one
+    where `native_rnn.chosen` says so, else PyTorch's."""
     device_type = inputs.device.type
     if torch.is_autocast_enabled(device_type):
         # As `nn.LSTM` under autocast: compute in the autocast dtype (CPU autocast does not
@@ -199,6 +206,10 @@ def _opaque_kernel(
                 bidirectional,
                 batch_first,
             )
+    if native_rnn.chosen(kind, [inputs, *states, *weights]):
+        return native_rnn.kernel(
+            kind, inputs, states, weights, has_biases, bidirectional, batch_first, concurrent
+        )
     train = torch.is_grad_enabled() and (
         any(w.requires_grad for w in weights) or any(t.requires_grad for t in (inputs, *states))
     )
@@ -274,7 +285,9 @@ def _one_direction(
         x = _with_padding_feature(x, mask)
     weights = torch_weights(kind, kernel, recurrent_kernel, bias, padding_feature=keep_carry)
     rows = None  # where each row is in the kernel's batch
-    if packed_rnn.worth_segmenting(kind, x, weights, lengths):  # skips most of the padding
+    if not native_rnn.chosen(kind, [x, *hx, *weights]) and packed_rnn.worth_segmenting(
+        kind, x, weights, lengths
+    ):  # skips most of the padding
         order, rows, sorted_lengths = packed_rnn.by_length(lengths)
         x = masks.gather_time_major(x, index, order)
         hx = [state.index_select(1, order) for state in hx]
@@ -521,7 +534,11 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     True
     """
     concurrent = _side_by_side(inputs, forward, backward)
-    if concurrent or not _one_call_possible(forward, backward):
+    # Two directions at once: in one native kernel call where it can, else on two workers.
+    one_call = _one_call_possible(forward, backward) and (
+        not concurrent or _native_pair(inputs, forward, backward)
+    )
+    if not one_call:
         (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = _each_direction(
             inputs, (forward, backward), concurrent
         )
@@ -533,11 +550,11 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     first, second = (backward, forward) if swapped else (forward, backward)
     mask = forward.mask
     if mask is None:
-        pair = _unmasked_pair(_dropped(inputs, forward.dropout_mask), first, second)
+        pair = _unmasked_pair(_dropped(inputs, forward.dropout_mask), first, second, concurrent)
     else:
         mask = mask.to(torch.bool)
         x = _dropped(masks.zero_masked_steps(inputs, mask), forward.dropout_mask)
-        pair = _masked_pair(x, first, second, mask)
+        pair = _masked_pair(x, first, second, mask, concurrent)
     if not swapped:
         return pair
     # The kernel's in-time direction is the second of this pair: exchange the two.
@@ -563,6 +580,18 @@ def _side_by_side(inputs: torch.Tensor, *directions: Direction) -> bool:
     )
     tensors = [inputs, *(t for d in directions for t in (d.kernel, d.recurrent_kernel, d.bias))]
     return side_by_side.wanted(tensors, work)
+
+
+def _native_pair(inputs: torch.Tensor, *directions: Direction) -> bool:
+    """Whether one native kernel call runs both directions at once (one thread each).
+
+    With four or more threads each direction gets half of them on a worker
+    instead (`birnn.ops.side_by_side`), so that no core sits idle.
+    """
+    if torch.get_num_threads() >= 4:
+        return False
+    tensors = [inputs, *(t for d in directions for t in (d.kernel, d.recurrent_kernel, d.bias))]
+    return native_rnn.chosen(directions[0].kind, tensors)
 
 
 def _each_direction(
@@ -606,7 +635,9 @@ def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return in_time, reverse
 
 
-def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair:
+def _unmasked_pair(
+    x: torch.Tensor, first: Direction, second: Direction, concurrent: bool = False
+) -> Pair:
     """Both directions of an unmasked batch in one kernel call (`first` reads in time order)."""
     kind = first.kind
     weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias)
@@ -619,7 +650,9 @@ def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair
             torch.stack([a, b])
             for a, b in zip(_states_or_zeros(first, x), _states_or_zeros(second, x))
         ]
-    sequences, final = _kernel(kind, x, hx, weights, first.bias is not None, True)
+    sequences, final = _kernel(
+        kind, x, hx, weights, first.bias is not None, True, concurrent=concurrent
+    )
     # Without a mask, each direction's last output is its final `h`.
     halves = [state.unbind(0) for state in final]
     states_in_time = [in_time for in_time, _ in halves]
@@ -631,7 +664,13 @@ def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair
     )
 
 
-def _masked_pair(x: torch.Tensor, first: Direction, second: Direction, mask: torch.Tensor) -> Pair:
+def _masked_pair(
+    x: torch.Tensor,
+    first: Direction,
+    second: Direction,
+    mask: torch.Tensor,
+    concurrent: bool = False,
+) -> Pair:
     """Both directions of a masked batch from zero states in one kernel call.
 
     The valid steps are compacted to the front of each row; the padding slots
@@ -647,12 +686,15 @@ def _masked_pair(x: torch.Tensor, first: Direction, second: Direction, mask: tor
     units = first.recurrent_kernel.shape[0]
     zeros = x.new_zeros(2, x.shape[1], units)
     hx = [zeros, zeros] if kind == "lstm" else [zeros]
-    if packed_rnn.worth_packing(kind, x, weights, lengths):  # skips each row's padding
+    native = native_rnn.chosen(kind, [x, *hx, *weights])
+    if not native and packed_rnn.worth_packing(kind, x, weights, lengths):  # skips padding
         outputs, final = packed_rnn.bidirectional_kernel(
             kind, x, hx, weights, first.bias is not None, lengths
         )
     else:
-        outputs, final = _kernel(kind, x, hx, weights, first.bias is not None, True, False)
+        outputs, final = _kernel(
+            kind, x, hx, weights, first.bias is not None, True, False, concurrent
+        )
 
     # In-time direction: results at each row's last valid slot; zero state if none.
     h = masks.take_slots(outputs, lengths - 1, lengths > 0, direction=0, directions=2)

@@ -1,0 +1,214 @@
+"""LSTM and GRU through birnn's native CPU kernels, with PyTorch's kernel interface.
+
+`kernel` takes what `torch._VF.lstm` / `torch._VF.gru` take for one layer
+(PyTorch's flat weights and gate order, one or two directions, `batch_first`)
+and returns `(outputs, final_states)` as they do. The arithmetic is PyTorch's;
+the results agree with its kernels to float rounding (float32: within a few
+1e-7, from other summation orders and a vectorized exp).
+
+What the native kernels (`csrc/rnn_kernels.cpp`) do differently:
+- With `concurrent=True`, the two directions run at once, each on one thread
+  of the caller's OpenMP team, in the forward and in the backward pass. On a
+  two-core machine that is most of the gain: each time step's product is too
+  small to split over two cores, while two directions are independent work.
+  Because the caller's own OpenMP threads do the work, no thread sits idle
+  spinning while another waits for a core.
+- The backward pass is written by hand: one fused element-wise loop per time
+  step, and the input and weight gradients each as one product over all steps.
+
+The autograd functions here are differentiable once: differentiating their
+backward pass again (`create_graph=True`, then a second backward) raises a
+`RuntimeError`. Models that need higher-order gradients through an RNN set
+`BIRNN_NATIVE=off` (see `birnn.ops.native_build`) or call `set_enabled(False)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from birnn.ops import native_build
+
+__all__ = ["chosen", "enabled", "kernel", "set_enabled", "usable"]
+
+_DTYPES = (torch.float32, torch.float64)
+_enabled = True
+
+
+def set_enabled(value: bool) -> None:
+    """Allow (`True`, the default) or forbid the native kernels in this process.
+
+    `BIRNN_NATIVE=off` forbids them before anything is built; this switch
+    changes course at run time (tests compare the two paths with it).
+    """
+    global _enabled
+    _enabled = bool(value)
+
+
+def enabled() -> bool:
+    """Whether the native kernels may run: allowed, and built and loaded (builds on first call)."""
+    return _enabled and native_build.load()
+
+
+def usable(tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether the native kernels can compute on these tensors.
+
+    Plain CPU tensors of one dtype, float32 or float64, in eager execution (no
+    compiled or traced code, tensor subclass, dispatch or function mode, or
+    functorch transform), outside autocast, with the kernels enabled.
+    """
+    present = [t for t in tensors if t is not None]
+    dtype = present[0].dtype
+    if dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
+        return False
+    for tensor in present:
+        if tensor.dtype != dtype or tensor.device.type != "cpu":
+            return False
+        if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
+            return False
+    if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
+        return False
+    if torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack():
+        return False
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return False
+    return enabled()
+
+
+def chosen(kind: str, tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether birnn's fused LSTM / GRU path computes over `tensors` natively.
+
+    Where `usable`: always for a GRU (PyTorch's CPU GRU has no oneDNN kernel),
+    and for an LSTM when it records gradients (oneDNN's LSTM training kernel is
+    the slower one; its inference kernel is as fast as the native one).
+    """
+    if not usable(tensors):
+        return False
+    if kind == "gru":
+        return True
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _stacked(weights: Sequence[torch.Tensor], index: int, per_direction: int) -> torch.Tensor:
+    parts = list(weights[index::per_direction])
+    return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+
+
+def kernel(
+    kind: str,
+    inputs: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    weights: Sequence[torch.Tensor],
+    has_biases: bool,
+    bidirectional: bool,
+    batch_first: bool,
+    concurrent: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One layer of PyTorch's LSTM / GRU kernel, natively: `(outputs, final_states)`.
+
+    Args:
+        kind: `"lstm"` or `"gru"`.
+        inputs: `(batch, time, features)` with `batch_first`, else `(time, batch, features)`.
+        states: `[h0, c0]` (LSTM) or `[h0]`, each `(directions, batch, units)`.
+        weights: PyTorch's flat weights, `[w_ih, w_hh(, b_ih, b_hh)]` per direction.
+        has_biases: Whether `weights` hold biases.
+        bidirectional: Two directions, the second reading the sequence backwards.
+        batch_first: The layout of `inputs` and of the outputs.
+        concurrent: Run the two directions at once, one thread each.
+
+    Returns:
+        `outputs` in the layout of `inputs`, `(..., directions * units)`, and
+        the final states, each `(directions, batch, units)`.
+
+    Examples:
+
+    >>> import torch
+    >>> weights = [torch.rand(12, 3), torch.rand(12, 4)]
+    >>> x, h0 = torch.rand(2, 5, 3), torch.zeros(1, 2, 4)
+    >>> expected, h = torch._VF.gru(x, h0, weights, False, 1, 0.0, False, False, True)
+    >>> if usable([x, h0, *weights]):  # a machine without a C++ compiler falls back
+    ...     outputs, (h,) = kernel("gru", x, [h0], weights, False, False, True, False)
+    ...     assert torch.allclose(outputs, expected, atol=1e-6)
+    >>> h.shape
+    torch.Size([1, 2, 4])
+    """
+    per_direction = 4 if has_biases else 2
+    w_ih = _stacked(weights, 0, per_direction)
+    w_hh = _stacked(weights, 1, per_direction)
+    directions = 2 if bidirectional else 1
+    gates = w_hh.shape[1]
+    if has_biases:
+        b_ih, b_hh = _stacked(weights, 2, per_direction), _stacked(weights, 3, per_direction)
+    else:
+        b_ih = b_hh = inputs.new_zeros(directions, gates)
+    x = inputs.transpose(0, 1) if batch_first else inputs
+    if kind == "lstm":
+        outputs, h_n, c_n = _LSTM.apply(
+            x, states[0], states[1], w_ih, w_hh, b_ih + b_hh, batch_first, concurrent
+        )
+        return outputs, [h_n, c_n]
+    outputs, h_n = _GRU.apply(x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent)
+    return outputs, [h_n]
+
+
+class _LSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        h0: torch.Tensor,
+        c0: torch.Tensor,
+        w_ih: torch.Tensor,
+        w_hh: torch.Tensor,
+        bias: torch.Tensor,
+        batch_first: bool,
+        concurrent: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y, h_n, c_n, gates, c, tanh_c = torch.ops.birnn_native.lstm_forward(
+            x, h0, c0, w_ih, w_hh, bias, batch_first, concurrent
+        )
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c)
+        ctx.options = (batch_first, concurrent)
+        return y, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: torch.Tensor, dh_n: torch.Tensor, dc_n: torch.Tensor) -> tuple:
+        x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c = ctx.saved_tensors
+        dx, dh0, dc0, dw_ih, dw_hh, d_bias = torch.ops.birnn_native.lstm_backward(
+            x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c, dy, dh_n, dc_n, *ctx.options
+        )
+        return dx, dh0, dc0, dw_ih, dw_hh, d_bias, None, None
+
+
+class _GRU(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        h0: torch.Tensor,
+        w_ih: torch.Tensor,
+        w_hh: torch.Tensor,
+        b_ih: torch.Tensor,
+        b_hh: torch.Tensor,
+        batch_first: bool,
+        concurrent: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        y, h_n, gates, h_n_block = torch.ops.birnn_native.gru_forward(
+            x, h0, w_ih, w_hh, b_ih, b_hh, batch_first, concurrent
+        )
+        ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, h_n_block)
+        ctx.options = (batch_first, concurrent)
+        return y, h_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: torch.Tensor, dh_n: torch.Tensor) -> tuple:
+        x, h0, w_ih, w_hh, y, gates, h_n_block = ctx.saved_tensors
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.birnn_native.gru_backward(
+            x, h0, w_ih, w_hh, y, gates, h_n_block, dy, dh_n, *ctx.options
+        )
+        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None
