@@ -135,6 +135,11 @@ def kernel(
     >>> h.shape
     torch.Size([1, 2, 4])
     """
+    if not enabled():
+        raise RuntimeError(
+            "birnn.ops.native_rnn.kernel: the native kernels are not available "
+            "(disabled, or not built: see birnn.ops.native_build); check `usable` first."
+        )
     per_direction = 4 if has_biases else 2
     w_ih = _stacked(weights, 0, per_direction)
     w_hh = _stacked(weights, 1, per_direction)

@@ -35,6 +35,11 @@ operation before they sleep; a worker woken during that spin starts late.
 process starts, removes that wait, but slows down kernels that synchronise
 their threads often, such as PyTorch's own multi-threaded RNNs.
 `benchmarks/side_by_side.py --phases` measures how much overlap is lost.
+
+The fused LSTM / GRU path (`birnn.ops.fused_rnn`) uses these workers only where
+the native kernels (`birnn.ops.native_rnn`) cannot run both directions in one
+call: those run them at once on the caller's own OpenMP threads, which loses
+neither to the GIL nor to the spinning.
 """
 
 from __future__ import annotations
