@@ -34,8 +34,8 @@ _HOOKS = (
     "on a call (then Bidirectional calls the layer instead of fusing its directions)"
 )
 _PROBE = (
-    "torch's dispatcher state, read to run the two directions on threads only in plain "
-    "eager execution: torch has no public probe for it"
+    "torch's dispatcher state, read to run native code or threads only in plain eager "
+    "execution: torch has no public probe for it"
 )
 _KEEP_GRAPH = (
     "whether the running backward keeps its graph (`retain_graph`), passed on to the "
@@ -56,9 +56,14 @@ _ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
         1,
         "torch's loss base class has no public name; every torch loss module derives from it",
     ),
-    ("ops/side_by_side.py", "torch._C._is_torch_function_mode_enabled"): (1, _PROBE),
-    ("ops/side_by_side.py", "torch._C._len_torch_dispatch_stack"): (1, _PROBE),
-    ("ops/side_by_side.py", "torch._C._functorch"): (1, _PROBE),
+    ("ops/execution.py", "torch._C._is_torch_function_mode_enabled"): (1, _PROBE),
+    ("ops/execution.py", "torch._C._len_torch_dispatch_stack"): (1, _PROBE),
+    ("ops/execution.py", "torch._C._functorch"): (1, _PROBE),
+    ("ops/native_build.py", "torch._C._GLIBCXX_USE_CXX11_ABI"): (
+        1,
+        "the C++ ABI torch was built with, which a native library must match: "
+        "torch.utils.cpp_extension reads the same flag",
+    ),
     ("ops/side_by_side.py", "torch._C._autograd"): (2, _PROBE + "; " + _KEEP_GRAPH),
     ("ops/side_by_side.py", "torch._C._autograd._top_saved_tensors_default_hooks"): (
         1,

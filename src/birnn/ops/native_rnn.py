@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from birnn.ops import native_build
+from birnn.ops import execution, native_build
 
 __all__ = ["chosen", "enabled", "kernel", "set_enabled", "usable"]
 
@@ -64,16 +64,9 @@ def usable(tensors: Sequence[torch.Tensor | None]) -> bool:
     dtype = present[0].dtype
     if dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
         return False
-    for tensor in present:
-        if tensor.dtype != dtype or tensor.device.type != "cpu":
-            return False
-        if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
-            return False
-    if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
+    if any(tensor.dtype != dtype for tensor in present):
         return False
-    if torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack():
-        return False
-    if torch._C._functorch.peek_interpreter_stack() is not None:
+    if not execution.plain_eager_cpu(present):
         return False
     return enabled()
 

@@ -53,6 +53,8 @@ from typing import Any
 
 import torch
 
+from birnn.ops import execution
+
 __all__ = ["Computation", "get_mode", "run", "set_mode", "wanted"]
 
 Computation = tuple[Callable[..., tuple[torch.Tensor, ...]], Sequence[torch.Tensor | None]]
@@ -131,22 +133,11 @@ def get_mode() -> str:
 
 def _plain_eager(tensors: Sequence[torch.Tensor | None]) -> bool:
     """Whether these tensors are in plain eager CPU execution, where threads may share them."""
-    if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
-        return False
     if getattr(_state, "in_worker", False):
-        return False
-    if torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack():
-        return False
-    if torch._C._functorch.peek_interpreter_stack() is not None:
         return False
     if torch._C._autograd._top_saved_tensors_default_hooks(True) is not None:
         return False
-    for tensor in tensors:
-        if tensor is None:
-            continue
-        if type(tensor) not in (torch.Tensor, torch.nn.Parameter) or tensor.device.type != "cpu":
-            return False
-    return True
+    return execution.plain_eager_cpu(tensors)
 
 
 def wanted(tensors: Sequence[torch.Tensor | None], work: float) -> bool:
