@@ -9,11 +9,13 @@
 //   omp parallel`), in the forward and in the backward pass. Each time step's matrix
 //   product is too small for two cores to split well; two independent directions are not.
 //   Every ATen call inside the region runs single-threaded (nested parallelism is off).
-// - One fused loop per time step applies every element-wise operation (activations, state
-//   update, their derivatives), with exp, sigmoid and tanh written so that the compiler
-//   vectorizes them (float32: about 1 ulp from the C library's expf). The matrix products
-//   are ATen's (MKL / oneDNN): the input projection and, in the backward pass, the input and
-//   weight gradients are each one product over every time step.
+// - Every time step is one fused element-wise loop (activations, state update, or their
+//   derivatives) between small products: the step's input projection, its recurrent
+//   product and, in the backward pass, its contributions to the input and weight
+//   gradients. exp, sigmoid and tanh are written so that the compiler vectorizes them
+//   (float32: about 1 ulp from the C library's expf). The products go through oneDNN's
+//   batch-reduce GEMM micro-kernel where ATen exposes it (float32), else ATen's `addmm`;
+//   working step by step keeps each step's gates in cache between the products.
 //
 // Layouts: `x` is `(time, batch, features)`, any strides; the outputs are `(time, batch,
 // directions * units)`, or `(batch, time, directions * units)` with `batch_first`, the
@@ -32,7 +34,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#include <algorithm>
 #include <exception>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -100,18 +104,19 @@ Rows<T> rows_of(const Tensor& t) {
 
 // ------------------------------------------------------------------ LSTM steps
 
-// gates: pre-activations in, activations out (`g` as tanh). c, tanh(c) and h out.
+// gates: the step's products in, activations out (`g` as tanh); bias added here. c, tanh(c)
+// and h out.
 template <typename T>
-BIRNN_INLINE void lstm_forward_row(T* __restrict__ gates, const T* __restrict__ c_prev,
-                                   T* __restrict__ c, T* __restrict__ tanh_c, T* __restrict__ h,
-                                   int64_t units) {
+BIRNN_INLINE void lstm_forward_row(T* __restrict__ gates, const T* __restrict__ bias,
+                                   const T* __restrict__ c_prev, T* __restrict__ c,
+                                   T* __restrict__ tanh_c, T* __restrict__ h, int64_t units) {
   const int64_t u = units;
 #pragma omp simd
   for (int64_t j = 0; j < u; ++j) {
-    const T i = sigmoid(gates[j]);
-    const T f = sigmoid(gates[u + j]);
-    const T g = tanh_(gates[2 * u + j]);
-    const T o = sigmoid(gates[3 * u + j]);
+    const T i = sigmoid(gates[j] + bias[j]);
+    const T f = sigmoid(gates[u + j] + bias[u + j]);
+    const T g = tanh_(gates[2 * u + j] + bias[2 * u + j]);
+    const T o = sigmoid(gates[3 * u + j] + bias[3 * u + j]);
     const T c_new = f * c_prev[j] + i * g;
     const T t = tanh_(c_new);
     gates[j] = i;
@@ -125,27 +130,30 @@ BIRNN_INLINE void lstm_forward_row(T* __restrict__ gates, const T* __restrict__ 
 }
 
 template <typename T>
-BIRNN_INLINE void lstm_forward_step(Rows<T> gates, Rows<const T> c_prev, Rows<T> c, Rows<T> tanh_c, Rows<T> h,
-                       int64_t batch, int64_t units) {
+BIRNN_INLINE void lstm_forward_step(Rows<T> gates, const T* bias, Rows<const T> c_prev, Rows<T> c,
+                                    Rows<T> tanh_c, Rows<T> h, int64_t batch, int64_t units) {
   for (int64_t b = 0; b < batch; ++b) {
-    lstm_forward_row<T>(gates.row(b), c_prev.row(b), c.row(b), tanh_c.row(b), h.row(b), units);
+    lstm_forward_row<T>(gates.row(b), bias, c_prev.row(b), c.row(b), tanh_c.row(b), h.row(b),
+                        units);
   }
 }
 
-BIRNN_VECTOR_CLONES void lstm_forward_step_f32(Rows<float> gates, Rows<const float> c_prev,
-                                               Rows<float> c, Rows<float> tanh_c, Rows<float> h,
-                                               int64_t batch, int64_t units) {
-  lstm_forward_step<float>(gates, c_prev, c, tanh_c, h, batch, units);
+BIRNN_VECTOR_CLONES void lstm_forward_step_f32(Rows<float> gates, const float* bias,
+                                               Rows<const float> c_prev, Rows<float> c,
+                                               Rows<float> tanh_c, Rows<float> h, int64_t batch,
+                                               int64_t units) {
+  lstm_forward_step<float>(gates, bias, c_prev, c, tanh_c, h, batch, units);
 }
 
-// dh, dc: the gradients flowing into this step's h and c from later steps (dh without
-// this step's output gradient dy); out: dc for the previous step, and the gradient of the
-// gates' pre-activations.
+// dh, dc: the gradients flowing into this step's h and c from later steps (dh without this
+// step's output gradient dy); out: dc for the previous step, and the gradient of the gates'
+// pre-activations, also summed into d_bias.
 template <typename T>
 BIRNN_INLINE void lstm_backward_row(const T* __restrict__ gates, const T* __restrict__ tanh_c,
                                     const T* __restrict__ c_prev, const T* __restrict__ dy,
                                     const T* __restrict__ dh, T* __restrict__ dc,
-                                    T* __restrict__ d_gates, int64_t units) {
+                                    T* __restrict__ d_gates, T* __restrict__ d_bias,
+                                    int64_t units) {
   const int64_t u = units;
 #pragma omp simd
   for (int64_t j = 0; j < u; ++j) {
@@ -153,21 +161,30 @@ BIRNN_INLINE void lstm_backward_row(const T* __restrict__ gates, const T* __rest
     const T t = tanh_c[j];
     const T dh_j = dh[j] + dy[j];
     const T dc_j = dc[j] + dh_j * o * (T(1) - t * t);
-    d_gates[j] = dc_j * g * i * (T(1) - i);
-    d_gates[u + j] = dc_j * c_prev[j] * f * (T(1) - f);
-    d_gates[2 * u + j] = dc_j * i * (T(1) - g * g);
-    d_gates[3 * u + j] = dh_j * t * o * (T(1) - o);
+    const T di = dc_j * g * i * (T(1) - i);
+    const T df = dc_j * c_prev[j] * f * (T(1) - f);
+    const T dg = dc_j * i * (T(1) - g * g);
+    const T d_o = dh_j * t * o * (T(1) - o);
+    d_gates[j] = di;
+    d_gates[u + j] = df;
+    d_gates[2 * u + j] = dg;
+    d_gates[3 * u + j] = d_o;
+    d_bias[j] += di;
+    d_bias[u + j] += df;
+    d_bias[2 * u + j] += dg;
+    d_bias[3 * u + j] += d_o;
     dc[j] = dc_j * f;
   }
 }
 
 template <typename T>
-BIRNN_INLINE void lstm_backward_step(Rows<const T> gates, Rows<const T> tanh_c, Rows<const T> c_prev,
-                        Rows<const T> dy, Rows<const T> dh, Rows<T> dc, Rows<T> d_gates,
-                        int64_t batch, int64_t units) {
+BIRNN_INLINE void lstm_backward_step(Rows<const T> gates, Rows<const T> tanh_c,
+                                     Rows<const T> c_prev, Rows<const T> dy, Rows<const T> dh,
+                                     Rows<T> dc, Rows<T> d_gates, T* d_bias, int64_t batch,
+                                     int64_t units) {
   for (int64_t b = 0; b < batch; ++b) {
     lstm_backward_row<T>(gates.row(b), tanh_c.row(b), c_prev.row(b), dy.row(b), dh.row(b),
-                         dc.row(b), d_gates.row(b), units);
+                         dc.row(b), d_gates.row(b), d_bias, units);
   }
 }
 
@@ -175,26 +192,28 @@ BIRNN_VECTOR_CLONES void lstm_backward_step_f32(Rows<const float> gates,
                                                 Rows<const float> tanh_c,
                                                 Rows<const float> c_prev, Rows<const float> dy,
                                                 Rows<const float> dh, Rows<float> dc,
-                                                Rows<float> d_gates, int64_t batch,
-                                                int64_t units) {
-  lstm_backward_step<float>(gates, tanh_c, c_prev, dy, dh, dc, d_gates, batch, units);
+                                                Rows<float> d_gates, float* d_bias,
+                                                int64_t batch, int64_t units) {
+  lstm_backward_step<float>(gates, tanh_c, c_prev, dy, dh, dc, d_gates, d_bias, batch, units);
 }
 
 // ------------------------------------------------------------------ GRU steps
 
-// x_gates: the input projection (with b_ih) in, activations r, z, n out; h_gates: the
-// recurrent projection (with b_hh); h_n out: its `n` block (needed by the backward pass).
+// x_gates: the input projection in, activations r, z, n out; h_gates: the recurrent
+// product; both biases added here. h_n out: the recurrent `n` block with its bias (needed
+// by the backward pass).
 template <typename T>
 BIRNN_INLINE void gru_forward_row(T* __restrict__ x_gates, const T* __restrict__ h_gates,
+                                  const T* __restrict__ b_ih, const T* __restrict__ b_hh,
                                   const T* __restrict__ h_prev, T* __restrict__ h_n,
                                   T* __restrict__ h, int64_t units) {
   const int64_t u = units;
 #pragma omp simd
   for (int64_t j = 0; j < u; ++j) {
-    const T r = sigmoid(x_gates[j] + h_gates[j]);
-    const T z = sigmoid(x_gates[u + j] + h_gates[u + j]);
-    const T hn = h_gates[2 * u + j];
-    const T n = tanh_(x_gates[2 * u + j] + r * hn);
+    const T r = sigmoid(x_gates[j] + b_ih[j] + h_gates[j] + b_hh[j]);
+    const T z = sigmoid(x_gates[u + j] + b_ih[u + j] + h_gates[u + j] + b_hh[u + j]);
+    const T hn = h_gates[2 * u + j] + b_hh[2 * u + j];
+    const T n = tanh_(x_gates[2 * u + j] + b_ih[2 * u + j] + r * hn);
     x_gates[j] = r;
     x_gates[u + j] = z;
     x_gates[2 * u + j] = n;
@@ -204,29 +223,31 @@ BIRNN_INLINE void gru_forward_row(T* __restrict__ x_gates, const T* __restrict__
 }
 
 template <typename T>
-BIRNN_INLINE void gru_forward_step(Rows<T> x_gates, Rows<const T> h_gates, Rows<const T> h_prev, Rows<T> h_n,
-                      Rows<T> h, int64_t batch, int64_t units) {
+BIRNN_INLINE void gru_forward_step(Rows<T> x_gates, Rows<const T> h_gates, const T* b_ih,
+                                   const T* b_hh, Rows<const T> h_prev, Rows<T> h_n, Rows<T> h,
+                                   int64_t batch, int64_t units) {
   for (int64_t b = 0; b < batch; ++b) {
-    gru_forward_row<T>(x_gates.row(b), h_gates.row(b), h_prev.row(b), h_n.row(b), h.row(b),
-                       units);
+    gru_forward_row<T>(x_gates.row(b), h_gates.row(b), b_ih, b_hh, h_prev.row(b), h_n.row(b),
+                       h.row(b), units);
   }
 }
 
 BIRNN_VECTOR_CLONES void gru_forward_step_f32(Rows<float> x_gates, Rows<const float> h_gates,
+                                              const float* b_ih, const float* b_hh,
                                               Rows<const float> h_prev, Rows<float> h_n,
                                               Rows<float> h, int64_t batch, int64_t units) {
-  gru_forward_step<float>(x_gates, h_gates, h_prev, h_n, h, batch, units);
+  gru_forward_step<float>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, batch, units);
 }
 
 // dh: the gradient into this step's h from later steps; out: the gradients of the input
-// projection (dx_gates) and of the recurrent projection (dh_gates), and dh_prev's direct
-// part (z * dh; the caller adds dh_gates @ w_hh).
+// projection (dx_gates) and of the recurrent product (dh_gates), summed into the biases'
+// gradients too, and dh_prev's direct part (z * dh; the caller adds dh_gates @ w_hh).
 template <typename T>
 BIRNN_INLINE void gru_backward_row(const T* __restrict__ gates, const T* __restrict__ h_n,
                                    const T* __restrict__ h_prev, const T* __restrict__ dy,
                                    const T* __restrict__ dh, T* __restrict__ dx_gates,
                                    T* __restrict__ dh_gates, T* __restrict__ dh_prev,
-                                   int64_t units) {
+                                   T* __restrict__ db_ih, T* __restrict__ db_hh, int64_t units) {
   const int64_t u = units;
 #pragma omp simd
   for (int64_t j = 0; j < u; ++j) {
@@ -235,23 +256,31 @@ BIRNN_INLINE void gru_backward_row(const T* __restrict__ gates, const T* __restr
     const T dn = dh_j * (T(1) - z) * (T(1) - n * n);
     const T dz = dh_j * (h_prev[j] - n) * z * (T(1) - z);
     const T dr = dn * h_n[j] * r * (T(1) - r);
+    const T dhn = dn * r;
     dx_gates[j] = dr;
     dx_gates[u + j] = dz;
     dx_gates[2 * u + j] = dn;
     dh_gates[j] = dr;
     dh_gates[u + j] = dz;
-    dh_gates[2 * u + j] = dn * r;
+    dh_gates[2 * u + j] = dhn;
+    db_ih[j] += dr;
+    db_ih[u + j] += dz;
+    db_ih[2 * u + j] += dn;
+    db_hh[j] += dr;
+    db_hh[u + j] += dz;
+    db_hh[2 * u + j] += dhn;
     dh_prev[j] = dh_j * z;
   }
 }
 
 template <typename T>
 BIRNN_INLINE void gru_backward_step(Rows<const T> gates, Rows<const T> h_n, Rows<const T> h_prev,
-                       Rows<const T> dy, Rows<const T> dh, Rows<T> dx_gates, Rows<T> dh_gates,
-                       Rows<T> dh_prev, int64_t batch, int64_t units) {
+                                    Rows<const T> dy, Rows<const T> dh, Rows<T> dx_gates,
+                                    Rows<T> dh_gates, Rows<T> dh_prev, T* db_ih, T* db_hh,
+                                    int64_t batch, int64_t units) {
   for (int64_t b = 0; b < batch; ++b) {
     gru_backward_row<T>(gates.row(b), h_n.row(b), h_prev.row(b), dy.row(b), dh.row(b),
-                        dx_gates.row(b), dh_gates.row(b), dh_prev.row(b), units);
+                        dx_gates.row(b), dh_gates.row(b), dh_prev.row(b), db_ih, db_hh, units);
   }
 }
 
@@ -259,47 +288,53 @@ BIRNN_VECTOR_CLONES void gru_backward_step_f32(Rows<const float> gates, Rows<con
                                                Rows<const float> h_prev, Rows<const float> dy,
                                                Rows<const float> dh, Rows<float> dx_gates,
                                                Rows<float> dh_gates, Rows<float> dh_prev,
-                                               int64_t batch, int64_t units) {
-  gru_backward_step<float>(gates, h_n, h_prev, dy, dh, dx_gates, dh_gates, dh_prev, batch,
-                           units);
+                                               float* db_ih, float* db_hh, int64_t batch,
+                                               int64_t units) {
+  gru_backward_step<float>(gates, h_n, h_prev, dy, dh, dx_gates, dh_gates, dh_prev, db_ih,
+                           db_hh, batch, units);
 }
 
 // float32 goes to the vectorized copies, float64 to the plain loops.
-void lstm_step_forward(Rows<float> g, Rows<const float> cp, Rows<float> c, Rows<float> tc,
-                  Rows<float> h, int64_t batch, int64_t units) {
-  lstm_forward_step_f32(g, cp, c, tc, h, batch, units);
+void lstm_step_forward(Rows<float> g, const float* bias, Rows<const float> cp, Rows<float> c,
+                       Rows<float> tc, Rows<float> h, int64_t batch, int64_t units) {
+  lstm_forward_step_f32(g, bias, cp, c, tc, h, batch, units);
 }
-void lstm_step_forward(Rows<double> g, Rows<const double> cp, Rows<double> c, Rows<double> tc,
-                  Rows<double> h, int64_t batch, int64_t units) {
-  lstm_forward_step<double>(g, cp, c, tc, h, batch, units);
+void lstm_step_forward(Rows<double> g, const double* bias, Rows<const double> cp,
+                       Rows<double> c, Rows<double> tc, Rows<double> h, int64_t batch,
+                       int64_t units) {
+  lstm_forward_step<double>(g, bias, cp, c, tc, h, batch, units);
 }
 void lstm_step_backward(Rows<const float> g, Rows<const float> tc, Rows<const float> cp,
-                   Rows<const float> dy, Rows<const float> dh, Rows<float> dc, Rows<float> dg,
-                   int64_t batch, int64_t units) {
-  lstm_backward_step_f32(g, tc, cp, dy, dh, dc, dg, batch, units);
+                        Rows<const float> dy, Rows<const float> dh, Rows<float> dc,
+                        Rows<float> dg, float* db, int64_t batch, int64_t units) {
+  lstm_backward_step_f32(g, tc, cp, dy, dh, dc, dg, db, batch, units);
 }
 void lstm_step_backward(Rows<const double> g, Rows<const double> tc, Rows<const double> cp,
-                   Rows<const double> dy, Rows<const double> dh, Rows<double> dc,
-                   Rows<double> dg, int64_t batch, int64_t units) {
-  lstm_backward_step<double>(g, tc, cp, dy, dh, dc, dg, batch, units);
+                        Rows<const double> dy, Rows<const double> dh, Rows<double> dc,
+                        Rows<double> dg, double* db, int64_t batch, int64_t units) {
+  lstm_backward_step<double>(g, tc, cp, dy, dh, dc, dg, db, batch, units);
 }
-void gru_step_forward(Rows<float> xg, Rows<const float> hg, Rows<const float> hp, Rows<float> hn,
-                 Rows<float> h, int64_t batch, int64_t units) {
-  gru_forward_step_f32(xg, hg, hp, hn, h, batch, units);
+void gru_step_forward(Rows<float> xg, Rows<const float> hg, const float* b_ih, const float* b_hh,
+                      Rows<const float> hp, Rows<float> hn, Rows<float> h, int64_t batch,
+                      int64_t units) {
+  gru_forward_step_f32(xg, hg, b_ih, b_hh, hp, hn, h, batch, units);
 }
-void gru_step_forward(Rows<double> xg, Rows<const double> hg, Rows<const double> hp,
-                 Rows<double> hn, Rows<double> h, int64_t batch, int64_t units) {
-  gru_forward_step<double>(xg, hg, hp, hn, h, batch, units);
+void gru_step_forward(Rows<double> xg, Rows<const double> hg, const double* b_ih,
+                      const double* b_hh, Rows<const double> hp, Rows<double> hn,
+                      Rows<double> h, int64_t batch, int64_t units) {
+  gru_forward_step<double>(xg, hg, b_ih, b_hh, hp, hn, h, batch, units);
 }
 void gru_step_backward(Rows<const float> g, Rows<const float> hn, Rows<const float> hp,
-                  Rows<const float> dy, Rows<const float> dh, Rows<float> dxg, Rows<float> dhg,
-                  Rows<float> dhp, int64_t batch, int64_t units) {
-  gru_backward_step_f32(g, hn, hp, dy, dh, dxg, dhg, dhp, batch, units);
+                       Rows<const float> dy, Rows<const float> dh, Rows<float> dxg,
+                       Rows<float> dhg, Rows<float> dhp, float* db_ih, float* db_hh,
+                       int64_t batch, int64_t units) {
+  gru_backward_step_f32(g, hn, hp, dy, dh, dxg, dhg, dhp, db_ih, db_hh, batch, units);
 }
 void gru_step_backward(Rows<const double> g, Rows<const double> hn, Rows<const double> hp,
-                  Rows<const double> dy, Rows<const double> dh, Rows<double> dxg,
-                  Rows<double> dhg, Rows<double> dhp, int64_t batch, int64_t units) {
-  gru_backward_step<double>(g, hn, hp, dy, dh, dxg, dhg, dhp, batch, units);
+                       Rows<const double> dy, Rows<const double> dh, Rows<double> dxg,
+                       Rows<double> dhg, Rows<double> dhp, double* db_ih, double* db_hh,
+                       int64_t batch, int64_t units) {
+  gru_backward_step<double>(g, hn, hp, dy, dh, dxg, dhg, dhp, db_ih, db_hh, batch, units);
 }
 
 template <typename T>
@@ -327,13 +362,13 @@ Tensor work_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
   return buffer;
 }
 
-// ------------------------------------------------------------------ per-step products
+// ------------------------------------------------------------------ products
 
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
 // oneDNN's batch-reduce GEMM micro-kernel, as ATen exposes it: about 1.2x faster than the
-// BLAS product on each time step's small (batch x units) products. Checked once: a PyTorch
-// built without it raises, and the steps take ATen's product instead.
-bool fast_step_products() {
+// BLAS product on the small (batch-row) products of a time step. Checked once: a PyTorch
+// built without it raises, and the products go through ATen's `addmm` instead.
+bool micro_kernel_works() {
   static const bool works = [] {
     try {
       float a = 1.0f, b = 2.0f, c = 0.0f;
@@ -347,42 +382,57 @@ bool fast_step_products() {
 }
 #endif
 
-// out (+)= a @ op(w) at every time step of one call, `op(w)` being `w` or its transpose;
-// `accumulate` adds to `out` (which holds the input projection, or a bias) instead of
-// overwriting it.
+// c (+)= a @ b for row-major blocks (inner stride 1): a (m, k), b (k, n), c (m, n);
+// `accumulate` adds to c instead of overwriting it.
 template <typename T>
-class StepProduct {
- public:
-  StepProduct(const Tensor& w, bool transpose) : w_(transpose ? w.t() : w) {}
-  void operator()(const Tensor& a, Tensor& out, bool accumulate) const {
-    out.addmm_(a, w_, accumulate ? 1.0 : 0.0, 1.0);
-  }
-
- private:
-  Tensor w_;
-};
-
+void multiply(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
-template <>
-class StepProduct<float> {
- public:
-  StepProduct(const Tensor& w, bool transpose)
-      : w_((transpose ? w.t() : w).contiguous()), fast_(fast_step_products()) {}
-  void operator()(const Tensor& a, Tensor& out, bool accumulate) const {
-    if (!fast_ || a.stride(1) != 1 || out.stride(1) != 1) {
-      out.addmm_(a, w_, accumulate ? 1.0 : 0.0, 1.0);
+  if constexpr (std::is_same_v<T, float>) {
+    if (micro_kernel_works() && a.stride(1) == 1 && b.stride(1) == 1 && c.stride(1) == 1) {
+      at::native::cpublas::brgemm(a.size(0), b.size(1), a.size(1), a.stride(0), b.stride(0),
+                                  c.stride(0), accumulate, a.data_ptr<float>(),
+                                  b.data_ptr<float>(), c.data_ptr<float>(), false);
       return;
     }
-    at::native::cpublas::brgemm(a.size(0), w_.size(1), w_.size(0), a.stride(0), w_.size(1),
-                                out.stride(0), accumulate, a.data_ptr<float>(),
-                                w_.data_ptr<float>(), out.data_ptr<float>(), false);
   }
+#endif
+  c.addmm_(a, b, accumulate ? 1.0 : 0.0, 1.0);
+}
+
+// dst (cols, rows) = src (rows, cols)^T, dst contiguous.
+template <typename T>
+void transpose_into(const Tensor& src, Tensor& dst) {
+  const int64_t rows = src.size(0), cols = src.size(1), stride = src.stride(0);
+  const T* in = src.data_ptr<T>();
+  T* out = dst.data_ptr<T>();
+  constexpr int64_t kBlock = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
+      const int64_t r1 = std::min(rows, r0 + kBlock), c1 = std::min(cols, c0 + kBlock);
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t c = c0; c < c1; ++c) out[c * rows + r] = in[r * stride + c];
+      }
+    }
+  }
+}
+
+// The weight gradients of one direction, summed step by step as (in, gates * units) so that
+// each step's share is one product of row-major blocks: in^T @ d_gates.
+template <typename T>
+class WeightGradient {
+ public:
+  WeightGradient(int64_t in, int64_t out, int64_t batch, const at::TensorOptions& options)
+      : sum_(at::zeros({in, out}, options)), transposed_(at::empty({in, batch}, options)) {}
+  void add(const Tensor& inputs, const Tensor& d_gates) {
+    transpose_into<T>(inputs, transposed_);
+    multiply<T>(transposed_, d_gates, sum_, /*accumulate=*/true);
+  }
+  void write_to(Tensor& weight_gradient) const { weight_gradient.copy_(sum_.t()); }
 
  private:
-  Tensor w_;  // (k, n), rows contiguous
-  bool fast_;
+  Tensor sum_;
+  Tensor transposed_;
 };
-#endif
 
 // ------------------------------------------------------------------ one direction
 
@@ -402,46 +452,23 @@ Tensor direction_block(const Tensor& y, bool batch_first, int64_t d, int64_t uni
   return time_major.narrow(2, d * units, units);
 }
 
-// The input projection of every step at once, into `gates` (time, batch, gates * units).
-void input_projection(const Tensor& x, const Tensor& w_ih, const Tensor& bias,
-                      const Tensor& gates) {
-  const int64_t rows = x.size(0) * x.size(1);
-  Tensor out = gates.view({rows, w_ih.size(0)});
-  at::addmm_out(out, bias, x.reshape({rows, x.size(2)}), w_ih.t());
-}
-
-// h at each step's start, time-major (batch, units) per step, as one (time * batch, units)
-// matrix lined up with the gate gradients: for the weight gradient in one product.
-Tensor previous_outputs(const Tensor& y_d, const Tensor& h0, const Walk& walk) {
-  Tensor h_prev = work_buffer(y_d.sizes(), y_d.options());
-  const int64_t time = walk.time;
-  if (time > 1) {
-    if (walk.reverse) {
-      h_prev.narrow(0, 0, time - 1).copy_(y_d.narrow(0, 1, time - 1));
-    } else {
-      h_prev.narrow(0, 1, time - 1).copy_(y_d.narrow(0, 0, time - 1));
-    }
-  }
-  h_prev[walk.first()].copy_(h0);
-  return h_prev.view({time * y_d.size(1), y_d.size(2)});
-}
-
 template <typename T>
 void lstm_direction_forward(const Tensor& x, const Tensor& h0, const Tensor& c0,
                             const Tensor& w_ih, const Tensor& w_hh, const Tensor& bias,
                             const Tensor& y_d, const Tensor& gates, const Tensor& c,
                             const Tensor& tanh_c, const Walk& walk, Tensor h_n, Tensor c_n) {
   const int64_t batch = x.size(1), units = h0.size(1);
-  input_projection(x, w_ih, bias, gates);
-  const StepProduct<T> recurrent(w_hh, /*transpose=*/true);
+  const Tensor w_ih_t = w_ih.t().contiguous(), w_hh_t = w_hh.t().contiguous();
+  const T* b = bias.data_ptr<T>();
   for (int64_t s = 0; s < walk.time; ++s) {
     const int64_t t = walk.at(s);
     const bool first = s == 0;
     Tensor g = gates[t];
-    recurrent(first ? h0 : y_d[walk.before(t)], g, /*accumulate=*/true);
+    multiply<T>(x[t], w_ih_t, g, /*accumulate=*/false);
+    multiply<T>(first ? h0 : y_d[walk.before(t)], w_hh_t, g, /*accumulate=*/true);
     const Tensor c_prev = first ? c0 : c[walk.before(t)];
-    lstm_step_forward(rows_of<T>(g), const_rows<T>(c_prev), rows_of<T>(c[t]), rows_of<T>(tanh_c[t]),
-                 rows_of<T>(y_d[t]), batch, units);
+    lstm_step_forward(rows_of<T>(g), b, const_rows<T>(c_prev), rows_of<T>(c[t]),
+                      rows_of<T>(tanh_c[t]), rows_of<T>(y_d[t]), batch, units);
   }
   h_n.copy_(y_d[walk.last()]);
   c_n.copy_(c[walk.last()]);
@@ -455,26 +482,31 @@ void lstm_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& c0
                              const Walk& walk, Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih,
                              Tensor dw_hh, Tensor d_bias) {
   const int64_t time = walk.time, batch = x.size(1), units = h0.size(1);
-  Tensor d_gates = work_buffer({time, batch, 4 * units}, x.options());
+  const auto options = x.options();
+  Tensor d_gates = at::empty({batch, 4 * units}, options);
   Tensor dh = dh_n.clone(at::MemoryFormat::Contiguous);
   Tensor dc = dc_n.clone(at::MemoryFormat::Contiguous);
-  const StepProduct<T> recurrent(w_hh, /*transpose=*/false);
+  WeightGradient<T> input_weights(x.size(2), 4 * units, batch, options);
+  WeightGradient<T> recurrent_weights(units, 4 * units, batch, options);
+  d_bias.zero_();
+  T* db = d_bias.data_ptr<T>();
   for (int64_t s = 0; s < time; ++s) {
     const int64_t t = walk.at(time - 1 - s);
-    const Tensor c_prev = t == walk.first() ? c0 : c[walk.before(t)];
-    Tensor dg = d_gates[t];
+    const bool first = t == walk.first();
+    const Tensor c_prev = first ? c0 : c[walk.before(t)];
     lstm_step_backward(const_rows<T>(gates[t]), const_rows<T>(tanh_c[t]), const_rows<T>(c_prev),
-                  const_rows<T>(dy_d[t]), const_rows<T>(dh), rows_of<T>(dc), rows_of<T>(dg),
-                  batch, units);
-    recurrent(dg, dh, /*accumulate=*/false);
+                       const_rows<T>(dy_d[t]), const_rows<T>(dh), rows_of<T>(dc),
+                       rows_of<T>(d_gates), db, batch, units);
+    multiply<T>(d_gates, w_hh, dh, /*accumulate=*/false);
+    Tensor dx_t = dx[t];
+    multiply<T>(d_gates, w_ih, dx_t, /*accumulate=*/false);
+    recurrent_weights.add(first ? h0 : y_d[walk.before(t)], d_gates);
+    input_weights.add(x[t], d_gates);
   }
   dh0.copy_(dh);
   dc0.copy_(dc);
-  const Tensor flat = d_gates.view({time * batch, 4 * units});
-  at::mm_out(dx, flat, w_ih);
-  at::mm_out(dw_ih, flat.t(), x.reshape({time * batch, x.size(2)}));
-  at::mm_out(dw_hh, flat.t(), previous_outputs(y_d, h0, walk));
-  at::sum_out(d_bias, flat, {0});
+  input_weights.write_to(dw_ih);
+  recurrent_weights.write_to(dw_hh);
 }
 
 template <typename T>
@@ -483,16 +515,17 @@ void gru_direction_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih
                            const Tensor& y_d, const Tensor& gates, const Tensor& h_n_block,
                            const Walk& walk, Tensor h_n) {
   const int64_t batch = x.size(1), units = h0.size(1);
-  input_projection(x, w_ih, b_ih, gates);
-  const StepProduct<T> recurrent(w_hh, /*transpose=*/true);
+  const Tensor w_ih_t = w_ih.t().contiguous(), w_hh_t = w_hh.t().contiguous();
   Tensor h_gates = at::empty({batch, 3 * units}, x.options());
   for (int64_t s = 0; s < walk.time; ++s) {
     const int64_t t = walk.at(s);
     const Tensor h_prev = s == 0 ? h0 : y_d[walk.before(t)];
-    h_gates.copy_(b_hh.expand_as(h_gates));
-    recurrent(h_prev, h_gates, /*accumulate=*/true);
-    gru_step_forward(rows_of<T>(gates[t]), const_rows<T>(h_gates), const_rows<T>(h_prev),
-                rows_of<T>(h_n_block[t]), rows_of<T>(y_d[t]), batch, units);
+    Tensor g = gates[t];
+    multiply<T>(x[t], w_ih_t, g, /*accumulate=*/false);
+    multiply<T>(h_prev, w_hh_t, h_gates, /*accumulate=*/false);
+    gru_step_forward(rows_of<T>(g), const_rows<T>(h_gates), b_ih.data_ptr<T>(),
+                     b_hh.data_ptr<T>(), const_rows<T>(h_prev), rows_of<T>(h_n_block[t]),
+                     rows_of<T>(y_d[t]), batch, units);
   }
   h_n.copy_(y_d[walk.last()]);
 }
@@ -504,29 +537,32 @@ void gru_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& w_i
                             const Walk& walk, Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh,
                             Tensor db_ih, Tensor db_hh) {
   const int64_t time = walk.time, batch = x.size(1), units = h0.size(1);
-  Tensor dx_gates = work_buffer({time, batch, 3 * units}, x.options());
-  Tensor dh_gates = work_buffer({time, batch, 3 * units}, x.options());
+  const auto options = x.options();
+  Tensor dx_gates = at::empty({batch, 3 * units}, options);
+  Tensor dh_gates = at::empty({batch, 3 * units}, options);
   Tensor dh = dh_n.clone(at::MemoryFormat::Contiguous);
-  Tensor dh_prev = at::empty({batch, units}, x.options());
-  const StepProduct<T> recurrent(w_hh, /*transpose=*/false);
+  Tensor dh_prev = at::empty({batch, units}, options);
+  WeightGradient<T> input_weights(x.size(2), 3 * units, batch, options);
+  WeightGradient<T> recurrent_weights(units, 3 * units, batch, options);
+  db_ih.zero_();
+  db_hh.zero_();
   for (int64_t s = 0; s < time; ++s) {
     const int64_t t = walk.at(time - 1 - s);
     const Tensor h_prev = t == walk.first() ? h0 : y_d[walk.before(t)];
-    Tensor dhg = dh_gates[t];
-    gru_step_backward(const_rows<T>(gates[t]), const_rows<T>(h_n_block[t]), const_rows<T>(h_prev),
-                 const_rows<T>(dy_d[t]), const_rows<T>(dh), rows_of<T>(dx_gates[t]),
-                 rows_of<T>(dhg), rows_of<T>(dh_prev), batch, units);
-    recurrent(dhg, dh_prev, /*accumulate=*/true);
+    gru_step_backward(const_rows<T>(gates[t]), const_rows<T>(h_n_block[t]),
+                      const_rows<T>(h_prev), const_rows<T>(dy_d[t]), const_rows<T>(dh),
+                      rows_of<T>(dx_gates), rows_of<T>(dh_gates), rows_of<T>(dh_prev),
+                      db_ih.data_ptr<T>(), db_hh.data_ptr<T>(), batch, units);
+    multiply<T>(dh_gates, w_hh, dh_prev, /*accumulate=*/true);
     std::swap(dh, dh_prev);
+    Tensor dx_t = dx[t];
+    multiply<T>(dx_gates, w_ih, dx_t, /*accumulate=*/false);
+    recurrent_weights.add(h_prev, dh_gates);
+    input_weights.add(x[t], dx_gates);
   }
   dh0.copy_(dh);
-  const Tensor flat_x = dx_gates.view({time * batch, 3 * units});
-  const Tensor flat_h = dh_gates.view({time * batch, 3 * units});
-  at::mm_out(dx, flat_x, w_ih);
-  at::mm_out(dw_ih, flat_x.t(), x.reshape({time * batch, x.size(2)}));
-  at::mm_out(dw_hh, flat_h.t(), previous_outputs(y_d, h0, walk));
-  at::sum_out(db_ih, flat_x, {0});
-  at::sum_out(db_hh, flat_h, {0});
+  input_weights.write_to(dw_ih);
+  recurrent_weights.write_to(dw_hh);
 }
 
 // ------------------------------------------------------------------ both directions
@@ -612,7 +648,7 @@ std::vector<Tensor> lstm_backward(const Tensor& x_in, const Tensor& h0_in, const
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const int64_t time = x.size(0), directions = w_ih.size(0), units = h0.size(2);
   const auto options = x.options();
-  Tensor dx = work_buffer({directions, time * x.size(1), x.size(2)}, options);
+  Tensor dx = work_buffer({directions, time, x.size(1), x.size(2)}, options);
   Tensor dh0 = at::empty(h0.sizes(), options), dc0 = at::empty(c0.sizes(), options);
   Tensor dw_ih = at::empty(w_ih.sizes(), options), dw_hh = at::empty(w_hh.sizes(), options);
   Tensor d_bias = at::empty({directions, 4 * units}, options);
@@ -626,7 +662,7 @@ std::vector<Tensor> lstm_backward(const Tensor& x_in, const Tensor& h0_in, const
                                         dc0[d], dw_ih[d], dw_hh[d], d_bias[d]);
     });
   });
-  Tensor dx_sum = directions == 2 ? dx[0].add_(dx[1]) : dx[0];
+  Tensor dx_sum = directions == 2 ? at::add(dx[0], dx[1]) : dx[0].clone();
   return {dx_sum.view(x.sizes()), dh0, dc0, dw_ih, dw_hh, d_bias};
 }
 
@@ -664,7 +700,7 @@ std::vector<Tensor> gru_backward(const Tensor& x_in, const Tensor& h0_in, const 
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const int64_t time = x.size(0), directions = w_ih.size(0), units = h0.size(2);
   const auto options = x.options();
-  Tensor dx = work_buffer({directions, time * x.size(1), x.size(2)}, options);
+  Tensor dx = work_buffer({directions, time, x.size(1), x.size(2)}, options);
   Tensor dh0 = at::empty(h0.sizes(), options);
   Tensor dw_ih = at::empty(w_ih.sizes(), options), dw_hh = at::empty(w_hh.sizes(), options);
   Tensor db_ih = at::empty({directions, 3 * units}, options);
@@ -679,7 +715,7 @@ std::vector<Tensor> gru_backward(const Tensor& x_in, const Tensor& h0_in, const 
                                        db_ih[d], db_hh[d]);
     });
   });
-  Tensor dx_sum = directions == 2 ? dx[0].add_(dx[1]) : dx[0];
+  Tensor dx_sum = directions == 2 ? at::add(dx[0], dx[1]) : dx[0].clone();
   return {dx_sum.view(x.sizes()), dh0, dw_ih, dw_hh, db_ih, db_hh};
 }
 
