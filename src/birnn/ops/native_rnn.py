@@ -72,17 +72,13 @@ def usable(tensors: Sequence[torch.Tensor | None]) -> bool:
 
 
 def chosen(kind: str, tensors: Sequence[torch.Tensor | None]) -> bool:
-    """Whether birnn's fused LSTM / GRU path computes over `tensors` natively.
+    """Whether birnn's fused LSTM / GRU path computes over `tensors` natively: where `usable`.
 
-    Where `usable`: always for a GRU (PyTorch's CPU GRU has no oneDNN kernel),
-    and for an LSTM when it records gradients (oneDNN's LSTM training kernel is
-    the slower one; its inference kernel is as fast as the native one).
+    Measured against PyTorch's kernels on a 2-core machine (batch 64, 100 steps, 128
+    units; 500 steps, 64 units), the native kernels are faster for both kinds, in
+    training and in inference; `kind` is the place for a rule that ever differs by kind.
     """
-    if not usable(tensors):
-        return False
-    if kind == "gru":
-        return True
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return usable(tensors)
 
 
 def _stacked(weights: Sequence[torch.Tensor], index: int, per_direction: int) -> torch.Tensor:
@@ -143,12 +139,15 @@ def kernel(
     else:
         b_ih = b_hh = inputs.new_zeros(directions, gates)
     x = inputs.transpose(0, 1) if batch_first else inputs
+    # Whether autograd records this call: only then are the activations kept for backward.
+    keep = torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *states, *weights))
     if kind == "lstm":
+        bias = b_ih + b_hh
         outputs, h_n, c_n = _LSTM.apply(
-            x, states[0], states[1], w_ih, w_hh, b_ih + b_hh, batch_first, concurrent
+            x, states[0], states[1], w_ih, w_hh, bias, batch_first, concurrent, keep
         )
         return outputs, [h_n, c_n]
-    outputs, h_n = _GRU.apply(x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent)
+    outputs, h_n = _GRU.apply(x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, keep)
     return outputs, [h_n]
 
 
@@ -164,11 +163,13 @@ class _LSTM(torch.autograd.Function):
         bias: torch.Tensor,
         batch_first: bool,
         concurrent: bool,
+        keep: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y, h_n, c_n, gates, c, tanh_c = torch.ops.birnn_native.lstm_forward(
-            x, h0, c0, w_ih, w_hh, bias, batch_first, concurrent
+            x, h0, c0, w_ih, w_hh, bias, batch_first, concurrent, keep
         )
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c)
+        if keep:
+            ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c)
         ctx.options = (batch_first, concurrent)
         return y, h_n, c_n
 
@@ -179,7 +180,7 @@ class _LSTM(torch.autograd.Function):
         dx, dh0, dc0, dw_ih, dw_hh, d_bias = torch.ops.birnn_native.lstm_backward(
             x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c, dy, dh_n, dc_n, *ctx.options
         )
-        return dx, dh0, dc0, dw_ih, dw_hh, d_bias, None, None
+        return dx, dh0, dc0, dw_ih, dw_hh, d_bias, None, None, None
 
 
 class _GRU(torch.autograd.Function):
@@ -194,11 +195,13 @@ class _GRU(torch.autograd.Function):
         b_hh: torch.Tensor,
         batch_first: bool,
         concurrent: bool,
+        keep: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         y, h_n, gates, h_n_block = torch.ops.birnn_native.gru_forward(
-            x, h0, w_ih, w_hh, b_ih, b_hh, batch_first, concurrent
+            x, h0, w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, keep
         )
-        ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, h_n_block)
+        if keep:
+            ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, h_n_block)
         ctx.options = (batch_first, concurrent)
         return y, h_n
 
@@ -209,4 +212,4 @@ class _GRU(torch.autograd.Function):
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.birnn_native.gru_backward(
             x, h0, w_ih, w_hh, y, gates, h_n_block, dy, dh_n, *ctx.options
         )
-        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None
+        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None

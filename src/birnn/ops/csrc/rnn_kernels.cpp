@@ -21,8 +21,9 @@
 // directions * units)`, or `(batch, time, directions * units)` with `batch_first`, the
 // directions side by side as PyTorch's. States are `(directions, batch, units)`. Weights are
 // stacked by direction: `w_ih (directions, gates * units, features)`, `w_hh (directions,
-// gates * units, units)`. The forward functions also return what the backward functions
-// need (the activations of every step), which the Python side keeps for autograd.
+// gates * units, units)`. With `keep_activations` the forward functions also return what
+// the backward functions need (the activations of every step), which the Python side keeps
+// for autograd; without, they keep only what the next step reads.
 
 #include <ATen/ATen.h>
 #include <ATen/native/CPUBlas.h>
@@ -446,6 +447,19 @@ struct Walk {
   int64_t last() const { return reverse ? 0 : time - 1; }
 };
 
+// Where a step's activations go: every step its own slot when they are kept for the
+// backward pass; otherwise slot 0 for what one step uses alone, and two alternating slots
+// for the carry, which the next step reads.
+struct Slots {
+  bool keep;
+  int64_t own(int64_t t) const { return keep ? t : 0; }
+  int64_t carry(int64_t t) const { return keep ? t : t % 2; }
+};
+
+int64_t slot_count(bool keep, int64_t time, int64_t needed) {
+  return keep ? time : std::min(time, needed);
+}
+
 // This direction's `(time, batch, units)` block of the outputs, in either layout.
 Tensor direction_block(const Tensor& y, bool batch_first, int64_t d, int64_t units) {
   Tensor time_major = batch_first ? y.transpose(0, 1) : y;
@@ -456,22 +470,23 @@ template <typename T>
 void lstm_direction_forward(const Tensor& x, const Tensor& h0, const Tensor& c0,
                             const Tensor& w_ih, const Tensor& w_hh, const Tensor& bias,
                             const Tensor& y_d, const Tensor& gates, const Tensor& c,
-                            const Tensor& tanh_c, const Walk& walk, Tensor h_n, Tensor c_n) {
+                            const Tensor& tanh_c, const Walk& walk, const Slots& slots,
+                            Tensor h_n, Tensor c_n) {
   const int64_t batch = x.size(1), units = h0.size(1);
   const Tensor w_ih_t = w_ih.t().contiguous(), w_hh_t = w_hh.t().contiguous();
   const T* b = bias.data_ptr<T>();
   for (int64_t s = 0; s < walk.time; ++s) {
     const int64_t t = walk.at(s);
     const bool first = s == 0;
-    Tensor g = gates[t];
+    Tensor g = gates[slots.own(t)];
     multiply<T>(x[t], w_ih_t, g, /*accumulate=*/false);
     multiply<T>(first ? h0 : y_d[walk.before(t)], w_hh_t, g, /*accumulate=*/true);
-    const Tensor c_prev = first ? c0 : c[walk.before(t)];
-    lstm_step_forward(rows_of<T>(g), b, const_rows<T>(c_prev), rows_of<T>(c[t]),
-                      rows_of<T>(tanh_c[t]), rows_of<T>(y_d[t]), batch, units);
+    const Tensor c_prev = first ? c0 : c[slots.carry(walk.before(t))];
+    lstm_step_forward(rows_of<T>(g), b, const_rows<T>(c_prev), rows_of<T>(c[slots.carry(t)]),
+                      rows_of<T>(tanh_c[slots.own(t)]), rows_of<T>(y_d[t]), batch, units);
   }
   h_n.copy_(y_d[walk.last()]);
-  c_n.copy_(c[walk.last()]);
+  c_n.copy_(c[slots.carry(walk.last())]);
 }
 
 template <typename T>
@@ -513,19 +528,19 @@ template <typename T>
 void gru_direction_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                            const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
                            const Tensor& y_d, const Tensor& gates, const Tensor& h_n_block,
-                           const Walk& walk, Tensor h_n) {
+                           const Walk& walk, const Slots& slots, Tensor h_n) {
   const int64_t batch = x.size(1), units = h0.size(1);
   const Tensor w_ih_t = w_ih.t().contiguous(), w_hh_t = w_hh.t().contiguous();
   Tensor h_gates = at::empty({batch, 3 * units}, x.options());
   for (int64_t s = 0; s < walk.time; ++s) {
     const int64_t t = walk.at(s);
     const Tensor h_prev = s == 0 ? h0 : y_d[walk.before(t)];
-    Tensor g = gates[t];
+    Tensor g = gates[slots.own(t)];
     multiply<T>(x[t], w_ih_t, g, /*accumulate=*/false);
     multiply<T>(h_prev, w_hh_t, h_gates, /*accumulate=*/false);
     gru_step_forward(rows_of<T>(g), const_rows<T>(h_gates), b_ih.data_ptr<T>(),
-                     b_hh.data_ptr<T>(), const_rows<T>(h_prev), rows_of<T>(h_n_block[t]),
-                     rows_of<T>(y_d[t]), batch, units);
+                     b_hh.data_ptr<T>(), const_rows<T>(h_prev),
+                     rows_of<T>(h_n_block[slots.own(t)]), rows_of<T>(y_d[t]), batch, units);
   }
   h_n.copy_(y_d[walk.last()]);
 }
@@ -613,7 +628,8 @@ Tensor new_outputs(const Tensor& x, int64_t directions, int64_t units, bool batc
 
 std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
                                  const Tensor& w_ih_in, const Tensor& w_hh_in,
-                                 const Tensor& bias_in, bool batch_first, bool concurrent) {
+                                 const Tensor& bias_in, bool batch_first, bool concurrent,
+                                 bool keep_activations) {
   check_inputs("birnn::lstm_forward", x_in, h0_in, w_ih_in, w_hh_in, 4);
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
@@ -622,9 +638,11 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0_in, const 
   const int64_t units = h0.size(2);
   const auto options = x.options();
   Tensor y = new_outputs(x, directions, units, batch_first);
-  Tensor gates = work_buffer({directions, time, batch, 4 * units}, options);
-  Tensor c = work_buffer({directions, time, batch, units}, options);
-  Tensor tanh_c = work_buffer({directions, time, batch, units}, options);
+  const Slots slots{keep_activations};
+  const int64_t own = slot_count(keep_activations, time, 1);
+  Tensor gates = work_buffer({directions, own, batch, 4 * units}, options);
+  Tensor c = work_buffer({directions, slot_count(keep_activations, time, 2), batch, units}, options);
+  Tensor tanh_c = work_buffer({directions, own, batch, units}, options);
   Tensor h_n = at::empty({directions, batch, units}, options);
   Tensor c_n = at::empty({directions, batch, units}, options);
   each_direction(directions, concurrent, [&](int64_t d) {
@@ -632,7 +650,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0_in, const 
     const Tensor y_d = direction_block(y, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_forward", [&] {
       lstm_direction_forward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], bias[d], y_d, gates[d],
-                                       c[d], tanh_c[d], walk, h_n[d], c_n[d]);
+                                       c[d], tanh_c[d], walk, slots, h_n[d], c_n[d]);
     });
   });
   return {y, h_n, c_n, gates, c, tanh_c};
@@ -668,7 +686,8 @@ std::vector<Tensor> lstm_backward(const Tensor& x_in, const Tensor& h0_in, const
 
 std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0_in, const Tensor& w_ih_in,
                                 const Tensor& w_hh_in, const Tensor& b_ih_in,
-                                const Tensor& b_hh_in, bool batch_first, bool concurrent) {
+                                const Tensor& b_hh_in, bool batch_first, bool concurrent,
+                                bool keep_activations) {
   check_inputs("birnn::gru_forward", x_in, h0_in, w_ih_in, w_hh_in, 3);
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
@@ -677,15 +696,17 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0_in, const T
   const int64_t units = h0.size(2);
   const auto options = x.options();
   Tensor y = new_outputs(x, directions, units, batch_first);
-  Tensor gates = work_buffer({directions, time, batch, 3 * units}, options);
-  Tensor h_n_block = work_buffer({directions, time, batch, units}, options);
+  const Slots slots{keep_activations};
+  const int64_t own = slot_count(keep_activations, time, 1);
+  Tensor gates = work_buffer({directions, own, batch, 3 * units}, options);
+  Tensor h_n_block = work_buffer({directions, own, batch, units}, options);
   Tensor h_n = at::empty({directions, batch, units}, options);
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_forward", [&] {
       gru_direction_forward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], b_ih[d], b_hh[d], y_d,
-                                      gates[d], h_n_block[d], walk, h_n[d]);
+                                      gates[d], h_n_block[d], walk, slots, h_n[d]);
     });
   });
   return {y, h_n, gates, h_n_block};
@@ -724,14 +745,14 @@ std::vector<Tensor> gru_backward(const Tensor& x_in, const Tensor& h0_in, const 
 TORCH_LIBRARY(birnn_native, m) {
   m.def(
       "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor bias, "
-      "bool batch_first, bool concurrent) -> Tensor[]");
+      "bool batch_first, bool concurrent, bool keep_activations) -> Tensor[]");
   m.def(
       "lstm_backward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor y, "
       "Tensor gates, Tensor c, Tensor tanh_c, Tensor dy, Tensor dh_n, Tensor dc_n, "
       "bool batch_first, bool concurrent) -> Tensor[]");
   m.def(
       "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, "
-      "bool batch_first, bool concurrent) -> Tensor[]");
+      "bool batch_first, bool concurrent, bool keep_activations) -> Tensor[]");
   m.def(
       "gru_backward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, "
       "Tensor h_n_block, Tensor dy, Tensor dh_n, bool batch_first, bool concurrent) -> Tensor[]");
