@@ -533,12 +533,13 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     >>> torch.equal(pair.last_outputs[1], pair.outputs[1][:, 0])  # backward ends at step 0
     True
     """
-    concurrent = _side_by_side(inputs, forward, backward)
     # Two directions at once: in one native kernel call where it can, else on two workers.
-    one_call = _one_call_possible(forward, backward) and (
-        not concurrent or _native_pair(inputs, forward, backward)
-    )
-    if not one_call:
+    native = _one_call_possible(forward, backward) and _native_pair(inputs, forward, backward)
+    if native:
+        concurrent = side_by_side.wanted_natively()
+    else:
+        concurrent = _side_by_side(inputs, forward, backward)
+    if not native and (concurrent or not _one_call_possible(forward, backward)):
         (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = _each_direction(
             inputs, (forward, backward), concurrent
         )
