@@ -1,5 +1,9 @@
 """Masked GRU inference that skips each row's padding: packed or segmented kernel calls.
 
+These serve PyTorch's kernels only: where birnn's native kernels run
+(`birnn.ops.native_rnn`), one padded native call is faster, and `fused_rnn`
+does not ask for packing or segments.
+
 After compaction (`birnn.ops.masks`) every masked batch is right-padded: row
 `b` holds its `lengths[b]` valid steps in its first slots, then padding. The
 padded kernel call of `birnn.ops.fused_rnn` runs every row through every slot,
