@@ -400,40 +400,25 @@ void multiply(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
   c.addmm_(a, b, accumulate ? 1.0 : 0.0, 1.0);
 }
 
-// dst (cols, rows) = src (rows, cols)^T, dst contiguous.
-template <typename T>
-void transpose_into(const Tensor& src, Tensor& dst) {
-  const int64_t rows = src.size(0), cols = src.size(1), stride = src.stride(0);
-  const T* in = src.data_ptr<T>();
-  T* out = dst.data_ptr<T>();
-  constexpr int64_t kBlock = 16;
-  for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
-    for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
-      const int64_t r1 = std::min(rows, r0 + kBlock), c1 = std::min(cols, c0 + kBlock);
-      for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t c = c0; c < c1; ++c) out[c * rows + r] = in[r * stride + c];
-      }
-    }
-  }
-}
-
 // The weight gradients of one direction, summed step by step as (in, gates * units) so that
-// each step's share is one product of row-major blocks: in^T @ d_gates.
+// each step's share is one product of row-major blocks: in^T @ d_gates. `in^T` comes from a
+// transposed copy of the whole sequence, made once: `transposed(sequence)` is
+// (features, time, batch), and its step `t` is the (features, batch) block `[:, t]`.
 template <typename T>
 class WeightGradient {
  public:
-  WeightGradient(int64_t in, int64_t out, int64_t batch, const at::TensorOptions& options)
-      : sum_(at::zeros({in, out}, options)), transposed_(at::empty({in, batch}, options)) {}
-  void add(const Tensor& inputs, const Tensor& d_gates) {
-    transpose_into<T>(inputs, transposed_);
-    multiply<T>(transposed_, d_gates, sum_, /*accumulate=*/true);
+  WeightGradient(int64_t in, int64_t out, const at::TensorOptions& options)
+      : sum_(at::zeros({in, out}, options)) {}
+  void add(const Tensor& inputs_transposed, const Tensor& d_gates) {
+    multiply<T>(inputs_transposed, d_gates, sum_, /*accumulate=*/true);
   }
   void write_to(Tensor& weight_gradient) const { weight_gradient.copy_(sum_.t()); }
 
  private:
   Tensor sum_;
-  Tensor transposed_;
 };
+
+Tensor transposed(const Tensor& sequence) { return sequence.permute({2, 0, 1}).contiguous(); }
 
 // ------------------------------------------------------------------ one direction
 
@@ -501,8 +486,10 @@ void lstm_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& c0
   Tensor d_gates = at::empty({batch, 4 * units}, options);
   Tensor dh = dh_n.clone(at::MemoryFormat::Contiguous);
   Tensor dc = dc_n.clone(at::MemoryFormat::Contiguous);
-  WeightGradient<T> input_weights(x.size(2), 4 * units, batch, options);
-  WeightGradient<T> recurrent_weights(units, 4 * units, batch, options);
+  WeightGradient<T> input_weights(x.size(2), 4 * units, options);
+  WeightGradient<T> recurrent_weights(units, 4 * units, options);
+  const Tensor x_transposed = transposed(x), y_transposed = transposed(y_d);
+  const Tensor h0_transposed = h0.t().contiguous();
   d_bias.zero_();
   T* db = d_bias.data_ptr<T>();
   for (int64_t s = 0; s < time; ++s) {
@@ -515,8 +502,9 @@ void lstm_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& c0
     multiply<T>(d_gates, w_hh, dh, /*accumulate=*/false);
     Tensor dx_t = dx[t];
     multiply<T>(d_gates, w_ih, dx_t, /*accumulate=*/false);
-    recurrent_weights.add(first ? h0 : y_d[walk.before(t)], d_gates);
-    input_weights.add(x[t], d_gates);
+    recurrent_weights.add(first ? h0_transposed : y_transposed.select(1, walk.before(t)),
+                          d_gates);
+    input_weights.add(x_transposed.select(1, t), d_gates);
   }
   dh0.copy_(dh);
   dc0.copy_(dc);
@@ -557,13 +545,16 @@ void gru_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& w_i
   Tensor dh_gates = at::empty({batch, 3 * units}, options);
   Tensor dh = dh_n.clone(at::MemoryFormat::Contiguous);
   Tensor dh_prev = at::empty({batch, units}, options);
-  WeightGradient<T> input_weights(x.size(2), 3 * units, batch, options);
-  WeightGradient<T> recurrent_weights(units, 3 * units, batch, options);
+  WeightGradient<T> input_weights(x.size(2), 3 * units, options);
+  WeightGradient<T> recurrent_weights(units, 3 * units, options);
+  const Tensor x_transposed = transposed(x), y_transposed = transposed(y_d);
+  const Tensor h0_transposed = h0.t().contiguous();
   db_ih.zero_();
   db_hh.zero_();
   for (int64_t s = 0; s < time; ++s) {
     const int64_t t = walk.at(time - 1 - s);
-    const Tensor h_prev = t == walk.first() ? h0 : y_d[walk.before(t)];
+    const bool first = t == walk.first();
+    const Tensor h_prev = first ? h0 : y_d[walk.before(t)];
     gru_step_backward(const_rows<T>(gates[t]), const_rows<T>(h_n_block[t]),
                       const_rows<T>(h_prev), const_rows<T>(dy_d[t]), const_rows<T>(dh),
                       rows_of<T>(dx_gates), rows_of<T>(dh_gates), rows_of<T>(dh_prev),
@@ -572,8 +563,9 @@ void gru_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& w_i
     std::swap(dh, dh_prev);
     Tensor dx_t = dx[t];
     multiply<T>(dx_gates, w_ih, dx_t, /*accumulate=*/false);
-    recurrent_weights.add(h_prev, dh_gates);
-    input_weights.add(x[t], dx_gates);
+    recurrent_weights.add(first ? h0_transposed : y_transposed.select(1, walk.before(t)),
+                          dh_gates);
+    input_weights.add(x_transposed.select(1, t), dx_gates);
   }
   dh0.copy_(dh);
   input_weights.write_to(dw_ih);
