@@ -400,28 +400,6 @@ void multiply(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
   c.addmm_(a, b, accumulate ? 1.0 : 0.0, 1.0);
 }
 
-// The weight gradients of one direction, summed step by step as (in, gates * units) so that
-// each step's share is one product of row-major blocks: in^T @ d_gates. `in^T` comes from a
-// transposed copy of the whole sequence, made once: `transposed(sequence)` is
-// (features, time, batch), and its step `t` is the (features, batch) block `[:, t]`.
-template <typename T>
-class WeightGradient {
- public:
-  WeightGradient(int64_t in, int64_t out, const at::TensorOptions& options)
-      : sum_(at::zeros({in, out}, options)) {}
-  void add(const Tensor& inputs_transposed, const Tensor& d_gates) {
-    multiply<T>(inputs_transposed, d_gates, sum_, /*accumulate=*/true);
-  }
-  void write_to(Tensor& weight_gradient) const { weight_gradient.copy_(sum_.t()); }
-
- private:
-  Tensor sum_;
-};
-
-Tensor transposed(const Tensor& sequence) { return sequence.permute({2, 0, 1}).contiguous(); }
-
-// ------------------------------------------------------------------ one direction
-
 // Where one direction is in the sequence: `step` counts in processing order.
 struct Walk {
   int64_t time;
@@ -431,6 +409,53 @@ struct Walk {
   int64_t first() const { return reverse ? time - 1 : 0; }
   int64_t last() const { return reverse ? 0 : time - 1; }
 };
+
+Tensor transposed(const Tensor& sequence) { return sequence.permute({2, 0, 1}).contiguous(); }
+
+// What each step of one direction's backward pass adds to the gradients of the inputs and of
+// the weights, from the gradients of its input projection and of its recurrent product
+// (the same tensor for an LSTM). The weight gradients are summed as (in, gates * units),
+// each step's share one product of row-major blocks, in^T @ d_gates: `in^T` comes from
+// transposed copies of the inputs and outputs made once, (features, time, batch), whose
+// step `t` is the (features, batch) block `[:, t]`.
+template <typename T>
+class StepGradients {
+ public:
+  StepGradients(const Tensor& x, const Tensor& h0, const Tensor& y_d, const Tensor& w_ih,
+                const Walk& walk, Tensor dx)
+      : w_ih_(w_ih),
+        walk_(walk),
+        dx_(std::move(dx)),
+        x_transposed_(transposed(x)),
+        y_transposed_(transposed(y_d)),
+        h0_transposed_(h0.t().contiguous()),
+        d_input_weights_(at::zeros({x.size(2), w_ih.size(0)}, x.options())),
+        d_recurrent_weights_(at::zeros({h0.size(1), w_ih.size(0)}, x.options())) {}
+
+  void add(int64_t t, const Tensor& d_input_gates, const Tensor& d_recurrent_gates) {
+    Tensor dx_t = dx_[t];
+    multiply<T>(d_input_gates, w_ih_, dx_t, /*accumulate=*/false);
+    multiply<T>(x_transposed_.select(1, t), d_input_gates, d_input_weights_, true);
+    const Tensor h_prev_transposed = t == walk_.first()
+                                         ? h0_transposed_
+                                         : y_transposed_.select(1, walk_.before(t));
+    multiply<T>(h_prev_transposed, d_recurrent_gates, d_recurrent_weights_, true);
+  }
+
+  void write_weights(Tensor& dw_ih, Tensor& dw_hh) const {
+    dw_ih.copy_(d_input_weights_.t());
+    dw_hh.copy_(d_recurrent_weights_.t());
+  }
+
+ private:
+  Tensor w_ih_;
+  Walk walk_;
+  Tensor dx_;
+  Tensor x_transposed_, y_transposed_, h0_transposed_;
+  Tensor d_input_weights_, d_recurrent_weights_;
+};
+
+// ------------------------------------------------------------------ one direction
 
 // Where a step's activations go: every step its own slot when they are kept for the
 // backward pass; otherwise slot 0 for what one step uses alone, and two alternating slots
@@ -486,30 +511,21 @@ void lstm_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& c0
   Tensor d_gates = at::empty({batch, 4 * units}, options);
   Tensor dh = dh_n.clone(at::MemoryFormat::Contiguous);
   Tensor dc = dc_n.clone(at::MemoryFormat::Contiguous);
-  WeightGradient<T> input_weights(x.size(2), 4 * units, options);
-  WeightGradient<T> recurrent_weights(units, 4 * units, options);
-  const Tensor x_transposed = transposed(x), y_transposed = transposed(y_d);
-  const Tensor h0_transposed = h0.t().contiguous();
+  StepGradients<T> gradients(x, h0, y_d, w_ih, walk, dx);
   d_bias.zero_();
   T* db = d_bias.data_ptr<T>();
   for (int64_t s = 0; s < time; ++s) {
     const int64_t t = walk.at(time - 1 - s);
-    const bool first = t == walk.first();
-    const Tensor c_prev = first ? c0 : c[walk.before(t)];
+    const Tensor c_prev = t == walk.first() ? c0 : c[walk.before(t)];
     lstm_step_backward(const_rows<T>(gates[t]), const_rows<T>(tanh_c[t]), const_rows<T>(c_prev),
                        const_rows<T>(dy_d[t]), const_rows<T>(dh), rows_of<T>(dc),
                        rows_of<T>(d_gates), db, batch, units);
     multiply<T>(d_gates, w_hh, dh, /*accumulate=*/false);
-    Tensor dx_t = dx[t];
-    multiply<T>(d_gates, w_ih, dx_t, /*accumulate=*/false);
-    recurrent_weights.add(first ? h0_transposed : y_transposed.select(1, walk.before(t)),
-                          d_gates);
-    input_weights.add(x_transposed.select(1, t), d_gates);
+    gradients.add(t, d_gates, d_gates);
   }
   dh0.copy_(dh);
   dc0.copy_(dc);
-  input_weights.write_to(dw_ih);
-  recurrent_weights.write_to(dw_hh);
+  gradients.write_weights(dw_ih, dw_hh);
 }
 
 template <typename T>
@@ -545,31 +561,22 @@ void gru_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& w_i
   Tensor dh_gates = at::empty({batch, 3 * units}, options);
   Tensor dh = dh_n.clone(at::MemoryFormat::Contiguous);
   Tensor dh_prev = at::empty({batch, units}, options);
-  WeightGradient<T> input_weights(x.size(2), 3 * units, options);
-  WeightGradient<T> recurrent_weights(units, 3 * units, options);
-  const Tensor x_transposed = transposed(x), y_transposed = transposed(y_d);
-  const Tensor h0_transposed = h0.t().contiguous();
+  StepGradients<T> gradients(x, h0, y_d, w_ih, walk, dx);
   db_ih.zero_();
   db_hh.zero_();
   for (int64_t s = 0; s < time; ++s) {
     const int64_t t = walk.at(time - 1 - s);
-    const bool first = t == walk.first();
-    const Tensor h_prev = first ? h0 : y_d[walk.before(t)];
+    const Tensor h_prev = t == walk.first() ? h0 : y_d[walk.before(t)];
     gru_step_backward(const_rows<T>(gates[t]), const_rows<T>(h_n_block[t]),
                       const_rows<T>(h_prev), const_rows<T>(dy_d[t]), const_rows<T>(dh),
                       rows_of<T>(dx_gates), rows_of<T>(dh_gates), rows_of<T>(dh_prev),
                       db_ih.data_ptr<T>(), db_hh.data_ptr<T>(), batch, units);
     multiply<T>(dh_gates, w_hh, dh_prev, /*accumulate=*/true);
     std::swap(dh, dh_prev);
-    Tensor dx_t = dx[t];
-    multiply<T>(dx_gates, w_ih, dx_t, /*accumulate=*/false);
-    recurrent_weights.add(first ? h0_transposed : y_transposed.select(1, walk.before(t)),
-                          dh_gates);
-    input_weights.add(x_transposed.select(1, t), dx_gates);
+    gradients.add(t, dx_gates, dh_gates);
   }
   dh0.copy_(dh);
-  input_weights.write_to(dw_ih);
-  recurrent_weights.write_to(dw_hh);
+  gradients.write_weights(dw_ih, dw_hh);
 }
 
 // ------------------------------------------------------------------ both directions
