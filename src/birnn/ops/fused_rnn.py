@@ -589,10 +589,9 @@ def _native_pair(inputs: torch.Tensor, *directions: Direction) -> bool:
     With four or more threads each direction gets half of them on a worker
     instead (`birnn.ops.side_by_side`), so that no core sits idle.
     """
-    if torch.get_num_threads() >= 4:
-        return False
     tensors = [inputs, *(t for d in directions for t in (d.kernel, d.recurrent_kernel, d.bias))]
-    return native_rnn.chosen(directions[0].kind, tensors)
+    # `chosen` first: it is False while TorchDynamo traces, which cannot trace the thread count.
+    return native_rnn.chosen(directions[0].kind, tensors) and torch.get_num_threads() < 4
 
 
 def _each_direction(
