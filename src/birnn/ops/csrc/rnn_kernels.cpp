@@ -387,6 +387,10 @@ bool micro_kernel_works() {
 // `accumulate` adds to c instead of overwriting it.
 template <typename T>
 void multiply(const Tensor& a, const Tensor& b, Tensor& c, bool accumulate) {
+  if (a.numel() == 0 || b.numel() == 0) {  // empty batch, or nothing to sum over
+    if (!accumulate) c.zero_();
+    return;
+  }
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
   if constexpr (std::is_same_v<T, float>) {
     if (micro_kernel_works() && a.stride(1) == 1 && b.stride(1) == 1 && c.stride(1) == 1) {
