@@ -153,7 +153,6 @@ def _kernel(
     has_biases: bool,
     bidirectional: bool,
     batch_first: bool = True,
-    concurrent: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One call of a fused kernel: `(outputs, final_states)`.
 
@@ -161,17 +160,13 @@ def _kernel(
     Under `torch.compile`, a sequence of up to `traced_rnn.MAX_TRACED_STEPS`
     steps runs as traceable ops (`birnn.ops.traced_rnn`), so the recurrence
     joins the compiled graph; a longer one calls the kernel outside the graph.
-    `concurrent` asks the native kernel (`birnn.ops.native_rnn`) to run two
-    directions at once.
     """
     steps = inputs.shape[1 if batch_first else 0]
     if torch.compiler.is_compiling() and steps <= traced_rnn.MAX_TRACED_STEPS:
         return traced_rnn.kernel(
             kind, inputs, states, weights, has_biases, bidirectional, batch_first
         )
-    return _opaque_kernel(
-        kind, inputs, states, weights, has_biases, bidirectional, batch_first, concurrent
-    )
+    return _opaque_kernel(kind, inputs, states, weights, has_biases, bidirectional, batch_first)
 
 
 # TorchDynamo runs PyTorch's own RNN modules eagerly (`torch._dynamo.config.allow_rnn`
@@ -187,10 +182,11 @@ def _opaque_kernel(
     has_biases: bool,
     bidirectional: bool,
     batch_first: bool = True,
-    concurrent: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """`_kernel`, always in a kernel outside any compiled graph: birnn's native one
-    where `native_rnn.chosen` says so, else PyTorch's."""
+    where `native_rnn.chosen` says so (two directions at once where
+    `side_by_side.wanted_natively`; decided here, which runs eagerly also inside
+    compiled models), else PyTorch's."""
     device_type = inputs.device.type
     if torch.is_autocast_enabled(device_type):
         # As `nn.LSTM` under autocast: compute in the autocast dtype (CPU autocast does not
@@ -207,6 +203,7 @@ def _opaque_kernel(
                 batch_first,
             )
     if native_rnn.chosen(kind, [inputs, *states, *weights]):
+        concurrent = bidirectional and side_by_side.wanted_natively()
         return native_rnn.kernel(
             kind, inputs, states, weights, has_biases, bidirectional, batch_first, concurrent
         )
@@ -533,13 +530,12 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     >>> torch.equal(pair.last_outputs[1], pair.outputs[1][:, 0])  # backward ends at step 0
     True
     """
-    # Two directions at once: in one native kernel call where it can, else on two workers.
-    native = _one_call_possible(forward, backward) and _native_pair(inputs, forward, backward)
-    if native:
-        concurrent = side_by_side.wanted_natively()
-    else:
-        concurrent = _side_by_side(inputs, forward, backward)
-    if not native and (concurrent or not _one_call_possible(forward, backward)):
+    # Two directions at once: in one native kernel call where it can (the kernel call
+    # decides), else on two workers.
+    one_call = _one_call_possible(forward, backward)
+    native = one_call and _native_pair(inputs, forward, backward)
+    concurrent = not native and _side_by_side(inputs, forward, backward)
+    if concurrent or not one_call:
         (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = _each_direction(
             inputs, (forward, backward), concurrent
         )
@@ -551,11 +547,11 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     first, second = (backward, forward) if swapped else (forward, backward)
     mask = forward.mask
     if mask is None:
-        pair = _unmasked_pair(_dropped(inputs, forward.dropout_mask), first, second, concurrent)
+        pair = _unmasked_pair(_dropped(inputs, forward.dropout_mask), first, second)
     else:
         mask = mask.to(torch.bool)
         x = _dropped(masks.zero_masked_steps(inputs, mask), forward.dropout_mask)
-        pair = _masked_pair(x, first, second, mask, concurrent)
+        pair = _masked_pair(x, first, second, mask)
     if not swapped:
         return pair
     # The kernel's in-time direction is the second of this pair: exchange the two.
@@ -584,7 +580,8 @@ def _side_by_side(inputs: torch.Tensor, *directions: Direction) -> bool:
 
 
 def _native_pair(inputs: torch.Tensor, *directions: Direction) -> bool:
-    """Whether one native kernel call runs both directions at once (one thread each).
+    """Whether the pair goes to one native kernel call, which runs both directions
+    at once (one thread each), rather than to two workers.
 
     With four or more threads each direction gets half of them on a worker
     instead (`birnn.ops.side_by_side`), so that no core sits idle.
@@ -635,9 +632,7 @@ def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return in_time, reverse
 
 
-def _unmasked_pair(
-    x: torch.Tensor, first: Direction, second: Direction, concurrent: bool = False
-) -> Pair:
+def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair:
     """Both directions of an unmasked batch in one kernel call (`first` reads in time order)."""
     kind = first.kind
     weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias)
@@ -650,9 +645,7 @@ def _unmasked_pair(
             torch.stack([a, b])
             for a, b in zip(_states_or_zeros(first, x), _states_or_zeros(second, x))
         ]
-    sequences, final = _kernel(
-        kind, x, hx, weights, first.bias is not None, True, concurrent=concurrent
-    )
+    sequences, final = _kernel(kind, x, hx, weights, first.bias is not None, True)
     # Without a mask, each direction's last output is its final `h`.
     halves = [state.unbind(0) for state in final]
     states_in_time = [in_time for in_time, _ in halves]
@@ -669,7 +662,6 @@ def _masked_pair(
     first: Direction,
     second: Direction,
     mask: torch.Tensor,
-    concurrent: bool = False,
 ) -> Pair:
     """Both directions of a masked batch from zero states in one kernel call.
 
@@ -692,9 +684,7 @@ def _masked_pair(
             kind, x, hx, weights, first.bias is not None, lengths
         )
     else:
-        outputs, final = _kernel(
-            kind, x, hx, weights, first.bias is not None, True, False, concurrent
-        )
+        outputs, final = _kernel(kind, x, hx, weights, first.bias is not None, True, False)
 
     # In-time direction: results at each row's last valid slot; zero state if none.
     h = masks.take_slots(outputs, lengths - 1, lengths > 0, direction=0, directions=2)
