@@ -135,6 +135,11 @@ def kernel(
     >>> h.shape
     torch.Size([1, 2, 4])
     """
+    if not native_build.load():
+        raise RuntimeError(
+            f"birnn: the native kernels are off or could not be built (`{kind}`); "
+            "`usable` says when they can run."
+        )
     per_direction = 4 if has_biases else 2
     w_ih = _stacked(weights, 0, per_direction)
     w_hh = _stacked(weights, 1, per_direction)
