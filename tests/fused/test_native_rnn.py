@@ -1,17 +1,20 @@
 """birnn's native LSTM / GRU kernels (`birnn.ops.native_rnn`) compute what PyTorch's do."""
 
+import contextlib
 import itertools
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
+import birnn
 from birnn import layers
-from birnn.ops import native_build, native_rnn
+from birnn.ops import native_build, native_rnn, side_by_side, traced_rnn
 
 GATES = {"lstm": 4, "gru": 3}
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -298,11 +301,237 @@ def test_double_backward_raises_with_the_native_kernels(kind):
         grad.sum().backward()
 
 
-def test_double_backward_through_a_gru_layer_with_the_native_kernels_off(native_off):
-    """PyTorch's CPU GRU kernel is differentiable twice: `set_enabled(False)` is the way."""
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_double_backward_through_a_layer_with_the_native_kernels_off(native_off, kind, dtype):
+    """PyTorch's CPU LSTM and GRU kernels are differentiable twice: `set_enabled(False)`
+    (or `BIRNN_NATIVE=off`) is the way to higher-order gradients."""
     torch.manual_seed(0)
-    layer = layers.Bidirectional(layers.GRU(4, return_sequences=True), dtype="float64")
-    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    rnn = {"lstm": layers.LSTM, "gru": layers.GRU}[kind]
+    layer = layers.Bidirectional(rnn(4, return_sequences=True), dtype=dtype)
+    x = torch.randn(2, 5, 3, dtype=getattr(torch, dtype), requires_grad=True)
     (grad,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
     (second,) = torch.autograd.grad(grad.sum(), x)
     assert torch.isfinite(second).all() and second.abs().sum() > 0
+
+
+# ------------------------------------------------------------------ layers: native on and off
+RNNS = {"lstm": layers.LSTM, "gru": layers.GRU}
+B, T, F, U = 4, 6, 3, 5
+
+
+@pytest.fixture
+def native_calls(monkeypatch):
+    """`(kind, bidirectional, concurrent)` of each native kernel call."""
+    calls = []
+    original = native_rnn.kernel
+
+    @torch.compiler.disable
+    def recorded(kind, *args):
+        calls.append((kind, args[4], args[6]))
+        return original(kind, *args)
+
+    monkeypatch.setattr(native_rnn, "kernel", recorded)
+    return calls
+
+
+@pytest.fixture(params=["on", "off"], ids=["side_by_side", "one_after_the_other"])
+def side_by_side_mode(request):
+    side_by_side.set_mode(request.param)
+    yield request.param
+    side_by_side.set_mode("auto")
+
+
+def _mask(pattern):
+    if pattern is None:
+        return None
+    mask = torch.arange(T) < torch.tensor([6, 4, 1, 5])[:, None]
+    if pattern == "holes":
+        mask[0, 2] = mask[1, 0] = False
+        mask[2] = False  # a fully masked row
+    return mask
+
+
+def _run(layer, x, mask, context, training, seed=3):
+    """Outputs (and states), then the gradients of the input and of every weight."""
+    x = x.clone().requires_grad_(context is contextlib.nullcontext)
+    torch.manual_seed(seed)  # the same dropout masks on each run
+    with context():
+        outputs = layer(x, mask=mask, training=training)
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    if not x.requires_grad:
+        return [o.clone() for o in outputs]
+    loss = sum((o * torch.linspace(-1, 1, o.shape[-1])).sum() for o in outputs)
+    leaves = [x, *layer.parameters()]
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return [o.detach() for o in outputs] + [g for g in grads if g is not None]
+
+
+LAYER_CASES = [
+    # options of the recurrent layer, mask pattern, context, training
+    ({"return_sequences": True, "return_state": True}, None, "grad", False),
+    ({"return_sequences": True}, "holes", "grad", False),
+    ({"zero_output_for_mask": True, "return_sequences": True}, "holes", "grad", False),
+    ({"go_backwards": True, "return_sequences": True}, "holes", "grad", False),
+    ({"dropout": 0.3, "return_sequences": True}, "right", "grad", True),
+    ({"use_bias": False}, "right", "grad", False),
+    ({"return_sequences": True, "return_state": True}, "holes", "no_grad", False),
+    ({"return_sequences": True}, None, "inference_mode", False),
+    ({"return_state": True}, "right", "inference_mode", False),
+]
+CONTEXTS = {
+    "grad": contextlib.nullcontext,
+    "no_grad": torch.no_grad,
+    "inference_mode": torch.inference_mode,
+}
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: f"{c[1]}-{c[2]}-{sorted(c[0])}")
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "one_way"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_layer_native_on_equals_off(
+    kind, bidirectional, case, side_by_side_mode, few_threads, native_calls
+):
+    options, pattern, context, training = case
+    torch.manual_seed(0)
+    layer = RNNS[kind](U, **options)
+    if bidirectional:
+        layer = layers.Bidirectional(layer)
+    x, mask = torch.randn(B, T, F), _mask(pattern)
+    layer(x)  # builds (drawing the weights) before the runs draw their dropout masks
+    native_calls.clear()
+    results = {}
+    for native in (True, False):
+        native_rnn.set_enabled(native)
+        try:
+            results[native] = _run(layer, x, mask, CONTEXTS[context], training)
+        finally:
+            native_rnn.set_enabled(True)
+        if native:
+            # GRU always; an LSTM only where it records gradients (oneDNN infers as fast).
+            assert bool(native_calls) == (kind == "gru" or context == "grad")
+            concurrent = [c for (_, two, c) in native_calls if two]
+            if bidirectional and "dropout" not in options and native_calls:
+                assert concurrent  # the pair in one call (dropout: one mask per direction)
+            if side_by_side_mode == "on":
+                assert all(concurrent)
+            else:
+                assert not any(concurrent)
+    _assert_same(results[True], results[False], 1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_stateful_layer_native_on_equals_off(kind, few_threads):
+    torch.manual_seed(0)
+    layer = layers.Bidirectional(RNNS[kind](U, stateful=True, return_sequences=True))
+    xs = [torch.randn(B, T, F) for _ in range(3)]
+    results = {}
+    for native in (True, False):
+        native_rnn.set_enabled(native)
+        try:
+            layer.reset_states()
+            results[native] = [_run(layer, x, None, contextlib.nullcontext, False) for x in xs]
+        finally:
+            native_rnn.set_enabled(True)
+    for got, expected in zip(results[True], results[False]):
+        _assert_same(got, expected, 1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_cpu_autocast_runs_torch_kernel(kind, native_calls):
+    torch.manual_seed(0)
+    layer = layers.Bidirectional(RNNS[kind](U, return_sequences=True))
+    x = torch.randn(B, T, F)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not native_rnn.usable([x, *layer.parameters()])
+        results = {}
+        for native in (True, False):
+            native_rnn.set_enabled(native)
+            try:
+                results[native] = _run(layer, x, _mask("holes"), contextlib.nullcontext, False)
+            finally:
+                native_rnn.set_enabled(True)
+    assert native_calls == []
+    assert results[True][0].dtype == torch.bfloat16
+    for got, expected in zip(results[True], results[False]):
+        assert torch.equal(got, expected)
+
+
+def test_double_and_mixed_dtypes():
+    """float64 runs natively; mixed dtypes (not something the kernel takes) do not."""
+    x32, x64 = torch.zeros(2, 3, 4), torch.zeros(2, 3, 4, dtype=torch.float64)
+    assert native_rnn.usable([x64, x64]) and native_rnn.usable([x32, x32])
+    assert not native_rnn.usable([x32, x64])
+    assert not native_rnn.usable([x32.half()])
+    assert not native_rnn.usable([torch.zeros(2, device="meta")])
+
+
+# ------------------------------------------------------------------ threads and torch.compile
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_two_threads_calling_one_layer(kind, few_threads, native_calls):
+    side_by_side.set_mode("on")  # tiny shapes: both directions at once all the same
+    try:
+        torch.manual_seed(0)
+        layer = layers.Bidirectional(RNNS[kind](U, return_sequences=True))
+        inputs = [torch.randn(B, T, F) for _ in range(2)]
+        expected = [_run(layer, x, None, contextlib.nullcontext, False) for x in inputs]
+        assert native_calls and all(call == (kind, True, True) for call in native_calls)
+        results = {0: [], 1: []}
+        failures = []
+
+        def work(index):
+            try:
+                for _ in range(15):
+                    results[index].append(
+                        _run(layer, inputs[index], None, contextlib.nullcontext, False)
+                    )
+            except BaseException as error:  # reported by the main thread
+                failures.append(error)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        side_by_side.set_mode("auto")
+    assert failures == []
+    for index in range(2):
+        assert len(results[index]) == 15
+        for got in results[index]:
+            _assert_same(got, expected[index], 1e-6)
+
+
+def test_torch_compile_runs_the_native_kernel_and_matches_eager(few_threads, native_calls):
+    steps = traced_rnn.MAX_TRACED_STEPS + 2  # longer than what compiles as traced steps
+    torch.manual_seed(0)
+    model = birnn.Sequential(
+        [
+            birnn.Input((steps, F)),
+            layers.Bidirectional(layers.GRU(U, return_sequences=True)),
+            layers.Bidirectional(layers.LSTM(U)),
+            layers.Dense(2),
+        ]
+    )
+    x = torch.randn(B, steps, F)
+
+    def step(function):
+        model.zero_grad(set_to_none=True)
+        out = function(x)
+        out.square().sum().backward()
+        return [out.detach()] + [p.grad.clone() for p in model.parameters()]
+
+    native_rnn.set_enabled(False)
+    try:
+        reference = step(model)
+    finally:
+        native_rnn.set_enabled(True)
+    assert native_calls == []
+    eager = step(model)
+    eager_calls = list(native_calls)
+    assert [kind for kind, _, _ in eager_calls] == ["gru", "lstm"]
+    native_calls.clear()
+    compiled = step(torch.compile(model, backend="aot_eager"))
+    assert native_calls == eager_calls
+    _assert_same(compiled, eager, 1e-6)
+    _assert_same(compiled, reference, 1e-5)
