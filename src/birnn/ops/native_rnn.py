@@ -135,10 +135,10 @@ def kernel(
     >>> h.shape
     torch.Size([1, 2, 4])
     """
-    if not native_build.load():
+    if not enabled():
         raise RuntimeError(
-            f"birnn: the native kernels are off or could not be built (`{kind}`); "
-            "`usable` says when they can run."
+            "birnn.ops.native_rnn.kernel: the native kernels are not available "
+            "(disabled, or not built: see birnn.ops.native_build); check `usable` first."
         )
     per_direction = 4 if has_biases else 2
     w_ih = _stacked(weights, 0, per_direction)

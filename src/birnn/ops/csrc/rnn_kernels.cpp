@@ -22,8 +22,8 @@
 // gates * units, units)`. The forward functions also return what the backward functions
 // need (the activations of every step), which the Python side keeps for autograd.
 
-#include <ATen/ATen.h>
 #include <ATen/ThreadLocalState.h>
+#include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include <cmath>
