@@ -528,6 +528,8 @@ def test_torch_compile_runs_the_native_kernel_and_matches_eager(few_threads, nat
     assert [kind for kind, _, _ in eager_calls] == ["gru", "lstm"]
     native_calls.clear()
     compiled = step(torch.compile(model, backend="eager"))
-    assert native_calls == eager_calls
+    # The same native calls, each pair in one call (whether its two directions run at
+    # once is a speed matter: a compiled caller may run them one after the other).
+    assert [call[:2] for call in native_calls] == [call[:2] for call in eager_calls]
     _assert_same(compiled, eager, 1e-6)
     _assert_same(compiled, reference, 1e-5)
