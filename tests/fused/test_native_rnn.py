@@ -330,10 +330,10 @@ def native_calls(monkeypatch):
     return calls
 
 
-@pytest.fixture(params=["on", "off"], ids=["side_by_side", "one_after_the_other"])
-def side_by_side_mode(request):
-    side_by_side.set_mode(request.param)
-    yield request.param
+@pytest.fixture
+def side_by_side_mode():
+    """Sets the side-by-side mode for one test, then puts `auto` back."""
+    yield side_by_side.set_mode
     side_by_side.set_mode("auto")
 
 
@@ -382,12 +382,16 @@ CONTEXTS = {
 
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: f"{c[1]}-{c[2]}-{sorted(c[0])}")
-@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "one_way"])
+# "bidirectional": a pair's two directions one after the other; "..._side_by_side": at once.
+@pytest.mark.parametrize("layout", ["one_way", "bidirectional", "bidirectional_side_by_side"])
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_layer_native_on_equals_off(
-    kind, bidirectional, case, side_by_side_mode, few_threads, native_calls
+    kind, layout, case, side_by_side_mode, few_threads, native_calls
 ):
     options, pattern, context, training = case
+    bidirectional = layout != "one_way"
+    concurrent_pairs = layout == "bidirectional_side_by_side"
+    side_by_side_mode("on" if concurrent_pairs else "off")
     torch.manual_seed(0)
     layer = RNNS[kind](U, **options)
     if bidirectional:
@@ -409,7 +413,7 @@ def test_layer_native_on_equals_off(
             concurrent = [c for (_, two, c) in native_calls if two]
             if bidirectional and "dropout" not in options and native_calls:
                 assert concurrent  # the pair in one call (dropout: one mask per direction)
-            if side_by_side_mode == "on":
+            if concurrent_pairs:
                 assert all(concurrent)
             else:
                 assert not any(concurrent)
