@@ -6,6 +6,10 @@ import torch
 import birnn.layers as layers
 from birnn.ops import fused_rnn, masks, packed_rnn
 
+# Packing and segmenting are how PyTorch's kernels skip padding; where birnn's native
+# kernels run, neither is used (`birnn.ops.native_rnn`), so these tests run without them.
+pytestmark = pytest.mark.usefixtures("native_off")
+
 B, T, F, U = 6, 9, 3, 4
 GATES = {"lstm": 4, "gru": 3}
 # Right-padded lengths; compaction turns any mask into these.

@@ -9,7 +9,7 @@ import torch
 
 import birnn
 from birnn import layers
-from birnn.ops import fused_rnn, side_by_side
+from birnn.ops import fused_rnn, native_rnn, side_by_side
 
 B, T, F, U = 5, 7, 3, 4
 GATES = {"lstm": 4, "gru": 3}
@@ -35,6 +35,25 @@ def threads_seen(monkeypatch):
 
     monkeypatch.setattr(fused_rnn, "_one_direction", recorded)
     return names
+
+
+@pytest.fixture
+def native_calls(monkeypatch):
+    """`(bidirectional, concurrent)` of each call of the native kernel."""
+    calls = []
+    original = native_rnn.kernel
+
+    @torch.compiler.disable
+    def recorded(
+        kind, inputs, states, weights, has_biases, bidirectional, batch_first, concurrent
+    ):
+        calls.append((bidirectional, concurrent))
+        return original(
+            kind, inputs, states, weights, has_biases, bidirectional, batch_first, concurrent
+        )
+
+    monkeypatch.setattr(native_rnn, "kernel", recorded)
+    return calls
 
 
 # ------------------------------------------------------------------ the mechanism alone
@@ -287,7 +306,9 @@ CASES = [
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("case", CASES)
-def test_bidirectional_side_by_side_equals_sequential(mode, threads_seen, kind, case):
+def test_bidirectional_side_by_side_equals_sequential(
+    mode, threads_seen, native_calls, native, few_threads, kind, case
+):
     pattern, states, dropout, backward_first, zero_output, last_only = case
     torch.manual_seed(0)
     x, directions, leaves = _pair(
@@ -302,17 +323,26 @@ def test_bidirectional_side_by_side_equals_sequential(mode, threads_seen, kind, 
     )
     mode("off")
     expected = _everything(x, directions, leaves)
+    assert not any(concurrent for _, concurrent in native_calls)
+    assert bool(native_calls) == native
     threads_seen.clear()
+    native_calls.clear()
     mode("on")
     got = _everything(x, directions, leaves)
-    assert sorted(threads_seen) == ["birnn-side-by-side-0", "birnn-side-by-side-1"]
+    if native and fused_rnn._one_call_possible(*directions):
+        # Both directions at once in one native call, on the caller's threads.
+        assert threads_seen == []
+        assert native_calls == [(True, True)]
+    else:
+        assert sorted(threads_seen) == ["birnn-side-by-side-0", "birnn-side-by-side-1"]
+        assert native_calls == ([(False, False)] * 2 if native else [])
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_gradcheck_bidirectional_side_by_side(mode, kind):
+def test_gradcheck_bidirectional_side_by_side(mode, native, kind):
     mode("on")
     x, directions, leaves = _pair(
         kind, _mask("holes"), True, False, False, False, False, torch.float64
@@ -371,7 +401,7 @@ def _train_step(model, x, **kwargs):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_model_with_dropout_trains_alike(mode, threads_seen, kind):
+def test_model_with_dropout_trains_alike(mode, threads_seen, native, kind):
     model = _model(kind, dropout=0.3)
     x = _data()
     results = []
@@ -385,7 +415,7 @@ def test_model_with_dropout_trains_alike(mode, threads_seen, kind):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_stateful_bidirectional_alike(mode, kind):
+def test_stateful_bidirectional_alike(mode, native, few_threads, kind):
     rnn = {"lstm": layers.LSTM, "gru": layers.GRU}[kind]
     torch.manual_seed(0)
     layer = layers.Bidirectional(rnn(U, stateful=True, return_sequences=True))
@@ -399,7 +429,7 @@ def test_stateful_bidirectional_alike(mode, kind):
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
 
 
-def test_two_threads_calling_one_layer(mode):
+def test_two_threads_calling_one_layer(mode, native, few_threads):
     mode("on")
     torch.manual_seed(0)
     layer = layers.Bidirectional(layers.LSTM(U, return_sequences=True))
@@ -428,7 +458,7 @@ def test_two_threads_calling_one_layer(mode):
             assert torch.equal(grad, first_grad)
 
 
-def test_torch_compile_keeps_the_sequential_path_and_matches(mode, threads_seen):
+def test_torch_compile_keeps_the_sequential_path_and_matches(mode, threads_seen, native):
     mode("on")
     torch.manual_seed(0)
     model = birnn.Sequential(

@@ -25,6 +25,7 @@
 // the backward functions need (the activations of every step), which the Python side keeps
 // for autograd; without, they keep only what the next step reads.
 
+#include <ATen/ThreadLocalState.h>
 #include <ATen/ATen.h>
 #include <ATen/native/CPUBlas.h>
 #include <torch/library.h>
@@ -590,10 +591,14 @@ template <typename F>
 void each_direction(int64_t directions, bool concurrent, const F& body) {
   if (concurrent && directions == 2) {
     std::exception_ptr failure;
+    // The caller's thread-local settings (inference mode: the outputs are inference
+    // tensors then, which only code in inference mode may write), as `at::parallel_for`.
+    const at::ThreadLocalState caller;
 #pragma omp parallel for num_threads(2) schedule(static, 1)
     for (int64_t d = 0; d < 2; ++d) {
       try {
-        at::NoGradGuard no_grad;  // grad mode is per thread: these threads start with it on
+        at::ThreadLocalStateGuard settings(caller);
+        at::NoGradGuard no_grad;  // the products here record nothing
         body(d);
       } catch (...) {
 #pragma omp critical
@@ -612,6 +617,13 @@ void check_inputs(const char* name, const Tensor& x, const Tensor& h0, const Ten
   TORCH_CHECK(x.size(0) > 0, name, ": x needs at least one time step");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, name,
               ": float32 or float64 only");
+  for (const Tensor* t : {&h0, &w_ih, &w_hh}) {
+    TORCH_CHECK(t->scalar_type() == x.scalar_type(), name, ": states and weights need x's dtype ",
+                x.scalar_type(), ", got ", t->scalar_type());
+  }
+  TORCH_CHECK(h0.dim() == 3 && w_ih.dim() == 3, name,
+              ": states must be (directions, batch, units), w_ih (directions, gates * units, "
+              "features)");
   const int64_t directions = w_ih.size(0), units = h0.size(2);
   TORCH_CHECK(directions == 1 || directions == 2, name, ": one or two directions");
   TORCH_CHECK(h0.dim() == 3 && h0.size(0) == directions && h0.size(1) == x.size(1), name,
@@ -621,6 +633,16 @@ void check_inputs(const char* name, const Tensor& x, const Tensor& h0, const Ten
   TORCH_CHECK(w_hh.dim() == 3 && w_hh.size(0) == directions && w_hh.size(1) == gates * units &&
                   w_hh.size(2) == units,
               name, ": w_hh must be (directions, gates * units, units)");
+}
+
+// Another state (c0) or a bias: the shape it must have, and x's dtype (the kernels read
+// them row by row, unchecked).
+void check_like(const char* name, const char* what, const Tensor& t, const Tensor& x,
+                at::IntArrayRef shape) {
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), name, ": ", what, " needs x's dtype ",
+              x.scalar_type(), ", got ", t.scalar_type());
+  TORCH_CHECK(t.sizes() == shape, name, ": ", what, " must have shape ", shape, ", got ",
+              t.sizes());
 }
 
 Tensor new_outputs(const Tensor& x, int64_t directions, int64_t units, bool batch_first) {
@@ -634,6 +656,8 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0_in, const 
                                  const Tensor& bias_in, bool batch_first, bool concurrent,
                                  bool keep_activations) {
   check_inputs("birnn::lstm_forward", x_in, h0_in, w_ih_in, w_hh_in, 4);
+  check_like("birnn::lstm_forward", "c0", c0_in, x_in, h0_in.sizes());
+  check_like("birnn::lstm_forward", "bias", bias_in, x_in, {w_hh_in.size(0), w_hh_in.size(1)});
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor bias = bias_in.contiguous();
@@ -692,6 +716,8 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0_in, const T
                                 const Tensor& b_hh_in, bool batch_first, bool concurrent,
                                 bool keep_activations) {
   check_inputs("birnn::gru_forward", x_in, h0_in, w_ih_in, w_hh_in, 3);
+  check_like("birnn::gru_forward", "b_ih", b_ih_in, x_in, {w_hh_in.size(0), w_hh_in.size(1)});
+  check_like("birnn::gru_forward", "b_hh", b_hh_in, x_in, {w_hh_in.size(0), w_hh_in.size(1)});
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor b_ih = b_ih_in.contiguous(), b_hh = b_hh_in.contiguous();
