@@ -539,6 +539,18 @@ class Layer(nn.Module, metaclass=_LayerType):
         `input_shape=`, `batch_input_shape=` or `input_dim=`, else `None`."""
         return self._input_shape_arg
 
+    def direct_parameters(self) -> list[nn.Parameter]:
+        """The parameters registered on this module itself, not on its children: what
+        `parameters(recurse=False)` yields, read without its generators (the training
+        step asks every layer once per batch)."""
+        found: list[nn.Parameter] = []
+        seen: set[int] = set()
+        for param in self._parameters.values():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                found.append(param)
+        return found
+
     def own_weight_specs(self) -> Mapping[str, _WeightSpec]:
         """What `add_weight` was told about each of the layer's own weights, by
         attribute name (read-only): `keras_name`, `trainable`, `regularizer`,
