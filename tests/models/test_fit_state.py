@@ -1,9 +1,10 @@
 """The per-step walk of the layer tree (`Trainer._prepare_fit_state`) finds what the
-public APIs list: the trainable parameters in `parameters()` order (torch modules
-and shared weights included), regularized weights and constraints."""
+public APIs list: the parameters in `parameters()` order (torch modules, shared and
+frozen weights included), regularized weights and constraints."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -43,7 +44,7 @@ def _model() -> birnn.Model:
 def test_fit_state_lists_what_the_public_apis_list():
     model = _model()
     state = model._prepare_fit_state()
-    expected = [p for p in model.parameters() if p.requires_grad]
+    expected = list(model.parameters())
     assert [id(p) for p in state["params"]] == [id(p) for p in expected]
     assert len(expected) == len({id(p) for p in expected})  # the shared bias once
     holder = next(layer for layer in model.layers if isinstance(layer, _Holder))
@@ -51,6 +52,23 @@ def test_fit_state_lists_what_the_public_apis_list():
     assert [p for p, _ in regularized] == [holder.w, holder.inner.kernel]
     assert [name for _, name in regularized] == ["L1", "L2"]
     assert state["has_constraints"] is True
+
+
+def test_a_layer_frozen_between_steps_stays_put():
+    """As in Keras: its last gradient is not applied again."""
+    model = _model()
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    model.train_on_batch(x, y)
+    holder = next(layer for layer in model.layers if isinstance(layer, _Holder))
+    holder.inner.trainable = False  # its kernel leaves; its regularizer no longer counts
+    holder.lin.weight.requires_grad_(False)
+    assert [p for p, _ in model._prepare_fit_state()["regularizers"]] == [holder.w]
+    frozen = [holder.inner.kernel, holder.inner.bias, holder.lin.weight]
+    before = [p.detach().clone() for p in frozen]
+    model.train_on_batch(x, y)
+    for param, value in zip(frozen, before):
+        torch.testing.assert_close(param, value, rtol=0, atol=0)
+    assert all(p.grad is None for p in frozen)
 
 
 def test_direct_parameters_is_parameters_without_recursion():

@@ -435,14 +435,16 @@ class Trainer:
             else:
                 own = list(module.parameters(recurse=False))
             for p in own:
-                if p.requires_grad and id(p) not in seen:
+                if id(p) not in seen:
                     seen.add(id(p))
                     params.append(p)
         state = {
             "layers": layers,
             "regularizers": regularizers,
             "has_constraints": has_constraints,
-            "params": params,  # the order of `self.parameters()`
+            # Every parameter, in the order of `self.parameters()`: the step clears each
+            # one's gradient, a frozen one's too (else the optimizer would apply its last).
+            "params": params,
         }
         self._set_fit_state(state)
         return state
