@@ -234,7 +234,8 @@ class Bidirectional(Layer):
         mask: torch.Tensor | None = None,
         training: bool | None = None,
     ) -> Any:
-        mask = sequence_mask(mask)
+        if mask is not None:
+            mask = sequence_mask(mask)
         features = self._expected_features
         if features is not None and sequences.shape[-1] != features:
             raise ValueError(
