@@ -29,10 +29,6 @@ ROOT = Path(__file__).resolve().parents[2] / "src" / "birnn"
 _BUDGET = 20
 _PROTOCOL = frozenset({"_keras_mask", "_keras_history"})
 
-_HOOKS = (
-    "torch's hook registries: `nn.Module` has no public way to ask whether hooks would run "
-    "on a call (then Bidirectional calls the layer instead of fusing its directions)"
-)
 _PROBE = (
     "torch's dispatcher state, read to run native code or threads only in plain eager "
     "execution: torch has no public probe for it"
@@ -48,10 +44,6 @@ _SWAP = (
 # (file, expression): (occurrences, why it stays)
 _ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
     ("dtype_policies.py", "owner._parameters"): (2, _SWAP),
-    ("layers/rnn/bidirectional.py", "layer._forward_hooks"): (1, _HOOKS),
-    ("layers/rnn/bidirectional.py", "layer._forward_pre_hooks"): (1, _HOOKS),
-    ("layers/rnn/bidirectional.py", "layer._backward_hooks"): (1, _HOOKS),
-    ("layers/rnn/bidirectional.py", "layer._backward_pre_hooks"): (1, _HOOKS),
     ("losses.py", "torch.nn.modules.loss._Loss"): (
         1,
         "torch's loss base class has no public name; every torch loss module derives from it",

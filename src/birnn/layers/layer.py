@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.modules.module as torch_module
 from torch import nn
 from torch.nn.parameter import UninitializedParameter, is_lazy
 
@@ -538,6 +539,18 @@ class Layer(nn.Module, metaclass=_LayerType):
         `input_shape=`, `batch_input_shape=` or `input_dim=`, else `None`."""
         return self._input_shape_arg
 
+    def direct_parameters(self) -> list[nn.Parameter]:
+        """The parameters registered on this module itself, not on its children: what
+        `parameters(recurse=False)` yields, read without its generators (the training
+        step asks every layer once per batch)."""
+        found: list[nn.Parameter] = []
+        seen: set[int] = set()
+        for param in self._parameters.values():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                found.append(param)
+        return found
+
     def own_weight_specs(self) -> Mapping[str, _WeightSpec]:
         """What `add_weight` was told about each of the layer's own weights, by
         attribute name (read-only): `keras_name`, `trainable`, `regularizer`,
@@ -997,6 +1010,20 @@ class Layer(nn.Module, metaclass=_LayerType):
         if self.supports_masking or type(self).compute_mask is not Layer.compute_mask:
             _set_mask(outputs, self.compute_mask(inputs, mask))
         return outputs
+
+    def has_call_hooks(self) -> bool:
+        """Whether torch hooks would run on a call of this layer: its own forward or
+        backward hooks, or global ones (`torch.nn.modules.module.register_module_*`)."""
+        return bool(
+            self._forward_hooks
+            or self._forward_pre_hooks
+            or self._backward_hooks
+            or self._backward_pre_hooks
+            or torch_module._global_forward_hooks
+            or torch_module._global_forward_pre_hooks
+            or torch_module._global_backward_hooks
+            or torch_module._global_backward_pre_hooks
+        )
 
     def _produces_masks(self) -> bool:
         """Whether outputs may carry a mask: the layer passes one on or computes its own."""

@@ -423,27 +423,28 @@ class Trainer:
         `modules`: `self.modules()` already walked at the start of this call, if any.
         """
         layers, params, seen = [], [], set()
+        regularizers, has_constraints = [], False
         for module in self.modules() if modules is None else modules:  # depth first, once
             if isinstance(module, Layer):
                 layers.append(module)
-            for p in module.parameters(recurse=False):
-                if p.requires_grad and id(p) not in seen:
+                own = module.direct_parameters()
+                for name, spec in module.own_weight_specs().items():
+                    has_constraints = has_constraints or spec.constraint is not None
+                    if spec.regularizer is not None and spec.trainable and module.trainable:
+                        regularizers.append((getattr(module, name), spec.regularizer))
+            else:
+                own = list(module.parameters(recurse=False))
+            for p in own:
+                if id(p) not in seen:
                     seen.add(id(p))
                     params.append(p)
-        specs = [
-            (layer, name, spec)
-            for layer in layers
-            for name, spec in layer.own_weight_specs().items()
-        ]
         state = {
             "layers": layers,
-            "regularizers": [
-                (getattr(layer, name), spec.regularizer)
-                for layer, name, spec in specs
-                if spec.regularizer is not None and spec.trainable and layer.trainable
-            ],
-            "has_constraints": any(spec.constraint is not None for _, _, spec in specs),
-            "params": params,  # the order of `self.parameters()`
+            "regularizers": regularizers,
+            "has_constraints": has_constraints,
+            # Every parameter, in the order of `self.parameters()`: the step clears each
+            # one's gradient, a frozen one's too (else the optimizer would apply its last).
+            "params": params,
         }
         self._set_fit_state(state)
         return state

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.modules.module as torch_module
 
 from birnn import backend
 from birnn.dtype_policies import call_scope, cast_input, same_policy
@@ -235,7 +234,8 @@ class Bidirectional(Layer):
         mask: torch.Tensor | None = None,
         training: bool | None = None,
     ) -> Any:
-        mask = sequence_mask(mask)
+        if mask is not None:
+            mask = sequence_mask(mask)
         features = self._expected_features
         if features is not None and sequences.shape[-1] != features:
             raise ValueError(
@@ -297,7 +297,7 @@ class Bidirectional(Layer):
         fusable = self._config_cached(
             ("fusable", training), lambda: _pair_is_fusable(forward, backward, training)
         )
-        if not fusable or _has_hooks(forward) or _has_hooks(backward):
+        if not fusable or forward.has_call_hooks() or backward.has_call_hooks():
             return None
         # The fused run skips the layers' calls: apply their dtype policy here.
         inputs = cast_input(forward, inputs)
@@ -607,21 +607,4 @@ def _pair_is_fusable(forward: Any, backward: Any, training: bool) -> bool:
         and layer.activity_regularizer is None
         and layer.fused_kind(training) is not None
         for layer in (forward, backward)
-    )
-
-
-def _has_hooks(layer: Any) -> bool:
-    """Whether torch hooks would run on a call of `layer` (then it is called, not fused).
-
-    Reads torch's own hook registries: `nn.Module` has no public way to ask.
-    """
-    return bool(
-        layer._forward_hooks
-        or layer._forward_pre_hooks
-        or layer._backward_hooks
-        or layer._backward_pre_hooks
-        or torch_module._global_forward_hooks
-        or torch_module._global_forward_pre_hooks
-        or torch_module._global_backward_hooks
-        or torch_module._global_backward_pre_hooks
     )

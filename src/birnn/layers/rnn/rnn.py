@@ -499,9 +499,11 @@ class RNN(Layer):
         if self.fused_kind(training) is None:
             return None
         sequences = self._check_sequences(sequences)
-        self.build_from_inputs(sequences)
+        if not self.built:
+            self.build_from_inputs(sequences)
         check_input_compatibility(self.name, self.input_spec, sequences)
-        mask = self._standardize_mask(mask, sequences)
+        if mask is not None:
+            mask = self._standardize_mask(mask, sequences)
         states = None
         if initial_state is not None or self.stateful:
             states = self._initial_state(initial_state, sequences)
