@@ -258,3 +258,63 @@ def test_bidirectional_concat_joins_the_last_axis_like_keras():
     x = torch.randn(2, 4, 2, 5, 6)
     assert layer(x).shape == (2, 4, 3, 3, 8)
     assert layer.compute_output_shape(tuple(x.shape)) == (2, 4, 3, 3, 8)
+
+
+def _layout_twins(**kwargs):
+    """A channels-last ConvLSTM2D and a channels-first one with the same weights."""
+    last = birnn.layers.ConvLSTM2D(3, 3, return_sequences=True, return_state=True, **kwargs)
+    first = birnn.layers.ConvLSTM2D(
+        3, 3, return_sequences=True, return_state=True, data_format="channels_first", **kwargs
+    )
+    x = torch.randn(2, 4, 5, 6, 2, dtype=torch.float64)
+    last(x)
+    first(x.permute(0, 1, 4, 2, 3))
+    first.set_weights(last.get_weights())
+    return last, first, x
+
+
+def _first_and_second_order(layer, x, channels_last):
+    """Gradients of a loss on every result, and of the squared input gradient's norm."""
+    x = x.clone().requires_grad_(True)
+    inputs = x if channels_last else x.permute(0, 1, 4, 2, 3)
+    outputs, h, c = layer(inputs)
+    if not channels_last:  # back to channels-last, to compare with the twin
+        outputs, h, c = (
+            outputs.permute(0, 1, 3, 4, 2),
+            h.permute(0, 2, 3, 1),
+            c.permute(0, 2, 3, 1),
+        )
+    g = torch.Generator().manual_seed(1)
+    loss = sum(
+        (t * torch.randn(t.shape, generator=g, dtype=t.dtype)).sum() for t in (outputs, h, c)
+    )
+    (grad_x,) = torch.autograd.grad(loss, x, create_graph=True)
+    second = torch.autograd.grad(grad_x.square().sum(), list(layer.parameters()))
+    return [grad_x.detach(), *second]
+
+
+@pytest.mark.parametrize("kwargs", [{"padding": "same"}, {"strides": 2}, {"dilation_rate": 2}])
+def test_channels_last_gradients_match_channels_first_to_second_order(kwargs):
+    """Channels-last results hand contiguous gradients back into the scan; the gradients, and
+    gradients of gradients, are those of the channels-first layout."""
+    last, first, x = _layout_twins(**kwargs)
+    last = last.double()
+    first = first.double()
+    expected = _first_and_second_order(first, x, channels_last=False)
+    actual = _first_and_second_order(last, x, channels_last=True)
+    assert_close(actual, expected, atol=1e-10)
+
+
+def test_gradients_under_torch_compile_match_eager():
+    layer = birnn.layers.ConvLSTM2D(2, 3, padding="same", return_sequences=True)
+    x = torch.randn(2, 3, 4, 5, 2)
+    layer(x)
+
+    def grads(fn):
+        layer.zero_grad(set_to_none=True)
+        fn(x).square().sum().backward()
+        return [p.grad.clone() for p in layer.parameters()]
+
+    expected = grads(layer)
+    actual = grads(torch.compile(layer, backend="aot_eager"))
+    assert_close(actual, expected, atol=1e-5)

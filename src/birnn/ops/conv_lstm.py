@@ -212,11 +212,11 @@ def conv_lstm(
             h = (h.unsqueeze(1) * recurrent_mask).flatten(1, 2)
         elif recurrent_mask is not None:
             h = h * recurrent_mask
-        z = x_proj + recurrent_conv(h)
-        gates = z.view(z.shape[0], 4, -1, *z.shape[2:])
-        input_forget = recurrent_activation(gates[:, :2])
-        c = input_forget[:, 1] * c + input_forget[:, 0] * activation(gates[:, 2])
-        h = recurrent_activation(gates[:, 3]) * activation(c)
+        # `chunk` rather than indexing: its backward is one concatenation, where each
+        # indexed gate's backward would zero-fill a gradient the size of all four.
+        i, f, g, o = (x_proj + recurrent_conv(h)).chunk(4, 1)
+        c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
+        h = recurrent_activation(o) * activation(c)
         return h, [h, c]
 
     last, outputs, (h, c) = scan(
@@ -231,6 +231,32 @@ def conv_lstm(
     )
     if channels_last:
         last, outputs, h, c = (
-            t.movedim(1 if t.dim() == rank + 2 else 2, -1) for t in (last, outputs, h, c)
+            _channels_last(t, 1 if t.dim() == rank + 2 else 2) for t in (last, outputs, h, c)
         )
     return last, outputs, [h, c]
+
+
+class _ChannelsFirstGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous gradient.
+
+    The results leave `conv_lstm` as channels-last views of channels-first
+    tensors, so their gradients arrive channels-last; left so, every step's
+    gate arithmetic and recurrent-convolution backward would mix layouts (and
+    the convolution would copy its gradient). One copy of the whole sequence's
+    gradient here keeps the backward scan in contiguous memory.
+    """
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+def _channels_last(t: torch.Tensor, channel_axis: int) -> torch.Tensor:
+    """A channels-first result as a channels-last view, its gradient made channels-first."""
+    if t.requires_grad and not torch.compiler.is_exporting():
+        t = _ChannelsFirstGrad.apply(t)
+    return t.movedim(channel_axis, -1)
