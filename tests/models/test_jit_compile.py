@@ -224,3 +224,111 @@ def test_one_model_call_is_one_graph(training):
     torch._dynamo.reset()
     explained = torch._dynamo.explain(call)(x)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+
+
+@pytest.fixture
+def direct_runs(monkeypatch):
+    """Counts the compiled inference calls that entered dynamo's cached code directly."""
+    runs = {"direct": 0, "through dynamo": 0}
+    runner = jit._runner
+
+    def counted(code, function):
+        found = runner(code, function)
+        runs["direct" if found is not None else "through dynamo"] += 1
+        return found
+
+    monkeypatch.setattr(jit, "_runner", counted)
+    return runs
+
+
+def test_compiled_predict_follows_weights_inputs_and_layer_changes(tmp_path, direct_runs):
+    """The compiled inference step (entered directly, past dynamo's wrapper) equals the
+    eager one within 1e-6 after each change that must reach it: weights set, loaded
+    and updated in place by the optimizer, a new batch size, a float64 input, the
+    training flag (a dropout layer) and a layer attribute."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 3, 3)).astype("float32")
+    y = rng.normal(size=(4, 2)).astype("float32")
+
+    def model():
+        return birnn.Sequential(
+            [
+                birnn.Input(shape=(3, 3)),
+                birnn.layers.Bidirectional(birnn.layers.LSTM(3, return_sequences=True)),
+                birnn.layers.Dropout(0.5),
+                birnn.layers.Bidirectional(birnn.layers.GRU(2)),
+                birnn.layers.Dense(2),
+            ]
+        )
+
+    eager, compiled = model(), model()
+    copy_weights(eager, compiled)
+    for m, jit_compile in ((eager, False), (compiled, True)):
+        m.compile(loss="mse", optimizer="rmsprop", jit_compile=jit_compile)
+
+    def check(inputs=x):
+        np.testing.assert_allclose(
+            compiled.predict_on_batch(inputs), eager.predict_on_batch(inputs), atol=1e-6
+        )
+
+    check()
+    graphs = _graphs()
+    runs = direct_runs["direct"]
+    check()
+    assert direct_runs["direct"] == runs + 1 and _graphs() == graphs  # no new graph
+    new = [rng.normal(size=w.shape).astype("float32") for w in eager.get_weights()]
+    eager.set_weights(new)
+    compiled.set_weights(new)
+    check()
+    path = str(tmp_path / "other.weights.h5")
+    model().save_weights(path)  # other random weights
+    eager.load_weights(path)
+    compiled.load_weights(path)
+    check()
+    assert _graphs() == graphs  # new values in the same weights: no recompilation
+    for _ in range(3):  # the optimizer updates the weights in place (dropout: own draws)
+        compiled.train_on_batch(x, y)
+    graphs = _graphs()  # with the training step's graphs
+    eager.set_weights(compiled.get_weights())
+    check()
+    assert _graphs() == graphs
+    check(x[:3])  # a batch size: a new graph
+    check(np.concatenate([x, x]))
+    check(torch.from_numpy(x).double())  # cast to the input's float32 in the graph
+    # The training flag: its own graph, dropout on; inference is back after it.
+    with torch.no_grad():
+        trained = jit.forward(compiled, torch.from_numpy(x), training=True)
+    assert not np.allclose(trained.numpy(), eager.predict_on_batch(x), atol=1e-3)
+    check()
+    for m in (eager, compiled):  # a layer attribute read by the graph: a guard fails
+        m.layers[-1].activation = birnn.activations.get("tanh")
+    check()
+    assert direct_runs["through dynamo"] == 0
+
+
+def test_compiled_predict_with_a_graph_break_and_another_stance(direct_runs):
+    """A sequence past `MAX_TRACED_STEPS` calls the fused kernel outside the graph (a
+    graph break): its calls go through dynamo, which compiles the resumed frames;
+    under `torch.compiler.set_stance("force_eager")` calls go through dynamo too,
+    which then runs eagerly. Results equal eager ones within 1e-6."""
+    steps = traced_rnn.MAX_TRACED_STEPS + 1
+    x = np.random.default_rng(4).normal(size=(2, steps, 3)).astype("float32")
+    eager, compiled = _model(birnn, steps), _model(birnn, steps)
+    copy_weights(eager, compiled)
+    for m, jit_compile in ((eager, False), (compiled, True)):
+        m.compile(loss="mse", jit_compile=jit_compile)
+    for _ in range(2):
+        np.testing.assert_allclose(
+            compiled.predict_on_batch(x), eager.predict_on_batch(x), atol=1e-6
+        )
+    assert direct_runs["direct"] == 0 and direct_runs["through dynamo"] >= 1
+    short = _model(birnn)
+    short.compile(loss="mse", jit_compile=True)
+    xs = x[:, :3]
+    expected = short.predict_on_batch(xs)  # compiles, enters directly next time
+    runs = dict(direct_runs)
+    with torch.compiler.set_stance("force_eager"):
+        np.testing.assert_allclose(short.predict_on_batch(xs), expected, atol=1e-6)
+    assert direct_runs == runs
+    np.testing.assert_allclose(short.predict_on_batch(xs), expected, atol=1e-6)
+    assert direct_runs["direct"] == runs["direct"] + 1

@@ -115,15 +115,30 @@ def _own_function(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _compiled(
-    model: Any, key: Any, make: Callable[[], Callable[..., Any]], dynamic: bool | None = None
+    model: Any,
+    key: Any,
+    make: Callable[[], Callable[..., Any]],
+    dynamic: bool | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Callable[..., Any]:
-    """`model`'s compiled function under `key`, compiled on first use (`dynamic` as
-    `torch.compile`'s)."""
+    """`model`'s compiled function under `key`, compiled on first use (`dynamic` and
+    `options` as `torch.compile`'s)."""
     per_model = _COMPILED.setdefault(model, {})
     compiled = per_model.get(key)
     if compiled is None:
-        compiled = per_model[key] = torch.compile(_own_function(make()), dynamic=dynamic)
+        function = _own_function(make())
+        compiled = per_model[key] = torch.compile(function, dynamic=dynamic, options=options)
+        _SOURCES[compiled] = function
     return compiled
+
+
+# Each compiled function's source: the function whose code dynamo caches entries for.
+_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+# The inference graph's inductor options: C++ instead of Python glue between its
+# kernels (for the seed model that glue was about a third of the graph's time).
+_FORWARD_OPTIONS: dict[str, Any] = {"cpp_wrapper": True}
 
 
 def forward(model: Any, x: Any, training: bool) -> Any:
@@ -131,18 +146,94 @@ def forward(model: Any, x: Any, training: bool) -> Any:
 
     Each model gets its own compiled function per `training` value. The
     functions are held by a weak map, not by the model: a copied or pickled
-    model carries none of them.
+    model carries none of them. Calls enter dynamo's cache directly
+    (`_enter_cached`).
     """
     if not model.jit_compile:
         return model(x, training=training)
-    return _compiled(model, ("forward", training), lambda: _call_in_mode(training))(model, x)
+    call = _call_training if training else _call_inference
+    compiled = _compiled(model, ("forward", training), lambda: call, options=_FORWARD_OPTIONS)
+    return _enter_cached(compiled, model, x)
 
 
-def _call_in_mode(training: bool) -> Callable[[Any, Any], Any]:
-    def call(model: Any, x: Any) -> Any:
-        return model(x, training=training)
+def _call_training(model: Any, x: Any) -> Any:
+    return model(x, training=True)
 
-    return call
+
+def _call_inference(model: Any, x: Any) -> Any:
+    return model(x, training=False)
+
+
+_cache_entries: Callable[[Any], list[Any]] | None
+try:  # dynamo's own view of a code object's cache entries
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list as _cache_entries
+except ImportError:  # pragma: no cover - a torch without it: every call goes through dynamo
+    _cache_entries = None
+
+
+def _enter_cached(compiled: Any, model: Any, x: Any) -> Any:
+    """`compiled(model, x)`, without dynamo's Python entry wrapper where that is the same.
+
+    Dynamo keeps, per code object, cache entries of guards and transformed code.
+    Calling a compiled function runs a Python entry wrapper (for a small model it
+    costs about as much as the guards: tens of microseconds), then the code of
+    the first entry whose guards pass on the call's arguments. Here the same
+    guards are checked on the same arguments and the same code runs. Everything
+    else goes through `compiled`: no entry passes (dynamo compiles one), the
+    model call breaks the graph (`_runner`), the caller is being compiled, or the
+    compiler's stance is not the default one.
+    """
+    function = _SOURCES.get(compiled)
+    if (
+        function is None
+        or _cache_entries is None
+        or torch.compiler.is_compiling()
+        or not _default_stance()
+    ):
+        return compiled(model, x)
+    arguments = {"model": model, "x": x}
+    for entry in _cache_entries(function):
+        if entry.guard_manager.check(arguments):
+            runner = _runner(entry.code, function)
+            return compiled(model, x) if runner is None else runner(model, x)
+    return compiled(model, x)
+
+
+def _default_stance() -> bool:
+    """Whether `torch.compiler.set_stance` is at its default: the other stances change
+    what a call runs (eager, another backend, guards skipped)."""
+    stance = getattr(torch._dynamo.eval_frame, "_stance", None)
+    return (
+        getattr(stance, "stance", None) == "default"
+        and getattr(stance, "skip_guard_eval_unsafe", None) is False
+        and getattr(stance, "backend", False) is None
+    )
+
+
+_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _runner(code: types.CodeType, function: Any) -> Callable[..., Any] | None:
+    """A function running dynamo's transformed `code` for `function`, or None unless
+    that code runs compiled graphs and nothing that dynamo would compile on the way.
+
+    Code without a graph calls the original function (a graph break at its first
+    call, whose nested frames dynamo compiles); code resuming after a graph break
+    calls a `__resume_at` function, compiled by dynamo too. Both go through dynamo.
+    The compiled graphs are globals of `function`'s module.
+    """
+    runners = _RUNNERS.setdefault(function, {})
+    if code not in runners:
+        names = code.co_names
+        whole = (
+            code.co_freevars == function.__code__.co_freevars == ()
+            and any(name.startswith("__compiled_fn") for name in names)
+            and not any(name.startswith("__resume_at") for name in names)
+        )
+        runners[code] = (
+            types.FunctionType(code, function.__globals__, function.__name__) if whole else None
+        )
+    return runners[code]
 
 
 def train_forward(

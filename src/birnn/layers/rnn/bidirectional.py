@@ -267,8 +267,11 @@ class Bidirectional(Layer):
                 else:
                     y_fw, y_bw = pair.outputs
         num_states = len(states_fw) + len(states_bw) if self.return_state else 0
-        if num_states != self._num_states_seen:  # `nn.Module.__setattr__` is slow
-            self._num_states_seen = num_states
+        # A record of calls, not configuration: into `__dict__`, without a new config
+        # version; compiled code writes it unread (a read value would be guarded on,
+        # and the next call recompile).
+        if torch.compiler.is_compiling() or num_states != self._num_states_seen:
+            self.__dict__["_num_states_seen"] = num_states
         if output is None:
             if self.return_sequences and mask is not None:
                 # Both are in the forward layer's order, reversed time if it goes backwards.
