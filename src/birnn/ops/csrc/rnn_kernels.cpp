@@ -25,22 +25,22 @@
 // the backward functions need (the activations of every step), which the Python side keeps
 // for autograd; without, they keep only what the next step reads.
 
-#include <ATen/ThreadLocalState.h>
 #include <ATen/ATen.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/native/CPUBlas.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-#include <algorithm>
 #include <exception>
 #include <type_traits>
 #include <utility>
 #include <vector>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 using at::Tensor;
 
@@ -140,7 +140,7 @@ BIRNN_INLINE void lstm_forward_step(Rows<T> gates, const T* bias, Rows<const T> 
   }
 }
 
-BIRNN_VECTOR_CLONES void lstm_forward_step_f32(Rows<float> gates, const float* bias,
+BIRNN_VECTOR_CLONES void lstm_step_forward(Rows<float> gates, const float* bias,
                                                Rows<const float> c_prev, Rows<float> c,
                                                Rows<float> tanh_c, Rows<float> h, int64_t batch,
                                                int64_t units) {
@@ -190,7 +190,7 @@ BIRNN_INLINE void lstm_backward_step(Rows<const T> gates, Rows<const T> tanh_c,
   }
 }
 
-BIRNN_VECTOR_CLONES void lstm_backward_step_f32(Rows<const float> gates,
+BIRNN_VECTOR_CLONES void lstm_step_backward(Rows<const float> gates,
                                                 Rows<const float> tanh_c,
                                                 Rows<const float> c_prev, Rows<const float> dy,
                                                 Rows<const float> dh, Rows<float> dc,
@@ -234,7 +234,7 @@ BIRNN_INLINE void gru_forward_step(Rows<T> x_gates, Rows<const T> h_gates, const
   }
 }
 
-BIRNN_VECTOR_CLONES void gru_forward_step_f32(Rows<float> x_gates, Rows<const float> h_gates,
+BIRNN_VECTOR_CLONES void gru_step_forward(Rows<float> x_gates, Rows<const float> h_gates,
                                               const float* b_ih, const float* b_hh,
                                               Rows<const float> h_prev, Rows<float> h_n,
                                               Rows<float> h, int64_t batch, int64_t units) {
@@ -286,7 +286,7 @@ BIRNN_INLINE void gru_backward_step(Rows<const T> gates, Rows<const T> h_n, Rows
   }
 }
 
-BIRNN_VECTOR_CLONES void gru_backward_step_f32(Rows<const float> gates, Rows<const float> h_n,
+BIRNN_VECTOR_CLONES void gru_step_backward(Rows<const float> gates, Rows<const float> h_n,
                                                Rows<const float> h_prev, Rows<const float> dy,
                                                Rows<const float> dh, Rows<float> dx_gates,
                                                Rows<float> dh_gates, Rows<float> dh_prev,
@@ -296,41 +296,21 @@ BIRNN_VECTOR_CLONES void gru_backward_step_f32(Rows<const float> gates, Rows<con
                            db_hh, batch, units);
 }
 
-// float32 goes to the vectorized copies, float64 to the plain loops.
-void lstm_step_forward(Rows<float> g, const float* bias, Rows<const float> cp, Rows<float> c,
-                       Rows<float> tc, Rows<float> h, int64_t batch, int64_t units) {
-  lstm_forward_step_f32(g, bias, cp, c, tc, h, batch, units);
-}
+// float64 (the float32 overloads above are the vectorized copies): the plain loops.
 void lstm_step_forward(Rows<double> g, const double* bias, Rows<const double> cp,
                        Rows<double> c, Rows<double> tc, Rows<double> h, int64_t batch,
                        int64_t units) {
   lstm_forward_step<double>(g, bias, cp, c, tc, h, batch, units);
-}
-void lstm_step_backward(Rows<const float> g, Rows<const float> tc, Rows<const float> cp,
-                        Rows<const float> dy, Rows<const float> dh, Rows<float> dc,
-                        Rows<float> dg, float* db, int64_t batch, int64_t units) {
-  lstm_backward_step_f32(g, tc, cp, dy, dh, dc, dg, db, batch, units);
 }
 void lstm_step_backward(Rows<const double> g, Rows<const double> tc, Rows<const double> cp,
                         Rows<const double> dy, Rows<const double> dh, Rows<double> dc,
                         Rows<double> dg, double* db, int64_t batch, int64_t units) {
   lstm_backward_step<double>(g, tc, cp, dy, dh, dc, dg, db, batch, units);
 }
-void gru_step_forward(Rows<float> xg, Rows<const float> hg, const float* b_ih, const float* b_hh,
-                      Rows<const float> hp, Rows<float> hn, Rows<float> h, int64_t batch,
-                      int64_t units) {
-  gru_forward_step_f32(xg, hg, b_ih, b_hh, hp, hn, h, batch, units);
-}
 void gru_step_forward(Rows<double> xg, Rows<const double> hg, const double* b_ih,
                       const double* b_hh, Rows<const double> hp, Rows<double> hn,
                       Rows<double> h, int64_t batch, int64_t units) {
   gru_forward_step<double>(xg, hg, b_ih, b_hh, hp, hn, h, batch, units);
-}
-void gru_step_backward(Rows<const float> g, Rows<const float> hn, Rows<const float> hp,
-                       Rows<const float> dy, Rows<const float> dh, Rows<float> dxg,
-                       Rows<float> dhg, Rows<float> dhp, float* db_ih, float* db_hh,
-                       int64_t batch, int64_t units) {
-  gru_backward_step_f32(g, hn, hp, dy, dh, dxg, dhg, dhp, db_ih, db_hh, batch, units);
 }
 void gru_step_backward(Rows<const double> g, Rows<const double> hn, Rows<const double> hp,
                        Rows<const double> dy, Rows<const double> dh, Rows<double> dxg,
