@@ -530,11 +530,15 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     >>> torch.equal(pair.last_outputs[1], pair.outputs[1][:, 0])  # backward ends at step 0
     True
     """
-    # Two directions at once: in one native kernel call where it can (the kernel call
-    # decides), else on two workers.
+    # Two directions at once: on two workers, unless one native kernel call can take the
+    # pair (that call runs them at once itself, wherever it is made).
     one_call = _one_call_possible(forward, backward)
-    native = one_call and _native_pair(inputs, forward, backward)
-    concurrent = not native and _side_by_side(inputs, forward, backward)
+    tensors: list[torch.Tensor | None] = [inputs]
+    for d in (forward, backward):
+        tensors += [d.kernel, d.recurrent_kernel, d.bias]
+    concurrent = _side_by_side(inputs, tensors, forward, backward)
+    if concurrent and one_call and _native_pair(forward.kind, tensors):
+        concurrent = False
     if concurrent or not one_call:
         (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = _each_direction(
             inputs, (forward, backward), concurrent
@@ -564,8 +568,11 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     return Pair((last_reverse, last_in_time), (states_reverse, states_in_time), sequences)
 
 
-def _side_by_side(inputs: torch.Tensor, *directions: Direction) -> bool:
-    """Whether the two directions run side by side (`birnn.ops.side_by_side`)."""
+def _side_by_side(
+    inputs: torch.Tensor, tensors: list[torch.Tensor | None], *directions: Direction
+) -> bool:
+    """Whether the two directions, reading `tensors`, run side by side on two workers
+    (`birnn.ops.side_by_side`)."""
     batch, time, features = inputs.shape
     work = max(
         batch
@@ -575,20 +582,17 @@ def _side_by_side(inputs: torch.Tensor, *directions: Direction) -> bool:
         * (features + d.recurrent_kernel.shape[0])
         for d in directions
     )
-    tensors = [inputs, *(t for d in directions for t in (d.kernel, d.recurrent_kernel, d.bias))]
     return side_by_side.wanted(tensors, work)
 
 
-def _native_pair(inputs: torch.Tensor, *directions: Direction) -> bool:
+def _native_pair(kind: str, tensors: list[torch.Tensor | None]) -> bool:
     """Whether the pair goes to one native kernel call, which runs both directions
     at once (one thread each), rather than to two workers.
 
     With four or more threads each direction gets half of them on a worker
     instead (`birnn.ops.side_by_side`), so that no core sits idle.
     """
-    tensors = [inputs, *(t for d in directions for t in (d.kernel, d.recurrent_kernel, d.bias))]
-    # `chosen` first: it is False while TorchDynamo traces, which cannot trace the thread count.
-    return native_rnn.chosen(directions[0].kind, tensors) and torch.get_num_threads() < 4
+    return torch.get_num_threads() < 4 and native_rnn.chosen(kind, tensors)
 
 
 def _each_direction(
