@@ -184,7 +184,7 @@ def _opaque_kernel(
     batch_first: bool = True,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """`_kernel`, always in a kernel outside any compiled graph: birnn's native one
-    where `native_rnn.chosen` says so (two directions at once where
+    where `native_rnn.usable` (two directions at once where
     `side_by_side.wanted_natively`; decided here, which runs eagerly also inside
     compiled models), else PyTorch's."""
     device_type = inputs.device.type
@@ -202,7 +202,7 @@ def _opaque_kernel(
                 bidirectional,
                 batch_first,
             )
-    if native_rnn.chosen(kind, [inputs, *states, *weights]):
+    if native_rnn.usable([inputs, *states, *weights]):
         concurrent = bidirectional and side_by_side.wanted_natively()
         return native_rnn.kernel(
             kind, inputs, states, weights, has_biases, bidirectional, batch_first, concurrent
@@ -282,7 +282,7 @@ def _one_direction(
         x = _with_padding_feature(x, mask)
     weights = torch_weights(kind, kernel, recurrent_kernel, bias, padding_feature=keep_carry)
     rows = None  # where each row is in the kernel's batch
-    if not native_rnn.chosen(kind, [x, *hx, *weights]) and packed_rnn.worth_segmenting(
+    if not native_rnn.usable([x, *hx, *weights]) and packed_rnn.worth_segmenting(
         kind, x, weights, lengths
     ):  # skips most of the padding
         order, rows, sorted_lengths = packed_rnn.by_length(lengths)
@@ -537,7 +537,7 @@ def run_pair(inputs: torch.Tensor, forward: Direction, backward: Direction) -> P
     for d in (forward, backward):
         tensors += [d.kernel, d.recurrent_kernel, d.bias]
     concurrent = _side_by_side(inputs, tensors, forward, backward)
-    if concurrent and one_call and _native_pair(forward.kind, tensors):
+    if concurrent and one_call and _native_pair(tensors):
         concurrent = False
     if concurrent or not one_call:
         (last_fw, out_fw, states_fw), (last_bw, out_bw, states_bw) = _each_direction(
@@ -585,14 +585,14 @@ def _side_by_side(
     return side_by_side.wanted(tensors, work)
 
 
-def _native_pair(kind: str, tensors: list[torch.Tensor | None]) -> bool:
+def _native_pair(tensors: list[torch.Tensor | None]) -> bool:
     """Whether the pair goes to one native kernel call, which runs both directions
     at once (one thread each), rather than to two workers.
 
     With four or more threads each direction gets half of them on a worker
     instead (`birnn.ops.side_by_side`), so that no core sits idle.
     """
-    return torch.get_num_threads() < 4 and native_rnn.chosen(kind, tensors)
+    return torch.get_num_threads() < 4 and native_rnn.usable(tensors)
 
 
 def _each_direction(
@@ -682,7 +682,7 @@ def _masked_pair(
     units = first.recurrent_kernel.shape[0]
     zeros = x.new_zeros(2, x.shape[1], units)
     hx = [zeros, zeros] if kind == "lstm" else [zeros]
-    native = native_rnn.chosen(kind, [x, *hx, *weights])
+    native = native_rnn.usable([x, *hx, *weights])
     if not native and packed_rnn.worth_packing(kind, x, weights, lengths):  # skips padding
         outputs, final = packed_rnn.bidirectional_kernel(
             kind, x, hx, weights, first.bias is not None, lengths
