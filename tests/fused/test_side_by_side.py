@@ -1,7 +1,11 @@
 """Directions side by side (`birnn.ops.side_by_side`) compute what the sequential path does."""
 
+import ast
 import dataclasses
+import faulthandler
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -215,6 +219,7 @@ def test_a_forked_child_starts_its_own_workers():
     side_by_side.run((lambda t: (t * 2,), [x]), (lambda t: (t * 3,), [x]), True)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit status
+        faulthandler.enable(all_threads=True)  # a crash prints where, into the captured output
         code = 1
         try:
             (a,), (b,) = side_by_side.run(
@@ -226,6 +231,43 @@ def test_a_forked_child_starts_its_own_workers():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+_FORKING_SCRIPT = """
+import os, torch
+from birnn.ops import side_by_side
+
+(torch.randn(4, requires_grad=True) * 2).sum().backward()
+x = torch.randn(3, requires_grad=True)
+codes = []
+for _ in range(60):
+    side_by_side.run((lambda t: (t * 2,), [x]), (lambda t: (t * 3,), [x]), True)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            side_by_side.run((lambda t: (t * 2,), [x]), (lambda t: (t * 3,), [x]), True)
+            code = 0
+        finally:
+            os._exit(code)
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+print(codes)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_forked_children_start_their_workers_without_crashing():
+    # PyTorch rebuilds its autograd engine in a forked child on the first differentiable op,
+    # without a lock. Once the parent had run a backward pass, two new workers making their
+    # first ops at once crashed about one child in fifteen (SIGSEGV). A fresh interpreter:
+    # the state pytest leaves behind hid the crash.
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKING_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    exit_codes = ast.literal_eval(done.stdout.strip())
+    assert len(exit_codes) == 60
+    assert [code for code in exit_codes if code != 0] == []
 
 
 # ------------------------------------------------------------------ fused kernels

@@ -76,6 +76,7 @@ _MIN_WORK = 1.0e7
 _state = threading.local()
 _lock = threading.Lock()
 _pool: _Pool | None = None
+_forked = False  # set in a forked child until its first pool has started
 
 
 def _mode_from_environment() -> str:
@@ -277,19 +278,34 @@ def _work(tasks: queue.SimpleQueue[_Task | None]) -> None:
 
 
 def _get_pool() -> _Pool:
-    global _pool
+    global _pool, _forked
     if _pool is None:
         with _lock:
             if _pool is None:
+                if _forked:
+                    _rebuild_autograd_engine()
+                    _forked = False
                 _pool = _Pool()
     return _pool
 
 
+def _rebuild_autograd_engine() -> None:
+    """Makes PyTorch rebuild its autograd engine now, on this one thread.
+
+    In a forked child, PyTorch rebuilds the engine on the first differentiable op, without a
+    lock. The two new workers making their first ops at once crashed the child (SIGSEGV) in
+    about one fork in fifteen once the parent had run a backward pass.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        torch.ones(1, requires_grad=True).mul(torch.ones(1))  # saves a tensor: uses the engine
+
+
 def _after_fork_in_child() -> None:
     # The workers do not exist in a forked child; its first side-by-side call starts new ones.
-    global _pool, _lock
+    global _pool, _lock, _forked
     _pool = None
     _lock = threading.Lock()
+    _forked = True
 
 
 def _at_exit() -> None:
