@@ -132,15 +132,26 @@ def kernel(
     else:
         b_ih = b_hh = inputs.new_zeros(directions, gates)
     x = inputs.transpose(0, 1) if batch_first else inputs
-    # Whether autograd records this call: only then are the activations kept for backward.
+    # Whether autograd records this call: only then are the activations kept for backward,
+    # and the call made through an autograd function.
     keep = torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *states, *weights))
     if kind == "lstm":
         bias = b_ih + b_hh
-        outputs, h_n, c_n = _LSTM.apply(
-            x, states[0], states[1], w_ih, w_hh, bias, batch_first, concurrent, keep
-        )
+        if not keep:
+            outputs, h_n, c_n, *_ = torch.ops.birnn_native.lstm_forward(
+                x, states[0], states[1], w_ih, w_hh, bias, batch_first, concurrent, False
+            )
+        else:
+            outputs, h_n, c_n = _LSTM.apply(
+                x, states[0], states[1], w_ih, w_hh, bias, batch_first, concurrent
+            )
         return outputs, [h_n, c_n]
-    outputs, h_n = _GRU.apply(x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, keep)
+    if not keep:
+        outputs, h_n, *_ = torch.ops.birnn_native.gru_forward(
+            x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, False
+        )
+    else:
+        outputs, h_n = _GRU.apply(x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent)
     return outputs, [h_n]
 
 
@@ -156,13 +167,11 @@ class _LSTM(torch.autograd.Function):
         bias: torch.Tensor,
         batch_first: bool,
         concurrent: bool,
-        keep: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y, h_n, c_n, gates, c, tanh_c = torch.ops.birnn_native.lstm_forward(
-            x, h0, c0, w_ih, w_hh, bias, batch_first, concurrent, keep
+            x, h0, c0, w_ih, w_hh, bias, batch_first, concurrent, True
         )
-        if keep:
-            ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c)
         ctx.options = (batch_first, concurrent)
         return y, h_n, c_n
 
@@ -173,7 +182,7 @@ class _LSTM(torch.autograd.Function):
         dx, dh0, dc0, dw_ih, dw_hh, d_bias = torch.ops.birnn_native.lstm_backward(
             x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c, dy, dh_n, dc_n, *ctx.options
         )
-        return dx, dh0, dc0, dw_ih, dw_hh, d_bias, None, None, None
+        return dx, dh0, dc0, dw_ih, dw_hh, d_bias, None, None
 
 
 class _GRU(torch.autograd.Function):
@@ -188,13 +197,11 @@ class _GRU(torch.autograd.Function):
         b_hh: torch.Tensor,
         batch_first: bool,
         concurrent: bool,
-        keep: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         y, h_n, gates, h_n_block = torch.ops.birnn_native.gru_forward(
-            x, h0, w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, keep
+            x, h0, w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, True
         )
-        if keep:
-            ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, h_n_block)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, h_n_block)
         ctx.options = (batch_first, concurrent)
         return y, h_n
 
@@ -205,4 +212,4 @@ class _GRU(torch.autograd.Function):
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.birnn_native.gru_backward(
             x, h0, w_ih, w_hh, y, gates, h_n_block, dy, dh_n, *ctx.options
         )
-        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None
+        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None
