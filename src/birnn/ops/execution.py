@@ -16,6 +16,8 @@ import torch
 
 __all__ = ["plain_eager_cpu"]
 
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+
 
 def plain_eager_cpu(tensors: Sequence[torch.Tensor | None]) -> bool:
     """Whether `tensors` (None entries skipped) are plain CPU tensors in plain eager execution.
@@ -37,6 +39,6 @@ def plain_eager_cpu(tensors: Sequence[torch.Tensor | None]) -> bool:
     for tensor in tensors:
         if tensor is None:
             continue
-        if type(tensor) not in (torch.Tensor, torch.nn.Parameter) or tensor.device.type != "cpu":
+        if type(tensor) not in _PLAIN_TYPES or not tensor.is_cpu:
             return False
     return True
