@@ -40,10 +40,11 @@ target, backward and an `RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)` step; an
 inference step is the forward pass under `torch.no_grad()`.
 
 Each row runs in a fresh Python process of its own (this script again, with
-the hidden `--row-child`), which hands its medians back as JSON, so no row
-inherits what the rows before it left behind: the heap, thread pools, caches,
-compiled graphs (in one process the seed rows ran about 1.6x slower after the
-long rows than alone, for every implementation). Within that process the
+the hidden `--row-child`; the `Model.fit` and serving rows with
+`--part-child`), which hands its medians back as JSON, so no row inherits
+what the rows before it left behind: the heap, thread pools, caches, compiled
+graphs (in one process the seed rows ran about 1.6x slower after the long
+rows than alone, for every implementation). Within that process the
 implementations of the row are timed in turns (interleaved), and each
 reports its median step. A turn runs one implementation's steps back to back
 for about `--block-seconds` (0.2 s), as a training loop does: alternating
@@ -531,6 +532,30 @@ def time_row_alone(
     return answer["medians"], answer["pid"]
 
 
+def _fit_part(quick: bool) -> dict:
+    import fit_overhead
+
+    return {"rows": fit_overhead.run(quick)}
+
+
+def _serving_part(quick: bool) -> dict:
+    import serving
+
+    return serving.run(quick)
+
+
+# The timed parts besides the rows: `Model.fit` (`fit_overhead.py`) and serving
+# (`serving.py`).
+PARTS = {"fit": _fit_part, "serving": _serving_part}
+
+
+def part(name: str, quick: bool, in_process: bool = False) -> dict:
+    """The result of `PARTS[name]`, timed in a fresh process of its own unless `in_process`."""
+    if in_process:
+        return PARTS[name](quick)
+    return in_child(["--part-child", name], quick)
+
+
 def peak_rss_mb(implementation: str, quick: bool, steps: int) -> tuple[float, float]:
     """`(peak, peak - before)` RSS in MiB of a fresh process running the LSTM training row."""
     answer = in_child(["--memory-child", implementation, "--steps", str(steps)], quick)
@@ -889,8 +914,9 @@ def main(argv: list[str] | None = None) -> int:
         help="time every row in this process, not each in a fresh one (for a profiler or "
         "a debugger; rows then inherit each other's state)",
     )
-    # What `in_child` runs: one row, or the memory row of one implementation.
+    # What `in_child` runs: one row, one part, or the memory row of one implementation.
     parser.add_argument("--row-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--part-child", choices=sorted(PARTS), help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-output", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=5, help=argparse.SUPPRESS)
@@ -905,6 +931,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.memory_child:
             _answer(args.child_output, _memory_child(args.memory_child, args.quick, args.steps))
+        elif args.part_child:
+            _answer(args.child_output, PARTS[args.part_child](args.quick))
         else:
             _run(args, parser)
     finally:
@@ -973,20 +1001,16 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     fit_rows = []
     if not args.no_fit and {"birnn", "keras"} <= set(implementations) and DEVICE.type == "cpu":
-        sys.path.insert(0, str(HERE))
-        import fit_overhead
-
-        fit_rows = fit_overhead.run(args.quick)
+        fit_rows = part("fit", args.quick, args.in_process)["rows"]
         for row in fit_rows:
             print(f"{row['row']}: birnn {row['birnn']:.2f} ms, keras {row['keras_torch']:.2f} ms")
 
     serving_note = ""
     serving_wanted = "birnn-model" in implementations and DEVICE.type == "cpu"
     if not args.no_serving and serving_wanted:
-        sys.path.insert(0, str(HERE))
         import serving
 
-        served = serving.run(args.quick)
+        served = part("serving", args.quick, args.in_process)
         serving_note = serving.render(served)
         print(
             f"serving: birnn predict_on_batch {served['birnn']:.2f} ms, "

@@ -1,6 +1,7 @@
 """`benchmarks/run.py --quick` runs every row of every implementation (timing nothing)."""
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -54,7 +55,7 @@ def test_each_row_runs_in_a_fresh_process_of_its_own(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run, "time_row_alone", recorded)
     output = tmp_path / "RESULTS.md"
-    args = [*QUICK, "--rows", "LSTM infer", "--only", "birnn,torch", "--output", str(output)]
+    args = [*QUICK, "--rows", "LSTM infer", "--only", "birnn-model,torch", "--output", str(output)]
     assert run.main(args) == 0
     assert len(pids) == len(set(pids)) == 2 and os.getpid() not in pids
     table = output.read_text()
@@ -62,7 +63,7 @@ def test_each_row_runs_in_a_fresh_process_of_its_own(tmp_path, monkeypatch):
     main_table = table.split("## Peers")[0]
     for name in ("LSTM infer", "LSTM infer, masked"):
         line = next(line for line in main_table.splitlines() if line.startswith(f"| {name} |"))
-        assert "n/a" not in line  # birnn, torch and birnn / torch
+        assert "n/a" not in line  # birnn Model, torch and birnn Model / torch
     assert " (packed) " in line
 
 
@@ -84,11 +85,22 @@ def test_fit_overhead_row_renders():
     assert f"| {fit_overhead.ROW} |" in table
 
 
-def test_serving_row_renders():
-    sys.path.insert(0, str(RUN_PY.parent))
+def test_serving_row_renders(tmp_path, monkeypatch):
+    """The serving row is a part timed in a child (simulated here, to stay fast)."""
+    run = _load()
     import serving
 
-    result = serving.run(quick=True)
+    asked = []
+
+    def in_child(arguments, quick):  # what `in_child` runs, in this process
+        asked.append(arguments)
+        answer = tmp_path / "answer.json"
+        assert run.main([*arguments, "--child-output", str(answer), "--quick"]) == 0
+        return json.loads(answer.read_text())
+
+    monkeypatch.setattr(run, "in_child", in_child)
+    result = run.part("serving", quick=True)
+    assert asked == [["--part-child", "serving"]]
     assert result["birnn"] > 0 and result["onnxruntime"] > 0
     assert result["max_abs_diff"] < 1e-5
     assert "birnn / onnxruntime" in serving.render(result)
