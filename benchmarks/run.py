@@ -37,17 +37,26 @@ and the mean over time; its torch version is `nn.LSTM(bidirectional=True)`,
 
 A layer-level training step is forward, mean-squared error against a fixed
 target, backward and an `RMSprop(lr=1e-3, alpha=0.9, eps=1e-7)` step; an
-inference step is the forward pass under `torch.no_grad()`. The implementations
-of a row are timed in turns (interleaved) in this one process, and each
+inference step is the forward pass under `torch.no_grad()`.
+
+Each row runs in a fresh Python process of its own (this script again, with
+the hidden `--row-child`; the `Model.fit` and serving rows with
+`--part-child`), which hands its medians back as JSON, so no row inherits
+what the rows before it left behind: the heap, thread pools, caches, compiled
+graphs (in one process the seed rows ran about 1.6x slower after the long
+rows than alone, for every implementation). Within that process the
+implementations of the row are timed in turns (interleaved), and each
 reports its median step. A turn runs one implementation's steps back to back
 for about `--block-seconds` (0.2 s), as a training loop does: alternating
 single steps of five libraries measures cold caches instead, which penalises
 whichever step runs more Python (measured 2026-11-30 on the seed row: birnn /
 torch 1.30x alternating single steps of all five, 1.14x of birnn and torch
-alone). The masked row also times the birnn layer on its data without the
-mask, in the same turns, for the masked / unmasked ratio. The memory row runs
-the LSTM training row in a fresh subprocess per layer-level implementation and
-reports its peak resident set size.
+alone). `--in-process` times every row in this process instead (for a
+profiler or a debugger; rows then share their state). The masked row also
+times the birnn layer on its data without the mask, in the same turns, for
+the masked / unmasked ratio. The memory row runs the LSTM training row in a
+fresh process per layer-level implementation (`--memory-child`) and reports
+its peak resident set size.
 """
 
 from __future__ import annotations
@@ -476,15 +485,81 @@ def _synchronized(step: Callable[[], None]) -> Callable[[], None]:
     return synchronized
 
 
+def in_child(arguments: list[str], quick: bool) -> dict:
+    """Runs this script with `arguments` in a fresh Python process; returns the JSON it answers.
+
+    The child gets this process's torch thread count, device and `--quick`,
+    and writes its answer to a temporary file (`--child-output`); what it
+    prints passes through.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "answer.json"
+        command = [sys.executable, __file__, *arguments, "--child-output", str(output)]
+        command += ["--threads", str(torch.get_num_threads()), "--device", str(DEVICE)]
+        if quick:
+            command.append("--quick")
+        subprocess.run(command, check=True)
+        return json.loads(output.read_text())
+
+
+def _answer(path: str | None, answer: dict) -> None:
+    """A child's answer to `in_child`: JSON in `path` (printed when there is none)."""
+    text = json.dumps(answer)
+    if path is None:
+        print(text)
+    else:
+        Path(path).write_text(text)
+
+
+def time_row_alone(
+    row: Row,
+    implementations: list[str],
+    repeats: int,
+    warmup: int,
+    min_seconds: float,
+    block_seconds: float,
+    quick: bool,
+) -> tuple[dict, int]:
+    """`time_row` on `row` in a fresh process of its own: `(medians, that process's id)`.
+
+    `implementations` as given to `--only` (the child adds the row's own, as
+    `row_implementations` does).
+    """
+    arguments = ["--row-child", row.name, "--only", ",".join(implementations)]
+    arguments += ["--repeats", str(repeats), "--warmup", str(warmup)]
+    arguments += ["--min-seconds", repr(min_seconds), "--block-seconds", repr(block_seconds)]
+    answer = in_child(arguments, quick)
+    return answer["medians"], answer["pid"]
+
+
+def _fit_part(quick: bool) -> dict:
+    import fit_overhead
+
+    return {"rows": fit_overhead.run(quick)}
+
+
+def _serving_part(quick: bool) -> dict:
+    import serving
+
+    return serving.run(quick)
+
+
+# The timed parts besides the rows: `Model.fit` (`fit_overhead.py`) and serving
+# (`serving.py`).
+PARTS = {"fit": _fit_part, "serving": _serving_part}
+
+
+def part(name: str, quick: bool, in_process: bool = False) -> dict:
+    """The result of `PARTS[name]`, timed in a fresh process of its own unless `in_process`."""
+    if in_process:
+        return PARTS[name](quick)
+    return in_child(["--part-child", name], quick)
+
+
 def peak_rss_mb(implementation: str, quick: bool, steps: int) -> tuple[float, float]:
-    """`(peak, peak - before)` RSS in MiB of a subprocess running the LSTM training row."""
-    command = [sys.executable, __file__, "--memory-child", implementation, "--steps", str(steps)]
-    command += ["--threads", str(torch.get_num_threads())]
-    if quick:
-        command.append("--quick")
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    before, peak = (float(v) for v in result.stdout.split()[-2:])
-    return peak, peak - before
+    """`(peak, peak - before)` RSS in MiB of a fresh process running the LSTM training row."""
+    answer = in_child(["--memory-child", implementation, "--steps", str(steps)], quick)
+    return answer["peak"], answer["peak"] - answer["before"]
 
 
 def _peak_rss_mb() -> float:
@@ -502,13 +577,14 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _memory_child(implementation: str, quick: bool, steps: int) -> None:
+def _memory_child(implementation: str, quick: bool, steps: int) -> dict[str, float]:
+    """Peak RSS (MiB) once the LSTM training row is set up, and after `steps` steps."""
     row = _quick(ROWS[0]) if quick else ROWS[0]
     step = MAKERS[implementation](row)
     before = _peak_rss_mb()
     for _ in range(steps):
         step()
-    print(before, _peak_rss_mb())
+    return {"before": before, "peak": _peak_rss_mb()}
 
 
 # ---------------------------------------------------------------- peers
@@ -689,15 +765,22 @@ def render(results: list[tuple[Row, dict]], memory: dict | None, header: str) ->
     return "\n".join(lines) + "\n"
 
 
-def render_peers(results: list[tuple[Row, dict]], peers: dict[str, dict], notes: list[str]) -> str:
+def render_peers(
+    results: list[tuple[Row, dict]],
+    peers: dict[str, dict],
+    notes: list[str],
+    in_process: bool = False,
+) -> str:
     """The peers table: ms per Keras-level step of birnn and each peer, birnn / fastest peer.
 
     `results` are the main run's rows (birnn Model, hand torch and Keras-torch
-    come from there), `peers` the results of `run_peers`.
+    come from there; `in_process`: all timed in one process), `peers` the
+    results of `run_peers`.
     """
     rows = [(row, medians) for row, medians in results if row.peer]
     if not rows:
         return ""
+    where = "all rows in one process" if in_process else "each row in a fresh process"
     lines = [
         "",
         "## Peers",
@@ -706,8 +789,9 @@ def render_peers(results: list[tuple[Row, dict]], peers: dict[str, dict], notes:
         "`predict_on_batch` (birnn and Keras: `Sequential`, `RMSprop(1e-3)`, Keras's "
         "defaults otherwise; masked rows: `Masking(0.0)` on zero-padded inputs), against "
         "hand-written torch (`nn.LSTM/GRU(bidirectional=True)`, packed sequences when "
-        "masked). birnn, hand torch and Keras-torch run in this process, timed in turns; "
-        "Keras-TF and Keras-JAX each in its own process (`benchmarks/peers.py`) with the "
+        f"masked). birnn, hand torch and Keras-torch run {where}, timed in turns; "
+        "Keras-TF and Keras-JAX each in one process of its own for all rows "
+        "(`benchmarks/peers.py`), with the "
         "same inputs and the same timing rule. Median ms per step; the fastest in bold. "
         "birnn runs eagerly by default; *birnn jit_compile=True* is the same model compiled "
         "with `compile(jit_compile=True)` (seed rows only; its compilation is not timed), "
@@ -824,7 +908,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="Markdown file to write (default: benchmarks/RESULTS.md, none with --quick)",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time every row in this process, not each in a fresh one (for a profiler or "
+        "a debugger; rows then inherit each other's state)",
+    )
+    # What `in_child` runs: one row, one part, or the memory row of one implementation.
+    parser.add_argument("--row-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--part-child", choices=sorted(PARTS), help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-output", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -836,7 +930,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or (1 if args.quick else default_threads))
     try:
         if args.memory_child:
-            _memory_child(args.memory_child, args.quick, args.steps)
+            _answer(args.child_output, _memory_child(args.memory_child, args.quick, args.steps))
+        elif args.part_child:
+            _answer(args.child_output, PARTS[args.part_child](args.quick))
         else:
             _run(args, parser)
     finally:
@@ -858,6 +954,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     min_seconds = args.min_seconds if args.min_seconds is not None else (0 if args.quick else 10)
     block_seconds = 0 if args.quick else args.block_seconds
     rows = [_quick(row) for row in ROWS] if args.quick else ROWS
+    if args.row_child is not None:
+        row = next(row for row in rows if row.name == args.row_child)
+        names = row_implementations(row, implementations)
+        medians = time_row(row, names, repeats, warmup, min_seconds, block_seconds)
+        _answer(args.child_output, {"medians": medians, "pid": os.getpid()})
+        return
     if args.rows:
         wanted = [w.strip().lower() for w in args.rows.split(",")]
         rows = [row for row in rows if any(w in row.name.lower() for w in wanted)]
@@ -866,8 +968,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     results = []
     for row in rows:
-        names = row_implementations(row, implementations)
-        medians = time_row(row, names, repeats, warmup, min_seconds, block_seconds)
+        if args.in_process:
+            names = row_implementations(row, implementations)
+            medians = time_row(row, names, repeats, warmup, min_seconds, block_seconds)
+        else:
+            medians, _ = time_row_alone(
+                row, implementations, repeats, warmup, min_seconds, block_seconds, args.quick
+            )
         results.append((row, medians))
         print(
             f"{row.name}: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in medians.items()), flush=True
@@ -894,20 +1001,16 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     fit_rows = []
     if not args.no_fit and {"birnn", "keras"} <= set(implementations) and DEVICE.type == "cpu":
-        sys.path.insert(0, str(HERE))
-        import fit_overhead
-
-        fit_rows = fit_overhead.run(args.quick)
+        fit_rows = part("fit", args.quick, args.in_process)["rows"]
         for row in fit_rows:
             print(f"{row['row']}: birnn {row['birnn']:.2f} ms, keras {row['keras_torch']:.2f} ms")
 
     serving_note = ""
     serving_wanted = "birnn-model" in implementations and DEVICE.type == "cpu"
     if not args.no_serving and serving_wanted:
-        sys.path.insert(0, str(HERE))
         import serving
 
-        served = serving.run(args.quick)
+        served = part("serving", args.quick, args.in_process)
         serving_note = serving.render(served)
         print(
             f"serving: birnn predict_on_batch {served['birnn']:.2f} ms, "
@@ -919,12 +1022,19 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         if args.quick
         else ("Bidirectional over (batch 64, time 100, features 32), 128 units unless stated")
     )
+    where = (
+        "All rows ran in this one process (`--in-process`): each inherits the state the "
+        "rows before it left."
+        if args.in_process
+        else "Each row runs in a fresh process of its own, so none inherits the state "
+        "(heap, thread pools, caches, compiled graphs) of the rows before it."
+    )
     header = (
         f"# birnn benchmarks\n\n"
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {machine()}; device {DEVICE}"
         f"{_device_name()}.\n\nCommand: `{command_line()}`.\n\n"
-        f"{sizes}. Median ms per step after {warmup} warm-up steps. The implementations "
-        "of a row are timed in turns in one process, each turn running an implementation's "
+        f"{sizes}. Median ms per step after {warmup} warm-up steps. {where} The "
+        "implementations of a row are timed in turns, each turn running an implementation's "
         f"steps back to back for about {block_seconds:g} s (at least one step), for at least "
         f"{repeats} turns and {min_seconds:g} s. *Layer*: the library's "
         "`Bidirectional` layer called eagerly, forward + MSE + backward + a torch RMSprop "
@@ -937,7 +1047,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "(one batched input convolution, one recurrent convolution per step and direction) "
         "in PyTorch's channels-first layout."
     )
-    table = render(results, memory, header) + render_peers(results, peers, peer_notes)
+    table = render(results, memory, header) + render_peers(
+        results, peers, peer_notes, args.in_process
+    )
     table += render_fit(fit_rows) + serving_note
     print()
     print(table)

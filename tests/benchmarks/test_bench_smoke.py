@@ -1,6 +1,8 @@
 """`benchmarks/run.py --quick` runs every row of every implementation (timing nothing)."""
 
 import importlib.util
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,28 +19,59 @@ def _load():
     return module
 
 
+QUICK = ["--quick", "--repeats", "1", "--warmup", "0", "--no-memory", "--no-fit"]
+QUICK += ["--no-serving", "--no-peers"]
+
+
 def test_quick_run_writes_the_table(tmp_path, capsys):
+    """Every row in this process (`--in-process`), so that all of them stay fast."""
     run = _load()
     threads = torch.get_num_threads()
     output = tmp_path / "RESULTS.md"
-    args = ["--quick", "--repeats", "1", "--warmup", "0", "--no-memory", "--no-fit"]
-    args += ["--no-serving", "--no-peers"]
-    args += ["--output", str(output)]
-    assert run.main(args) == 0
+    assert run.main([*QUICK, "--in-process", "--output", str(output)]) == 0
     assert torch.get_num_threads() == threads
     table = output.read_text()
     for row in run.ROWS:
         assert f"| {row.name} |" in table
     assert "Masked / unmasked LSTM train" in table
+    assert "All rows ran in this one process" in table
     assert "| LSTM train |" in capsys.readouterr().out
 
 
-def test_memory_child_reports_its_peak_rss(capsys):
+def test_each_row_runs_in_a_fresh_process_of_its_own(tmp_path, monkeypatch):
+    """By default no row is timed here, and no two rows share a process."""
+    run = _load()
+
+    def in_this_process(*args, **kwargs):
+        raise AssertionError("a row was timed in the parent process")
+
+    monkeypatch.setattr(run, "time_row", in_this_process)
+    alone, pids = run.time_row_alone, []
+
+    def recorded(*args):
+        medians, pid = alone(*args)
+        pids.append(pid)
+        return medians, pid
+
+    monkeypatch.setattr(run, "time_row_alone", recorded)
+    output = tmp_path / "RESULTS.md"
+    args = [*QUICK, "--rows", "LSTM infer", "--only", "birnn-model,torch", "--output", str(output)]
+    assert run.main(args) == 0
+    assert len(pids) == len(set(pids)) == 2 and os.getpid() not in pids
+    table = output.read_text()
+    assert "Each row runs in a fresh process of its own" in table
+    main_table = table.split("## Peers")[0]
+    for name in ("LSTM infer", "LSTM infer, masked"):
+        line = next(line for line in main_table.splitlines() if line.startswith(f"| {name} |"))
+        assert "n/a" not in line  # birnn Model, torch and birnn Model / torch
+    assert " (packed) " in line
+
+
+def test_memory_child_reports_its_peak_rss():
     """What each memory subprocess runs (here in-process, to stay fast)."""
     run = _load()
-    run._memory_child("birnn", quick=True, steps=1)
-    before, peak = (float(v) for v in capsys.readouterr().out.split())
-    assert peak >= before > 0
+    answer = run._memory_child("birnn", quick=True, steps=1)
+    assert answer["peak"] >= answer["before"] > 0
 
 
 def test_fit_overhead_row_renders():
@@ -52,11 +85,22 @@ def test_fit_overhead_row_renders():
     assert f"| {fit_overhead.ROW} |" in table
 
 
-def test_serving_row_renders():
-    sys.path.insert(0, str(RUN_PY.parent))
+def test_serving_row_renders(tmp_path, monkeypatch):
+    """The serving row is a part timed in a child (simulated here, to stay fast)."""
+    run = _load()
     import serving
 
-    result = serving.run(quick=True)
+    asked = []
+
+    def in_child(arguments, quick):  # what `in_child` runs, in this process
+        asked.append(arguments)
+        answer = tmp_path / "answer.json"
+        assert run.main([*arguments, "--child-output", str(answer), "--quick"]) == 0
+        return json.loads(answer.read_text())
+
+    monkeypatch.setattr(run, "in_child", in_child)
+    result = run.part("serving", quick=True)
+    assert asked == [["--part-child", "serving"]]
     assert result["birnn"] > 0 and result["onnxruntime"] > 0
     assert result["max_abs_diff"] < 1e-5
     assert "birnn / onnxruntime" in serving.render(result)
