@@ -564,6 +564,413 @@ void gru_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& w_i
   gradients.write_weights(dw_ih, dw_hh);
 }
 
+// ------------------------------------------------------------------ few units
+
+// Below `kFewUnits` units a row's gate blocks are shorter than one AVX-512 vector, and the
+// per-row loops above ran scalar: about a third of a seed-size call (32 rows, 10 units, 5
+// steps). These kernels keep every step "unit-major" instead: the gates as (gates * units,
+// batch), the states as (units, batch). Then each gate block is one contiguous run of
+// units * batch values, and one flat loop per step covers all rows at full vector width.
+// The products turn around to match (weights on the left: W (gates * units, in) @ x_t^T
+// (in, batch)), so the weights need no transposed copy; the outputs are written back
+// row-major. The backward pass keeps every step's gate gradients side by side,
+// (gates * units, time * batch), and computes the input and weight gradients and the bias
+// gradients once, after the walk: at these sizes the number of calls is what costs.
+#ifndef BIRNN_FEW_UNITS
+#define BIRNN_FEW_UNITS 16
+#endif
+constexpr int64_t kFewUnits = BIRNN_FEW_UNITS;
+
+bool few_units(int64_t units) { return units < kFewUnits; }
+
+// c (+)= a @ b for row-major blocks given by pointer and row stride: a (m, k), b (k, n),
+// c (m, n).
+template <typename T>
+void multiply_raw(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                  int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate) {
+      for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, T(0));
+    }
+    return;
+  }
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+  if constexpr (std::is_same_v<T, float>) {
+    if (micro_kernel_works()) {
+      at::native::cpublas::brgemm(m, n, k, lda, ldb, ldc, accumulate, a, b, c, false);
+      return;
+    }
+  }
+#endif
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  const Tensor ta = at::from_blob(const_cast<T*>(a), {m, k}, {lda, 1}, options);
+  const Tensor tb = at::from_blob(const_cast<T*>(b), {k, n}, {ldb, 1}, options);
+  Tensor tc = at::from_blob(c, {m, n}, {ldc, 1}, options);
+  tc.addmm_(ta, tb, accumulate ? 1.0 : 0.0, 1.0);
+}
+
+// dst (cols, rows) = src (rows, cols)^T, both with row strides.
+template <typename T>
+void transpose_into(const T* src, int64_t rows, int64_t cols, int64_t src_stride, T* dst,
+                    int64_t dst_stride) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* s = src + i * src_stride;
+    for (int64_t j = 0; j < cols; ++j) dst[j * dst_stride + i] = s[j];
+  }
+}
+
+// (rows, batch): row r of `values` repeated over the batch.
+template <typename T>
+std::vector<T> broadcast_rows(const T* values, int64_t rows, int64_t batch) {
+  std::vector<T> out(static_cast<size_t>(rows * batch));
+  for (int64_t r = 0; r < rows; ++r) std::fill_n(out.data() + r * batch, batch, values[r]);
+  return out;
+}
+
+// sums[r] = the sum of row r of a (rows, columns) block.
+template <typename T>
+void row_sums(const T* block, int64_t rows, int64_t columns, T* sums) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = block + r * columns;
+    T sum = 0;
+    for (int64_t i = 0; i < columns; ++i) sum += row[i];
+    sums[r] = sum;
+  }
+}
+
+// One LSTM step over n = units * batch values, unit-major: `gates` holds the four blocks
+// (i, f, g, o) of n values each, products in, activations out; `bias` the same blocks.
+template <typename T>
+BIRNN_INLINE void lstm_forward_flat_(T* __restrict__ gates, const T* __restrict__ bias,
+                                     const T* __restrict__ c_prev, T* __restrict__ c,
+                                     T* __restrict__ tanh_c, T* __restrict__ h, int64_t n) {
+#pragma omp simd
+  for (int64_t e = 0; e < n; ++e) {
+    const T i = sigmoid(gates[e] + bias[e]);
+    const T f = sigmoid(gates[n + e] + bias[n + e]);
+    const T g = tanh_(gates[2 * n + e] + bias[2 * n + e]);
+    const T o = sigmoid(gates[3 * n + e] + bias[3 * n + e]);
+    const T c_new = f * c_prev[e] + i * g;
+    const T t = tanh_(c_new);
+    gates[e] = i;
+    gates[n + e] = f;
+    gates[2 * n + e] = g;
+    gates[3 * n + e] = o;
+    c[e] = c_new;
+    tanh_c[e] = t;
+    h[e] = o * t;
+  }
+}
+
+BIRNN_VECTOR_CLONES void lstm_forward_flat(float* gates, const float* bias, const float* c_prev,
+                                           float* c, float* tanh_c, float* h, int64_t n) {
+  lstm_forward_flat_<float>(gates, bias, c_prev, c, tanh_c, h, n);
+}
+void lstm_forward_flat(double* gates, const double* bias, const double* c_prev, double* c,
+                       double* tanh_c, double* h, int64_t n) {
+  lstm_forward_flat_<double>(gates, bias, c_prev, c, tanh_c, h, n);
+}
+
+// dh: the gradient into this step's h (its output gradient included); dc: into its c, and
+// out for the previous step's c; d_gates out (four blocks of n).
+template <typename T>
+BIRNN_INLINE void lstm_backward_flat_(const T* __restrict__ gates, const T* __restrict__ tanh_c,
+                                      const T* __restrict__ c_prev, const T* __restrict__ dh,
+                                      T* __restrict__ dc, T* __restrict__ d_gates, int64_t n) {
+#pragma omp simd
+  for (int64_t e = 0; e < n; ++e) {
+    const T i = gates[e], f = gates[n + e], g = gates[2 * n + e], o = gates[3 * n + e];
+    const T t = tanh_c[e];
+    const T dc_e = dc[e] + dh[e] * o * (T(1) - t * t);
+    d_gates[e] = dc_e * g * i * (T(1) - i);
+    d_gates[n + e] = dc_e * c_prev[e] * f * (T(1) - f);
+    d_gates[2 * n + e] = dc_e * i * (T(1) - g * g);
+    d_gates[3 * n + e] = dh[e] * t * o * (T(1) - o);
+    dc[e] = dc_e * f;
+  }
+}
+
+BIRNN_VECTOR_CLONES void lstm_backward_flat(const float* gates, const float* tanh_c,
+                                            const float* c_prev, const float* dh, float* dc,
+                                            float* d_gates, int64_t n) {
+  lstm_backward_flat_<float>(gates, tanh_c, c_prev, dh, dc, d_gates, n);
+}
+void lstm_backward_flat(const double* gates, const double* tanh_c, const double* c_prev,
+                        const double* dh, double* dc, double* d_gates, int64_t n) {
+  lstm_backward_flat_<double>(gates, tanh_c, c_prev, dh, dc, d_gates, n);
+}
+
+// One GRU step, unit-major: x_gates (r, z, n blocks) the input projection in, activations
+// out; h_gates the recurrent product; b_ih, b_hh broadcast to the same blocks.
+template <typename T>
+BIRNN_INLINE void gru_forward_flat_(T* __restrict__ x_gates, const T* __restrict__ h_gates,
+                                    const T* __restrict__ b_ih, const T* __restrict__ b_hh,
+                                    const T* __restrict__ h_prev, T* __restrict__ h_n,
+                                    T* __restrict__ h, int64_t n) {
+#pragma omp simd
+  for (int64_t e = 0; e < n; ++e) {
+    const T r = sigmoid(x_gates[e] + b_ih[e] + h_gates[e] + b_hh[e]);
+    const T z = sigmoid(x_gates[n + e] + b_ih[n + e] + h_gates[n + e] + b_hh[n + e]);
+    const T hn = h_gates[2 * n + e] + b_hh[2 * n + e];
+    const T nn = tanh_(x_gates[2 * n + e] + b_ih[2 * n + e] + r * hn);
+    x_gates[e] = r;
+    x_gates[n + e] = z;
+    x_gates[2 * n + e] = nn;
+    h_n[e] = hn;
+    h[e] = (T(1) - z) * nn + z * h_prev[e];
+  }
+}
+
+BIRNN_VECTOR_CLONES void gru_forward_flat(float* x_gates, const float* h_gates,
+                                          const float* b_ih, const float* b_hh,
+                                          const float* h_prev, float* h_n, float* h, int64_t n) {
+  gru_forward_flat_<float>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, n);
+}
+void gru_forward_flat(double* x_gates, const double* h_gates, const double* b_ih,
+                      const double* b_hh, const double* h_prev, double* h_n, double* h,
+                      int64_t n) {
+  gru_forward_flat_<double>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, n);
+}
+
+// dh: the gradient into this step's h (output gradient included); out: the gradients of
+// the input projection and of the recurrent product, and dh_prev's direct part (z * dh).
+template <typename T>
+BIRNN_INLINE void gru_backward_flat_(const T* __restrict__ gates, const T* __restrict__ h_n,
+                                     const T* __restrict__ h_prev, const T* __restrict__ dh,
+                                     T* __restrict__ dx_gates, T* __restrict__ dh_gates,
+                                     T* __restrict__ dh_prev, int64_t n) {
+#pragma omp simd
+  for (int64_t e = 0; e < n; ++e) {
+    const T r = gates[e], z = gates[n + e], nn = gates[2 * n + e];
+    const T dn = dh[e] * (T(1) - z) * (T(1) - nn * nn);
+    const T dz = dh[e] * (h_prev[e] - nn) * z * (T(1) - z);
+    const T dr = dn * h_n[e] * r * (T(1) - r);
+    dx_gates[e] = dr;
+    dx_gates[n + e] = dz;
+    dx_gates[2 * n + e] = dn;
+    dh_gates[e] = dr;
+    dh_gates[n + e] = dz;
+    dh_gates[2 * n + e] = dn * r;
+    dh_prev[e] = dh[e] * z;
+  }
+}
+
+BIRNN_VECTOR_CLONES void gru_backward_flat(const float* gates, const float* h_n,
+                                           const float* h_prev, const float* dh,
+                                           float* dx_gates, float* dh_gates, float* dh_prev,
+                                           int64_t n) {
+  gru_backward_flat_<float>(gates, h_n, h_prev, dh, dx_gates, dh_gates, dh_prev, n);
+}
+void gru_backward_flat(const double* gates, const double* h_n, const double* h_prev,
+                       const double* dh, double* dx_gates, double* dh_gates, double* dh_prev,
+                       int64_t n) {
+  gru_backward_flat_<double>(gates, h_n, h_prev, dh, dx_gates, dh_gates, dh_prev, n);
+}
+
+// A time-major `(time, batch, units)` view (the outputs of one direction, or their
+// gradients): step t's rows.
+template <typename T>
+struct StepRows {
+  T* data;
+  int64_t step_stride, row_stride;
+  T* at(int64_t t) const { return data + t * step_stride; }
+};
+
+template <typename T>
+StepRows<T> step_rows(const Tensor& t) {
+  return {t.data_ptr<std::remove_const_t<T>>(), t.stride(0), t.stride(1)};
+}
+
+// What the backward passes need besides the gate gradients: from the gradients of the
+// input projection (and of the recurrent product), all steps side by side as
+// (gates * units, time * batch), the input, weight and bias gradients.
+template <typename T>
+void few_units_gradients(const T* x, const T* h0, StepRows<const T> y, const Walk& walk,
+                         int64_t batch, int64_t features, int64_t units, const Tensor& w_ih,
+                         const T* d_input_gates, const T* d_recurrent_gates, T* dx, T* dw_ih,
+                         T* dw_hh, T* db_ih, T* db_hh) {
+  const int64_t rows = w_ih.size(0), columns = walk.time * batch;
+  row_sums(d_input_gates, rows, columns, db_ih);
+  if (db_hh != nullptr) row_sums(d_recurrent_gates, rows, columns, db_hh);
+  // x as (time * batch, features): the input weights' gradient in one product.
+  multiply_raw<T>(rows, features, columns, d_input_gates, columns, x, features, dw_ih, features,
+                  false);
+  // Each step's previous h, row-major (time * batch, units), in time order.
+  std::vector<T> h_prev(static_cast<size_t>(columns * units));
+  for (int64_t t = 0; t < walk.time; ++t) {
+    const T* source = t == walk.first() ? h0 : y.at(walk.before(t));
+    const int64_t stride = t == walk.first() ? units : y.row_stride;
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy_n(source + b * stride, units, h_prev.data() + (t * batch + b) * units);
+    }
+  }
+  multiply_raw<T>(rows, units, columns, d_recurrent_gates, columns, h_prev.data(), units, dw_hh,
+                  units, false);
+  // dx^T (features, time * batch) = w_ih^T @ d_input_gates, then back to row-major.
+  const Tensor w_ih_t = w_ih.t().contiguous();
+  std::vector<T> dx_t(static_cast<size_t>(features * columns));
+  multiply_raw<T>(features, columns, rows, w_ih_t.data_ptr<T>(), rows, d_input_gates, columns,
+                  dx_t.data(), columns, false);
+  transpose_into(dx_t.data(), features, columns, columns, dx, features);
+}
+
+// Copies one step's (rows, batch) block into column block `t` of a (rows, time * batch)
+// matrix.
+template <typename T>
+void store_step(const T* block, int64_t rows, int64_t batch, int64_t t, int64_t time, T* all) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(block + r * batch, batch, all + r * time * batch + t * batch);
+  }
+}
+
+// x_t: (features, time * batch), x transposed once for both directions.
+template <typename T>
+void lstm_few_forward(const T* x_t, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                      const Tensor& w_hh, const Tensor& bias, StepRows<T> y, const Tensor& gates,
+                      const Tensor& c, const Tensor& tanh_c, const Walk& walk, const Slots& slots,
+                      Tensor h_n, Tensor c_n) {
+  const int64_t batch = h0.size(0), units = h0.size(1), features = w_ih.size(1);
+  const int64_t rows = 4 * units, n = units * batch, time = walk.time;
+  const std::vector<T> bias_rows = broadcast_rows(bias.data_ptr<T>(), rows, batch);
+  std::vector<T> h_t(static_cast<size_t>(2 * n)), c0_t(static_cast<size_t>(n));
+  transpose_into(h0.data_ptr<T>(), batch, units, units, h_t.data(), batch);
+  transpose_into(c0.data_ptr<T>(), batch, units, units, c0_t.data(), batch);
+  const T* wi = w_ih.data_ptr<T>();
+  const T* wh = w_hh.data_ptr<T>();
+  T* g_all = gates.data_ptr<T>();
+  T* c_all = c.data_ptr<T>();
+  T* tc_all = tanh_c.data_ptr<T>();
+  for (int64_t s = 0; s < time; ++s) {
+    const int64_t t = walk.at(s);
+    T* g = g_all + slots.own(t) * rows * batch;
+    const T* h_prev = h_t.data() + (s % 2) * n;
+    T* h = h_t.data() + ((s + 1) % 2) * n;
+    multiply_raw<T>(rows, batch, features, wi, features, x_t + t * batch, time * batch, g,
+                    batch, false);
+    multiply_raw<T>(rows, batch, units, wh, units, h_prev, batch, g, batch, true);
+    const T* c_prev = s == 0 ? c0_t.data() : c_all + slots.carry(walk.before(t)) * n;
+    lstm_forward_flat(g, bias_rows.data(), c_prev, c_all + slots.carry(t) * n,
+                      tc_all + slots.own(t) * n, h, n);
+    transpose_into(h, units, batch, batch, y.at(t), y.row_stride);
+  }
+  transpose_into(h_t.data() + (time % 2) * n, units, batch, batch, h_n.data_ptr<T>(), units);
+  transpose_into(c_all + slots.carry(walk.last()) * n, units, batch, batch, c_n.data_ptr<T>(),
+                 units);
+}
+
+template <typename T>
+void lstm_few_backward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                       const Tensor& w_hh, StepRows<const T> y, const Tensor& gates,
+                       const Tensor& c, const Tensor& tanh_c, StepRows<const T> dy,
+                       const Tensor& dh_n, const Tensor& dc_n, const Walk& walk, Tensor dx,
+                       Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor d_bias) {
+  const int64_t time = walk.time, batch = x.size(1), features = x.size(2);
+  const int64_t units = h0.size(1), rows = 4 * units, n = units * batch;
+  const Tensor w_hh_t = w_hh.t().contiguous();  // (units, gates * units)
+  std::vector<T> dh(static_cast<size_t>(n)), dc(static_cast<size_t>(n)), c0_t(n);
+  std::vector<T> d_gates(static_cast<size_t>(rows * batch));
+  std::vector<T> d_all(static_cast<size_t>(rows * time * batch));
+  const Tensor dh_n_c = dh_n.contiguous(), dc_n_c = dc_n.contiguous();
+  transpose_into(dh_n_c.data_ptr<T>(), batch, units, units, dh.data(), batch);
+  transpose_into(dc_n_c.data_ptr<T>(), batch, units, units, dc.data(), batch);
+  transpose_into(c0.data_ptr<T>(), batch, units, units, c0_t.data(), batch);
+  const T* g_all = gates.data_ptr<T>();
+  const T* c_all = c.data_ptr<T>();
+  const T* tc_all = tanh_c.data_ptr<T>();
+  for (int64_t s = 0; s < time; ++s) {
+    const int64_t t = walk.at(time - 1 - s);
+    const T* dy_t = dy.at(t);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t j = 0; j < units; ++j) dh[j * batch + b] += dy_t[b * dy.row_stride + j];
+    }
+    const T* c_prev = t == walk.first() ? c0_t.data() : c_all + walk.before(t) * n;
+    lstm_backward_flat(g_all + t * rows * batch, tc_all + t * n, c_prev, dh.data(), dc.data(),
+                       d_gates.data(), n);
+    store_step(d_gates.data(), rows, batch, t, time, d_all.data());
+    multiply_raw<T>(units, batch, rows, w_hh_t.data_ptr<T>(), rows, d_gates.data(), batch,
+                    dh.data(), batch, false);
+  }
+  transpose_into(dh.data(), units, batch, batch, dh0.data_ptr<T>(), units);
+  transpose_into(dc.data(), units, batch, batch, dc0.data_ptr<T>(), units);
+  few_units_gradients<T>(x.data_ptr<T>(), h0.data_ptr<T>(), y, walk, batch, features, units,
+                         w_ih, d_all.data(), d_all.data(), dx.data_ptr<T>(),
+                         dw_ih.data_ptr<T>(), dw_hh.data_ptr<T>(), d_bias.data_ptr<T>(),
+                         nullptr);
+}
+
+template <typename T>
+void gru_few_forward(const T* x_t, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                     const Tensor& b_ih, const Tensor& b_hh, StepRows<T> y, const Tensor& gates,
+                     const Tensor& h_n_block, const Walk& walk, const Slots& slots,
+                     Tensor h_n) {
+  const int64_t batch = h0.size(0), units = h0.size(1), features = w_ih.size(1);
+  const int64_t rows = 3 * units, n = units * batch, time = walk.time;
+  const std::vector<T> b_ih_rows = broadcast_rows(b_ih.data_ptr<T>(), rows, batch);
+  const std::vector<T> b_hh_rows = broadcast_rows(b_hh.data_ptr<T>(), rows, batch);
+  std::vector<T> h_t(static_cast<size_t>(2 * n)), h_gates(static_cast<size_t>(rows * batch));
+  transpose_into(h0.data_ptr<T>(), batch, units, units, h_t.data(), batch);
+  const T* wi = w_ih.data_ptr<T>();
+  const T* wh = w_hh.data_ptr<T>();
+  T* g_all = gates.data_ptr<T>();
+  T* hn_all = h_n_block.data_ptr<T>();
+  for (int64_t s = 0; s < time; ++s) {
+    const int64_t t = walk.at(s);
+    T* g = g_all + slots.own(t) * rows * batch;
+    const T* h_prev = h_t.data() + (s % 2) * n;
+    T* h = h_t.data() + ((s + 1) % 2) * n;
+    multiply_raw<T>(rows, batch, features, wi, features, x_t + t * batch, time * batch, g,
+                    batch, false);
+    multiply_raw<T>(rows, batch, units, wh, units, h_prev, batch, h_gates.data(), batch, false);
+    gru_forward_flat(g, h_gates.data(), b_ih_rows.data(), b_hh_rows.data(), h_prev,
+                     hn_all + slots.own(t) * n, h, n);
+    transpose_into(h, units, batch, batch, y.at(t), y.row_stride);
+  }
+  transpose_into(h_t.data() + (time % 2) * n, units, batch, batch, h_n.data_ptr<T>(), units);
+}
+
+template <typename T>
+void gru_few_backward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                      StepRows<const T> y, const Tensor& gates, const Tensor& h_n_block,
+                      StepRows<const T> dy, const Tensor& dh_n, const Walk& walk, Tensor dx,
+                      Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh) {
+  const int64_t time = walk.time, batch = x.size(1), features = x.size(2);
+  const int64_t units = h0.size(1), rows = 3 * units, n = units * batch;
+  const Tensor w_hh_t = w_hh.t().contiguous();  // (units, gates * units)
+  std::vector<T> dh(static_cast<size_t>(n)), dh_prev(static_cast<size_t>(n));
+  std::vector<T> h_prev(static_cast<size_t>(n));
+  std::vector<T> dx_gates(static_cast<size_t>(rows * batch)), dh_gates(dx_gates.size());
+  std::vector<T> dx_all(static_cast<size_t>(rows * time * batch)), dh_all(dx_all.size());
+  const Tensor dh_n_c = dh_n.contiguous();
+  transpose_into(dh_n_c.data_ptr<T>(), batch, units, units, dh.data(), batch);
+  const T* g_all = gates.data_ptr<T>();
+  const T* hn_all = h_n_block.data_ptr<T>();
+  for (int64_t s = 0; s < time; ++s) {
+    const int64_t t = walk.at(time - 1 - s);
+    const T* dy_t = dy.at(t);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t j = 0; j < units; ++j) dh[j * batch + b] += dy_t[b * dy.row_stride + j];
+    }
+    if (t == walk.first()) {
+      transpose_into(h0.data_ptr<T>(), batch, units, units, h_prev.data(), batch);
+    } else {
+      transpose_into(y.at(walk.before(t)), batch, units, y.row_stride, h_prev.data(), batch);
+    }
+    gru_backward_flat(g_all + t * rows * batch, hn_all + t * n, h_prev.data(), dh.data(),
+                      dx_gates.data(), dh_gates.data(), dh_prev.data(), n);
+    store_step(dx_gates.data(), rows, batch, t, time, dx_all.data());
+    store_step(dh_gates.data(), rows, batch, t, time, dh_all.data());
+    multiply_raw<T>(units, batch, rows, w_hh_t.data_ptr<T>(), rows, dh_gates.data(), batch,
+                    dh_prev.data(), batch, true);
+    std::swap(dh, dh_prev);
+  }
+  transpose_into(dh.data(), units, batch, batch, dh0.data_ptr<T>(), units);
+  few_units_gradients<T>(x.data_ptr<T>(), h0.data_ptr<T>(), y, walk, batch, features, units,
+                         w_ih, dx_all.data(), dh_all.data(), dx.data_ptr<T>(),
+                         dw_ih.data_ptr<T>(), dw_hh.data_ptr<T>(), db_ih.data_ptr<T>(),
+                         db_hh.data_ptr<T>());
+}
+
 // ------------------------------------------------------------------ both directions
 
 // body(d) for each direction: both at once on two threads, or one after the other.
@@ -647,17 +1054,30 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0_in, const 
   Tensor y = new_outputs(x, directions, units, batch_first);
   const Slots slots{keep_activations};
   const int64_t own = slot_count(keep_activations, time, 1);
-  Tensor gates = work_buffer({directions, own, batch, 4 * units}, options);
-  Tensor c = work_buffer({directions, slot_count(keep_activations, time, 2), batch, units}, options);
-  Tensor tanh_c = work_buffer({directions, own, batch, units}, options);
+  // Unit-major activations with few units: (gates * units, batch) per step.
+  const bool few = few_units(units);
+  const int64_t carried = slot_count(keep_activations, time, 2);
+  Tensor gates = few ? work_buffer({directions, own, 4 * units, batch}, options)
+                     : work_buffer({directions, own, batch, 4 * units}, options);
+  Tensor c = few ? work_buffer({directions, carried, units, batch}, options)
+                 : work_buffer({directions, carried, batch, units}, options);
+  Tensor tanh_c = few ? work_buffer({directions, own, units, batch}, options)
+                      : work_buffer({directions, own, batch, units}, options);
   Tensor h_n = at::empty({directions, batch, units}, options);
   Tensor c_n = at::empty({directions, batch, units}, options);
+  const Tensor x_t = few ? transposed(x) : Tensor();
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_forward", [&] {
-      lstm_direction_forward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], bias[d], y_d, gates[d],
-                                       c[d], tanh_c[d], walk, slots, h_n[d], c_n[d]);
+      if (few) {
+        lstm_few_forward<scalar_t>(x_t.data_ptr<scalar_t>(), h0[d], c0[d], w_ih[d], w_hh[d],
+                                   bias[d], step_rows<scalar_t>(y_d), gates[d], c[d], tanh_c[d],
+                                   walk, slots, h_n[d], c_n[d]);
+      } else {
+        lstm_direction_forward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], bias[d], y_d,
+                                         gates[d], c[d], tanh_c[d], walk, slots, h_n[d], c_n[d]);
+      }
     });
   });
   return {y, h_n, c_n, gates, c, tanh_c};
@@ -682,9 +1102,16 @@ std::vector<Tensor> lstm_backward(const Tensor& x_in, const Tensor& h0_in, const
     const Tensor y_d = direction_block(y, batch_first, d, units);
     const Tensor dy_d = direction_block(dy, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_backward", [&] {
-      lstm_direction_backward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], y_d, gates[d], c[d],
-                                        tanh_c[d], dy_d, dh_n[d], dc_n[d], walk, dx[d], dh0[d],
-                                        dc0[d], dw_ih[d], dw_hh[d], d_bias[d]);
+      if (few_units(units)) {
+        lstm_few_backward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d],
+                                    step_rows<const scalar_t>(y_d), gates[d], c[d], tanh_c[d],
+                                    step_rows<const scalar_t>(dy_d), dh_n[d], dc_n[d], walk,
+                                    dx[d], dh0[d], dc0[d], dw_ih[d], dw_hh[d], d_bias[d]);
+      } else {
+        lstm_direction_backward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], y_d, gates[d],
+                                          c[d], tanh_c[d], dy_d, dh_n[d], dc_n[d], walk, dx[d],
+                                          dh0[d], dc0[d], dw_ih[d], dw_hh[d], d_bias[d]);
+      }
     });
   });
   Tensor dx_sum = directions == 2 ? at::add(dx[0], dx[1]) : dx[0].clone();
@@ -707,15 +1134,26 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0_in, const T
   Tensor y = new_outputs(x, directions, units, batch_first);
   const Slots slots{keep_activations};
   const int64_t own = slot_count(keep_activations, time, 1);
-  Tensor gates = work_buffer({directions, own, batch, 3 * units}, options);
-  Tensor h_n_block = work_buffer({directions, own, batch, units}, options);
+  // Unit-major activations with few units: (gates * units, batch) per step.
+  const bool few = few_units(units);
+  Tensor gates = few ? work_buffer({directions, own, 3 * units, batch}, options)
+                     : work_buffer({directions, own, batch, 3 * units}, options);
+  Tensor h_n_block = few ? work_buffer({directions, own, units, batch}, options)
+                         : work_buffer({directions, own, batch, units}, options);
   Tensor h_n = at::empty({directions, batch, units}, options);
+  const Tensor x_t = few ? transposed(x) : Tensor();
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_forward", [&] {
-      gru_direction_forward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], b_ih[d], b_hh[d], y_d,
-                                      gates[d], h_n_block[d], walk, slots, h_n[d]);
+      if (few) {
+        gru_few_forward<scalar_t>(x_t.data_ptr<scalar_t>(), h0[d], w_ih[d], w_hh[d], b_ih[d],
+                                  b_hh[d], step_rows<scalar_t>(y_d), gates[d], h_n_block[d],
+                                  walk, slots, h_n[d]);
+      } else {
+        gru_direction_forward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], b_ih[d], b_hh[d], y_d,
+                                        gates[d], h_n_block[d], walk, slots, h_n[d]);
+      }
     });
   });
   return {y, h_n, gates, h_n_block};
@@ -740,9 +1178,16 @@ std::vector<Tensor> gru_backward(const Tensor& x_in, const Tensor& h0_in, const 
     const Tensor y_d = direction_block(y, batch_first, d, units);
     const Tensor dy_d = direction_block(dy, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_backward", [&] {
-      gru_direction_backward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], y_d, gates[d], h_n_block[d],
-                                       dy_d, dh_n[d], walk, dx[d], dh0[d], dw_ih[d], dw_hh[d],
-                                       db_ih[d], db_hh[d]);
+      if (few_units(units)) {
+        gru_few_backward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], step_rows<const scalar_t>(y_d),
+                                   gates[d], h_n_block[d], step_rows<const scalar_t>(dy_d),
+                                   dh_n[d], walk, dx[d], dh0[d], dw_ih[d], dw_hh[d], db_ih[d],
+                                   db_hh[d]);
+      } else {
+        gru_direction_backward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], y_d, gates[d],
+                                         h_n_block[d], dy_d, dh_n[d], walk, dx[d], dh0[d],
+                                         dw_ih[d], dw_hh[d], db_ih[d], db_hh[d]);
+      }
     });
   });
   Tensor dx_sum = directions == 2 ? at::add(dx[0], dx[1]) : dx[0].clone();
