@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -768,8 +769,15 @@ void gru_backward_flat(const double* gates, const double* h_n, const double* h_p
   gru_backward_flat_<double>(gates, h_n, h_prev, dh, dx_gates, dh_gates, dh_prev, n);
 }
 
-// A time-major `(time, batch, units)` view (the outputs of one direction, or their
-// gradients): step t's rows.
+// Uninitialized scratch memory for one call.
+template <typename T>
+std::unique_ptr<T[]> scratch(int64_t count) {
+  return std::unique_ptr<T[]>(new T[static_cast<size_t>(count)]);
+}
+
+// One direction's `(time, batch, units)` block of the outputs (or of their gradients), in
+// either layout, as a pointer and strides: step t's rows. No tensor views: at these sizes
+// each one cost about as much as a step's arithmetic.
 template <typename T>
 struct StepRows {
   T* data;
@@ -778,41 +786,50 @@ struct StepRows {
 };
 
 template <typename T>
-StepRows<T> step_rows(const Tensor& t) {
-  return {t.data_ptr<std::remove_const_t<T>>(), t.stride(0), t.stride(1)};
+StepRows<T> direction_rows(const Tensor& y, bool batch_first, int64_t d, int64_t units) {
+  return {y.data_ptr<std::remove_const_t<T>>() + d * units, y.stride(batch_first ? 1 : 0),
+          y.stride(batch_first ? 0 : 1)};
 }
 
+// The sizes of one call.
+struct Sizes {
+  int64_t time, batch, features, units;
+};
+
 // What the backward passes need besides the gate gradients: from the gradients of the
-// input projection (and of the recurrent product), all steps side by side as
-// (gates * units, time * batch), the input, weight and bias gradients.
+// input projection (and of the recurrent product; the same for an LSTM), all steps side
+// by side as (rows, time * batch), the gradients of the inputs (dx, row-major (time, batch,
+// features)), of the weights, and of the biases (db_hh optional).
 template <typename T>
-void few_units_gradients(const T* x, const T* h0, StepRows<const T> y, const Walk& walk,
-                         int64_t batch, int64_t features, int64_t units, const Tensor& w_ih,
+void few_units_gradients(const Sizes& z, int64_t rows, const T* x, const T* h0,
+                         StepRows<const T> y, const Walk& walk, const T* w_ih,
                          const T* d_input_gates, const T* d_recurrent_gates, T* dx, T* dw_ih,
                          T* dw_hh, T* db_ih, T* db_hh) {
-  const int64_t rows = w_ih.size(0), columns = walk.time * batch;
+  const int64_t columns = z.time * z.batch, units = z.units, features = z.features;
   row_sums(d_input_gates, rows, columns, db_ih);
   if (db_hh != nullptr) row_sums(d_recurrent_gates, rows, columns, db_hh);
   // x as (time * batch, features): the input weights' gradient in one product.
   multiply_raw<T>(rows, features, columns, d_input_gates, columns, x, features, dw_ih, features,
                   false);
   // Each step's previous h, row-major (time * batch, units), in time order.
-  std::vector<T> h_prev(static_cast<size_t>(columns * units));
-  for (int64_t t = 0; t < walk.time; ++t) {
-    const T* source = t == walk.first() ? h0 : y.at(walk.before(t));
-    const int64_t stride = t == walk.first() ? units : y.row_stride;
-    for (int64_t b = 0; b < batch; ++b) {
-      std::copy_n(source + b * stride, units, h_prev.data() + (t * batch + b) * units);
+  auto h_prev = scratch<T>(columns * units);
+  for (int64_t t = 0; t < z.time; ++t) {
+    const bool first = t == walk.first();
+    const T* source = first ? h0 : y.at(walk.before(t));
+    const int64_t stride = first ? units : y.row_stride;
+    for (int64_t b = 0; b < z.batch; ++b) {
+      std::copy_n(source + b * stride, units, h_prev.get() + (t * z.batch + b) * units);
     }
   }
-  multiply_raw<T>(rows, units, columns, d_recurrent_gates, columns, h_prev.data(), units, dw_hh,
+  multiply_raw<T>(rows, units, columns, d_recurrent_gates, columns, h_prev.get(), units, dw_hh,
                   units, false);
   // dx^T (features, time * batch) = w_ih^T @ d_input_gates, then back to row-major.
-  const Tensor w_ih_t = w_ih.t().contiguous();
-  std::vector<T> dx_t(static_cast<size_t>(features * columns));
-  multiply_raw<T>(features, columns, rows, w_ih_t.data_ptr<T>(), rows, d_input_gates, columns,
-                  dx_t.data(), columns, false);
-  transpose_into(dx_t.data(), features, columns, columns, dx, features);
+  auto w_ih_t = scratch<T>(features * rows);
+  transpose_into(w_ih, rows, features, features, w_ih_t.get(), rows);
+  auto dx_t = scratch<T>(features * columns);
+  multiply_raw<T>(features, columns, rows, w_ih_t.get(), rows, d_input_gates, columns,
+                  dx_t.get(), columns, false);
+  transpose_into(dx_t.get(), features, columns, columns, dx, features);
 }
 
 // Copies one step's (rows, batch) block into column block `t` of a (rows, time * batch)
@@ -824,151 +841,140 @@ void store_step(const T* block, int64_t rows, int64_t batch, int64_t t, int64_t 
   }
 }
 
-// x_t: (features, time * batch), x transposed once for both directions.
+// dh (units, batch) += dy_t^T: a step's output gradient, into the unit-major carry.
 template <typename T>
-void lstm_few_forward(const T* x_t, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-                      const Tensor& w_hh, const Tensor& bias, StepRows<T> y, const Tensor& gates,
-                      const Tensor& c, const Tensor& tanh_c, const Walk& walk, const Slots& slots,
-                      Tensor h_n, Tensor c_n) {
-  const int64_t batch = h0.size(0), units = h0.size(1), features = w_ih.size(1);
-  const int64_t rows = 4 * units, n = units * batch, time = walk.time;
-  const std::vector<T> bias_rows = broadcast_rows(bias.data_ptr<T>(), rows, batch);
-  std::vector<T> h_t(static_cast<size_t>(2 * n)), c0_t(static_cast<size_t>(n));
-  transpose_into(h0.data_ptr<T>(), batch, units, units, h_t.data(), batch);
-  transpose_into(c0.data_ptr<T>(), batch, units, units, c0_t.data(), batch);
-  const T* wi = w_ih.data_ptr<T>();
-  const T* wh = w_hh.data_ptr<T>();
-  T* g_all = gates.data_ptr<T>();
-  T* c_all = c.data_ptr<T>();
-  T* tc_all = tanh_c.data_ptr<T>();
-  for (int64_t s = 0; s < time; ++s) {
+void add_transposed(const T* dy_t, int64_t row_stride, int64_t batch, int64_t units, T* dh) {
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t j = 0; j < units; ++j) dh[j * batch + b] += dy_t[b * row_stride + j];
+  }
+}
+
+// One direction, forward. x_t: (features, time * batch), x transposed once for both
+// directions; states row-major (batch, units); the activations unit-major per slot.
+template <typename T>
+void lstm_few_forward(const Sizes& z, const T* x_t, const T* h0, const T* c0, const T* w_ih,
+                      const T* w_hh, const T* bias, StepRows<T> y, T* gates, T* c, T* tanh_c,
+                      const Walk& walk, const Slots& slots, T* h_n, T* c_n) {
+  const int64_t batch = z.batch, units = z.units, rows = 4 * units, n = units * batch;
+  const std::vector<T> bias_rows = broadcast_rows(bias, rows, batch);
+  auto h_t = scratch<T>(2 * n), c0_t = scratch<T>(n);
+  transpose_into(h0, batch, units, units, h_t.get(), batch);
+  transpose_into(c0, batch, units, units, c0_t.get(), batch);
+  for (int64_t s = 0; s < z.time; ++s) {
     const int64_t t = walk.at(s);
-    T* g = g_all + slots.own(t) * rows * batch;
-    const T* h_prev = h_t.data() + (s % 2) * n;
-    T* h = h_t.data() + ((s + 1) % 2) * n;
-    multiply_raw<T>(rows, batch, features, wi, features, x_t + t * batch, time * batch, g,
-                    batch, false);
-    multiply_raw<T>(rows, batch, units, wh, units, h_prev, batch, g, batch, true);
-    const T* c_prev = s == 0 ? c0_t.data() : c_all + slots.carry(walk.before(t)) * n;
-    lstm_forward_flat(g, bias_rows.data(), c_prev, c_all + slots.carry(t) * n,
-                      tc_all + slots.own(t) * n, h, n);
+    T* g = gates + slots.own(t) * rows * batch;
+    const T* h_prev = h_t.get() + (s % 2) * n;
+    T* h = h_t.get() + ((s + 1) % 2) * n;
+    multiply_raw<T>(rows, batch, z.features, w_ih, z.features, x_t + t * batch,
+                    z.time * batch, g, batch, false);
+    multiply_raw<T>(rows, batch, units, w_hh, units, h_prev, batch, g, batch, true);
+    const T* c_prev = s == 0 ? c0_t.get() : c + slots.carry(walk.before(t)) * n;
+    lstm_forward_flat(g, bias_rows.data(), c_prev, c + slots.carry(t) * n,
+                      tanh_c + slots.own(t) * n, h, n);
     transpose_into(h, units, batch, batch, y.at(t), y.row_stride);
   }
-  transpose_into(h_t.data() + (time % 2) * n, units, batch, batch, h_n.data_ptr<T>(), units);
-  transpose_into(c_all + slots.carry(walk.last()) * n, units, batch, batch, c_n.data_ptr<T>(),
-                 units);
+  transpose_into(h_t.get() + (z.time % 2) * n, units, batch, batch, h_n, units);
+  transpose_into(c + slots.carry(walk.last()) * n, units, batch, batch, c_n, units);
 }
 
+// One direction, backward: every step's activations kept by the forward pass; dh_n, dc_n
+// row-major (batch, units); dx row-major (time, batch, features).
 template <typename T>
-void lstm_few_backward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-                       const Tensor& w_hh, StepRows<const T> y, const Tensor& gates,
-                       const Tensor& c, const Tensor& tanh_c, StepRows<const T> dy,
-                       const Tensor& dh_n, const Tensor& dc_n, const Walk& walk, Tensor dx,
-                       Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor d_bias) {
-  const int64_t time = walk.time, batch = x.size(1), features = x.size(2);
-  const int64_t units = h0.size(1), rows = 4 * units, n = units * batch;
-  const Tensor w_hh_t = w_hh.t().contiguous();  // (units, gates * units)
-  std::vector<T> dh(static_cast<size_t>(n)), dc(static_cast<size_t>(n)), c0_t(n);
-  std::vector<T> d_gates(static_cast<size_t>(rows * batch));
-  std::vector<T> d_all(static_cast<size_t>(rows * time * batch));
-  const Tensor dh_n_c = dh_n.contiguous(), dc_n_c = dc_n.contiguous();
-  transpose_into(dh_n_c.data_ptr<T>(), batch, units, units, dh.data(), batch);
-  transpose_into(dc_n_c.data_ptr<T>(), batch, units, units, dc.data(), batch);
-  transpose_into(c0.data_ptr<T>(), batch, units, units, c0_t.data(), batch);
-  const T* g_all = gates.data_ptr<T>();
-  const T* c_all = c.data_ptr<T>();
-  const T* tc_all = tanh_c.data_ptr<T>();
+void lstm_few_backward(const Sizes& z, const T* x, const T* h0, const T* c0, const T* w_ih,
+                       const T* w_hh, StepRows<const T> y, const T* gates, const T* c,
+                       const T* tanh_c, StepRows<const T> dy, const T* dh_n, const T* dc_n,
+                       const Walk& walk, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* d_bias) {
+  const int64_t time = z.time, batch = z.batch, units = z.units;
+  const int64_t rows = 4 * units, n = units * batch;
+  auto w_hh_t = scratch<T>(units * rows);  // (units, gates * units)
+  transpose_into(w_hh, rows, units, units, w_hh_t.get(), rows);
+  auto dh = scratch<T>(n), dc = scratch<T>(n), c0_t = scratch<T>(n);
+  auto d_gates = scratch<T>(rows * batch), d_all = scratch<T>(rows * time * batch);
+  transpose_into(dh_n, batch, units, units, dh.get(), batch);
+  transpose_into(dc_n, batch, units, units, dc.get(), batch);
+  transpose_into(c0, batch, units, units, c0_t.get(), batch);
   for (int64_t s = 0; s < time; ++s) {
     const int64_t t = walk.at(time - 1 - s);
-    const T* dy_t = dy.at(t);
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t j = 0; j < units; ++j) dh[j * batch + b] += dy_t[b * dy.row_stride + j];
-    }
-    const T* c_prev = t == walk.first() ? c0_t.data() : c_all + walk.before(t) * n;
-    lstm_backward_flat(g_all + t * rows * batch, tc_all + t * n, c_prev, dh.data(), dc.data(),
-                       d_gates.data(), n);
-    store_step(d_gates.data(), rows, batch, t, time, d_all.data());
-    multiply_raw<T>(units, batch, rows, w_hh_t.data_ptr<T>(), rows, d_gates.data(), batch,
-                    dh.data(), batch, false);
+    add_transposed(dy.at(t), dy.row_stride, batch, units, dh.get());
+    const T* c_prev = t == walk.first() ? c0_t.get() : c + walk.before(t) * n;
+    lstm_backward_flat(gates + t * rows * batch, tanh_c + t * n, c_prev, dh.get(), dc.get(),
+                       d_gates.get(), n);
+    store_step(d_gates.get(), rows, batch, t, time, d_all.get());
+    multiply_raw<T>(units, batch, rows, w_hh_t.get(), rows, d_gates.get(), batch, dh.get(),
+                    batch, false);
   }
-  transpose_into(dh.data(), units, batch, batch, dh0.data_ptr<T>(), units);
-  transpose_into(dc.data(), units, batch, batch, dc0.data_ptr<T>(), units);
-  few_units_gradients<T>(x.data_ptr<T>(), h0.data_ptr<T>(), y, walk, batch, features, units,
-                         w_ih, d_all.data(), d_all.data(), dx.data_ptr<T>(),
-                         dw_ih.data_ptr<T>(), dw_hh.data_ptr<T>(), d_bias.data_ptr<T>(),
-                         nullptr);
+  transpose_into(dh.get(), units, batch, batch, dh0, units);
+  transpose_into(dc.get(), units, batch, batch, dc0, units);
+  few_units_gradients<T>(z, rows, x, h0, y, walk, w_ih, d_all.get(), d_all.get(), dx, dw_ih,
+                         dw_hh, d_bias, nullptr);
 }
 
 template <typename T>
-void gru_few_forward(const T* x_t, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                     const Tensor& b_ih, const Tensor& b_hh, StepRows<T> y, const Tensor& gates,
-                     const Tensor& h_n_block, const Walk& walk, const Slots& slots,
-                     Tensor h_n) {
-  const int64_t batch = h0.size(0), units = h0.size(1), features = w_ih.size(1);
-  const int64_t rows = 3 * units, n = units * batch, time = walk.time;
-  const std::vector<T> b_ih_rows = broadcast_rows(b_ih.data_ptr<T>(), rows, batch);
-  const std::vector<T> b_hh_rows = broadcast_rows(b_hh.data_ptr<T>(), rows, batch);
-  std::vector<T> h_t(static_cast<size_t>(2 * n)), h_gates(static_cast<size_t>(rows * batch));
-  transpose_into(h0.data_ptr<T>(), batch, units, units, h_t.data(), batch);
-  const T* wi = w_ih.data_ptr<T>();
-  const T* wh = w_hh.data_ptr<T>();
-  T* g_all = gates.data_ptr<T>();
-  T* hn_all = h_n_block.data_ptr<T>();
-  for (int64_t s = 0; s < time; ++s) {
+void gru_few_forward(const Sizes& z, const T* x_t, const T* h0, const T* w_ih, const T* w_hh,
+                     const T* b_ih, const T* b_hh, StepRows<T> y, T* gates, T* h_n_block,
+                     const Walk& walk, const Slots& slots, T* h_n) {
+  const int64_t batch = z.batch, units = z.units, rows = 3 * units, n = units * batch;
+  const std::vector<T> b_ih_rows = broadcast_rows(b_ih, rows, batch);
+  const std::vector<T> b_hh_rows = broadcast_rows(b_hh, rows, batch);
+  auto h_t = scratch<T>(2 * n), h_gates = scratch<T>(rows * batch);
+  transpose_into(h0, batch, units, units, h_t.get(), batch);
+  for (int64_t s = 0; s < z.time; ++s) {
     const int64_t t = walk.at(s);
-    T* g = g_all + slots.own(t) * rows * batch;
-    const T* h_prev = h_t.data() + (s % 2) * n;
-    T* h = h_t.data() + ((s + 1) % 2) * n;
-    multiply_raw<T>(rows, batch, features, wi, features, x_t + t * batch, time * batch, g,
-                    batch, false);
-    multiply_raw<T>(rows, batch, units, wh, units, h_prev, batch, h_gates.data(), batch, false);
-    gru_forward_flat(g, h_gates.data(), b_ih_rows.data(), b_hh_rows.data(), h_prev,
-                     hn_all + slots.own(t) * n, h, n);
+    T* g = gates + slots.own(t) * rows * batch;
+    const T* h_prev = h_t.get() + (s % 2) * n;
+    T* h = h_t.get() + ((s + 1) % 2) * n;
+    multiply_raw<T>(rows, batch, z.features, w_ih, z.features, x_t + t * batch,
+                    z.time * batch, g, batch, false);
+    multiply_raw<T>(rows, batch, units, w_hh, units, h_prev, batch, h_gates.get(), batch,
+                    false);
+    gru_forward_flat(g, h_gates.get(), b_ih_rows.data(), b_hh_rows.data(), h_prev,
+                     h_n_block + slots.own(t) * n, h, n);
     transpose_into(h, units, batch, batch, y.at(t), y.row_stride);
   }
-  transpose_into(h_t.data() + (time % 2) * n, units, batch, batch, h_n.data_ptr<T>(), units);
+  transpose_into(h_t.get() + (z.time % 2) * n, units, batch, batch, h_n, units);
 }
 
 template <typename T>
-void gru_few_backward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                      StepRows<const T> y, const Tensor& gates, const Tensor& h_n_block,
-                      StepRows<const T> dy, const Tensor& dh_n, const Walk& walk, Tensor dx,
-                      Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh) {
-  const int64_t time = walk.time, batch = x.size(1), features = x.size(2);
-  const int64_t units = h0.size(1), rows = 3 * units, n = units * batch;
-  const Tensor w_hh_t = w_hh.t().contiguous();  // (units, gates * units)
-  std::vector<T> dh(static_cast<size_t>(n)), dh_prev(static_cast<size_t>(n));
-  std::vector<T> h_prev(static_cast<size_t>(n));
-  std::vector<T> dx_gates(static_cast<size_t>(rows * batch)), dh_gates(dx_gates.size());
-  std::vector<T> dx_all(static_cast<size_t>(rows * time * batch)), dh_all(dx_all.size());
-  const Tensor dh_n_c = dh_n.contiguous();
-  transpose_into(dh_n_c.data_ptr<T>(), batch, units, units, dh.data(), batch);
-  const T* g_all = gates.data_ptr<T>();
-  const T* hn_all = h_n_block.data_ptr<T>();
+void gru_few_backward(const Sizes& z, const T* x, const T* h0, const T* w_ih, const T* w_hh,
+                      StepRows<const T> y, const T* gates, const T* h_n_block,
+                      StepRows<const T> dy, const T* dh_n, const Walk& walk, T* dx, T* dh0,
+                      T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
+  const int64_t time = z.time, batch = z.batch, units = z.units;
+  const int64_t rows = 3 * units, n = units * batch;
+  auto w_hh_t = scratch<T>(units * rows);  // (units, gates * units)
+  transpose_into(w_hh, rows, units, units, w_hh_t.get(), rows);
+  auto dh = scratch<T>(n), dh_prev = scratch<T>(n), h_prev = scratch<T>(n);
+  auto dx_gates = scratch<T>(rows * batch), dh_gates = scratch<T>(rows * batch);
+  auto dx_all = scratch<T>(rows * time * batch), dh_all = scratch<T>(rows * time * batch);
+  transpose_into(dh_n, batch, units, units, dh.get(), batch);
   for (int64_t s = 0; s < time; ++s) {
     const int64_t t = walk.at(time - 1 - s);
-    const T* dy_t = dy.at(t);
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t j = 0; j < units; ++j) dh[j * batch + b] += dy_t[b * dy.row_stride + j];
-    }
+    add_transposed(dy.at(t), dy.row_stride, batch, units, dh.get());
     if (t == walk.first()) {
-      transpose_into(h0.data_ptr<T>(), batch, units, units, h_prev.data(), batch);
+      transpose_into(h0, batch, units, units, h_prev.get(), batch);
     } else {
-      transpose_into(y.at(walk.before(t)), batch, units, y.row_stride, h_prev.data(), batch);
+      transpose_into(y.at(walk.before(t)), batch, units, y.row_stride, h_prev.get(), batch);
     }
-    gru_backward_flat(g_all + t * rows * batch, hn_all + t * n, h_prev.data(), dh.data(),
-                      dx_gates.data(), dh_gates.data(), dh_prev.data(), n);
-    store_step(dx_gates.data(), rows, batch, t, time, dx_all.data());
-    store_step(dh_gates.data(), rows, batch, t, time, dh_all.data());
-    multiply_raw<T>(units, batch, rows, w_hh_t.data_ptr<T>(), rows, dh_gates.data(), batch,
-                    dh_prev.data(), batch, true);
+    gru_backward_flat(gates + t * rows * batch, h_n_block + t * n, h_prev.get(), dh.get(),
+                      dx_gates.get(), dh_gates.get(), dh_prev.get(), n);
+    store_step(dx_gates.get(), rows, batch, t, time, dx_all.get());
+    store_step(dh_gates.get(), rows, batch, t, time, dh_all.get());
+    multiply_raw<T>(units, batch, rows, w_hh_t.get(), rows, dh_gates.get(), batch,
+                    dh_prev.get(), batch, true);
     std::swap(dh, dh_prev);
   }
-  transpose_into(dh.data(), units, batch, batch, dh0.data_ptr<T>(), units);
-  few_units_gradients<T>(x.data_ptr<T>(), h0.data_ptr<T>(), y, walk, batch, features, units,
-                         w_ih, dx_all.data(), dh_all.data(), dx.data_ptr<T>(),
-                         dw_ih.data_ptr<T>(), dw_hh.data_ptr<T>(), db_ih.data_ptr<T>(),
-                         db_hh.data_ptr<T>());
+  transpose_into(dh.get(), units, batch, batch, dh0, units);
+  few_units_gradients<T>(z, rows, x, h0, y, walk, w_ih, dx_all.get(), dh_all.get(), dx, dw_ih,
+                         dw_hh, db_ih, db_hh);
+}
+
+// x (time, batch, features) as (features, time * batch), for the unit-major products.
+template <typename T>
+std::unique_ptr<T[]> inputs_transposed(const Tensor& x) {
+  const int64_t columns = x.size(0) * x.size(1), features = x.size(2);
+  auto out = scratch<T>(features * columns);
+  transpose_into(x.data_ptr<T>(), columns, features, features, out.get(), columns);
+  return out;
 }
 
 // ------------------------------------------------------------------ both directions
@@ -1032,6 +1038,21 @@ void check_like(const char* name, const char* what, const Tensor& t, const Tenso
               t.sizes());
 }
 
+// The input gradient: the sum of the directions' shares `dx (directions, time, batch,
+// features)`, shaped as x.
+Tensor directions_summed(const Tensor& dx, const Tensor& x) {
+  if (dx.size(0) == 1) return dx.view(x.sizes());
+  Tensor out = at::empty(x.sizes(), x.options());
+  const int64_t count = out.numel();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::directions_summed", [&] {
+    const scalar_t* a = dx.data_ptr<scalar_t>();
+    const scalar_t* b = a + count;
+    scalar_t* o = out.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < count; ++i) o[i] = a[i] + b[i];
+  });
+  return out;
+}
+
 Tensor new_outputs(const Tensor& x, int64_t directions, int64_t units, bool batch_first) {
   const int64_t time = x.size(0), batch = x.size(1);
   return batch_first ? at::empty({batch, time, directions * units}, x.options())
@@ -1065,19 +1086,31 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0_in, const 
                       : work_buffer({directions, own, batch, units}, options);
   Tensor h_n = at::empty({directions, batch, units}, options);
   Tensor c_n = at::empty({directions, batch, units}, options);
-  const Tensor x_t = few ? transposed(x) : Tensor();
+  if (few) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_forward", [&] {
+      using T = scalar_t;
+      const Sizes z{time, batch, x.size(2), units};
+      const int64_t rows = 4 * units, state = batch * units;
+      const auto x_t = inputs_transposed<T>(x);
+      each_direction(directions, concurrent, [&](int64_t d) {
+        lstm_few_forward<T>(z, x_t.get(), h0.data_ptr<T>() + d * state,
+                            c0.data_ptr<T>() + d * state, w_ih.data_ptr<T>() + d * rows * z.features,
+                            w_hh.data_ptr<T>() + d * rows * units, bias.data_ptr<T>() + d * rows,
+                            direction_rows<T>(y, batch_first, d, units),
+                            gates.data_ptr<T>() + d * own * rows * batch,
+                            c.data_ptr<T>() + d * carried * state,
+                            tanh_c.data_ptr<T>() + d * own * state, Walk{time, d == 1}, slots,
+                            h_n.data_ptr<T>() + d * state, c_n.data_ptr<T>() + d * state);
+      });
+    });
+    return {y, h_n, c_n, gates, c, tanh_c};
+  }
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_forward", [&] {
-      if (few) {
-        lstm_few_forward<scalar_t>(x_t.data_ptr<scalar_t>(), h0[d], c0[d], w_ih[d], w_hh[d],
-                                   bias[d], step_rows<scalar_t>(y_d), gates[d], c[d], tanh_c[d],
-                                   walk, slots, h_n[d], c_n[d]);
-      } else {
-        lstm_direction_forward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], bias[d], y_d,
-                                         gates[d], c[d], tanh_c[d], walk, slots, h_n[d], c_n[d]);
-      }
+      lstm_direction_forward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], bias[d], y_d, gates[d],
+                                       c[d], tanh_c[d], walk, slots, h_n[d], c_n[d]);
     });
   });
   return {y, h_n, c_n, gates, c, tanh_c};
@@ -1097,21 +1130,38 @@ std::vector<Tensor> lstm_backward(const Tensor& x_in, const Tensor& h0_in, const
   Tensor dh0 = at::empty(h0.sizes(), options), dc0 = at::empty(c0.sizes(), options);
   Tensor dw_ih = at::empty(w_ih.sizes(), options), dw_hh = at::empty(w_hh.sizes(), options);
   Tensor d_bias = at::empty({directions, 4 * units}, options);
+  if (few_units(units)) {
+    const Tensor dh_n_c = dh_n.contiguous(), dc_n_c = dc_n.contiguous();
+    const Tensor gates_c = gates.contiguous(), c_c = c.contiguous();
+    const Tensor tanh_c_c = tanh_c.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_backward", [&] {
+      using T = scalar_t;
+      const Sizes z{time, x.size(1), x.size(2), units};
+      const int64_t rows = 4 * units, state = z.batch * units, steps = time * z.batch;
+      each_direction(directions, concurrent, [&](int64_t d) {
+        lstm_few_backward<T>(
+            z, x.data_ptr<T>(), h0.data_ptr<T>() + d * state, c0.data_ptr<T>() + d * state,
+            w_ih.data_ptr<T>() + d * rows * z.features, w_hh.data_ptr<T>() + d * rows * units,
+            direction_rows<const T>(y, batch_first, d, units),
+            gates_c.data_ptr<T>() + d * rows * steps, c_c.data_ptr<T>() + d * units * steps,
+            tanh_c_c.data_ptr<T>() + d * units * steps,
+            direction_rows<const T>(dy, batch_first, d, units), dh_n_c.data_ptr<T>() + d * state,
+            dc_n_c.data_ptr<T>() + d * state, Walk{time, d == 1},
+            dx.data_ptr<T>() + d * steps * z.features, dh0.data_ptr<T>() + d * state,
+            dc0.data_ptr<T>() + d * state, dw_ih.data_ptr<T>() + d * rows * z.features,
+            dw_hh.data_ptr<T>() + d * rows * units, d_bias.data_ptr<T>() + d * rows);
+      });
+    });
+    return {directions_summed(dx, x), dh0, dc0, dw_ih, dw_hh, d_bias};
+  }
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
     const Tensor dy_d = direction_block(dy, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_backward", [&] {
-      if (few_units(units)) {
-        lstm_few_backward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d],
-                                    step_rows<const scalar_t>(y_d), gates[d], c[d], tanh_c[d],
-                                    step_rows<const scalar_t>(dy_d), dh_n[d], dc_n[d], walk,
-                                    dx[d], dh0[d], dc0[d], dw_ih[d], dw_hh[d], d_bias[d]);
-      } else {
-        lstm_direction_backward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], y_d, gates[d],
-                                          c[d], tanh_c[d], dy_d, dh_n[d], dc_n[d], walk, dx[d],
-                                          dh0[d], dc0[d], dw_ih[d], dw_hh[d], d_bias[d]);
-      }
+      lstm_direction_backward<scalar_t>(x, h0[d], c0[d], w_ih[d], w_hh[d], y_d, gates[d], c[d],
+                                        tanh_c[d], dy_d, dh_n[d], dc_n[d], walk, dx[d], dh0[d],
+                                        dc0[d], dw_ih[d], dw_hh[d], d_bias[d]);
     });
   });
   Tensor dx_sum = directions == 2 ? at::add(dx[0], dx[1]) : dx[0].clone();
@@ -1141,19 +1191,31 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0_in, const T
   Tensor h_n_block = few ? work_buffer({directions, own, units, batch}, options)
                          : work_buffer({directions, own, batch, units}, options);
   Tensor h_n = at::empty({directions, batch, units}, options);
-  const Tensor x_t = few ? transposed(x) : Tensor();
+  if (few) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_forward", [&] {
+      using T = scalar_t;
+      const Sizes z{time, batch, x.size(2), units};
+      const int64_t rows = 3 * units, state = batch * units;
+      const auto x_t = inputs_transposed<T>(x);
+      each_direction(directions, concurrent, [&](int64_t d) {
+        gru_few_forward<T>(z, x_t.get(), h0.data_ptr<T>() + d * state,
+                           w_ih.data_ptr<T>() + d * rows * z.features,
+                           w_hh.data_ptr<T>() + d * rows * units, b_ih.data_ptr<T>() + d * rows,
+                           b_hh.data_ptr<T>() + d * rows,
+                           direction_rows<T>(y, batch_first, d, units),
+                           gates.data_ptr<T>() + d * own * rows * batch,
+                           h_n_block.data_ptr<T>() + d * own * state, Walk{time, d == 1}, slots,
+                           h_n.data_ptr<T>() + d * state);
+      });
+    });
+    return {y, h_n, gates, h_n_block};
+  }
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_forward", [&] {
-      if (few) {
-        gru_few_forward<scalar_t>(x_t.data_ptr<scalar_t>(), h0[d], w_ih[d], w_hh[d], b_ih[d],
-                                  b_hh[d], step_rows<scalar_t>(y_d), gates[d], h_n_block[d],
-                                  walk, slots, h_n[d]);
-      } else {
-        gru_direction_forward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], b_ih[d], b_hh[d], y_d,
-                                        gates[d], h_n_block[d], walk, slots, h_n[d]);
-      }
+      gru_direction_forward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], b_ih[d], b_hh[d], y_d,
+                                      gates[d], h_n_block[d], walk, slots, h_n[d]);
     });
   });
   return {y, h_n, gates, h_n_block};
@@ -1173,21 +1235,37 @@ std::vector<Tensor> gru_backward(const Tensor& x_in, const Tensor& h0_in, const 
   Tensor dw_ih = at::empty(w_ih.sizes(), options), dw_hh = at::empty(w_hh.sizes(), options);
   Tensor db_ih = at::empty({directions, 3 * units}, options);
   Tensor db_hh = at::empty({directions, 3 * units}, options);
+  if (few_units(units)) {
+    const Tensor dh_n_c = dh_n.contiguous();
+    const Tensor gates_c = gates.contiguous(), h_n_block_c = h_n_block.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_backward", [&] {
+      using T = scalar_t;
+      const Sizes z{time, x.size(1), x.size(2), units};
+      const int64_t rows = 3 * units, state = z.batch * units, steps = time * z.batch;
+      each_direction(directions, concurrent, [&](int64_t d) {
+        gru_few_backward<T>(
+            z, x.data_ptr<T>(), h0.data_ptr<T>() + d * state,
+            w_ih.data_ptr<T>() + d * rows * z.features, w_hh.data_ptr<T>() + d * rows * units,
+            direction_rows<const T>(y, batch_first, d, units),
+            gates_c.data_ptr<T>() + d * rows * steps,
+            h_n_block_c.data_ptr<T>() + d * units * steps,
+            direction_rows<const T>(dy, batch_first, d, units), dh_n_c.data_ptr<T>() + d * state,
+            Walk{time, d == 1}, dx.data_ptr<T>() + d * steps * z.features,
+            dh0.data_ptr<T>() + d * state, dw_ih.data_ptr<T>() + d * rows * z.features,
+            dw_hh.data_ptr<T>() + d * rows * units, db_ih.data_ptr<T>() + d * rows,
+            db_hh.data_ptr<T>() + d * rows);
+      });
+    });
+    return {directions_summed(dx, x), dh0, dw_ih, dw_hh, db_ih, db_hh};
+  }
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
     const Tensor dy_d = direction_block(dy, batch_first, d, units);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_backward", [&] {
-      if (few_units(units)) {
-        gru_few_backward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], step_rows<const scalar_t>(y_d),
-                                   gates[d], h_n_block[d], step_rows<const scalar_t>(dy_d),
-                                   dh_n[d], walk, dx[d], dh0[d], dw_ih[d], dw_hh[d], db_ih[d],
-                                   db_hh[d]);
-      } else {
-        gru_direction_backward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], y_d, gates[d],
-                                         h_n_block[d], dy_d, dh_n[d], walk, dx[d], dh0[d],
-                                         dw_ih[d], dw_hh[d], db_ih[d], db_hh[d]);
-      }
+      gru_direction_backward<scalar_t>(x, h0[d], w_ih[d], w_hh[d], y_d, gates[d], h_n_block[d],
+                                       dy_d, dh_n[d], walk, dx[d], dh0[d], dw_ih[d], dw_hh[d],
+                                       db_ih[d], db_hh[d]);
     });
   });
   Tensor dx_sum = directions == 2 ? at::add(dx[0], dx[1]) : dx[0].clone();
