@@ -629,12 +629,14 @@ std::vector<T> broadcast_rows(const T* values, int64_t rows, int64_t batch) {
   return out;
 }
 
-// sums[r] = the sum of row r of a (rows, columns) block.
+// sums[r] = the sum of row r of a (rows, columns) block (a vectorized sum: a plain one is
+// a chain of dependent scalar adds, which took a tenth of a seed-size training step).
 template <typename T>
 void row_sums(const T* block, int64_t rows, int64_t columns, T* sums) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = block + r * columns;
     T sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int64_t i = 0; i < columns; ++i) sum += row[i];
     sums[r] = sum;
   }
