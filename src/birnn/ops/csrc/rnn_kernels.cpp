@@ -36,6 +36,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -611,6 +612,15 @@ void multiply_raw(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, cons
   tc.addmm_(ta, tb, accumulate ? 1.0 : 0.0, 1.0);
 }
 
+// Whether multiply_raw<T> runs on pointers alone (the micro-kernel), with no ATen call.
+template <typename T>
+bool raw_products() {
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+  if constexpr (std::is_same_v<T, float>) return micro_kernel_works();
+#endif
+  return false;
+}
+
 // dst (cols, rows) = src (rows, cols)^T, both with row strides.
 template <typename T>
 void transpose_into(const T* src, int64_t rows, int64_t cols, int64_t src_stride, T* dst,
@@ -982,19 +992,27 @@ std::unique_ptr<T[]> inputs_transposed(const Tensor& x) {
 // ------------------------------------------------------------------ both directions
 
 // body(d) for each direction: both at once on two threads, or one after the other.
+// `tensor_ops`: whether body makes ATen calls, which need the caller's thread-local
+// settings on the second thread; a body on raw pointers alone skips copying them, a
+// microsecond or two that counts at the seed model's sizes.
 template <typename F>
-void each_direction(int64_t directions, bool concurrent, const F& body) {
+void each_direction(int64_t directions, bool concurrent, const F& body, bool tensor_ops = true) {
   if (concurrent && directions == 2) {
     std::exception_ptr failure;
     // The caller's thread-local settings (inference mode: the outputs are inference
     // tensors then, which only code in inference mode may write), as `at::parallel_for`.
-    const at::ThreadLocalState caller;
+    const std::optional<at::ThreadLocalState> caller =
+        tensor_ops ? std::make_optional<at::ThreadLocalState>() : std::nullopt;
 #pragma omp parallel for num_threads(2) schedule(static, 1)
     for (int64_t d = 0; d < 2; ++d) {
       try {
-        at::ThreadLocalStateGuard settings(caller);
-        at::NoGradGuard no_grad;  // the products here record nothing
-        body(d);
+        if (caller) {
+          at::ThreadLocalStateGuard settings(*caller);
+          at::NoGradGuard no_grad;  // the products here record nothing
+          body(d);
+        } else {
+          body(d);
+        }
       } catch (...) {
 #pragma omp critical
         failure = std::current_exception();
@@ -1103,7 +1121,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0_in, const 
                             c.data_ptr<T>() + d * carried * state,
                             tanh_c.data_ptr<T>() + d * own * state, Walk{time, d == 1}, slots,
                             h_n.data_ptr<T>() + d * state, c_n.data_ptr<T>() + d * state);
-      });
+      }, !raw_products<T>());
     });
     return {y, h_n, c_n, gates, c, tanh_c};
   }
@@ -1152,7 +1170,7 @@ std::vector<Tensor> lstm_backward(const Tensor& x_in, const Tensor& h0_in, const
             dx.data_ptr<T>() + d * steps * z.features, dh0.data_ptr<T>() + d * state,
             dc0.data_ptr<T>() + d * state, dw_ih.data_ptr<T>() + d * rows * z.features,
             dw_hh.data_ptr<T>() + d * rows * units, d_bias.data_ptr<T>() + d * rows);
-      });
+      }, !raw_products<T>());
     });
     return {directions_summed(dx, x), dh0, dc0, dw_ih, dw_hh, d_bias};
   }
@@ -1208,7 +1226,7 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0_in, const T
                            gates.data_ptr<T>() + d * own * rows * batch,
                            h_n_block.data_ptr<T>() + d * own * state, Walk{time, d == 1}, slots,
                            h_n.data_ptr<T>() + d * state);
-      });
+      }, !raw_products<T>());
     });
     return {y, h_n, gates, h_n_block};
   }
@@ -1256,7 +1274,7 @@ std::vector<Tensor> gru_backward(const Tensor& x_in, const Tensor& h0_in, const 
             dh0.data_ptr<T>() + d * state, dw_ih.data_ptr<T>() + d * rows * z.features,
             dw_hh.data_ptr<T>() + d * rows * units, db_ih.data_ptr<T>() + d * rows,
             db_hh.data_ptr<T>() + d * rows);
-      });
+      }, !raw_products<T>());
     });
     return {directions_summed(dx, x), dh0, dw_ih, dw_hh, db_ih, db_hh};
   }
