@@ -22,8 +22,10 @@
 // directions side by side as PyTorch's. States are `(directions, batch, units)`. Weights are
 // stacked by direction: `w_ih (directions, gates * units, features)`, `w_hh (directions,
 // gates * units, units)`. With `keep_activations` the forward functions also return what
-// the backward functions need (the activations of every step), which the Python side keeps
-// for autograd; without, they keep only what the next step reads.
+// the backward functions need (the activations of every step: (batch, gates * units) per
+// step, or (gates * units, batch) for layers with few units, see "few units" below), which
+// the Python side keeps for autograd and hands back unread; without, they keep only what
+// the next step reads.
 
 #include <ATen/ATen.h>
 #include <ATen/ThreadLocalState.h>
