@@ -143,6 +143,22 @@ def test_kernel_matches_torch_at_edge_sizes(kind, sizes):
         _compare(kind, 2, batch_first, True, True, dtype, **sizes)
 
 
+# Below 16 units the kernels keep each step unit-major, (gates * units, batch), and compute
+# the input and weight gradients after the walk; from 16 units on they keep it row-major.
+# Unit counts on both sides of that switch and of the vector widths (8, 16 float32 lanes),
+# with a batch that fills vectors (32) and one that leaves tails (5).
+@pytest.mark.parametrize("units", [1, 3, 10, 15, 16, 17, 33])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_kernel_matches_torch_around_the_unit_major_switch(kind, units):
+    for dtype, batch, batch_first in (
+        (torch.float32, 32, True),
+        (torch.float64, 5, False),
+        (torch.float32, 5, False),
+    ):
+        _compare(kind, 2, batch_first, True, True, dtype, time=4, batch=batch, units=units)
+    _compare(kind, 1, True, False, False, torch.float32, time=3, batch=7, units=units)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_concurrent_equals_one_direction_after_the_other(kind):
     for dtype in (torch.float32, torch.float64):

@@ -22,8 +22,10 @@
 // directions side by side as PyTorch's. States are `(directions, batch, units)`. Weights are
 // stacked by direction: `w_ih (directions, gates * units, features)`, `w_hh (directions,
 // gates * units, units)`. With `keep_activations` the forward functions also return what
-// the backward functions need (the activations of every step), which the Python side keeps
-// for autograd; without, they keep only what the next step reads.
+// the backward functions need (the activations of every step: (batch, gates * units) per
+// step, or (gates * units, batch) for layers with few units, see "few units" below), which
+// the Python side keeps for autograd and hands back unread; without, they keep only what
+// the next step reads.
 
 #include <ATen/ATen.h>
 #include <ATen/ThreadLocalState.h>
@@ -35,6 +37,8 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -564,22 +568,453 @@ void gru_direction_backward(const Tensor& x, const Tensor& h0, const Tensor& w_i
   gradients.write_weights(dw_ih, dw_hh);
 }
 
+// ------------------------------------------------------------------ few units
+
+// Below `kFewUnits` units a row's gate blocks are shorter than one AVX-512 vector, and the
+// per-row loops above ran scalar: about a third of a seed-size call (32 rows, 10 units, 5
+// steps). These kernels keep every step "unit-major" instead: the gates as (gates * units,
+// batch), the states as (units, batch). Then each gate block is one contiguous run of
+// units * batch values, and one flat loop per step covers all rows at full vector width.
+// The products turn around to match (weights on the left: W (gates * units, in) @ x_t^T
+// (in, batch)), so the weights need no transposed copy; the outputs are written back
+// row-major. The backward pass keeps every step's gate gradients side by side,
+// (gates * units, time * batch), and computes the input and weight gradients and the bias
+// gradients once, after the walk: at these sizes the number of calls is what costs.
+#ifndef BIRNN_FEW_UNITS
+#define BIRNN_FEW_UNITS 16
+#endif
+constexpr int64_t kFewUnits = BIRNN_FEW_UNITS;
+
+bool few_units(int64_t units) { return units < kFewUnits; }
+
+// c (+)= a @ b for row-major blocks given by pointer and row stride: a (m, k), b (k, n),
+// c (m, n).
+template <typename T>
+void multiply_raw(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                  int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate) {
+      for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, T(0));
+    }
+    return;
+  }
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+  if constexpr (std::is_same_v<T, float>) {
+    if (micro_kernel_works()) {
+      at::native::cpublas::brgemm(m, n, k, lda, ldb, ldc, accumulate, a, b, c, false);
+      return;
+    }
+  }
+#endif
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  const Tensor ta = at::from_blob(const_cast<T*>(a), {m, k}, {lda, 1}, options);
+  const Tensor tb = at::from_blob(const_cast<T*>(b), {k, n}, {ldb, 1}, options);
+  Tensor tc = at::from_blob(c, {m, n}, {ldc, 1}, options);
+  tc.addmm_(ta, tb, accumulate ? 1.0 : 0.0, 1.0);
+}
+
+// Whether multiply_raw<T> runs on pointers alone (the micro-kernel), with no ATen call.
+template <typename T>
+bool raw_products() {
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+  if constexpr (std::is_same_v<T, float>) return micro_kernel_works();
+#endif
+  return false;
+}
+
+// dst (cols, rows) = src (rows, cols)^T, both with row strides.
+template <typename T>
+void transpose_into(const T* src, int64_t rows, int64_t cols, int64_t src_stride, T* dst,
+                    int64_t dst_stride) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* s = src + i * src_stride;
+    for (int64_t j = 0; j < cols; ++j) dst[j * dst_stride + i] = s[j];
+  }
+}
+
+// (rows, batch): row r of `values` repeated over the batch.
+template <typename T>
+std::vector<T> broadcast_rows(const T* values, int64_t rows, int64_t batch) {
+  std::vector<T> out(static_cast<size_t>(rows * batch));
+  for (int64_t r = 0; r < rows; ++r) std::fill_n(out.data() + r * batch, batch, values[r]);
+  return out;
+}
+
+// sums[r] = the sum of row r of a (rows, columns) block (a vectorized sum: a plain one is
+// a chain of dependent scalar adds, which took a tenth of a seed-size training step).
+template <typename T>
+void row_sums(const T* block, int64_t rows, int64_t columns, T* sums) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = block + r * columns;
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < columns; ++i) sum += row[i];
+    sums[r] = sum;
+  }
+}
+
+// One LSTM step over n = units * batch values, unit-major: `gates` holds the four blocks
+// (i, f, g, o) of n values each, products in, activations out; `bias` the same blocks.
+template <typename T>
+BIRNN_INLINE void lstm_forward_flat_(T* __restrict__ gates, const T* __restrict__ bias,
+                                     const T* __restrict__ c_prev, T* __restrict__ c,
+                                     T* __restrict__ tanh_c, T* __restrict__ h, int64_t n) {
+#pragma omp simd
+  for (int64_t e = 0; e < n; ++e) {
+    const T i = sigmoid(gates[e] + bias[e]);
+    const T f = sigmoid(gates[n + e] + bias[n + e]);
+    const T g = tanh_(gates[2 * n + e] + bias[2 * n + e]);
+    const T o = sigmoid(gates[3 * n + e] + bias[3 * n + e]);
+    const T c_new = f * c_prev[e] + i * g;
+    const T t = tanh_(c_new);
+    gates[e] = i;
+    gates[n + e] = f;
+    gates[2 * n + e] = g;
+    gates[3 * n + e] = o;
+    c[e] = c_new;
+    tanh_c[e] = t;
+    h[e] = o * t;
+  }
+}
+
+BIRNN_VECTOR_CLONES void lstm_forward_flat(float* gates, const float* bias, const float* c_prev,
+                                           float* c, float* tanh_c, float* h, int64_t n) {
+  lstm_forward_flat_<float>(gates, bias, c_prev, c, tanh_c, h, n);
+}
+void lstm_forward_flat(double* gates, const double* bias, const double* c_prev, double* c,
+                       double* tanh_c, double* h, int64_t n) {
+  lstm_forward_flat_<double>(gates, bias, c_prev, c, tanh_c, h, n);
+}
+
+// dh: the gradient into this step's h (its output gradient included); dc: into its c, and
+// out for the previous step's c; d_gates out (four blocks of n).
+template <typename T>
+BIRNN_INLINE void lstm_backward_flat_(const T* __restrict__ gates, const T* __restrict__ tanh_c,
+                                      const T* __restrict__ c_prev, const T* __restrict__ dh,
+                                      T* __restrict__ dc, T* __restrict__ d_gates, int64_t n) {
+#pragma omp simd
+  for (int64_t e = 0; e < n; ++e) {
+    const T i = gates[e], f = gates[n + e], g = gates[2 * n + e], o = gates[3 * n + e];
+    const T t = tanh_c[e];
+    const T dc_e = dc[e] + dh[e] * o * (T(1) - t * t);
+    d_gates[e] = dc_e * g * i * (T(1) - i);
+    d_gates[n + e] = dc_e * c_prev[e] * f * (T(1) - f);
+    d_gates[2 * n + e] = dc_e * i * (T(1) - g * g);
+    d_gates[3 * n + e] = dh[e] * t * o * (T(1) - o);
+    dc[e] = dc_e * f;
+  }
+}
+
+BIRNN_VECTOR_CLONES void lstm_backward_flat(const float* gates, const float* tanh_c,
+                                            const float* c_prev, const float* dh, float* dc,
+                                            float* d_gates, int64_t n) {
+  lstm_backward_flat_<float>(gates, tanh_c, c_prev, dh, dc, d_gates, n);
+}
+void lstm_backward_flat(const double* gates, const double* tanh_c, const double* c_prev,
+                        const double* dh, double* dc, double* d_gates, int64_t n) {
+  lstm_backward_flat_<double>(gates, tanh_c, c_prev, dh, dc, d_gates, n);
+}
+
+// One GRU step, unit-major: x_gates (r, z, n blocks) the input projection in, activations
+// out; h_gates the recurrent product; b_ih, b_hh broadcast to the same blocks.
+template <typename T>
+BIRNN_INLINE void gru_forward_flat_(T* __restrict__ x_gates, const T* __restrict__ h_gates,
+                                    const T* __restrict__ b_ih, const T* __restrict__ b_hh,
+                                    const T* __restrict__ h_prev, T* __restrict__ h_n,
+                                    T* __restrict__ h, int64_t n) {
+#pragma omp simd
+  for (int64_t e = 0; e < n; ++e) {
+    const T r = sigmoid(x_gates[e] + b_ih[e] + h_gates[e] + b_hh[e]);
+    const T z = sigmoid(x_gates[n + e] + b_ih[n + e] + h_gates[n + e] + b_hh[n + e]);
+    const T hn = h_gates[2 * n + e] + b_hh[2 * n + e];
+    const T nn = tanh_(x_gates[2 * n + e] + b_ih[2 * n + e] + r * hn);
+    x_gates[e] = r;
+    x_gates[n + e] = z;
+    x_gates[2 * n + e] = nn;
+    h_n[e] = hn;
+    h[e] = (T(1) - z) * nn + z * h_prev[e];
+  }
+}
+
+BIRNN_VECTOR_CLONES void gru_forward_flat(float* x_gates, const float* h_gates,
+                                          const float* b_ih, const float* b_hh,
+                                          const float* h_prev, float* h_n, float* h, int64_t n) {
+  gru_forward_flat_<float>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, n);
+}
+void gru_forward_flat(double* x_gates, const double* h_gates, const double* b_ih,
+                      const double* b_hh, const double* h_prev, double* h_n, double* h,
+                      int64_t n) {
+  gru_forward_flat_<double>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, n);
+}
+
+// dh: the gradient into this step's h (output gradient included); out: the gradients of
+// the input projection and of the recurrent product, and dh_prev's direct part (z * dh).
+template <typename T>
+BIRNN_INLINE void gru_backward_flat_(const T* __restrict__ gates, const T* __restrict__ h_n,
+                                     const T* __restrict__ h_prev, const T* __restrict__ dh,
+                                     T* __restrict__ dx_gates, T* __restrict__ dh_gates,
+                                     T* __restrict__ dh_prev, int64_t n) {
+#pragma omp simd
+  for (int64_t e = 0; e < n; ++e) {
+    const T r = gates[e], z = gates[n + e], nn = gates[2 * n + e];
+    const T dn = dh[e] * (T(1) - z) * (T(1) - nn * nn);
+    const T dz = dh[e] * (h_prev[e] - nn) * z * (T(1) - z);
+    const T dr = dn * h_n[e] * r * (T(1) - r);
+    dx_gates[e] = dr;
+    dx_gates[n + e] = dz;
+    dx_gates[2 * n + e] = dn;
+    dh_gates[e] = dr;
+    dh_gates[n + e] = dz;
+    dh_gates[2 * n + e] = dn * r;
+    dh_prev[e] = dh[e] * z;
+  }
+}
+
+BIRNN_VECTOR_CLONES void gru_backward_flat(const float* gates, const float* h_n,
+                                           const float* h_prev, const float* dh,
+                                           float* dx_gates, float* dh_gates, float* dh_prev,
+                                           int64_t n) {
+  gru_backward_flat_<float>(gates, h_n, h_prev, dh, dx_gates, dh_gates, dh_prev, n);
+}
+void gru_backward_flat(const double* gates, const double* h_n, const double* h_prev,
+                       const double* dh, double* dx_gates, double* dh_gates, double* dh_prev,
+                       int64_t n) {
+  gru_backward_flat_<double>(gates, h_n, h_prev, dh, dx_gates, dh_gates, dh_prev, n);
+}
+
+// Uninitialized scratch memory for one call.
+template <typename T>
+std::unique_ptr<T[]> scratch(int64_t count) {
+  return std::unique_ptr<T[]>(new T[static_cast<size_t>(count)]);
+}
+
+// One direction's `(time, batch, units)` block of the outputs (or of their gradients), in
+// either layout, as a pointer and strides: step t's rows. No tensor views: at these sizes
+// each one cost about as much as a step's arithmetic.
+template <typename T>
+struct StepRows {
+  T* data;
+  int64_t step_stride, row_stride;
+  T* at(int64_t t) const { return data + t * step_stride; }
+};
+
+template <typename T>
+StepRows<T> direction_rows(const Tensor& y, bool batch_first, int64_t d, int64_t units) {
+  return {y.data_ptr<std::remove_const_t<T>>() + d * units, y.stride(batch_first ? 1 : 0),
+          y.stride(batch_first ? 0 : 1)};
+}
+
+// The sizes of one call.
+struct Sizes {
+  int64_t time, batch, features, units;
+};
+
+// What the backward passes need besides the gate gradients: from the gradients of the
+// input projection (and of the recurrent product; the same for an LSTM), all steps side
+// by side as (rows, time * batch), the gradients of the inputs (dx, row-major (time, batch,
+// features)), of the weights, and of the biases (db_hh optional).
+template <typename T>
+void few_units_gradients(const Sizes& z, int64_t rows, const T* x, const T* h0,
+                         StepRows<const T> y, const Walk& walk, const T* w_ih,
+                         const T* d_input_gates, const T* d_recurrent_gates, T* dx, T* dw_ih,
+                         T* dw_hh, T* db_ih, T* db_hh) {
+  const int64_t columns = z.time * z.batch, units = z.units, features = z.features;
+  row_sums(d_input_gates, rows, columns, db_ih);
+  if (db_hh != nullptr) row_sums(d_recurrent_gates, rows, columns, db_hh);
+  // x as (time * batch, features): the input weights' gradient in one product.
+  multiply_raw<T>(rows, features, columns, d_input_gates, columns, x, features, dw_ih, features,
+                  false);
+  // Each step's previous h, row-major (time * batch, units), in time order.
+  auto h_prev = scratch<T>(columns * units);
+  for (int64_t t = 0; t < z.time; ++t) {
+    const bool first = t == walk.first();
+    const T* source = first ? h0 : y.at(walk.before(t));
+    const int64_t stride = first ? units : y.row_stride;
+    for (int64_t b = 0; b < z.batch; ++b) {
+      std::copy_n(source + b * stride, units, h_prev.get() + (t * z.batch + b) * units);
+    }
+  }
+  multiply_raw<T>(rows, units, columns, d_recurrent_gates, columns, h_prev.get(), units, dw_hh,
+                  units, false);
+  // dx^T (features, time * batch) = w_ih^T @ d_input_gates, then back to row-major.
+  auto w_ih_t = scratch<T>(features * rows);
+  transpose_into(w_ih, rows, features, features, w_ih_t.get(), rows);
+  auto dx_t = scratch<T>(features * columns);
+  multiply_raw<T>(features, columns, rows, w_ih_t.get(), rows, d_input_gates, columns,
+                  dx_t.get(), columns, false);
+  transpose_into(dx_t.get(), features, columns, columns, dx, features);
+}
+
+// Copies one step's (rows, batch) block into column block `t` of a (rows, time * batch)
+// matrix.
+template <typename T>
+void store_step(const T* block, int64_t rows, int64_t batch, int64_t t, int64_t time, T* all) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(block + r * batch, batch, all + r * time * batch + t * batch);
+  }
+}
+
+// dh (units, batch) += dy_t^T: a step's output gradient, into the unit-major carry.
+template <typename T>
+void add_transposed(const T* dy_t, int64_t row_stride, int64_t batch, int64_t units, T* dh) {
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t j = 0; j < units; ++j) dh[j * batch + b] += dy_t[b * row_stride + j];
+  }
+}
+
+// One direction, forward. x_t: (features, time * batch), x transposed once for both
+// directions; states row-major (batch, units); the activations unit-major per slot.
+template <typename T>
+void lstm_few_forward(const Sizes& z, const T* x_t, const T* h0, const T* c0, const T* w_ih,
+                      const T* w_hh, const T* bias, StepRows<T> y, T* gates, T* c, T* tanh_c,
+                      const Walk& walk, const Slots& slots, T* h_n, T* c_n) {
+  const int64_t batch = z.batch, units = z.units, rows = 4 * units, n = units * batch;
+  const std::vector<T> bias_rows = broadcast_rows(bias, rows, batch);
+  auto h_t = scratch<T>(2 * n), c0_t = scratch<T>(n);
+  transpose_into(h0, batch, units, units, h_t.get(), batch);
+  transpose_into(c0, batch, units, units, c0_t.get(), batch);
+  for (int64_t s = 0; s < z.time; ++s) {
+    const int64_t t = walk.at(s);
+    T* g = gates + slots.own(t) * rows * batch;
+    const T* h_prev = h_t.get() + (s % 2) * n;
+    T* h = h_t.get() + ((s + 1) % 2) * n;
+    multiply_raw<T>(rows, batch, z.features, w_ih, z.features, x_t + t * batch,
+                    z.time * batch, g, batch, false);
+    multiply_raw<T>(rows, batch, units, w_hh, units, h_prev, batch, g, batch, true);
+    const T* c_prev = s == 0 ? c0_t.get() : c + slots.carry(walk.before(t)) * n;
+    lstm_forward_flat(g, bias_rows.data(), c_prev, c + slots.carry(t) * n,
+                      tanh_c + slots.own(t) * n, h, n);
+    transpose_into(h, units, batch, batch, y.at(t), y.row_stride);
+  }
+  transpose_into(h_t.get() + (z.time % 2) * n, units, batch, batch, h_n, units);
+  transpose_into(c + slots.carry(walk.last()) * n, units, batch, batch, c_n, units);
+}
+
+// One direction, backward: every step's activations kept by the forward pass; dh_n, dc_n
+// row-major (batch, units); dx row-major (time, batch, features).
+template <typename T>
+void lstm_few_backward(const Sizes& z, const T* x, const T* h0, const T* c0, const T* w_ih,
+                       const T* w_hh, StepRows<const T> y, const T* gates, const T* c,
+                       const T* tanh_c, StepRows<const T> dy, const T* dh_n, const T* dc_n,
+                       const Walk& walk, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* d_bias) {
+  const int64_t time = z.time, batch = z.batch, units = z.units;
+  const int64_t rows = 4 * units, n = units * batch;
+  auto w_hh_t = scratch<T>(units * rows);  // (units, gates * units)
+  transpose_into(w_hh, rows, units, units, w_hh_t.get(), rows);
+  auto dh = scratch<T>(n), dc = scratch<T>(n), c0_t = scratch<T>(n);
+  auto d_gates = scratch<T>(rows * batch), d_all = scratch<T>(rows * time * batch);
+  transpose_into(dh_n, batch, units, units, dh.get(), batch);
+  transpose_into(dc_n, batch, units, units, dc.get(), batch);
+  transpose_into(c0, batch, units, units, c0_t.get(), batch);
+  for (int64_t s = 0; s < time; ++s) {
+    const int64_t t = walk.at(time - 1 - s);
+    add_transposed(dy.at(t), dy.row_stride, batch, units, dh.get());
+    const T* c_prev = t == walk.first() ? c0_t.get() : c + walk.before(t) * n;
+    lstm_backward_flat(gates + t * rows * batch, tanh_c + t * n, c_prev, dh.get(), dc.get(),
+                       d_gates.get(), n);
+    store_step(d_gates.get(), rows, batch, t, time, d_all.get());
+    multiply_raw<T>(units, batch, rows, w_hh_t.get(), rows, d_gates.get(), batch, dh.get(),
+                    batch, false);
+  }
+  transpose_into(dh.get(), units, batch, batch, dh0, units);
+  transpose_into(dc.get(), units, batch, batch, dc0, units);
+  few_units_gradients<T>(z, rows, x, h0, y, walk, w_ih, d_all.get(), d_all.get(), dx, dw_ih,
+                         dw_hh, d_bias, nullptr);
+}
+
+template <typename T>
+void gru_few_forward(const Sizes& z, const T* x_t, const T* h0, const T* w_ih, const T* w_hh,
+                     const T* b_ih, const T* b_hh, StepRows<T> y, T* gates, T* h_n_block,
+                     const Walk& walk, const Slots& slots, T* h_n) {
+  const int64_t batch = z.batch, units = z.units, rows = 3 * units, n = units * batch;
+  const std::vector<T> b_ih_rows = broadcast_rows(b_ih, rows, batch);
+  const std::vector<T> b_hh_rows = broadcast_rows(b_hh, rows, batch);
+  auto h_t = scratch<T>(2 * n), h_gates = scratch<T>(rows * batch);
+  transpose_into(h0, batch, units, units, h_t.get(), batch);
+  for (int64_t s = 0; s < z.time; ++s) {
+    const int64_t t = walk.at(s);
+    T* g = gates + slots.own(t) * rows * batch;
+    const T* h_prev = h_t.get() + (s % 2) * n;
+    T* h = h_t.get() + ((s + 1) % 2) * n;
+    multiply_raw<T>(rows, batch, z.features, w_ih, z.features, x_t + t * batch,
+                    z.time * batch, g, batch, false);
+    multiply_raw<T>(rows, batch, units, w_hh, units, h_prev, batch, h_gates.get(), batch,
+                    false);
+    gru_forward_flat(g, h_gates.get(), b_ih_rows.data(), b_hh_rows.data(), h_prev,
+                     h_n_block + slots.own(t) * n, h, n);
+    transpose_into(h, units, batch, batch, y.at(t), y.row_stride);
+  }
+  transpose_into(h_t.get() + (z.time % 2) * n, units, batch, batch, h_n, units);
+}
+
+template <typename T>
+void gru_few_backward(const Sizes& z, const T* x, const T* h0, const T* w_ih, const T* w_hh,
+                      StepRows<const T> y, const T* gates, const T* h_n_block,
+                      StepRows<const T> dy, const T* dh_n, const Walk& walk, T* dx, T* dh0,
+                      T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
+  const int64_t time = z.time, batch = z.batch, units = z.units;
+  const int64_t rows = 3 * units, n = units * batch;
+  auto w_hh_t = scratch<T>(units * rows);  // (units, gates * units)
+  transpose_into(w_hh, rows, units, units, w_hh_t.get(), rows);
+  auto dh = scratch<T>(n), dh_prev = scratch<T>(n), h_prev = scratch<T>(n);
+  auto dx_gates = scratch<T>(rows * batch), dh_gates = scratch<T>(rows * batch);
+  auto dx_all = scratch<T>(rows * time * batch), dh_all = scratch<T>(rows * time * batch);
+  transpose_into(dh_n, batch, units, units, dh.get(), batch);
+  for (int64_t s = 0; s < time; ++s) {
+    const int64_t t = walk.at(time - 1 - s);
+    add_transposed(dy.at(t), dy.row_stride, batch, units, dh.get());
+    if (t == walk.first()) {
+      transpose_into(h0, batch, units, units, h_prev.get(), batch);
+    } else {
+      transpose_into(y.at(walk.before(t)), batch, units, y.row_stride, h_prev.get(), batch);
+    }
+    gru_backward_flat(gates + t * rows * batch, h_n_block + t * n, h_prev.get(), dh.get(),
+                      dx_gates.get(), dh_gates.get(), dh_prev.get(), n);
+    store_step(dx_gates.get(), rows, batch, t, time, dx_all.get());
+    store_step(dh_gates.get(), rows, batch, t, time, dh_all.get());
+    multiply_raw<T>(units, batch, rows, w_hh_t.get(), rows, dh_gates.get(), batch,
+                    dh_prev.get(), batch, true);
+    std::swap(dh, dh_prev);
+  }
+  transpose_into(dh.get(), units, batch, batch, dh0, units);
+  few_units_gradients<T>(z, rows, x, h0, y, walk, w_ih, dx_all.get(), dh_all.get(), dx, dw_ih,
+                         dw_hh, db_ih, db_hh);
+}
+
+// x (time, batch, features) as (features, time * batch), for the unit-major products.
+template <typename T>
+std::unique_ptr<T[]> inputs_transposed(const Tensor& x) {
+  const int64_t columns = x.size(0) * x.size(1), features = x.size(2);
+  auto out = scratch<T>(features * columns);
+  transpose_into(x.data_ptr<T>(), columns, features, features, out.get(), columns);
+  return out;
+}
+
 // ------------------------------------------------------------------ both directions
 
 // body(d) for each direction: both at once on two threads, or one after the other.
+// `tensor_ops`: whether body makes ATen calls, which need the caller's thread-local
+// settings on the second thread; a body on raw pointers alone skips copying them, a
+// microsecond or two that counts at the seed model's sizes.
 template <typename F>
-void each_direction(int64_t directions, bool concurrent, const F& body) {
+void each_direction(int64_t directions, bool concurrent, const F& body, bool tensor_ops = true) {
   if (concurrent && directions == 2) {
     std::exception_ptr failure;
     // The caller's thread-local settings (inference mode: the outputs are inference
     // tensors then, which only code in inference mode may write), as `at::parallel_for`.
-    const at::ThreadLocalState caller;
+    const std::optional<at::ThreadLocalState> caller =
+        tensor_ops ? std::make_optional<at::ThreadLocalState>() : std::nullopt;
 #pragma omp parallel for num_threads(2) schedule(static, 1)
     for (int64_t d = 0; d < 2; ++d) {
       try {
-        at::ThreadLocalStateGuard settings(caller);
-        at::NoGradGuard no_grad;  // the products here record nothing
-        body(d);
+        if (caller) {
+          at::ThreadLocalStateGuard settings(*caller);
+          at::NoGradGuard no_grad;  // the products here record nothing
+          body(d);
+        } else {
+          body(d);
+        }
       } catch (...) {
 #pragma omp critical
         failure = std::current_exception();
@@ -625,6 +1060,21 @@ void check_like(const char* name, const char* what, const Tensor& t, const Tenso
               t.sizes());
 }
 
+// The input gradient: the sum of the directions' shares `dx (directions, time, batch,
+// features)`, shaped as x.
+Tensor directions_summed(const Tensor& dx, const Tensor& x) {
+  if (dx.size(0) == 1) return dx.view(x.sizes());
+  Tensor out = at::empty(x.sizes(), x.options());
+  const int64_t count = out.numel();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::directions_summed", [&] {
+    const scalar_t* a = dx.data_ptr<scalar_t>();
+    const scalar_t* b = a + count;
+    scalar_t* o = out.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < count; ++i) o[i] = a[i] + b[i];
+  });
+  return out;
+}
+
 Tensor new_outputs(const Tensor& x, int64_t directions, int64_t units, bool batch_first) {
   const int64_t time = x.size(0), batch = x.size(1);
   return batch_first ? at::empty({batch, time, directions * units}, x.options())
@@ -647,11 +1097,36 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0_in, const 
   Tensor y = new_outputs(x, directions, units, batch_first);
   const Slots slots{keep_activations};
   const int64_t own = slot_count(keep_activations, time, 1);
-  Tensor gates = work_buffer({directions, own, batch, 4 * units}, options);
-  Tensor c = work_buffer({directions, slot_count(keep_activations, time, 2), batch, units}, options);
-  Tensor tanh_c = work_buffer({directions, own, batch, units}, options);
+  // Unit-major activations with few units: (gates * units, batch) per step.
+  const bool few = few_units(units);
+  const int64_t carried = slot_count(keep_activations, time, 2);
+  Tensor gates = few ? work_buffer({directions, own, 4 * units, batch}, options)
+                     : work_buffer({directions, own, batch, 4 * units}, options);
+  Tensor c = few ? work_buffer({directions, carried, units, batch}, options)
+                 : work_buffer({directions, carried, batch, units}, options);
+  Tensor tanh_c = few ? work_buffer({directions, own, units, batch}, options)
+                      : work_buffer({directions, own, batch, units}, options);
   Tensor h_n = at::empty({directions, batch, units}, options);
   Tensor c_n = at::empty({directions, batch, units}, options);
+  if (few) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_forward", [&] {
+      using T = scalar_t;
+      const Sizes z{time, batch, x.size(2), units};
+      const int64_t rows = 4 * units, state = batch * units;
+      const auto x_t = inputs_transposed<T>(x);
+      each_direction(directions, concurrent, [&](int64_t d) {
+        lstm_few_forward<T>(z, x_t.get(), h0.data_ptr<T>() + d * state,
+                            c0.data_ptr<T>() + d * state, w_ih.data_ptr<T>() + d * rows * z.features,
+                            w_hh.data_ptr<T>() + d * rows * units, bias.data_ptr<T>() + d * rows,
+                            direction_rows<T>(y, batch_first, d, units),
+                            gates.data_ptr<T>() + d * own * rows * batch,
+                            c.data_ptr<T>() + d * carried * state,
+                            tanh_c.data_ptr<T>() + d * own * state, Walk{time, d == 1}, slots,
+                            h_n.data_ptr<T>() + d * state, c_n.data_ptr<T>() + d * state);
+      }, !raw_products<T>());
+    });
+    return {y, h_n, c_n, gates, c, tanh_c};
+  }
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
@@ -677,6 +1152,30 @@ std::vector<Tensor> lstm_backward(const Tensor& x_in, const Tensor& h0_in, const
   Tensor dh0 = at::empty(h0.sizes(), options), dc0 = at::empty(c0.sizes(), options);
   Tensor dw_ih = at::empty(w_ih.sizes(), options), dw_hh = at::empty(w_hh.sizes(), options);
   Tensor d_bias = at::empty({directions, 4 * units}, options);
+  if (few_units(units)) {
+    const Tensor dh_n_c = dh_n.contiguous(), dc_n_c = dc_n.contiguous();
+    const Tensor gates_c = gates.contiguous(), c_c = c.contiguous();
+    const Tensor tanh_c_c = tanh_c.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::lstm_backward", [&] {
+      using T = scalar_t;
+      const Sizes z{time, x.size(1), x.size(2), units};
+      const int64_t rows = 4 * units, state = z.batch * units, steps = time * z.batch;
+      each_direction(directions, concurrent, [&](int64_t d) {
+        lstm_few_backward<T>(
+            z, x.data_ptr<T>(), h0.data_ptr<T>() + d * state, c0.data_ptr<T>() + d * state,
+            w_ih.data_ptr<T>() + d * rows * z.features, w_hh.data_ptr<T>() + d * rows * units,
+            direction_rows<const T>(y, batch_first, d, units),
+            gates_c.data_ptr<T>() + d * rows * steps, c_c.data_ptr<T>() + d * units * steps,
+            tanh_c_c.data_ptr<T>() + d * units * steps,
+            direction_rows<const T>(dy, batch_first, d, units), dh_n_c.data_ptr<T>() + d * state,
+            dc_n_c.data_ptr<T>() + d * state, Walk{time, d == 1},
+            dx.data_ptr<T>() + d * steps * z.features, dh0.data_ptr<T>() + d * state,
+            dc0.data_ptr<T>() + d * state, dw_ih.data_ptr<T>() + d * rows * z.features,
+            dw_hh.data_ptr<T>() + d * rows * units, d_bias.data_ptr<T>() + d * rows);
+      }, !raw_products<T>());
+    });
+    return {directions_summed(dx, x), dh0, dc0, dw_ih, dw_hh, d_bias};
+  }
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
@@ -707,9 +1206,32 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0_in, const T
   Tensor y = new_outputs(x, directions, units, batch_first);
   const Slots slots{keep_activations};
   const int64_t own = slot_count(keep_activations, time, 1);
-  Tensor gates = work_buffer({directions, own, batch, 3 * units}, options);
-  Tensor h_n_block = work_buffer({directions, own, batch, units}, options);
+  // Unit-major activations with few units: (gates * units, batch) per step.
+  const bool few = few_units(units);
+  Tensor gates = few ? work_buffer({directions, own, 3 * units, batch}, options)
+                     : work_buffer({directions, own, batch, 3 * units}, options);
+  Tensor h_n_block = few ? work_buffer({directions, own, units, batch}, options)
+                         : work_buffer({directions, own, batch, units}, options);
   Tensor h_n = at::empty({directions, batch, units}, options);
+  if (few) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_forward", [&] {
+      using T = scalar_t;
+      const Sizes z{time, batch, x.size(2), units};
+      const int64_t rows = 3 * units, state = batch * units;
+      const auto x_t = inputs_transposed<T>(x);
+      each_direction(directions, concurrent, [&](int64_t d) {
+        gru_few_forward<T>(z, x_t.get(), h0.data_ptr<T>() + d * state,
+                           w_ih.data_ptr<T>() + d * rows * z.features,
+                           w_hh.data_ptr<T>() + d * rows * units, b_ih.data_ptr<T>() + d * rows,
+                           b_hh.data_ptr<T>() + d * rows,
+                           direction_rows<T>(y, batch_first, d, units),
+                           gates.data_ptr<T>() + d * own * rows * batch,
+                           h_n_block.data_ptr<T>() + d * own * state, Walk{time, d == 1}, slots,
+                           h_n.data_ptr<T>() + d * state);
+      }, !raw_products<T>());
+    });
+    return {y, h_n, gates, h_n_block};
+  }
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
@@ -735,6 +1257,29 @@ std::vector<Tensor> gru_backward(const Tensor& x_in, const Tensor& h0_in, const 
   Tensor dw_ih = at::empty(w_ih.sizes(), options), dw_hh = at::empty(w_hh.sizes(), options);
   Tensor db_ih = at::empty({directions, 3 * units}, options);
   Tensor db_hh = at::empty({directions, 3 * units}, options);
+  if (few_units(units)) {
+    const Tensor dh_n_c = dh_n.contiguous();
+    const Tensor gates_c = gates.contiguous(), h_n_block_c = h_n_block.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "birnn::gru_backward", [&] {
+      using T = scalar_t;
+      const Sizes z{time, x.size(1), x.size(2), units};
+      const int64_t rows = 3 * units, state = z.batch * units, steps = time * z.batch;
+      each_direction(directions, concurrent, [&](int64_t d) {
+        gru_few_backward<T>(
+            z, x.data_ptr<T>(), h0.data_ptr<T>() + d * state,
+            w_ih.data_ptr<T>() + d * rows * z.features, w_hh.data_ptr<T>() + d * rows * units,
+            direction_rows<const T>(y, batch_first, d, units),
+            gates_c.data_ptr<T>() + d * rows * steps,
+            h_n_block_c.data_ptr<T>() + d * units * steps,
+            direction_rows<const T>(dy, batch_first, d, units), dh_n_c.data_ptr<T>() + d * state,
+            Walk{time, d == 1}, dx.data_ptr<T>() + d * steps * z.features,
+            dh0.data_ptr<T>() + d * state, dw_ih.data_ptr<T>() + d * rows * z.features,
+            dw_hh.data_ptr<T>() + d * rows * units, db_ih.data_ptr<T>() + d * rows,
+            db_hh.data_ptr<T>() + d * rows);
+      }, !raw_products<T>());
+    });
+    return {directions_summed(dx, x), dh0, dw_ih, dw_hh, db_ih, db_hh};
+  }
   each_direction(directions, concurrent, [&](int64_t d) {
     const Walk walk{time, d == 1};
     const Tensor y_d = direction_block(y, batch_first, d, units);
