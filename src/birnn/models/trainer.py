@@ -542,18 +542,20 @@ class Trainer:
             self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
         return loss.detach()
 
-    @torch.no_grad()
+    # `with torch.no_grad()` rather than its decorator, which builds a second
+    # context manager per call.
     def test_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
         """Loss and metrics of one batch, without training."""
-        y_pred = jit.forward(self, x, training=False)
-        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
-        self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
+        with torch.no_grad():
+            y_pred = jit.forward(self, x, training=False)
+            loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+            self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
         return loss
 
-    @torch.no_grad()
     def predict_step(self, x: Any) -> Any:
         """The model's outputs for one batch (inference mode)."""
-        return jit.forward(self, x, training=False)
+        with torch.no_grad():
+            return jit.forward(self, x, training=False)
 
     # ------------------------------------------------------------------ fit
     @_in_mode(True)
