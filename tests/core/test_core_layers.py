@@ -68,6 +68,35 @@ def test_dense_bad_units(units):
         layers.Dense(units)
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_reads_weights_wherever_torch_tools_put_them(use_bias):
+    torch.manual_seed(0)
+    dense = layers.Dense(3, use_bias=use_bias)
+    x = torch.randn(4, 2)
+    plain = dense(x)
+
+    def expected(kernel, bias):
+        return x @ kernel + (0 if bias is None else bias)
+
+    bias = dense.bias
+    torch.testing.assert_close(plain, expected(dense.kernel, bias))
+    doubled = {"kernel": dense.kernel * 2}
+    out = torch.func.functional_call(dense, doubled, (x,))
+    torch.testing.assert_close(out, expected(doubled["kernel"], bias))
+
+    class Halve(torch.nn.Module):
+        def forward(self, w):
+            return w / 2
+
+    torch.nn.utils.parametrize.register_parametrization(dense, "kernel", Halve())
+    kernel = dense.parametrizations.kernel.original
+    torch.testing.assert_close(dense(x), expected(kernel / 2, bias))
+    torch.nn.utils.parametrize.remove_parametrizations(dense, "kernel")
+    del dense.kernel
+    dense.kernel = kernel.detach() * 3  # a plain tensor attribute, not a parameter
+    torch.testing.assert_close(dense(x), expected(kernel * 3, bias))
+
+
 def test_dense_bad_inputs():
     layer = layers.Dense(2, name="dense_bad")
     with pytest.raises(ValueError, match=r"dense_bad.*min_ndim=2"):

@@ -1,11 +1,14 @@
 """The Layer core: names, weights, trainability, masks, input specs, losses, config."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from birnn import backend, layers
+from birnn import Input, backend, layers
 from birnn.layers.input_spec import InputSpec
 from birnn.layers.layer import Layer
 
@@ -183,6 +186,50 @@ def test_input_spec_errors_name_the_layer():
         spec_layer = Layer(name="two")
         spec_layer.input_spec = [InputSpec(ndim=2), InputSpec(ndim=2)]
         spec_layer([torch.zeros(1, 1)] * 3)
+
+
+def test_input_spec_messages_give_the_full_shape_as_a_tuple():
+    layer = Layer(name="fixed")
+    layer.input_spec = InputSpec(shape=(None, 3))
+    message = (
+        "Input 0 of layer 'fixed' is incompatible with the layer: "
+        "expected shape=(None, 3), found shape=(2, 4)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer(torch.zeros(2, 4))
+    layer.input_spec = InputSpec(ndim=3)
+    message = "expected ndim=3, found ndim=2. Full shape received: (2, 4)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer(torch.zeros(2, 4))
+    layer.input_spec = InputSpec(ndim=2)
+    layer.input_spec.axes[-1] = 5  # a spec changed in place is read on the next call
+    message = (
+        "expected axis -1 of input shape to have value 5, but received input with shape (2, 4)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer(torch.zeros(2, 4))
+
+
+class _TwoInputs(Layer):
+    def call(self, a, b=None):
+        return a if b is None else a + b
+
+
+@pytest.mark.parametrize("how", ["keyword", "second", "inputs_keyword", "in_a_list"])
+def test_a_keras_tensor_anywhere_in_the_call_makes_it_symbolic(how, monkeypatch):
+    import birnn.layers.layer as layer_module
+
+    monkeypatch.setattr(layer_module, "symbolic_call", lambda *args, **kwargs: "symbolic")
+    layer, x, kt = _TwoInputs(), torch.zeros(2, 3), Input((3,))
+    calls = {
+        "keyword": lambda: layer(x, b=kt),
+        "second": lambda: layer(x, kt),
+        "inputs_keyword": lambda: layer(inputs=kt),
+        "in_a_list": lambda: layer([x, kt]),
+    }
+    assert calls[how]() == "symbolic"
+    assert torch.equal(layer(x, b=x), 2 * x)  # concrete tensors run eagerly
+    assert torch.equal(layer(nn.Parameter(x)), x)  # a tensor subclass too
 
 
 def test_unknown_constructor_arguments():

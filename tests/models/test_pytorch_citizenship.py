@@ -204,6 +204,41 @@ def test_predict_evaluates_torch_dropout_in_eval_and_restores_mode():
     assert not model.training and not model.layers[0].drop.training
 
 
+class _Branches(layers.Layer):
+    """A layer whose torch modules sit at several depths, one of them twice."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.shared = nn.Dropout(0.5)
+        self.body = nn.Sequential(nn.Linear(4, 4), self.shared)
+        self.body.insert(1, nn.Dropout(0.5))  # `insert` writes torch's table directly
+        self.spare = None  # a `None` entry in the module table
+        self.register_module("spare_module", None)
+        self.again = nn.ModuleList([self.shared, nn.Identity()])
+
+    def call(self, x):
+        return self.again[1](self.body(x))
+
+
+@pytest.mark.parametrize("step", ["predict_on_batch", "train_on_batch", "test_on_batch"])
+def test_each_step_sets_the_mode_of_every_module_once_and_restores_it(step):
+    from birnn.models.trainer import _all_modules
+
+    inner = _Branches()
+    model = birnn.Sequential([birnn.Input((4,)), inner, layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    assert _all_modules(model) == list(model.modules())
+    wanted = step == "train_on_batch"
+    model.train(not wanted)
+    seen = []
+    for module in model.modules():
+        module.register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    x, y = np.ones((2, 4), "float32"), np.zeros((2, 1), "float32")
+    getattr(model, step)(*((x,) if step == "predict_on_batch" else (x, y)))
+    assert seen and all(mode == wanted for mode in seen)
+    assert all(module.training == (not wanted) for module in model.modules())
+
+
 # ---------------------------------------------------------------- dtypes
 @pytest.mark.parametrize("convert", ["double", "to", "half_then_double"])
 def test_double_computes_in_float64(convert):

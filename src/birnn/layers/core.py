@@ -145,9 +145,17 @@ class Dense(Layer):
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        # From the parameter table: each `self.kernel` is a Python-level
+        # `nn.Module.__getattr__` call. The attributes answer for weights kept
+        # elsewhere (a bias of `None`, a weight replaced by a plain tensor).
+        weights = self._parameters
+        kernel, bias = weights.get("kernel"), weights.get("bias")
+        if kernel is None:
+            kernel = self.kernel
+        if bias is None:
+            bias = self.bias
         if not inputs.is_floating_point():
-            inputs = inputs.to(self.kernel.dtype)
-        kernel, bias = self.kernel, self.bias
+            inputs = inputs.to(kernel.dtype)
         if inputs.dim() == 2 and bias is not None:
             # What `F.linear` computes for 2-D inputs, minus the autograd node of `kernel.T`.
             return self.activation(torch.addmm(bias, inputs, kernel))

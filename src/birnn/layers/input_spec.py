@@ -122,7 +122,7 @@ def check_input_compatibility(layer_name: str, input_spec: Any, inputs: Any) -> 
     if (
         isinstance(input_spec, InputSpec)
         and isinstance(inputs, torch.Tensor)
-        and _spec_problem(input_spec, tuple(inputs.shape)) is None
+        and _spec_problem(input_spec, inputs.shape) is None
     ):
         return  # the usual call: one tensor that meets one spec
     specs = list(input_spec) if isinstance(input_spec, (list, tuple)) else [input_spec]
@@ -148,8 +148,9 @@ def check_input_compatibility(layer_name: str, input_spec: Any, inputs: Any) -> 
             )
 
 
-def _spec_problem(spec: InputSpec, shape: tuple) -> str | None:
-    """How a tensor of `shape` fails `spec`, or `None` if it meets it."""
+def _spec_problem(spec: InputSpec, shape: Sequence[int | None]) -> str | None:
+    """How a tensor of `shape` (a tuple or `torch.Size`) fails `spec`, or `None` if it
+    meets it."""
     ndim = len(shape)
     expected = None
     if spec.ndim is not None and not spec.allow_last_axis_squeeze and ndim != spec.ndim:
@@ -159,17 +160,17 @@ def _spec_problem(spec: InputSpec, shape: tuple) -> str | None:
     elif spec.min_ndim is not None and ndim < spec.min_ndim:
         expected = f"min_ndim={spec.min_ndim}"
     if expected is not None:
-        return f"expected {expected}, found ndim={ndim}. Full shape received: {shape}"
+        return f"expected {expected}, found ndim={ndim}. Full shape received: {tuple(shape)}"
     for axis, value in spec.axes.items():
         if value is None:
             continue
         if not -ndim <= axis < ndim or shape[axis] not in (value, None):
             return (
                 f"expected axis {axis} of input shape to have value {value}, "
-                f"but received input with shape {shape}"
+                f"but received input with shape {tuple(shape)}"
             )
     if spec.shape is not None and len(spec.shape) == ndim:
         for want, actual in zip(spec.shape, shape):
             if want is not None and actual is not None and want != actual:
-                return f"expected shape={spec.shape}, found shape={shape}"
+                return f"expected shape={spec.shape}, found shape={tuple(shape)}"
     return None

@@ -957,8 +957,11 @@ class Layer(nn.Module, metaclass=_LayerType):
             if "inputs" not in kwargs:
                 raise TypeError(f"Layer '{self.name}' was called without inputs.")
             args = (kwargs.pop("inputs"),)
-        if is_symbolic(args) or is_symbolic(kwargs):
-            return symbolic_call(self, args, kwargs, uses_masks=self._produces_masks())
+        inputs = args[0]
+        # The usual eager call, one plain tensor and no keywords, holds no KerasTensor.
+        if type(inputs) is not torch.Tensor or len(args) > 1 or kwargs:
+            if is_symbolic(args) or is_symbolic(kwargs):
+                return symbolic_call(self, args, kwargs, uses_masks=self._produces_masks())
         if self._call_keywords is not None:
             for key in kwargs:
                 if key not in self._call_keywords:
@@ -967,12 +970,18 @@ class Layer(nn.Module, metaclass=_LayerType):
                         f"argument `{key}`. Its call() accepts: "
                         f"{sorted(self._call_keywords)}"
                     )
-        inputs = self._convert_inputs(args[0])
-        args = (inputs, *args[1:])
+        converted = self._convert_inputs(inputs)
+        if converted is not inputs:
+            inputs = converted
+            args = (inputs, *args[1:])
 
         mask = kwargs.pop("mask", None)
         if mask is None:
-            mask = mask_of(inputs)
+            mask = (
+                getattr(inputs, "_keras_mask", None)
+                if isinstance(inputs, torch.Tensor)
+                else mask_of(inputs)
+            )
         if mask is not None:
             to_bool = lambda m: None if m is None else backend.convert_to_tensor(m, dtype="bool")  # noqa: E731
             # `[[True, False]]` is one mask, not a structure of scalar masks.

@@ -51,6 +51,8 @@ def _to_tensor(x: Any) -> Any:
 
 def to_tensors(structure: Any) -> Any:
     """NumPy leaves of a structure as torch tensors (float64 becomes float32)."""
+    if isinstance(structure, (np.ndarray, torch.Tensor)):
+        return _to_tensor(structure)  # the usual batch: one array
     if (
         isinstance(structure, (list, tuple))
         and structure
@@ -64,6 +66,8 @@ def to_device(structure: Any, device: torch.device | None) -> Any:
     """Moves every tensor of a structure to `device` (no-op when already there)."""
     if device is None:
         return structure
+    if isinstance(structure, torch.Tensor):  # the usual batch: one tensor
+        return structure if structure.device == device else structure.to(device, non_blocking=True)
 
     def move(x: Any) -> Any:
         if isinstance(x, torch.Tensor) and x.device != device:

@@ -62,9 +62,12 @@ def standardize_input(
     elif x.dim() == len(expected) - 1 and expected[-1] == 1:
         x = x.unsqueeze(-1)
     actual = tuple(x.shape)
-    if len(actual) != len(expected) or any(
-        e is not None and a != e for a, e in zip(actual[1:], expected[1:])
-    ):
+    mismatch = len(actual) != len(expected)
+    for a, e in zip(actual[1:], expected[1:]):  # a loop, not `any()`: every call checks
+        if e is not None and a != e:
+            mismatch = True
+            break
+    if mismatch:
         name = spec._keras_history[0].name if spec._keras_history else f"input_{index}"
         message = (
             f"Input {index} ('{name}') of model '{model_name}' is incompatible with the "

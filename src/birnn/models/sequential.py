@@ -177,14 +177,16 @@ class Sequential(Model):
     # ------------------------------------------------------------------ call
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         x = inputs
-        input_layer = self._input_layer
+        stack = self._layers  # read once: torch's `__getattr__` finds it on every read
+        first = next(iter(stack), None)
+        input_layer = first if isinstance(first, InputLayer) else None
         if isinstance(x, dict):
             x = self._input_from_dict(x)
         if input_layer is not None and self._graph is not None:
             x = standardize_input(self.name, 0, input_layer.output, x, self._device())
         if mask is not None:
             x._keras_mask = mask
-        for layer in self._layers:
+        for layer in stack:
             if not isinstance(layer, InputLayer):
                 x = layer(x)
         return x
