@@ -9,7 +9,7 @@ Usage::
 The rows marked `peer` also make the peers table: birnn's `Model` against hand
 torch, Keras on torch, and Keras 3 on TensorFlow and on JAX. Those two run
 `peers.py` in their own virtual environments (`.bench/keras-tf`,
-`.bench/keras-jax`, created by `make bench-peers`), one process per backend, on
+`.bench/keras-jax`, created by `make bench-peers`), one process per backend and row, on
 the same inputs (handed over as `.npz` files) with the same timing loop
 (`timing.py`); a missing environment is reported and the rest still runs.
 
@@ -608,10 +608,12 @@ def run_peers(
     peers: dict[str, tuple[Path, str]],
     timing: dict,
 ) -> tuple[dict[str, dict], list[str]]:
-    """Times `rows` (Keras-level) under each peer's Python, one process per peer.
+    """Times `rows` (Keras-level) under each peer's Python, one process per peer and row.
 
-    Returns `({peer: its peers.py result}, notes)`; a peer whose Python is
-    missing, or whose run fails, is left out with a note saying why.
+    As birnn's rows, each row runs in a fresh process, so no row inherits what
+    the rows before it left behind. Returns `({peer: its peers.py results,
+    merged over the rows}, notes)`; a peer whose Python is missing, or whose
+    run fails, is left out with a note saying why.
     """
     results, notes = {}, []
     with tempfile.TemporaryDirectory() as folder:
@@ -622,9 +624,10 @@ def run_peers(
             path = Path(folder) / f"row{number}.npz"
             np.savez(path, x=x.numpy(), target=data["target"].numpy())
             fields = ("name", "kind", "batch", "time", "features", "units", "masked", "train")
-            specs.append({**{f: getattr(row, f) for f in fields}, "data": str(path)})
-        spec = Path(folder) / "spec.json"
-        spec.write_text(json.dumps({"rows": specs, **timing}))
+            row_spec = {**{f: getattr(row, f) for f in fields}, "data": str(path)}
+            spec = Path(folder) / f"spec{number}.json"
+            spec.write_text(json.dumps({"rows": [row_spec], **timing}))
+            specs.append(spec)
         for name, (python, backend) in peers.items():
             if not Path(python).exists():
                 notes.append(
@@ -633,22 +636,32 @@ def run_peers(
                 )
                 print(notes[-1], flush=True)
                 continue
-            output = Path(folder) / f"{name}.json"
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
             env["CUDA_VISIBLE_DEVICES"] = ""
             if timing.get("threads") == 1:  # as `--threads 1` gives torch: one thread each
                 env["OMP_NUM_THREADS"] = "1"
                 env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
-            command = [str(python), str(HERE / "peers.py"), str(spec), "--output", str(output)]
-            print(f"{name} ({backend}), its own process:", flush=True)
-            done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
-            if done.returncode != 0 or not output.exists():
-                tail = " ".join(done.stderr.strip().splitlines()[-3:])
-                notes.append(f"{name} failed (exit {done.returncode}): {tail}")
-                print(notes[-1], flush=True)
-                continue
-            results[name] = json.loads(output.read_text())
+            print(f"{name} ({backend}), a process of its own per row:", flush=True)
+            merged: dict | None = None
+            for number, spec in enumerate(specs):
+                output = Path(folder) / f"{name}{number}.json"
+                command = [str(python), str(HERE / "peers.py"), str(spec), "--output", str(output)]
+                done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
+                if done.returncode != 0 or not output.exists():
+                    tail = " ".join(done.stderr.strip().splitlines()[-3:])
+                    notes.append(f"{name} failed (exit {done.returncode}): {tail}")
+                    print(notes[-1], flush=True)
+                    merged = None
+                    break
+                result = json.loads(output.read_text())
+                if merged is None:
+                    merged = result
+                else:
+                    merged["medians"].update(result["medians"])
+                    merged["jit_compile"].update(result["jit_compile"])
+            if merged is not None:
+                results[name] = merged
     return results, notes
 
 
@@ -790,7 +803,7 @@ def render_peers(
         "defaults otherwise; masked rows: `Masking(0.0)` on zero-padded inputs), against "
         "hand-written torch (`nn.LSTM/GRU(bidirectional=True)`, packed sequences when "
         f"masked). birnn, hand torch and Keras-torch run {where}, timed in turns; "
-        "Keras-TF and Keras-JAX each in one process of its own for all rows "
+        "Keras-TF and Keras-JAX in a fresh process of their own per row "
         "(`benchmarks/peers.py`), with the "
         "same inputs and the same timing rule. Median ms per step; the fastest in bold. "
         "birnn runs eagerly by default; *birnn jit_compile=True* is the same model compiled "
