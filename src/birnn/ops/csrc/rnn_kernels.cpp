@@ -655,36 +655,15 @@ void row_sums(const T* block, int64_t rows, int64_t columns, T* sums) {
 }
 
 // One LSTM step over n = units * batch values, unit-major: `gates` holds the four blocks
-// (i, f, g, o) of n values each, products in, activations out; `bias` the same blocks.
-template <typename T>
-BIRNN_INLINE void lstm_forward_flat_(T* __restrict__ gates, const T* __restrict__ bias,
-                                     const T* __restrict__ c_prev, T* __restrict__ c,
-                                     T* __restrict__ tanh_c, T* __restrict__ h, int64_t n) {
-#pragma omp simd
-  for (int64_t e = 0; e < n; ++e) {
-    const T i = sigmoid(gates[e] + bias[e]);
-    const T f = sigmoid(gates[n + e] + bias[n + e]);
-    const T g = tanh_(gates[2 * n + e] + bias[2 * n + e]);
-    const T o = sigmoid(gates[3 * n + e] + bias[3 * n + e]);
-    const T c_new = f * c_prev[e] + i * g;
-    const T t = tanh_(c_new);
-    gates[e] = i;
-    gates[n + e] = f;
-    gates[2 * n + e] = g;
-    gates[3 * n + e] = o;
-    c[e] = c_new;
-    tanh_c[e] = t;
-    h[e] = o * t;
-  }
-}
-
+// (i, f, g, o) of n values each, products in, activations out; `bias` the same blocks. That
+// is the row step with n in place of the units.
 BIRNN_VECTOR_CLONES void lstm_forward_flat(float* gates, const float* bias, const float* c_prev,
                                            float* c, float* tanh_c, float* h, int64_t n) {
-  lstm_forward_flat_<float>(gates, bias, c_prev, c, tanh_c, h, n);
+  lstm_forward_row<float>(gates, bias, c_prev, c, tanh_c, h, n);
 }
 void lstm_forward_flat(double* gates, const double* bias, const double* c_prev, double* c,
                        double* tanh_c, double* h, int64_t n) {
-  lstm_forward_flat_<double>(gates, bias, c_prev, c, tanh_c, h, n);
+  lstm_forward_row<double>(gates, bias, c_prev, c, tanh_c, h, n);
 }
 
 // dh: the gradient into this step's h (its output gradient included); dc: into its c, and
@@ -717,35 +696,17 @@ void lstm_backward_flat(const double* gates, const double* tanh_c, const double*
 }
 
 // One GRU step, unit-major: x_gates (r, z, n blocks) the input projection in, activations
-// out; h_gates the recurrent product; b_ih, b_hh broadcast to the same blocks.
-template <typename T>
-BIRNN_INLINE void gru_forward_flat_(T* __restrict__ x_gates, const T* __restrict__ h_gates,
-                                    const T* __restrict__ b_ih, const T* __restrict__ b_hh,
-                                    const T* __restrict__ h_prev, T* __restrict__ h_n,
-                                    T* __restrict__ h, int64_t n) {
-#pragma omp simd
-  for (int64_t e = 0; e < n; ++e) {
-    const T r = sigmoid(x_gates[e] + b_ih[e] + h_gates[e] + b_hh[e]);
-    const T z = sigmoid(x_gates[n + e] + b_ih[n + e] + h_gates[n + e] + b_hh[n + e]);
-    const T hn = h_gates[2 * n + e] + b_hh[2 * n + e];
-    const T nn = tanh_(x_gates[2 * n + e] + b_ih[2 * n + e] + r * hn);
-    x_gates[e] = r;
-    x_gates[n + e] = z;
-    x_gates[2 * n + e] = nn;
-    h_n[e] = hn;
-    h[e] = (T(1) - z) * nn + z * h_prev[e];
-  }
-}
-
+// out; h_gates the recurrent product; b_ih, b_hh broadcast to the same blocks. That is the
+// row step with n = units * batch in place of the units.
 BIRNN_VECTOR_CLONES void gru_forward_flat(float* x_gates, const float* h_gates,
                                           const float* b_ih, const float* b_hh,
                                           const float* h_prev, float* h_n, float* h, int64_t n) {
-  gru_forward_flat_<float>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, n);
+  gru_forward_row<float>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, n);
 }
 void gru_forward_flat(double* x_gates, const double* h_gates, const double* b_ih,
                       const double* b_hh, const double* h_prev, double* h_n, double* h,
                       int64_t n) {
-  gru_forward_flat_<double>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, n);
+  gru_forward_row<double>(x_gates, h_gates, b_ih, b_hh, h_prev, h_n, h, n);
 }
 
 // dh: the gradient into this step's h (output gradient included); out: the gradients of
