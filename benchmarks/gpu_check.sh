@@ -101,7 +101,9 @@ fi
 
 TESTS=(timeout "$TESTS_LIMIT" "$PY" -m pytest -n 0 -q -rs -p no:cacheprovider
 	-k "(cuda or gpu) and not gpu_check" tests)
-BENCH=(timeout "$BENCH_LIMIT" "$PY" benchmarks/run.py --device cuda --peer-rows
+# All rows in one process (`--in-process`): a fresh process per row would start torch, Keras
+# and a CUDA context eleven times, about a third of the bench's time limit.
+BENCH=(timeout "$BENCH_LIMIT" "$PY" benchmarks/run.py --device cuda --peer-rows --in-process
 	--only birnn,birnn-model,torch,keras-model --no-peers --no-memory --no-fit --no-serving
 	--repeats 5 --warmup 3 --min-seconds 2 --block-seconds 0.1 --output "$OUT/RESULTS-gpu.md")
 

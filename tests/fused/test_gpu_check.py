@@ -54,7 +54,7 @@ def test_dry_run_prints_the_bounded_plan(tmp_path):
         and "-k (cuda or gpu) and not gpu_check tests" in tests
     )
     assert bench.strip().startswith("- timeout 180 ")
-    assert "--device cuda --peer-rows" in bench and "torch,keras-model" in bench
+    assert "--device cuda --peer-rows --in-process" in bench and "torch,keras-model" in bench
     assert "the real run would stop here (exit 2)" in done.stdout
 
 
