@@ -76,7 +76,6 @@ _MIN_WORK = 1.0e7
 _state = threading.local()
 _lock = threading.Lock()
 _pool: _Pool | None = None
-_forked = False  # set in a forked child until its first pool has started
 
 
 def _mode_from_environment() -> str:
@@ -278,23 +277,22 @@ def _work(tasks: queue.SimpleQueue[_Task | None]) -> None:
 
 
 def _get_pool() -> _Pool:
-    global _pool, _forked
+    global _pool
     if _pool is None:
         with _lock:
             if _pool is None:
-                if _forked:
-                    _rebuild_autograd_engine()
-                    _forked = False
+                _settle_autograd_engine()
                 _pool = _Pool()
     return _pool
 
 
-def _rebuild_autograd_engine() -> None:
-    """Makes PyTorch rebuild its autograd engine now, on this one thread.
+def _settle_autograd_engine() -> None:
+    """Makes PyTorch set up its autograd engine now, on this one thread, before workers start.
 
     In a forked child, PyTorch rebuilds the engine on the first differentiable op, without a
     lock. The two new workers making their first ops at once crashed the child (SIGSEGV) in
-    about one fork in fifteen once the parent had run a backward pass.
+    about one fork in fifteen once the parent had run a backward pass. Elsewhere the engine
+    is already there, and this is one tiny op per pool.
     """
     with torch.inference_mode(False), torch.enable_grad():
         torch.ones(1, requires_grad=True).mul(torch.ones(1))  # saves a tensor: uses the engine
@@ -302,10 +300,9 @@ def _rebuild_autograd_engine() -> None:
 
 def _after_fork_in_child() -> None:
     # The workers do not exist in a forked child; its first side-by-side call starts new ones.
-    global _pool, _lock, _forked
+    global _pool, _lock
     _pool = None
     _lock = threading.Lock()
-    _forked = True
 
 
 def _at_exit() -> None:
