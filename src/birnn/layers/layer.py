@@ -977,11 +977,7 @@ class Layer(nn.Module, metaclass=_LayerType):
 
         mask = kwargs.pop("mask", None)
         if mask is None:
-            mask = (
-                getattr(inputs, "_keras_mask", None)
-                if isinstance(inputs, torch.Tensor)
-                else mask_of(inputs)
-            )
+            mask = mask_of(inputs)
         if mask is not None:
             to_bool = lambda m: None if m is None else backend.convert_to_tensor(m, dtype="bool")  # noqa: E731
             # `[[True, False]]` is one mask, not a structure of scalar masks.

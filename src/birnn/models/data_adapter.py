@@ -66,14 +66,14 @@ def to_device(structure: Any, device: torch.device | None) -> Any:
     """Moves every tensor of a structure to `device` (no-op when already there)."""
     if device is None:
         return structure
-    if isinstance(structure, torch.Tensor):  # the usual batch: one tensor
-        return structure if structure.device == device else structure.to(device, non_blocking=True)
 
     def move(x: Any) -> Any:
         if isinstance(x, torch.Tensor) and x.device != device:
             return x.to(device, non_blocking=True)
         return x
 
+    if isinstance(structure, torch.Tensor):  # the usual batch: one tensor
+        return move(structure)
     return tree.map_structure(move, structure)
 
 

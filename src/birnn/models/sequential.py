@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 from torch import nn
@@ -53,8 +54,7 @@ class Sequential(Model):
     # ------------------------------------------------------------------ structure
     @property
     def _input_layer(self) -> InputLayer | None:
-        first = next(iter(self._layers), None)  # indexing a ModuleList is slow: every call asks
-        return first if isinstance(first, InputLayer) else None
+        return _input_layer_of(self._layers)
 
     @property
     def layers(self) -> list[Layer]:
@@ -178,8 +178,7 @@ class Sequential(Model):
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         x = inputs
         stack = self._layers  # read once: torch's `__getattr__` finds it on every read
-        first = next(iter(stack), None)
-        input_layer = first if isinstance(first, InputLayer) else None
+        input_layer = _input_layer_of(stack)
         if isinstance(x, dict):
             x = self._input_from_dict(x)
         if input_layer is not None and self._graph is not None:
@@ -260,3 +259,9 @@ def _leading_input_layer(layer: Layer) -> InputLayer | None:
         spec = graph.flat_inputs[0]
         return InputLayer(batch_shape=tuple(spec.shape), dtype=spec.dtype)
     return None
+
+
+def _input_layer_of(stack: Iterable[nn.Module]) -> InputLayer | None:
+    """The `InputLayer` a layer stack starts with, if it starts with one."""
+    first = next(iter(stack), None)  # indexing a ModuleList is slow: every call asks
+    return first if isinstance(first, InputLayer) else None
