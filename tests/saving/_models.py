@@ -108,6 +108,26 @@ def masked_merges(lib):
     return lib.Model([a, b, e], [out1, out2, out3, out4])
 
 
+def masked_concat_consumers(lib):
+    """A masked `Concatenate` feeding attention, a nested model, TimeDistributed and an RNN.
+
+    Each consumer reads the concatenated mask: Keras writes it as an explicit `mask`
+    argument of the single-input calls, and recomputes it for the attention layers.
+    """
+    L = lib.layers
+    a = lib.Input(shape=(5, 3), name="a")
+    masked = L.Masking()(a)
+    joined = L.Concatenate()([masked, masked])
+    attended = L.MultiHeadAttention(2, 2)(joined, joined)
+    scored = L.Attention()([joined, joined])
+    inner = lib.Sequential([L.Dense(3)], name="inner")
+    nested = L.GlobalAveragePooling1D()(inner(joined))
+    per_step = L.TimeDistributed(L.Dense(2))(joined)
+    summed = L.Bidirectional(L.LSTM(2), merge_mode="sum")(L.Concatenate()([per_step, attended]))
+    pooled = L.GlobalAveragePooling1D()(scored)
+    return lib.Model(a, [summed, pooled, nested])
+
+
 def cells_and_states(lib):
     """`RNN` over single cells, a custom backward `RNN`, `return_state`, layer options."""
     L = lib.layers
@@ -219,6 +239,11 @@ def inputs_for(builder):
         e = rng.integers(0, 5, size=(4, 6)).astype("int32")
         e[2] = 0  # fully masked row
         return [a, b, e]
+    if builder is masked_concat_consumers:
+        a = rng.integers(0, 2, size=(4, 5, 3)).astype("float32")
+        a[0, 3:] = 0
+        a[2, 1:] = 0  # one step left (birnn pools a fully masked row to zeros, Keras to NaN)
+        return a
     if builder is cells_and_states:
         return rng.random((3, 6, 3), dtype=np.float32)
     if builder is nested_dict_outputs:
@@ -239,6 +264,7 @@ BUILDERS = [
     stateful,
     kitchen_sink,
     masked_merges,
+    masked_concat_consumers,
     cells_and_states,
     shared_and_nested,
     nested_sequential,

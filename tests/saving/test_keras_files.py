@@ -55,6 +55,8 @@ def test_keras_file_loads_in_birnn(builder, tmp_path):
     keras_model.save(path)
     model = birnn.models.load_model(path)
     assert isinstance(model, birnn.Model)
+    # `layers` leaves out the operation nodes that carry the masks, as in Keras.
+    assert [la.name for la in model.layers] == [la.name for la in keras_model.layers]
     x = M.inputs_for(builder)
     for _ in range(2 if builder is M.stateful else 1):  # stateful: the state carries on
         assert_close(_predict(model, x), _predict(keras_model, x), atol=1e-5, what="predict")
@@ -72,6 +74,10 @@ def test_keras_file_loads_in_birnn(builder, tmp_path):
 
 @pytest.mark.parametrize("builder", M.BUILDERS, ids=lambda b: b.__name__)
 def test_birnn_file_loads_in_keras(builder, tmp_path):
+    # As in two fresh processes, one saving and one loading: both name counters start at
+    # zero, so Keras names its own mask operations like the layers birnn named ("concatenate").
+    birnn.backend.clear_session()
+    keras.backend.clear_session()
     path = tmp_path / "birnn_made.keras"
     model = builder(birnn)
     model.save(path)
@@ -84,6 +90,59 @@ def test_birnn_file_loads_in_keras(builder, tmp_path):
     keras_path = tmp_path / "keras_resaved.keras"
     keras_model.save(keras_path)
     assert _h5_layout(_weights_member(path)) == _h5_layout(_weights_member(keras_path))
+    # The file carries every mask's operations: Keras's graph has no operation of its own.
+    assert _operations(keras_path) == _operations(path)
+    assert sorted(la.name for la in keras_model.layers) == sorted(la.name for la in model.layers)
+
+
+def _operations(path) -> list[tuple]:
+    """The operation nodes of a `.keras` file's model: (class, config, inbound nodes)."""
+    layers = json.loads(zipfile.ZipFile(path).read("config.json"))["config"].get("layers", [])
+    found = [
+        (
+            la["class_name"],
+            json.dumps(la["config"], sort_keys=True),
+            json.dumps(la["inbound_nodes"]),
+        )
+        for la in layers
+        if la["module"].startswith("keras.src.ops")
+    ]
+    return sorted(found)
+
+
+def test_mixed_precision_masking_writes_its_cast(tmp_path):
+    """Under a mixed policy `Masking` compares in float16: the file says so with a `Cast`."""
+
+    def build(lib):
+        L = lib.layers
+        a = lib.Input((5, 3))
+        masked = L.Masking(dtype="mixed_float16")(a)
+        return lib.Model(a, L.LSTM(2)(L.Concatenate()([masked, masked])))
+
+    birnn.backend.clear_session()
+    keras.backend.clear_session()
+    model = build(birnn)
+    model.save(tmp_path / "b.keras")
+    keras_model = keras.models.load_model(tmp_path / "b.keras")
+    x = np.random.default_rng(3).random((3, 5, 3), dtype=np.float32)
+    x[0, 3:] = 0
+    x[1, 1] = 1e-8  # zero in float16: a masked step there, a kept one in float32
+    assert_close(_predict(keras_model, x), _predict(model, x), atol=1e-5, what="predict")
+    keras_model.save(tmp_path / "k.keras")
+    assert _operations(tmp_path / "k.keras") == _operations(tmp_path / "b.keras")
+    assert "Cast" in [op[0] for op in _operations(tmp_path / "b.keras")]
+
+
+@pytest.mark.parametrize("builder", [M.masked_merges, M.masked_concat_consumers])
+def test_birnn_config_builds_in_a_fresh_keras(builder):
+    """`keras.Model.from_config(model.get_config())`, with Keras's names starting anew."""
+    birnn.backend.clear_session()
+    keras.backend.clear_session()
+    model = builder(birnn)
+    keras_model = keras.Model.from_config(model.get_config())
+    keras_model.set_weights(model.get_weights())
+    x = M.inputs_for(builder)
+    assert_close(_predict(keras_model, x), _predict(model, x), atol=1e-5, what="predict")
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # Keras's own
@@ -353,6 +412,7 @@ def test_registered_custom_cell_crosses_both_ways(tmp_path):
     [
         M.seed_custom_backward,
         M.masked_merges,
+        M.masked_concat_consumers,
         M.shared_and_nested,
         M.nested_sequential,
         M.nested_dict_outputs,

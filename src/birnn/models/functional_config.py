@@ -6,37 +6,16 @@ both ways: each layer's serialized config plus its `name` and `inbound_nodes`
 `__keras_tensor__` dicts with `keras_history: [layer name, node index, tensor
 index]`, node indices counted among the nodes of this model only), and
 `input_layers`/`output_layers` in the structure of the model's inputs/outputs.
-Keras's older list form of `inbound_nodes` is read too, as is the `NotEqual`
-operation Keras records for an `Embedding(mask_zero=True)` mask.
+Keras's older list form of `inbound_nodes` is read too. The masks are written as
+the operation nodes Keras records for them (`birnn.models.functional_masks`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from birnn.keras_tensor import KerasTensor
-from birnn.layers.layer import Layer
-
-
-class NotEqual(Layer):
-    """`x != y` as a graph operation (what Keras records for an `Embedding` mask)."""
-
-    def call(self, x: Any, y: Any = 0) -> torch.Tensor:
-        return torch.ne(x, y)
-
-    def compute_output_shape(self, input_shape: Any) -> tuple:
-        return tuple(input_shape)
-
-    def compute_output_spec(self, *args: Any, **kwargs: Any) -> KerasTensor:
-        return KerasTensor(args[0].shape, dtype="bool")
-
-    def get_config(self) -> dict:
-        return {"name": self.name}
-
-
-_OPERATIONS = {"NotEqual": NotEqual}
+from birnn.models.functional_masks import mask_operations
 
 
 def _is_functional(layer: Any) -> bool:
@@ -52,9 +31,10 @@ def _node_map(model: Any, io: bool = False) -> dict[tuple[int, int], int]:
     Keras counts a nested functional model's calls from 1 in `input_layers`/
     `output_layers` (its own graph is node 0 there) but from 0 in `inbound_nodes`.
     """
-    keys = model.functional_graph.node_keys
+    graph = model.functional_graph
+    keys = graph.node_keys
     mapping = {}
-    for layer in model.layers:
+    for layer in graph.layers:
         kept = 1 if io and _is_functional(layer) else 0
         for node in layer.inbound_nodes:
             if (layer, node.index) in keys:
@@ -92,7 +72,7 @@ def _serialize_args(value: Any, mapping: dict) -> Any:
     return serialize_keras_object(value)
 
 
-def _serialize_node(node: Any, mapping: dict) -> dict | None:
+def _serialize_node(node: Any, mapping: dict, mask: KerasTensor | None = None) -> dict | None:
     if node.is_input:
         return None
     kwargs = {
@@ -100,6 +80,8 @@ def _serialize_node(node: Any, mapping: dict) -> dict | None:
         for k, v in node.call_kwargs.items()
         if not (isinstance(v, KerasTensor) and v._keras_history is None)
     }
+    if mask is not None:
+        kwargs["mask"] = mask
     return {
         "args": _serialize_args(list(node.call_args), mapping),
         "kwargs": _serialize_args(kwargs, mapping),
@@ -119,18 +101,17 @@ def functional_config(model: Any) -> dict:
     from birnn.saving.serialization import serialize_keras_object
 
     mapping = _node_map(model)
-    keys = model.functional_graph.node_keys
+    graph = model.functional_graph
+    keys = graph.node_keys
+    masks = mask_operations(graph.nodes, {layer.name for layer in graph.layers})
     layer_configs = []
-    for layer in model.layers:
+    for layer in [*graph.layers, *masks.layers]:
         config = serialize_keras_object(layer)
-        if isinstance(layer, NotEqual):
-            config.update(module="keras.src.ops.numpy", registered_name="NotEqual")
-            config.pop("build_config", None)  # Keras operations have no build step
         config["name"] = layer.name
         nodes = []
         for node in layer.inbound_nodes:
-            if (layer, node.index) in keys:
-                data = _serialize_node(node, mapping)
+            if (layer, node.index) in keys or layer in masks.layers:
+                data = _serialize_node(node, mapping, masks.arguments.get(id(node)))
                 if data is not None:
                     nodes.append(data)
         config["inbound_nodes"] = nodes
@@ -156,9 +137,6 @@ def _deserialize_layer(layer_data: dict, custom_objects: dict | None) -> Any:
     from birnn.saving.serialization import deserialize_keras_object
 
     data = {k: v for k, v in layer_data.items() if k not in ("name", "inbound_nodes")}
-    op = _OPERATIONS.get(str(data.get("class_name")))
-    if op is not None and str(data.get("module", "")).startswith("keras.src.ops"):
-        return op(name=layer_data.get("name"))
     return deserialize_keras_object(data, custom_objects)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +14,7 @@ from birnn.keras_tensor import KerasTensor
 from birnn.layers.layer import Layer
 from birnn.models.functional import Graph
 from birnn.models.trainer import Trainer
+from birnn.saving.operations import is_operation
 
 
 def output_names_of(outputs: Any) -> list[str]:
@@ -150,6 +151,8 @@ class Model(Trainer, Layer):
         self._inputs_struct = inputs
         self._outputs_struct = outputs
         self._layers = nn.ModuleList(self._graph.layers)
+        # As in Keras, `layers` leaves out the operation nodes that carry masks.
+        self._visible_layers = [la for la in self._graph.layers if not is_operation(la)]
         self.output_names = output_names_of(run_outputs)
         self.input_names = [t._keras_history[0].name for t in self._graph.flat_inputs]
         self.built = True
@@ -157,9 +160,10 @@ class Model(Trainer, Layer):
     # ------------------------------------------------------------------ graph API
     @property
     def layers(self) -> list[Layer]:
-        """The model's layers (a functional model's include its `InputLayer`s)."""
+        """The model's layers (a functional model's include its `InputLayer`s, not the
+        operation nodes that compute its masks)."""
         if self._graph is not None:
-            return cast(list[Layer], list(self._layers))
+            return list(self._visible_layers)
         return super().layers
 
     @property

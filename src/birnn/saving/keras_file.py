@@ -30,7 +30,8 @@ Keras 3.15 records the masks of a functional model as operation nodes
 (`keras.src.ops.numpy.NotEqual` for `Embedding(mask_zero=True)`, `NotEqual` and
 `Any` for `Masking`, `LogicalOr`/`ExpandDims`/`ZerosLike`/`Concatenate`... for
 merges of masked tensors) whose outputs are passed as `mask=` to the next layer;
-`birnn.saving.operations` computes them and writes them back the same way.
+`birnn.saving.operations` computes them and writes them back the same way, and
+`birnn.models.functional_masks` writes them for the masks of a model birnn built.
 
 `save_model` writes the archive to a temporary file beside the target and
 renames it over the target only once complete (see `birnn.saving.atomic`).

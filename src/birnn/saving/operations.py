@@ -326,8 +326,4 @@ OPERATIONS: dict[str, type[Operation]] = {
 
 def is_operation(layer: typing.Any) -> bool:
     """Whether `layer` stands for a Keras operation (it has no weights in Keras's files)."""
-    cls = type(layer)
-    if isinstance(layer, Operation):
-        return True
-    # The `NotEqual` node `birnn.models.functional_config` builds for an Embedding mask.
-    return cls.__name__ in OPERATIONS and cls.__module__ == "birnn.models.functional_config"
+    return isinstance(layer, Operation)

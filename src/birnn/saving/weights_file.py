@@ -122,9 +122,7 @@ def _torch_module_entry(module: nn.Module, path: str) -> _Entry:
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
     kind = _model_kind(obj)
     if kind is not None:
-        # Keras's `model.layers` holds layers only: the operation nodes that carry masks in
-        # a functional graph (`birnn.saving.operations`) own no group in its files.
-        layers = [layer for layer in obj.layers if not is_operation(layer)]
+        layers = list(obj.layers)  # no operation nodes: they own no group in Keras's files
         if kind == "sequential":
             layers = [layer for layer in layers if type(layer).__name__ != "InputLayer"]
         yield "layers", layers
