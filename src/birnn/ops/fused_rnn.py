@@ -105,25 +105,27 @@ def _kernel(
     return _opaque_kernel(kind, inputs, states, weights, has_biases, bidirectional, batch_first)
 
 
-def _keras_kernel(
+def _native_keras_kernel(
     kind: str,
     inputs: torch.Tensor,
     states: list[torch.Tensor],
     directions: list[native_keras.KerasWeights],
     batch_first: bool = True,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """`_kernel` over one or two directions' Keras-layout weights
-    `(kernel, recurrent_kernel, bias)`: natively in one autograd node where
-    `native_rnn.usable` (`birnn.ops.native_keras`), else on the weights converted
-    to PyTorch's layout."""
+) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+    """`_kernel`'s result from one or two directions' Keras-layout weights
+    `(kernel, recurrent_kernel, bias)`, natively in one autograd node
+    (`birnn.ops.native_keras`); `None` where the native kernels are not usable
+    (then `_kernel` runs on the weights in PyTorch's layout, `_torch_layout`)."""
     tensors = [inputs, *states, *(w for direction in directions for w in direction)]
-    bidirectional = len(directions) == 2
-    if native_rnn.usable(tensors):
-        concurrent = bidirectional and side_by_side.wanted_natively()
-        return native_keras.kernel(kind, inputs, states, directions, batch_first, concurrent)
-    weights = [w for direction in directions for w in torch_weights(kind, *direction)]
-    has_biases = directions[0][2] is not None
-    return _kernel(kind, inputs, states, weights, has_biases, bidirectional, batch_first)
+    if not native_rnn.usable(tensors):
+        return None
+    concurrent = len(directions) == 2 and side_by_side.wanted_natively()
+    return native_keras.kernel(kind, inputs, states, directions, batch_first, concurrent)
+
+
+def _torch_layout(kind: str, directions: list[native_keras.KerasWeights]) -> list[torch.Tensor]:
+    """PyTorch's flat weights of one or two directions' Keras-layout weights."""
+    return [w for direction in directions for w in torch_weights(kind, *direction)]
 
 
 # TorchDynamo runs PyTorch's own RNN modules eagerly (`torch._dynamo.config.allow_rnn`
@@ -225,7 +227,11 @@ def _one_direction(
     hx = [state.unsqueeze(0).contiguous() for state in initial_states]
     if mask is None:
         x = x.flip(1) if go_backwards else x
-        outputs, final = _keras_kernel(kind, x, hx, [(kernel, recurrent_kernel, bias)])
+        directions = [(kernel, recurrent_kernel, bias)]
+        result = _native_keras_kernel(kind, x, hx, directions)
+        if result is None:
+            result = _kernel(kind, x, hx, _torch_layout(kind, directions), bias is not None, False)
+        outputs, final = result
         states = [s[0] for s in final]
         if return_all_outputs and go_backwards and time_order:
             outputs = outputs.flip(1)
@@ -604,7 +610,11 @@ def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair
             for a, b in zip(_states_or_zeros(first, x), _states_or_zeros(second, x))
         ]
     directions = [(d.kernel, d.recurrent_kernel, d.bias) for d in (first, second)]
-    sequences, final = _keras_kernel(kind, x, hx, directions)
+    result = _native_keras_kernel(kind, x, hx, directions)
+    if result is None:
+        weights = _torch_layout(kind, directions)
+        result = _kernel(kind, x, hx, weights, first.bias is not None, True)
+    sequences, final = result
     # Without a mask, each direction's last output is its final `h`.
     halves = [state.unbind(0) for state in final]
     states_in_time = [in_time for in_time, _ in halves]
