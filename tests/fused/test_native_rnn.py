@@ -14,7 +14,7 @@ import torch
 
 import birnn
 from birnn import layers
-from birnn.ops import native_build, native_rnn, side_by_side, traced_rnn
+from birnn.ops import native_build, native_keras, native_rnn, side_by_side, traced_rnn
 
 GATES = {"lstm": 4, "gru": 3}
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -333,16 +333,23 @@ B, T, F, U = 4, 6, 3, 5
 
 @pytest.fixture
 def native_calls(monkeypatch):
-    """`(kind, bidirectional, concurrent)` of each native kernel call."""
+    """`(kind, bidirectional, concurrent)` of each native kernel call (on PyTorch-layout
+    weights, or on Keras-layout ones)."""
     calls = []
-    original = native_rnn.kernel
+    original, original_keras = native_rnn.kernel, native_keras.kernel
 
     @torch.compiler.disable
     def recorded(kind, *args):
         calls.append((kind, args[4], args[6]))
         return original(kind, *args)
 
+    @torch.compiler.disable
+    def recorded_keras(kind, inputs, states, directions, batch_first, concurrent):
+        calls.append((kind, len(directions) == 2, concurrent))
+        return original_keras(kind, inputs, states, directions, batch_first, concurrent)
+
     monkeypatch.setattr(native_rnn, "kernel", recorded)
+    monkeypatch.setattr(native_keras, "kernel", recorded_keras)
     return calls
 
 

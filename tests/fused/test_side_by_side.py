@@ -13,7 +13,7 @@ import torch
 
 import birnn
 from birnn import layers
-from birnn.ops import fused_rnn, native_rnn, side_by_side
+from birnn.ops import fused_rnn, native_keras, native_rnn, side_by_side
 
 B, T, F, U = 5, 7, 3, 4
 GATES = {"lstm": 4, "gru": 3}
@@ -45,7 +45,7 @@ def threads_seen(monkeypatch):
 def native_calls(monkeypatch):
     """`(bidirectional, concurrent)` of each call of the native kernel."""
     calls = []
-    original = native_rnn.kernel
+    original, original_keras = native_rnn.kernel, native_keras.kernel
 
     @torch.compiler.disable
     def recorded(
@@ -56,7 +56,13 @@ def native_calls(monkeypatch):
             kind, inputs, states, weights, has_biases, bidirectional, batch_first, concurrent
         )
 
+    @torch.compiler.disable
+    def recorded_keras(kind, inputs, states, directions, batch_first, concurrent):
+        calls.append((len(directions) == 2, concurrent))
+        return original_keras(kind, inputs, states, directions, batch_first, concurrent)
+
     monkeypatch.setattr(native_rnn, "kernel", recorded)
+    monkeypatch.setattr(native_keras, "kernel", recorded_keras)
     return calls
 
 

@@ -40,8 +40,9 @@ from typing import Any
 
 import torch
 
-from birnn.ops import masks, native_rnn, packed_rnn, side_by_side, traced_rnn
+from birnn.ops import masks, native_keras, native_rnn, packed_rnn, side_by_side, traced_rnn
 from birnn.ops.outside_graphs import outside_graphs
+from birnn.ops.rnn_weights import torch_weights
 
 __all__ = ["Direction", "Pair", "gru", "lstm", "run_direction", "run_pair", "torch_weights"]
 
@@ -50,9 +51,6 @@ Triple = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]
 _GATES = {"lstm": 4, "gru": 3}
 # `torch._VF` is where PyTorch's own `nn.LSTM` / `nn.GRU` reach these kernels.
 _VF_KERNELS: dict[str, Callable[..., Any]] = {"lstm": torch._VF.lstm, "gru": torch._VF.gru}
-# Pre-activation added at padding slots: far beyond where sigmoid rounds to exactly 0 or 1.
-_SATURATE = {torch.float16: 3.0e4}
-_DEFAULT_SATURATE = 1.0e6
 
 
 @dataclass(frozen=True)
@@ -83,68 +81,6 @@ class Direction:
             )
 
 
-def _torch_gate_order(kind: str, weight: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Keras's gate blocks (along `dim`) in PyTorch's order: GRU `z, r, h` -> `r, z, n`.
-
-    An LSTM's order is already PyTorch's: `weight` comes back as it is (a view).
-    """
-    if kind == "lstm":
-        return weight  # `i, f, c, o` is PyTorch's `i, f, g, o`
-    update, reset, candidate = weight.chunk(3, dim=dim)
-    return torch.cat([reset, update, candidate], dim=dim)
-
-
-def torch_weights(
-    kind: str,
-    kernel: torch.Tensor,
-    recurrent_kernel: torch.Tensor,
-    bias: torch.Tensor | None,
-    padding_feature: bool = False,
-) -> list[torch.Tensor]:
-    """Keras-layout weights as PyTorch's flat RNN weights `[w_ih, w_hh(, b_ih, b_hh)]`.
-
-    Args:
-        kind: `"lstm"` or `"gru"` (`reset_after=True`).
-        kernel: `(features, gates * units)`.
-        recurrent_kernel: `(units, gates * units)`.
-        bias: `(4 * units,)` for an LSTM, `(2, 3 * units)` (input and recurrent
-            biases) for a GRU, or `None`.
-        padding_feature: Append the weights of one extra input feature that
-            saturates the gates so that a step with that feature at 1 keeps the
-            LSTM cell state (input gate 0, forget gate 1) or the GRU state
-            (update gate 1) exactly.
-
-    Examples:
-
-    >>> import torch
-    >>> w_ih, w_hh, b_ih, b_hh = torch_weights(
-    ...     "gru", torch.zeros(5, 12), torch.zeros(4, 12), torch.zeros(2, 12))
-    >>> w_ih.shape, w_hh.shape, b_ih.shape
-    (torch.Size([12, 5]), torch.Size([12, 4]), torch.Size([12]))
-    """
-    # Reordering a transposed GRU matrix along its rows gives PyTorch contiguous weights,
-    # which its native GRU kernel runs faster on than strided ones.
-    w_ih = _torch_gate_order(kind, kernel.t(), dim=0)
-    w_hh = _torch_gate_order(kind, recurrent_kernel.t(), dim=0)
-    if padding_feature:
-        units = recurrent_kernel.shape[0]
-        big = _SATURATE.get(kernel.dtype, _DEFAULT_SATURATE)
-        column = torch.zeros(w_ih.shape[0], 1, dtype=kernel.dtype, device=kernel.device)
-        if kind == "lstm":
-            column[:units] = -big  # input gate -> 0
-            column[units : 2 * units] = big  # forget gate -> 1
-        else:
-            column[units : 2 * units] = big  # update gate (PyTorch's second block) -> 1
-        w_ih = torch.cat([w_ih, column], dim=1)
-    weights = [w_ih, w_hh]
-    if bias is not None:
-        if kind == "lstm":
-            weights += [bias, torch.zeros_like(bias)]
-        else:
-            weights += [_torch_gate_order(kind, bias[0]), _torch_gate_order(kind, bias[1])]
-    return weights
-
-
 def _kernel(
     kind: str,
     inputs: torch.Tensor,
@@ -167,6 +103,29 @@ def _kernel(
             kind, inputs, states, weights, has_biases, bidirectional, batch_first
         )
     return _opaque_kernel(kind, inputs, states, weights, has_biases, bidirectional, batch_first)
+
+
+def _native_keras_kernel(
+    kind: str,
+    inputs: torch.Tensor,
+    states: list[torch.Tensor],
+    directions: list[native_keras.KerasWeights],
+    batch_first: bool = True,
+) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+    """`_kernel`'s result from one or two directions' Keras-layout weights
+    `(kernel, recurrent_kernel, bias)`, natively in one autograd node
+    (`birnn.ops.native_keras`); `None` where the native kernels are not usable
+    (then `_kernel` runs on the weights in PyTorch's layout, `_torch_layout`)."""
+    tensors = [inputs, *states, *(w for direction in directions for w in direction)]
+    if not native_rnn.usable(tensors):
+        return None
+    concurrent = len(directions) == 2 and side_by_side.wanted_natively()
+    return native_keras.kernel(kind, inputs, states, directions, batch_first, concurrent)
+
+
+def _torch_layout(kind: str, directions: list[native_keras.KerasWeights]) -> list[torch.Tensor]:
+    """PyTorch's flat weights of one or two directions' Keras-layout weights."""
+    return [w for direction in directions for w in torch_weights(kind, *direction)]
 
 
 # TorchDynamo runs PyTorch's own RNN modules eagerly (`torch._dynamo.config.allow_rnn`
@@ -267,9 +226,12 @@ def _one_direction(
     x = _dropped(inputs, dropout_mask)
     hx = [state.unsqueeze(0).contiguous() for state in initial_states]
     if mask is None:
-        weights = torch_weights(kind, kernel, recurrent_kernel, bias)
         x = x.flip(1) if go_backwards else x
-        outputs, final = _kernel(kind, x, hx, weights, bias is not None, False)
+        directions = [(kernel, recurrent_kernel, bias)]
+        result = _native_keras_kernel(kind, x, hx, directions)
+        if result is None:
+            result = _kernel(kind, x, hx, _torch_layout(kind, directions), bias is not None, False)
+        outputs, final = result
         states = [s[0] for s in final]
         if return_all_outputs and go_backwards and time_order:
             outputs = outputs.flip(1)
@@ -639,8 +601,6 @@ def _halves(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair:
     """Both directions of an unmasked batch in one kernel call (`first` reads in time order)."""
     kind = first.kind
-    weights = torch_weights(kind, first.kernel, first.recurrent_kernel, first.bias)
-    weights += torch_weights(kind, second.kernel, second.recurrent_kernel, second.bias)
     if first.initial_states is None and second.initial_states is None:
         zeros = x.new_zeros(2, x.shape[0], first.recurrent_kernel.shape[0])
         hx = [zeros, zeros] if kind == "lstm" else [zeros]
@@ -649,7 +609,12 @@ def _unmasked_pair(x: torch.Tensor, first: Direction, second: Direction) -> Pair
             torch.stack([a, b])
             for a, b in zip(_states_or_zeros(first, x), _states_or_zeros(second, x))
         ]
-    sequences, final = _kernel(kind, x, hx, weights, first.bias is not None, True)
+    directions = [(d.kernel, d.recurrent_kernel, d.bias) for d in (first, second)]
+    result = _native_keras_kernel(kind, x, hx, directions)
+    if result is None:
+        weights = _torch_layout(kind, directions)
+        result = _kernel(kind, x, hx, weights, first.bias is not None, True)
+    sequences, final = result
     # Without a mask, each direction's last output is its final `h`.
     halves = [state.unbind(0) for state in final]
     states_in_time = [in_time for in_time, _ in halves]

@@ -23,6 +23,78 @@ def closure_loss(closure: Any) -> Any:
         return closure()
 
 
+class FlatSlots:
+    """An element-wise optimizer's per-parameter slots as views of one flat buffer each.
+
+    For many small weights, a step's cost is its number of operations: a
+    `torch._foreach_*` update runs a few per weight. On flat buffers the same
+    element-wise rule is a few operations in all, and gives the same numbers
+    (each element sees the same arithmetic). The slots stay per-parameter
+    tensors in the optimizer's state, as views of the buffers; `matches` tells
+    whether they still are (a loaded state, or new parameters, replace them).
+
+    Args:
+        params: Parameters of one dtype and device.
+        states: Their optimizer states (dicts), whose `names` slots become views.
+        names: The slots to keep flat.
+
+    Examples:
+
+    >>> import torch
+    >>> params = [torch.ones(2, 2), torch.ones(3)]
+    >>> states = [{"v": torch.zeros(2, 2)}, {"v": torch.full((3,), 2.0)}]
+    >>> flat = FlatSlots(params, states, ["v"])
+    >>> flat.buffers["v"]
+    tensor([0., 0., 0., 0., 2., 2., 2.])
+    >>> flat.buffers["v"].add_(1)[4:]
+    tensor([3., 3., 3.])
+    >>> states[1]["v"], flat.matches(params, states)
+    (tensor([3., 3., 3.]), True)
+    """
+
+    def __init__(self, params: list[torch.Tensor], states: list[dict], names: list[str]) -> None:
+        self.params = list(params)
+        self.names = list(names)
+        total = sum(p.numel() for p in params)
+        like = params[0]
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.views: dict[str, list[torch.Tensor]] = {}
+        for name in names:
+            buffer = torch.cat([s[name].reshape(-1) for s in states])
+            self.buffers[name] = buffer
+            self.views[name] = self._parts(buffer)
+            for state, view in zip(states, self.views[name]):
+                state[name] = view
+        self.grads = torch.empty(total, dtype=like.dtype, device=like.device)
+        self._grad_views = self._parts(self.grads)
+        self.increment = torch.empty_like(self.grads)
+        self._increment_views = self._parts(self.increment)
+
+    def _parts(self, buffer: torch.Tensor) -> list[torch.Tensor]:
+        sizes = [p.numel() for p in self.params]
+        return [part.view(p.shape) for part, p in zip(buffer.split(sizes), self.params)]
+
+    def matches(self, params: list[torch.Tensor], states: list[dict]) -> bool:
+        """Whether these are the parameters, and their slots still the views, of this one."""
+        if len(params) != len(self.params) or any(a is not b for a, b in zip(params, self.params)):
+            return False
+        return all(
+            state.get(name) is view
+            for name in self.names
+            for state, view in zip(states, self.views[name])
+        )
+
+    def gather_grads(self) -> torch.Tensor:
+        """The parameters' gradients (each one must have one), copied into the flat `grads`."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        torch._foreach_copy_(self._grad_views, grads)
+        return self.grads
+
+    def subtract_increment(self) -> None:
+        """Subtracts the flat `increment` from the parameters."""
+        torch._foreach_sub_(self.params, self._increment_views)
+
+
 class _Rule(torch.optim.Optimizer):
     """Shared step plumbing: the closure, the parameters with gradients, fresh slots."""
 
