@@ -32,7 +32,7 @@ from torch.autograd.function import once_differentiable
 
 from birnn.ops import execution, native_build
 
-__all__ = ["enabled", "kernel", "set_enabled", "usable"]
+__all__ = ["WeightLayout", "enabled", "kernel", "run", "set_enabled", "stack_directions", "usable"]
 
 _DTYPES = (torch.float32, torch.float64)
 _enabled = True
@@ -74,9 +74,58 @@ def usable(tensors: Sequence[torch.Tensor | None]) -> bool:
     return enabled()
 
 
-def _stacked(weights: Sequence[torch.Tensor], index: int, per_direction: int) -> torch.Tensor:
-    parts = list(weights[index::per_direction])
-    return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+def stack_directions(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One weight per direction, stacked along a new first axis."""
+    return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(list(parts))
+
+
+class WeightLayout:
+    """How a kernel call's flat weights become the kernels' stacked ones, and back.
+
+    `stack(kind, weights, like)` gives `(w_ih, w_hh, b_ih, b_hh)` stacked by direction
+    (an LSTM's one bias as `b_ih`, its `b_hh` `None`; zeros where there are no
+    biases); `gradients(kind, dw_ih, dw_hh, db_ih, db_hh)` maps the kernels' weight
+    gradients back to the flat weights, one entry per weight. This class is PyTorch's
+    layout (`[w_ih, w_hh(, b_ih, b_hh)]` per direction); `birnn.ops.native_keras`
+    has Keras's. The conversion runs inside the autograd function, so it records no
+    operations of its own.
+    """
+
+    def __init__(self, has_biases: bool) -> None:
+        self.has_biases = has_biases
+
+    def stack(
+        self, kind: str, weights: Sequence[torch.Tensor | None], like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        per_direction = 4 if self.has_biases else 2
+        present = [w for w in weights if w is not None]
+        w_ih, w_hh = (
+            stack_directions(present[0::per_direction]),
+            stack_directions(present[1::per_direction]),
+        )
+        if not self.has_biases:
+            zeros = like.new_zeros(w_hh.shape[0], w_hh.shape[1])
+            return w_ih, w_hh, zeros, (None if kind == "lstm" else zeros)
+        b_ih, b_hh = (
+            stack_directions(present[2::per_direction]),
+            stack_directions(present[3::per_direction]),
+        )
+        return (w_ih, w_hh, b_ih + b_hh, None) if kind == "lstm" else (w_ih, w_hh, b_ih, b_hh)
+
+    def gradients(
+        self,
+        kind: str,
+        dw_ih: torch.Tensor,
+        dw_hh: torch.Tensor,
+        db_ih: torch.Tensor,
+        db_hh: torch.Tensor | None,
+    ) -> list[torch.Tensor | None]:
+        grads: list[torch.Tensor | None] = []
+        for d in range(dw_ih.shape[0]):
+            grads += [dw_ih[d], dw_hh[d]]
+            if self.has_biases:
+                grads += [db_ih[d], db_ih[d] if db_hh is None else db_hh[d]]
+        return grads
 
 
 def kernel(
@@ -97,7 +146,8 @@ def kernel(
         states: `[h0, c0]` (LSTM) or `[h0]`, each `(directions, batch, units)`.
         weights: PyTorch's flat weights, `[w_ih, w_hh(, b_ih, b_hh)]` per direction.
         has_biases: Whether `weights` hold biases.
-        bidirectional: Two directions, the second reading the sequence backwards.
+        bidirectional: Two directions, the second reading the sequence backwards
+            (`weights` holds both).
         batch_first: The layout of `inputs` and of the outputs.
         concurrent: Run the two directions at once, one thread each.
 
@@ -117,41 +167,58 @@ def kernel(
     >>> h.shape
     torch.Size([1, 2, 4])
     """
+    per_direction = 4 if has_biases else 2
+    if len(weights) != per_direction * (2 if bidirectional else 1):
+        raise ValueError(
+            f"birnn.ops.native_rnn.kernel: expected {per_direction} weights per direction "
+            f"({'two directions' if bidirectional else 'one direction'}), got {len(weights)}."
+        )
+    return run(kind, inputs, states, weights, WeightLayout(has_biases), batch_first, concurrent)
+
+
+def run(
+    kind: str,
+    inputs: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    weights: Sequence[torch.Tensor | None],
+    layout: WeightLayout,
+    batch_first: bool,
+    concurrent: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`kernel` on flat weights in any `layout`, in one autograd node where autograd records.
+
+    `layout` turns `weights` into the kernels' stacked weights (and their gradients
+    back); see `WeightLayout`. The rest is as `kernel`.
+    """
     if not enabled():
         raise RuntimeError(
-            "birnn.ops.native_rnn.kernel: the native kernels are not available "
+            "birnn.ops.native_rnn: the native kernels are not available "
             "(disabled, or not built: see birnn.ops.native_build); check `usable` first."
         )
-    per_direction = 4 if has_biases else 2
-    w_ih = _stacked(weights, 0, per_direction)
-    w_hh = _stacked(weights, 1, per_direction)
-    directions = 2 if bidirectional else 1
-    gates = w_hh.shape[1]
-    if has_biases:
-        b_ih, b_hh = _stacked(weights, 2, per_direction), _stacked(weights, 3, per_direction)
-    else:
-        b_ih = b_hh = inputs.new_zeros(directions, gates)
     x = inputs.transpose(0, 1) if batch_first else inputs
     # Whether autograd records this call: only then are the activations kept for backward,
     # and the call made through an autograd function.
-    keep = torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *states, *weights))
+    keep = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (inputs, *states, *weights)
+    )
     if kind == "lstm":
-        bias = b_ih + b_hh
-        if not keep:
+        if keep:
+            outputs, h_n, c_n = _LSTM.apply(
+                x, states[0], states[1], batch_first, concurrent, layout, *weights
+            )
+        else:
+            w_ih, w_hh, bias, _ = layout.stack(kind, weights, x)
             outputs, h_n, c_n, *_ = torch.ops.birnn_native.lstm_forward(
                 x, states[0], states[1], w_ih, w_hh, bias, batch_first, concurrent, False
             )
-        else:
-            outputs, h_n, c_n = _LSTM.apply(
-                x, states[0], states[1], w_ih, w_hh, bias, batch_first, concurrent
-            )
         return outputs, [h_n, c_n]
-    if not keep:
+    if keep:
+        outputs, h_n = _GRU.apply(x, states[0], batch_first, concurrent, layout, *weights)
+    else:
+        w_ih, w_hh, b_ih, b_hh = layout.stack(kind, weights, x)
         outputs, h_n, *_ = torch.ops.birnn_native.gru_forward(
             x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, False
         )
-    else:
-        outputs, h_n = _GRU.apply(x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent)
     return outputs, [h_n]
 
 
@@ -162,17 +229,18 @@ class _LSTM(torch.autograd.Function):
         x: torch.Tensor,
         h0: torch.Tensor,
         c0: torch.Tensor,
-        w_ih: torch.Tensor,
-        w_hh: torch.Tensor,
-        bias: torch.Tensor,
         batch_first: bool,
         concurrent: bool,
+        layout: WeightLayout,
+        *weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        w_ih, w_hh, bias, _ = layout.stack("lstm", weights, x)
         y, h_n, c_n, gates, c, tanh_c = torch.ops.birnn_native.lstm_forward(
             x, h0, c0, w_ih, w_hh, bias, batch_first, concurrent, True
         )
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c)
         ctx.options = (batch_first, concurrent)
+        ctx.layout = layout
         return y, h_n, c_n
 
     @staticmethod
@@ -182,7 +250,8 @@ class _LSTM(torch.autograd.Function):
         dx, dh0, dc0, dw_ih, dw_hh, d_bias = torch.ops.birnn_native.lstm_backward(
             x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c, dy, dh_n, dc_n, *ctx.options
         )
-        return dx, dh0, dc0, dw_ih, dw_hh, d_bias, None, None
+        weights = ctx.layout.gradients("lstm", dw_ih, dw_hh, d_bias, None)
+        return dx, dh0, dc0, None, None, None, *weights
 
 
 class _GRU(torch.autograd.Function):
@@ -191,18 +260,18 @@ class _GRU(torch.autograd.Function):
         ctx: Any,
         x: torch.Tensor,
         h0: torch.Tensor,
-        w_ih: torch.Tensor,
-        w_hh: torch.Tensor,
-        b_ih: torch.Tensor,
-        b_hh: torch.Tensor,
         batch_first: bool,
         concurrent: bool,
+        layout: WeightLayout,
+        *weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        w_ih, w_hh, b_ih, b_hh = layout.stack("gru", weights, x)
         y, h_n, gates, h_n_block = torch.ops.birnn_native.gru_forward(
             x, h0, w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, True
         )
         ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, h_n_block)
         ctx.options = (batch_first, concurrent)
+        ctx.layout = layout
         return y, h_n
 
     @staticmethod
@@ -212,4 +281,5 @@ class _GRU(torch.autograd.Function):
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.birnn_native.gru_backward(
             x, h0, w_ih, w_hh, y, gates, h_n_block, dy, dh_n, *ctx.options
         )
-        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None
+        weights = ctx.layout.gradients("gru", dw_ih, dw_hh, db_ih, db_hh)
+        return dx, dh0, None, None, None, *weights
