@@ -824,17 +824,17 @@ void add_transposed(const T* dy_t, int64_t row_stride, int64_t batch, int64_t un
   }
 }
 
-// One direction, forward. x_t: (features, time * batch), x transposed once for both
-// directions; states row-major (batch, units); the activations unit-major per slot.
-template <typename T>
-void lstm_few_forward(const Sizes& z, const T* x_t, const T* h0, const T* c0, const T* w_ih,
-                      const T* w_hh, const T* bias, StepRows<T> y, T* gates, T* c, T* tanh_c,
-                      const Walk& walk, const Slots& slots, T* h_n, T* c_n) {
-  const int64_t batch = z.batch, units = z.units, rows = 4 * units, n = units * batch;
-  const std::vector<T> bias_rows = broadcast_rows(bias, rows, batch);
-  auto h_t = scratch<T>(2 * n), c0_t = scratch<T>(n);
+// The forward walk of one direction that the LSTM and the GRU share. x_t: (features,
+// time * batch), x transposed once for both directions; h kept unit-major in a double
+// buffer. Per step: the input projection into the step's gate slot g, then
+// step(t, g, h_prev, h) for the recurrence; h goes to y row-major, the last h to h_n.
+template <typename T, typename Step>
+void few_forward_walk(const Sizes& z, int64_t rows, const T* x_t, const T* h0, const T* w_ih,
+                      StepRows<T> y, T* gates, const Walk& walk, const Slots& slots, T* h_n,
+                      const Step& step) {
+  const int64_t batch = z.batch, units = z.units, n = units * batch;
+  auto h_t = scratch<T>(2 * n);
   transpose_into(h0, batch, units, units, h_t.get(), batch);
-  transpose_into(c0, batch, units, units, c0_t.get(), batch);
   for (int64_t s = 0; s < z.time; ++s) {
     const int64_t t = walk.at(s);
     T* g = gates + slots.own(t) * rows * batch;
@@ -842,13 +842,31 @@ void lstm_few_forward(const Sizes& z, const T* x_t, const T* h0, const T* c0, co
     T* h = h_t.get() + ((s + 1) % 2) * n;
     multiply_raw<T>(rows, batch, z.features, w_ih, z.features, x_t + t * batch,
                     z.time * batch, g, batch, false);
-    multiply_raw<T>(rows, batch, units, w_hh, units, h_prev, batch, g, batch, true);
-    const T* c_prev = s == 0 ? c0_t.get() : c + slots.carry(walk.before(t)) * n;
-    lstm_forward_flat(g, bias_rows.data(), c_prev, c + slots.carry(t) * n,
-                      tanh_c + slots.own(t) * n, h, n);
+    step(s, t, g, h_prev, h);
     transpose_into(h, units, batch, batch, y.at(t), y.row_stride);
   }
   transpose_into(h_t.get() + (z.time % 2) * n, units, batch, batch, h_n, units);
+}
+
+// One direction, forward; states row-major (batch, units); the activations unit-major
+// per slot.
+template <typename T>
+void lstm_few_forward(const Sizes& z, const T* x_t, const T* h0, const T* c0, const T* w_ih,
+                      const T* w_hh, const T* bias, StepRows<T> y, T* gates, T* c, T* tanh_c,
+                      const Walk& walk, const Slots& slots, T* h_n, T* c_n) {
+  const int64_t batch = z.batch, units = z.units, rows = 4 * units, n = units * batch;
+  const std::vector<T> bias_rows = broadcast_rows(bias, rows, batch);
+  auto c0_t = scratch<T>(n);
+  transpose_into(c0, batch, units, units, c0_t.get(), batch);
+  few_forward_walk<T>(z, rows, x_t, h0, w_ih, y, gates, walk, slots, h_n,
+                      [&](int64_t s, int64_t t, T* g, const T* h_prev, T* h) {
+                        multiply_raw<T>(rows, batch, units, w_hh, units, h_prev, batch, g,
+                                        batch, true);
+                        const T* c_prev =
+                            s == 0 ? c0_t.get() : c + slots.carry(walk.before(t)) * n;
+                        lstm_forward_flat(g, bias_rows.data(), c_prev, c + slots.carry(t) * n,
+                                          tanh_c + slots.own(t) * n, h, n);
+                      });
   transpose_into(c + slots.carry(walk.last()) * n, units, batch, batch, c_n, units);
 }
 
@@ -891,22 +909,14 @@ void gru_few_forward(const Sizes& z, const T* x_t, const T* h0, const T* w_ih, c
   const int64_t batch = z.batch, units = z.units, rows = 3 * units, n = units * batch;
   const std::vector<T> b_ih_rows = broadcast_rows(b_ih, rows, batch);
   const std::vector<T> b_hh_rows = broadcast_rows(b_hh, rows, batch);
-  auto h_t = scratch<T>(2 * n), h_gates = scratch<T>(rows * batch);
-  transpose_into(h0, batch, units, units, h_t.get(), batch);
-  for (int64_t s = 0; s < z.time; ++s) {
-    const int64_t t = walk.at(s);
-    T* g = gates + slots.own(t) * rows * batch;
-    const T* h_prev = h_t.get() + (s % 2) * n;
-    T* h = h_t.get() + ((s + 1) % 2) * n;
-    multiply_raw<T>(rows, batch, z.features, w_ih, z.features, x_t + t * batch,
-                    z.time * batch, g, batch, false);
-    multiply_raw<T>(rows, batch, units, w_hh, units, h_prev, batch, h_gates.get(), batch,
-                    false);
-    gru_forward_flat(g, h_gates.get(), b_ih_rows.data(), b_hh_rows.data(), h_prev,
-                     h_n_block + slots.own(t) * n, h, n);
-    transpose_into(h, units, batch, batch, y.at(t), y.row_stride);
-  }
-  transpose_into(h_t.get() + (z.time % 2) * n, units, batch, batch, h_n, units);
+  auto h_gates = scratch<T>(rows * batch);
+  few_forward_walk<T>(z, rows, x_t, h0, w_ih, y, gates, walk, slots, h_n,
+                      [&](int64_t, int64_t t, T* g, const T* h_prev, T* h) {
+                        multiply_raw<T>(rows, batch, units, w_hh, units, h_prev, batch,
+                                        h_gates.get(), batch, false);
+                        gru_forward_flat(g, h_gates.get(), b_ih_rows.data(), b_hh_rows.data(),
+                                         h_prev, h_n_block + slots.own(t) * n, h, n);
+                      });
 }
 
 template <typename T>
