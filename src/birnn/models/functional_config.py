@@ -102,15 +102,15 @@ def functional_config(model: Any) -> dict:
 
     mapping = _node_map(model)
     graph = model.functional_graph
-    keys = graph.node_keys
     masks = mask_operations(graph.nodes, {layer.name for layer in graph.layers})
+    keys = graph.node_keys | {(op, node.index) for op in masks.layers for node in op.inbound_nodes}
     layer_configs = []
     for layer in [*graph.layers, *masks.layers]:
         config = serialize_keras_object(layer)
         config["name"] = layer.name
         nodes = []
         for node in layer.inbound_nodes:
-            if (layer, node.index) in keys or layer in masks.layers:
+            if (layer, node.index) in keys:
                 data = _serialize_node(node, mapping, masks.arguments.get(id(node)))
                 if data is not None:
                     nodes.append(data)
