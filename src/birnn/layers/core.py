@@ -15,6 +15,7 @@ from birnn import activations, constraints, initializers, regularizers
 from birnn.layers.arguments import get_argument
 from birnn.layers.input_spec import InputSpec
 from birnn.layers.layer import Layer
+from birnn.ops import threads
 
 
 def _check_positive_int(layer: str, name: str, value: Any) -> int:
@@ -474,19 +475,9 @@ def _on_one_thread(function: Any, inputs: torch.Tensor, **kwargs: Any) -> Any:
     `Masking` + `Bidirectional(LSTM(128))` model ran 2.4x slower than the same
     layer given the mask directly, 1.0x with `OMP_WAIT_POLICY=PASSIVE`.
     """
-    threads = torch.get_num_threads()  # this thread's own count (an OpenMP setting)
-    if (
-        threads == 1
-        or inputs.device.type != "cpu"
-        or inputs.numel() > _ONE_THREAD_MAX
-        or torch.compiler.is_compiling()
-    ):
+    small = inputs.device.type == "cpu" and inputs.numel() <= _ONE_THREAD_MAX
+    with threads.OneIntraOpThread(active=small):
         return function(inputs, **kwargs)
-    torch.set_num_threads(1)
-    try:
-        return function(inputs, **kwargs)
-    finally:
-        torch.set_num_threads(threads)
 
 
 class Masking(Layer):

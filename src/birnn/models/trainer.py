@@ -25,6 +25,33 @@ from birnn.distribution import runtime as distributed
 from birnn.layers.layer import Layer
 from birnn.models import data_adapter, jit
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
+from birnn.ops import threads
+
+# A step whose work, in the model's parameters times the rows of its inputs (about the
+# multiply-adds of a forward pass), is below this runs on one intra-op thread
+# (`birnn.ops.threads`). At such sizes a second thread saves nothing, while the
+# OpenMP regions that torch opens even for tiny matrix products and softmaxes wait
+# for it and leave it spinning: on the seed model (about 7e5) the train step at one
+# thread took 0.92-0.97x the wall time of two and half the CPU time on a quiet
+# machine, 0.83x the wall time with another process on the second core; at 1.4e6
+# to 3.4e6 two threads were level or up to 13% faster, the native kernels running
+# both directions at once (`benchmarks/step_threads.py`).
+_ONE_THREAD_STEP_WORK = 1.0e6
+
+
+def _cpu_rows(inputs: torch.Tensor | list) -> int | None:
+    """The rows (values over the last axis) of a batch's input tensors; `None` when one
+    is not a CPU tensor."""
+    rows = 0
+    for tensor in [inputs] if isinstance(inputs, torch.Tensor) else inputs:
+        if not isinstance(tensor, torch.Tensor) or tensor.device.type != "cpu":
+            return None
+        rows += (
+            tensor.numel() // tensor.shape[-1]
+            if tensor.ndim > 1 and tensor.shape[-1]
+            else tensor.numel()
+        )
+    return rows
 
 
 def _all_modules(root: torch.nn.Module) -> list[torch.nn.Module]:
@@ -109,6 +136,8 @@ class Trainer:
         def modules(self, remove_duplicate: bool = True) -> Iterator[torch.nn.Module]: ...
         def buffers(self, recurse: bool = True) -> Iterator[torch.Tensor]: ...
         def zero_grad(self, set_to_none: bool = True) -> None: ...
+        def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+        def _config_cached(self, key: Any, compute: Callable[[], Any]) -> Any: ...
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -500,6 +529,23 @@ class Trainer:
                 return int(t.shape[0])
         return 1
 
+    def _step_threads(self, x: Any) -> threads.OneIntraOpThread:
+        """One intra-op thread for a step on `x` whose work is below `_ONE_THREAD_STEP_WORK`."""
+        inputs = x if isinstance(x, torch.Tensor) else tree.flatten(x)
+        rows = _cpu_rows(inputs)
+        if rows is None:
+            return threads.OneIntraOpThread(active=False)
+        parameters = self._config_cached("parameter_count", self._built_parameter_count)
+        return threads.OneIntraOpThread(active=rows * parameters < _ONE_THREAD_STEP_WORK)
+
+    def _built_parameter_count(self) -> int:
+        """The scalars in the weights built so far (a layer not yet built has none)."""
+        return sum(
+            p.numel()
+            for p in self.parameters()
+            if not isinstance(p, torch.nn.parameter.UninitializedParameter)
+        )
+
     def _traced_train_part(self, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any]:
         """The part of a compiled training step that runs in one graph: forward pass,
         loss and the metrics' updates (the graph updates their state in place)."""
@@ -510,6 +556,10 @@ class Trainer:
 
     def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
         """One optimization step on a batch; returns the (detached) total loss."""
+        with self._step_threads(x):
+            return self._train_step(x, y, sample_weight)
+
+    def _train_step(self, x: Any, y: Any, sample_weight: Any) -> torch.Tensor:
         compiled = self.jit_compile and self._distributed is None
         if compiled:
             y_pred, loss = jit.train_forward(self, self._traced_train_part, x, y, sample_weight)
@@ -546,7 +596,7 @@ class Trainer:
     # context manager per call.
     def test_step(self, x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
         """Loss and metrics of one batch, without training."""
-        with torch.no_grad():
+        with self._step_threads(x), torch.no_grad():
             y_pred = jit.forward(self, x, training=False)
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
             self._update_metrics(y, y_pred, sample_weight, loss, self._batch_size_of(x))
@@ -554,7 +604,7 @@ class Trainer:
 
     def predict_step(self, x: Any) -> Any:
         """The model's outputs for one batch (inference mode)."""
-        with torch.no_grad():
+        with self._step_threads(x), torch.no_grad():
             return jit.forward(self, x, training=False)
 
     # ------------------------------------------------------------------ fit
