@@ -47,8 +47,14 @@ _config_version = 0
 
 
 def config_version() -> int:
-    """A number that changes whenever an attribute of any layer is set or deleted."""
+    """A number that changes whenever an attribute of any layer is set or deleted, or a
+    layer gets a weight (`add_weight`, `register_parameter`)."""
     return _config_version
+
+
+def _configuration_changed() -> None:
+    global _config_version
+    _config_version = next(_versions)
 
 
 @dataclass
@@ -322,8 +328,7 @@ class Layer(nn.Module, metaclass=_LayerType):
                 )
         else:
             super().__setattr__(name, value)
-        global _config_version
-        _config_version = next(_versions)
+        _configuration_changed()
 
     def __delattr__(self, name: str) -> None:
         modules = self.__dict__.get("_modules")
@@ -333,8 +338,11 @@ class Layer(nn.Module, metaclass=_LayerType):
         else:
             self.__dict__.get("_weight_specs", {}).pop(name, None)
             super().__delattr__(name)
-        global _config_version
-        _config_version = next(_versions)
+        _configuration_changed()
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        super().register_parameter(name, param)
+        _configuration_changed()
 
     def _input_shape_from_kwargs(self, kwargs: dict) -> tuple | None:
         """The batch shape given by `input_shape`/`input_dim`/`batch_input_shape`, if any."""
@@ -475,6 +483,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             constraint=get_argument(where, "constraint", constraints.get, constraint),
             autocast=bool(autocast),
         )
+        _configuration_changed()
         return param
 
     def _claim_lazy_weight(

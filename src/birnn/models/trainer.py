@@ -22,7 +22,7 @@ from birnn import metrics as metrics_module
 from birnn import optimizers as optimizers_module
 from birnn.distribution import data_parallel as distribution_lib
 from birnn.distribution import runtime as distributed
-from birnn.layers.layer import Layer
+from birnn.layers.layer import Layer, config_version
 from birnn.models import data_adapter, jit
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
 
@@ -43,6 +43,11 @@ def _all_modules(root: torch.nn.Module) -> list[torch.nn.Module]:
 
     visit(root)
     return found
+
+
+# Marks a cached fit state as its model's own: a copy of a model (`deepcopy`, pickle) holds
+# a copy of this object, and so never takes its original's cached state for its own.
+_ORIGINAL = object()
 
 
 def _in_mode(training: bool):
@@ -473,10 +478,39 @@ class Trainer:
         self.__dict__["_fit_state"] = state
 
     def _cache_fit_state(self) -> None:
-        """Caches the fit state when every layer has its weights (else the first step does)."""
-        state = self._prepare_fit_state(self.__dict__.get("_walked_modules"))
+        """Caches the fit state when every layer has its weights (else the first step does).
+
+        The state of the last call serves again while the layer tree is the same: the
+        same modules, no attribute of any layer set since (`config_version()`: adding
+        weights, building, `trainable`, replacing a weight), and the same parameters on
+        the torch modules in the tree (they are no birnn layers: setting theirs bumps no
+        version).
+        """
+        modules = self.__dict__.get("_walked_modules")
+        if modules is None:
+            modules = list(self.modules())
+        version = config_version()
+        torch_params = [
+            p for m in modules if not isinstance(m, Layer) for p in m.parameters(recurse=False)
+        ]
+        memo = self.__dict__.get("_fit_state_memo")
+        if (
+            memo is not None
+            and memo[0] is _ORIGINAL
+            and memo[1] == version
+            and memo[2] == modules
+            and len(memo[3]) == len(torch_params)
+            and all(a is b for a, b in zip(memo[3], torch_params))
+        ):
+            self._set_fit_state(memo[4])
+            return
+        state = self._prepare_fit_state(modules)
+        memo = (_ORIGINAL, version, list(modules), torch_params, state)
         if not all(layer.built for layer in state["layers"]):
             self._set_fit_state(None)
+            memo = None
+        # Into `__dict__`: a cache, not configuration (a `setattr` would bump the version).
+        self.__dict__["_fit_state_memo"] = memo
 
     def _extra_losses(self) -> list:
         """`self.losses` (add_loss and regularizers), from the cached tree during `fit`."""
