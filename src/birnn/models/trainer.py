@@ -565,6 +565,8 @@ class Trainer:
                 self._distributed.sync_gradients()
             if compiled:
                 jit.optimizer_step(self, opt)
+            elif isinstance(opt, optimizers_module.Optimizer):
+                opt.fast_step()
             else:
                 opt.step()
             state = self._fit_state or self._prepare_fit_state()
