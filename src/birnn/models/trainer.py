@@ -384,7 +384,8 @@ class Trainer:
             tracker.to_device(loss.device)
             tracker.total.add_(loss.detach() * batch_size)
             tracker.count.add_(batch_size)
-            if self._compiled_metrics is not None:
+            compiled = self._compiled_metrics
+            if compiled is not None and compiled.metrics != []:  # none, once built: skip
                 flat_true, flat_pred = self._flat_targets(y, y_pred)
                 flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
                 self._compiled_metrics.update(flat_true, flat_pred, flat_sw)
@@ -408,6 +409,10 @@ class Trainer:
         if self._compiled_metrics is not None:
             for _, _, m in self._compiled_metrics.metrics or []:
                 values[m.name] = m.result()
+        if len(values) == 1:  # the loss alone: one value to read, no stack to build
+            loss = values["loss"]
+            if loss.numel() == 1:
+                return {"loss": loss.float().item()}
         keys = sorted(values)
         scalar = [k for k in keys if values[k].numel() == 1]
         floats = torch.stack([values[k].float().reshape(()) for k in scalar]).cpu().tolist()
@@ -888,10 +893,10 @@ class Trainer:
                 )
             sample_weight = data_adapter.class_weight_to_sample_weight(y, class_weight)
         device = self._model_device()
-        x, y, sample_weight = (
-            data_adapter.to_device(data_adapter.to_tensors(v), device)
-            for v in (x, y, sample_weight)
-        )
+        x = data_adapter.to_device(data_adapter.to_tensors(x), device)
+        y = data_adapter.to_device(data_adapter.to_tensors(y), device)
+        if sample_weight is not None:
+            sample_weight = data_adapter.to_device(data_adapter.to_tensors(sample_weight), device)
         data_adapter.check_cardinality(x, y, sample_weight)
         self.reset_metrics()
         # One walk of the layer tree serves the whole step (zeroing the gradients,
