@@ -388,7 +388,7 @@ class Trainer:
             if compiled is not None and compiled.metrics != []:  # none, once built: skip
                 flat_true, flat_pred = self._flat_targets(y, y_pred)
                 flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
-                self._compiled_metrics.update(flat_true, flat_pred, flat_sw)
+                compiled.update(flat_true, flat_pred, flat_sw)
 
     def _logs(self) -> dict[str, Any]:
         """Current metric values, keys sorted like Keras's logs (across processes when
