@@ -287,6 +287,8 @@ class Trainer:
         `y` may mirror the outputs' structure (lists, dicts with the same keys), be a
         dict keyed by output name, or be a single array for a single output.
         """
+        if isinstance(y_pred, torch.Tensor) and (y is None or isinstance(y, torch.Tensor)):
+            return [y], [y_pred]  # the usual batch of a one-output model
         names, groups = self._output_layout(y_pred)
         flat_pred = tree.flatten(y_pred)
         n = len(flat_pred)
