@@ -45,11 +45,6 @@ def _all_modules(root: torch.nn.Module) -> list[torch.nn.Module]:
     return found
 
 
-# Marks a cached fit state as its model's own: a copy of a model (`deepcopy`, pickle) holds
-# a copy of this object, and so never takes its original's cached state for its own.
-_ORIGINAL = object()
-
-
 def _in_mode(training: bool):
     """Runs a method with every module in train (or eval) mode, then restores each mode.
 
@@ -86,6 +81,11 @@ def _resolve_verbose(verbose: Any) -> int:
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: {verbose!r}")
     return int(verbose) if distribution_lib.is_primary() else 0
+
+
+# Marks a cached fit state as its model's own: a copy of a model (`deepcopy`, pickle) holds
+# a copy of this object, and so never takes its original's cached state for its own.
+_ORIGINAL = object()
 
 
 class Trainer:
