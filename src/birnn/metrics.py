@@ -229,7 +229,7 @@ class Mean(Metric):
             self.count.add_(values.shape[0] if values.dim() >= 1 else 1)
 
     def result(self) -> torch.Tensor:
-        return torch.where(self.count != 0, self.total / self.count, torch.zeros_like(self.total))
+        return torch.where(self.count != 0, self.total / self.count, 0.0)
 
 
 class Sum(Metric):

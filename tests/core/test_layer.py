@@ -252,6 +252,57 @@ def test_training_flag_propagates_to_sublayers():
     assert (wrapper(x, training=True) == 0).any()
 
 
+class _Seen(Layer):
+    """Records the `training` its calls see (in `call`, and in a sublayer's call)."""
+
+    def __init__(self, inner=None, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+        self.seen = []
+
+    def call(self, x, training=None):
+        self.seen.append((training, backend.current_training()))
+        return x if self.inner is None else self.inner(x)
+
+
+@pytest.mark.parametrize("outer", [None, True, False])
+@pytest.mark.parametrize("middle", [None, True, False])
+def test_training_reaches_nested_calls(outer, middle):
+    """A sublayer called without `training` inherits it; an explicit value overrides it
+    for that call and its own sublayers, and nothing leaks out of the call."""
+    leaf = _Seen()
+    middle_layer = _Seen(leaf)
+
+    class Top(Layer):
+        def call(self, x, training=None):
+            kwargs = {} if middle is None else {"training": middle}
+            return middle_layer(x, **kwargs)
+
+    top = Top()
+    top.eval()  # no default from `nn.Module.training`
+    for layer in (middle_layer, leaf):
+        layer.eval()
+    kwargs = {} if outer is None else {"training": outer}
+    top(torch.ones(1), **kwargs)
+    expected = outer if middle is None else middle
+    assert middle_layer.seen == [(expected, expected)]
+    assert leaf.seen == [(expected, expected)]
+    assert backend.current_training() is None
+
+
+def test_a_sublayer_inheriting_training_enters_no_scope(monkeypatch):
+    entered = []
+
+    class Counting(backend.training_scope):
+        def __enter__(self):
+            entered.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(backend, "training_scope", Counting)
+    _Seen(_Seen(_Seen()))(torch.ones(1), training=True)
+    assert len(entered) == 1  # the outer call's: the inner two inherit its value
+
+
 # ---------------------------------------------------------------- masks
 def test_mask_propagation_through_layers():
     ids = torch.tensor([[4, 2, 0, 0], [1, 0, 3, 0]])

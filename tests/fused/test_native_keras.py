@@ -118,7 +118,8 @@ def test_one_autograd_node_per_call(kind):
     node = outputs.grad_fn
     assert type(node).__name__ == f"_{kind.upper()}Backward"
     following = [next_node for next_node, _ in node.next_functions if next_node is not None]
-    # x is batch first: its node is the transpose into the kernels' time-major layout.
+    # x is batch first: the transpose into the kernels' time-major layout is inside the node.
+    assert type(following[0]).__name__ == "AccumulateGrad"
     assert [type(n).__name__ for n in following[len(states) + 1 :]] == ["AccumulateGrad"] * 6
 
 

@@ -46,9 +46,19 @@ _versions = itertools.count(1)
 _config_version = 0
 
 
+# `Layer.__call__`: the call was given its `training` (none inherited from a scope).
+_NOT_INHERITED = object()
+
+
 def config_version() -> int:
-    """A number that changes whenever an attribute of any layer is set or deleted."""
+    """A number that changes whenever an attribute of any layer is set or deleted, or a
+    layer gets a weight (`add_weight`, `register_parameter`)."""
     return _config_version
+
+
+def _configuration_changed() -> None:
+    global _config_version
+    _config_version = next(_versions)
 
 
 @dataclass
@@ -322,8 +332,7 @@ class Layer(nn.Module, metaclass=_LayerType):
                 )
         else:
             super().__setattr__(name, value)
-        global _config_version
-        _config_version = next(_versions)
+        _configuration_changed()
 
     def __delattr__(self, name: str) -> None:
         modules = self.__dict__.get("_modules")
@@ -333,8 +342,11 @@ class Layer(nn.Module, metaclass=_LayerType):
         else:
             self.__dict__.get("_weight_specs", {}).pop(name, None)
             super().__delattr__(name)
-        global _config_version
-        _config_version = next(_versions)
+        _configuration_changed()
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        super().register_parameter(name, param)
+        _configuration_changed()
 
     def _input_shape_from_kwargs(self, kwargs: dict) -> tuple | None:
         """The batch shape given by `input_shape`/`input_dim`/`batch_input_shape`, if any."""
@@ -475,6 +487,7 @@ class Layer(nn.Module, metaclass=_LayerType):
             constraint=get_argument(where, "constraint", constraints.get, constraint),
             autocast=bool(autocast),
         )
+        _configuration_changed()
         return param
 
     def _claim_lazy_weight(
@@ -986,8 +999,9 @@ class Layer(nn.Module, metaclass=_LayerType):
             kwargs["mask"] = mask
 
         training = kwargs.pop("training", None)
+        inherited: Any = _NOT_INHERITED
         if training is None:
-            training = backend.current_training()
+            training = inherited = backend.current_training()
             if training is None and self.training:  # after `.train()`
                 training = True
         if self._call_has_training:
@@ -998,12 +1012,20 @@ class Layer(nn.Module, metaclass=_LayerType):
             self.build_from_inputs(inputs)
         self._call_losses.clear()  # in place: `nn.Module.__setattr__` is slow
         dtype_scope = dtype_policies.call_scope(self)
-        with backend.training_scope(training):
+        # A call inside a scope of the same `training` (a sublayer called without it)
+        # enters no scope of its own: its sublayers see the same value either way.
+        scope = None if training is inherited else backend.training_scope(training)
+        if scope is not None:
+            scope.__enter__()
+        try:
             if dtype_scope is None:
                 outputs = super().__call__(*args, **kwargs)
             else:
                 with dtype_scope:
                     outputs = super().__call__(*args, **kwargs)
+        finally:
+            if scope is not None:
+                scope.__exit__(None, None, None)
 
         if self.activity_regularizer is not None:
             for out in tree.flatten(outputs):

@@ -87,6 +87,14 @@ def check_cardinality(x: Any, y: Any, sample_weight: Any) -> int:
     Raises:
         ValueError: naming each argument's sizes when they differ.
     """
+    if (
+        isinstance(x, torch.Tensor)
+        and x.dim() > 0
+        and (y is None or (isinstance(y, torch.Tensor) and y.dim() > 0))
+        and sample_weight is None
+        and (y is None or x.shape[0] == y.shape[0])
+    ):
+        return int(x.shape[0])  # the usual batch: one array each, agreeing
     sizes = {"x": _lengths(x), "y": _lengths(y), "sample_weight": _lengths(sample_weight)}
     everything = {n for v in sizes.values() for n in v}
     if not everything:

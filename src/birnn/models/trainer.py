@@ -22,7 +22,7 @@ from birnn import metrics as metrics_module
 from birnn import optimizers as optimizers_module
 from birnn.distribution import data_parallel as distribution_lib
 from birnn.distribution import runtime as distributed
-from birnn.layers.layer import Layer
+from birnn.layers.layer import Layer, config_version
 from birnn.models import data_adapter, jit
 from birnn.models.compile_utils import CompiledLoss, CompiledMetrics, check_identifiers
 from birnn.ops import threads
@@ -108,6 +108,11 @@ def _resolve_verbose(verbose: Any) -> int:
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: {verbose!r}")
     return int(verbose) if distribution_lib.is_primary() else 0
+
+
+# Marks a cached fit state as its model's own: a copy of a model (`deepcopy`, pickle) holds
+# a copy of this object, and so never takes its original's cached state for its own.
+_ORIGINAL = object()
 
 
 class Trainer:
@@ -311,6 +316,8 @@ class Trainer:
         `y` may mirror the outputs' structure (lists, dicts with the same keys), be a
         dict keyed by output name, or be a single array for a single output.
         """
+        if isinstance(y_pred, torch.Tensor) and (y is None or isinstance(y, torch.Tensor)):
+            return [y], [y_pred]  # the usual batch of a one-output model
         names, groups = self._output_layout(y_pred)
         flat_pred = tree.flatten(y_pred)
         n = len(flat_pred)
@@ -408,10 +415,11 @@ class Trainer:
             tracker.to_device(loss.device)
             tracker.total.add_(loss.detach() * batch_size)
             tracker.count.add_(batch_size)
-            if self._compiled_metrics is not None:
+            compiled = self._compiled_metrics
+            if compiled is not None and compiled.metrics != []:  # none, once built: skip
                 flat_true, flat_pred = self._flat_targets(y, y_pred)
                 flat_sw = self._flat_sample_weights(sample_weight, len(flat_pred))
-                self._compiled_metrics.update(flat_true, flat_pred, flat_sw)
+                compiled.update(flat_true, flat_pred, flat_sw)
 
     def _logs(self) -> dict[str, Any]:
         """Current metric values, keys sorted like Keras's logs (across processes when
@@ -432,6 +440,10 @@ class Trainer:
         if self._compiled_metrics is not None:
             for _, _, m in self._compiled_metrics.metrics or []:
                 values[m.name] = m.result()
+        if len(values) == 1:  # the loss alone: one value to read, no stack to build
+            loss = values["loss"]
+            if loss.numel() == 1:
+                return {"loss": loss.float().item()}
         keys = sorted(values)
         scalar = [k for k in keys if values[k].numel() == 1]
         floats = torch.stack([values[k].float().reshape(()) for k in scalar]).cpu().tolist()
@@ -502,10 +514,39 @@ class Trainer:
         self.__dict__["_fit_state"] = state
 
     def _cache_fit_state(self) -> None:
-        """Caches the fit state when every layer has its weights (else the first step does)."""
-        state = self._prepare_fit_state(self.__dict__.get("_walked_modules"))
+        """Caches the fit state when every layer has its weights (else the first step does).
+
+        The state of the last call serves again while the layer tree is the same: the
+        same modules, no attribute of any layer set since (`config_version()`: adding
+        weights, building, `trainable`, replacing a weight), and the same parameters on
+        the torch modules in the tree (they are no birnn layers: setting theirs bumps no
+        version).
+        """
+        modules = self.__dict__.get("_walked_modules")
+        if modules is None:
+            modules = list(self.modules())
+        version = config_version()
+        torch_params = [
+            p for m in modules if not isinstance(m, Layer) for p in m.parameters(recurse=False)
+        ]
+        memo = self.__dict__.get("_fit_state_memo")
+        if (
+            memo is not None
+            and memo[0] is _ORIGINAL
+            and memo[1] == version
+            and memo[2] == modules
+            and len(memo[3]) == len(torch_params)
+            and all(a is b for a, b in zip(memo[3], torch_params))
+        ):
+            self._set_fit_state(memo[4])
+            return
+        state = self._prepare_fit_state(modules)
+        memo = (_ORIGINAL, version, list(modules), torch_params, state)
         if not all(layer.built for layer in state["layers"]):
             self._set_fit_state(None)
+            memo = None
+        # Into `__dict__`: a cache, not configuration (a `setattr` would bump the version).
+        self.__dict__["_fit_state_memo"] = memo
 
     def _extra_losses(self) -> list:
         """`self.losses` (add_loss and regularizers), from the cached tree during `fit`."""
@@ -581,6 +622,8 @@ class Trainer:
                 self._distributed.sync_gradients()
             if compiled:
                 jit.optimizer_step(self, opt)
+            elif isinstance(opt, optimizers_module.Optimizer):
+                opt.fast_step()
             else:
                 opt.step()
             state = self._fit_state or self._prepare_fit_state()
@@ -902,10 +945,10 @@ class Trainer:
                 )
             sample_weight = data_adapter.class_weight_to_sample_weight(y, class_weight)
         device = self._model_device()
-        x, y, sample_weight = (
-            data_adapter.to_device(data_adapter.to_tensors(v), device)
-            for v in (x, y, sample_weight)
-        )
+        x = data_adapter.to_device(data_adapter.to_tensors(x), device)
+        y = data_adapter.to_device(data_adapter.to_tensors(y), device)
+        if sample_weight is not None:
+            sample_weight = data_adapter.to_device(data_adapter.to_tensors(sample_weight), device)
         data_adapter.check_cardinality(x, y, sample_weight)
         self.reset_metrics()
         # One walk of the layer tree serves the whole step (zeroing the gradients,

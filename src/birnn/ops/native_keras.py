@@ -10,7 +10,7 @@ call into the autograd graph, each one more node to record in the forward pass
 and to run in the backward pass; at the seed model's sizes (5 steps, 10 units)
 those cost more than the kernels' arithmetic. The backward pass takes the
 kernels' weight gradients back to Keras's layout
-(`birnn.ops.rnn_weights.keras_gradients`).
+(what `birnn.ops.rnn_weights.keras_gradients` does, for both directions at once).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from birnn.ops import native_rnn
-from birnn.ops.rnn_weights import keras_gradients, torch_gate_order
+from birnn.ops.rnn_weights import keras_gate_order, torch_gate_order
 
 __all__ = ["KerasLayout", "KerasWeights", "kernel"]
 
@@ -61,16 +61,20 @@ class KerasLayout(native_rnn.WeightLayout):
         db_ih: torch.Tensor,
         db_hh: torch.Tensor | None,
     ) -> list[torch.Tensor | None]:
-        grads: list[torch.Tensor | None] = []
-        for d in range(dw_ih.shape[0]):
-            grads += keras_gradients(
-                kind,
-                dw_ih[d],
-                dw_hh[d],
-                db_ih[d] if self.has_biases else None,
-                db_hh[d] if self.has_biases and db_hh is not None else None,
-            )
-        return grads
+        # `keras_gradients` of every direction at once: the gate order along the rows
+        # (a GRU's), each direction's matrices transposed (views), the biases split.
+        kernels = keras_gate_order(kind, dw_ih, dim=1).transpose(1, 2).unbind(0)
+        recurrent = keras_gate_order(kind, dw_hh, dim=1).transpose(1, 2).unbind(0)
+        biases: Sequence[torch.Tensor | None]
+        if not self.has_biases:
+            biases = [None] * len(kernels)
+        elif kind == "lstm":
+            biases = db_ih.unbind(0)
+        else:
+            assert db_hh is not None  # a GRU's two biases
+            both = [keras_gate_order(kind, db_ih, dim=1), keras_gate_order(kind, db_hh, dim=1)]
+            biases = torch.stack(both, dim=1).unbind(0)
+        return [g for direction in zip(kernels, recurrent, biases) for g in direction]
 
 
 def kernel(

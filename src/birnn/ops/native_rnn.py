@@ -195,26 +195,28 @@ def run(
             "birnn.ops.native_rnn: the native kernels are not available "
             "(disabled, or not built: see birnn.ops.native_build); check `usable` first."
         )
-    x = inputs.transpose(0, 1) if batch_first else inputs
     # Whether autograd records this call: only then are the activations kept for backward,
-    # and the call made through an autograd function.
+    # and the call made through an autograd function (which takes `inputs` as they are: a
+    # batch-first transpose inside it is no node of its own).
     keep = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (inputs, *states, *weights)
     )
     if kind == "lstm":
         if keep:
             outputs, h_n, c_n = _LSTM.apply(
-                x, states[0], states[1], batch_first, concurrent, layout, *weights
+                inputs, states[0], states[1], batch_first, concurrent, layout, *weights
             )
         else:
+            x = _time_major(inputs, batch_first)
             w_ih, w_hh, bias, _ = layout.stack(kind, weights, x)
             outputs, h_n, c_n, *_ = torch.ops.birnn_native.lstm_forward(
                 x, states[0], states[1], w_ih, w_hh, bias, batch_first, concurrent, False
             )
         return outputs, [h_n, c_n]
     if keep:
-        outputs, h_n = _GRU.apply(x, states[0], batch_first, concurrent, layout, *weights)
+        outputs, h_n = _GRU.apply(inputs, states[0], batch_first, concurrent, layout, *weights)
     else:
+        x = _time_major(inputs, batch_first)
         w_ih, w_hh, b_ih, b_hh = layout.stack(kind, weights, x)
         outputs, h_n, *_ = torch.ops.birnn_native.gru_forward(
             x, states[0], w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, False
@@ -222,11 +224,16 @@ def run(
     return outputs, [h_n]
 
 
+def _time_major(inputs: torch.Tensor, batch_first: bool) -> torch.Tensor:
+    """The kernels' `x`, `(time, batch, features)`: a view of `inputs`."""
+    return inputs.transpose(0, 1) if batch_first else inputs
+
+
 class _LSTM(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        x: torch.Tensor,
+        inputs: torch.Tensor,
         h0: torch.Tensor,
         c0: torch.Tensor,
         batch_first: bool,
@@ -234,11 +241,12 @@ class _LSTM(torch.autograd.Function):
         layout: WeightLayout,
         *weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = _time_major(inputs, batch_first)
         w_ih, w_hh, bias, _ = layout.stack("lstm", weights, x)
         y, h_n, c_n, gates, c, tanh_c = torch.ops.birnn_native.lstm_forward(
             x, h0, c0, w_ih, w_hh, bias, batch_first, concurrent, True
         )
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c)
+        ctx.save_for_backward(inputs, h0, c0, w_ih, w_hh, y, gates, c, tanh_c)
         ctx.options = (batch_first, concurrent)
         ctx.layout = layout
         return y, h_n, c_n
@@ -246,30 +254,33 @@ class _LSTM(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor, dh_n: torch.Tensor, dc_n: torch.Tensor) -> tuple:
-        x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c = ctx.saved_tensors
+        inputs, h0, c0, w_ih, w_hh, y, gates, c, tanh_c = ctx.saved_tensors
+        batch_first = ctx.options[0]
+        x = _time_major(inputs, batch_first)
         dx, dh0, dc0, dw_ih, dw_hh, d_bias = torch.ops.birnn_native.lstm_backward(
             x, h0, c0, w_ih, w_hh, y, gates, c, tanh_c, dy, dh_n, dc_n, *ctx.options
         )
         weights = ctx.layout.gradients("lstm", dw_ih, dw_hh, d_bias, None)
-        return dx, dh0, dc0, None, None, None, *weights
+        return _time_major(dx, batch_first), dh0, dc0, None, None, None, *weights
 
 
 class _GRU(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        x: torch.Tensor,
+        inputs: torch.Tensor,
         h0: torch.Tensor,
         batch_first: bool,
         concurrent: bool,
         layout: WeightLayout,
         *weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _time_major(inputs, batch_first)
         w_ih, w_hh, b_ih, b_hh = layout.stack("gru", weights, x)
         y, h_n, gates, h_n_block = torch.ops.birnn_native.gru_forward(
             x, h0, w_ih, w_hh, b_ih, b_hh, batch_first, concurrent, True
         )
-        ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, h_n_block)
+        ctx.save_for_backward(inputs, h0, w_ih, w_hh, y, gates, h_n_block)
         ctx.options = (batch_first, concurrent)
         ctx.layout = layout
         return y, h_n
@@ -277,9 +288,11 @@ class _GRU(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor, dh_n: torch.Tensor) -> tuple:
-        x, h0, w_ih, w_hh, y, gates, h_n_block = ctx.saved_tensors
+        inputs, h0, w_ih, w_hh, y, gates, h_n_block = ctx.saved_tensors
+        batch_first = ctx.options[0]
+        x = _time_major(inputs, batch_first)
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.birnn_native.gru_backward(
             x, h0, w_ih, w_hh, y, gates, h_n_block, dy, dh_n, *ctx.options
         )
         weights = ctx.layout.gradients("gru", dw_ih, dw_hh, db_ih, db_hh)
-        return dx, dh0, None, None, None, *weights
+        return _time_major(dx, batch_first), dh0, None, None, None, *weights
