@@ -206,9 +206,11 @@ def usable(tensors: Sequence[torch.Tensor | None]) -> bool:
 
     CPU tensors of one dtype, float32 or float64, outside autocast, with the
     kernels allowed (`birnn.ops.native_rnn.set_enabled`) and loaded. Outside
-    tracing it is False: eager code asks `birnn.ops.native_rnn.usable`.
+    tracing it is False: eager code asks `birnn.ops.native_rnn.usable`; under
+    `torch.export` too, so that an exported program does not need birnn's
+    library.
     """
-    if not torch.compiler.is_compiling():
+    if not torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return False
     present = [t for t in tensors if t is not None]
     dtype = present[0].dtype
