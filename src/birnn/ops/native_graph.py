@@ -191,7 +191,19 @@ def register_fakes() -> None:
     _registered = True
 
 
-@torch.compiler.assume_constant_result
+_F = TypeVar("_F", bound=Callable[..., bool])
+
+
+def _constant_while_tracing(function: _F) -> _F:
+    """`function`, called eagerly by TorchDynamo while it traces, its result a constant of
+    the graph: what `torch.compiler.assume_constant_result` does. That applies a mark
+    that TorchDynamo reads, but importing it first imports `torch._dynamo`, seconds of
+    import time for programs that never compile; the mark alone is set here."""
+    function._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return function
+
+
+@_constant_while_tracing
 def _loaded() -> bool:
     # Builds and loads the library at most once per process, and registers the fake
     # kernels; run outside the trace, so that tracing never enters the build's lock.
@@ -221,7 +233,7 @@ def usable(tensors: Sequence[torch.Tensor | None]) -> bool:
     return _loaded() and native_rnn.enabled()
 
 
-@torch.compiler.assume_constant_result
+@_constant_while_tracing
 def concurrent() -> bool:
     """`birnn.ops.side_by_side.wanted_natively`, read once when a graph is traced.
 
