@@ -12,7 +12,7 @@ import torch._dynamo.utils
 import birnn
 from birnn import callbacks
 from birnn.models import jit
-from birnn.ops import fused_rnn, traced_rnn
+from birnn.ops import fused_rnn, native_rnn, traced_rnn
 from tests.keras_oracle import copy_weights, keras
 
 
@@ -186,6 +186,68 @@ def test_compiled_step_updates_metrics_in_its_graph():
             np.testing.assert_allclose(got[part][key], expected[part][key], atol=1e-5, err_msg=key)
 
 
+def _native_calls(step):
+    """The names of birnn's native kernels that one call of `step` ran (profiler events)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        step()
+    return {e.name.split("::")[1] for e in profile.events() if e.name.startswith("birnn_native")}
+
+
+@pytest.mark.parametrize("native_kernels", [True], ids=["native"], indirect=True)
+def test_compiled_steps_call_the_native_kernels(native_kernels, direct_runs):
+    """The compiled training step runs the native forward and backward kernels (no
+    unrolled recurrence) and matches eager over three steps; inference runs a short
+    sequence unrolled and a long one through the forward kernels, entered directly
+    (one graph, no break), also with a symbolic batch size. float64 throughout:
+    equal within 1e-10."""
+    rng = np.random.default_rng(5)
+    long = traced_rnn.MAX_TRACED_STEPS + 2
+    x = rng.normal(size=(4, long, 3))
+    y = rng.normal(size=(4, 2))
+    birnn.config.set_floatx("float64")
+    try:
+        models = [_model(birnn, 3), _model(birnn, 3), _model(birnn, long), _model(birnn, long)]
+    finally:
+        birnn.config.set_floatx("float32")
+    eager, compiled, eager_long, compiled_long = models
+    for m, jit_compile in zip(models, (False, True, False, True)):
+        copy_weights(eager, m)
+        m.compile(loss="mse", optimizer="rmsprop", jit_compile=jit_compile)
+    for _ in range(3):
+        expected = eager.train_on_batch(x[:, :3], y)
+        got = compiled.train_on_batch(x[:, :3], y)
+        np.testing.assert_allclose(got, expected, rtol=1e-10)
+    for a, b in zip(compiled.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert _native_calls(lambda: compiled.train_on_batch(x[:, :3], y)) == {
+        "lstm_forward",
+        "lstm_backward",
+        "gru_forward",
+        "gru_backward",
+    }
+    assert _native_calls(lambda: compiled.predict_on_batch(x[:, :3])) == set()
+    eager.train_on_batch(x[:, :3], y)
+    np.testing.assert_allclose(
+        compiled.predict_on_batch(x[:, :3]), eager.predict_on_batch(x[:, :3]), rtol=1e-10
+    )
+    for m in (eager_long, compiled_long):
+        m.set_weights(eager.get_weights())
+    expected = eager_long.predict_on_batch(x)
+    np.testing.assert_allclose(compiled_long.predict_on_batch(x), expected, rtol=1e-10)
+    runs = direct_runs["direct"]
+    assert _native_calls(lambda: compiled_long.predict_on_batch(x)) == {
+        "lstm_forward",
+        "gru_forward",
+    }
+    assert direct_runs["direct"] == runs + 1
+    for rows in (3, 2):  # other batch sizes: the second makes the batch size symbolic
+        np.testing.assert_allclose(
+            compiled_long.predict_on_batch(x[:rows]),
+            eager_long.predict_on_batch(x[:rows]),
+            rtol=1e-10,
+        )
+
+
 def _lstm_pair(steps):
     torch.manual_seed(0)
     x = torch.randn(2, steps, 3)
@@ -195,10 +257,26 @@ def _lstm_pair(steps):
     return x, forward, backward
 
 
-@pytest.mark.parametrize("extra_steps, breaks", [(0, 0), (1, 1)], ids=["short", "long"])
-def test_size_rule_traces_short_sequences_only(extra_steps, breaks):
-    """Up to `MAX_TRACED_STEPS` the recurrence joins the compiled graph; past it the
-    fused kernel runs outside (one graph break), with the same results."""
+@pytest.fixture
+def native_kernels(request):
+    """birnn's native kernels allowed (True) or not (False) for one test."""
+    if request.param and not native_rnn.enabled():
+        pytest.skip("needs birnn's native kernels (a C++ compiler)")
+    native_rnn.set_enabled(request.param)
+    yield request.param
+    native_rnn.set_enabled(True)
+
+
+@pytest.mark.parametrize(
+    "native_kernels, extra_steps, breaks",
+    [(False, 0, 0), (False, 1, 1), (True, 0, 0), (True, 1, 0)],
+    ids=["traced-short", "traced-long", "native-short", "native-long"],
+    indirect=["native_kernels"],
+)
+def test_size_rule_traces_short_sequences_only(native_kernels, extra_steps, breaks):
+    """Without the native kernels, the recurrence joins the compiled graph up to
+    `MAX_TRACED_STEPS` steps (unrolled) and past it runs outside (one graph break);
+    with them, it is in the graph at every length. The results are eager's."""
     x, forward, backward = _lstm_pair(traced_rnn.MAX_TRACED_STEPS + extra_steps)
 
     def run(x):
@@ -306,9 +384,11 @@ def test_compiled_predict_follows_weights_inputs_and_layer_changes(tmp_path, dir
     assert direct_runs["through dynamo"] == 0
 
 
-def test_compiled_predict_with_a_graph_break_and_another_stance(direct_runs):
-    """A sequence past `MAX_TRACED_STEPS` calls the fused kernel outside the graph (a
-    graph break): its calls go through dynamo, which compiles the resumed frames;
+@pytest.mark.parametrize("native_kernels", [False], ids=["traced"], indirect=True)
+def test_compiled_predict_with_a_graph_break_and_another_stance(native_kernels, direct_runs):
+    """Without the native kernels, a sequence past `MAX_TRACED_STEPS` calls the fused
+    kernel outside the graph (a graph break): its calls go through dynamo, which
+    compiles the resumed frames;
     under `torch.compiler.set_stance("force_eager")` calls go through dynamo too,
     which then runs eagerly. Results equal eager ones within 1e-6."""
     steps = traced_rnn.MAX_TRACED_STEPS + 1

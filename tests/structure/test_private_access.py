@@ -80,6 +80,11 @@ _ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
         "the compiled inference step enters dynamo's cache directly only under the default "
         "`torch.compiler.set_stance`: torch has no public getter for the stance",
     ),
+    ("ops/native_graph.py", "function._dynamo_marked_constant"): (
+        1,
+        "the mark `torch.compiler.assume_constant_result` sets, set without that function, "
+        "which imports torch._dynamo (seconds) in programs that never compile",
+    ),
     ("models/trainer.py", "module._modules"): (
         1,
         "each step walks the module tree to set train/eval mode: torch's `modules()` "

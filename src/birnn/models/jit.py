@@ -12,9 +12,13 @@
   count, loss scaling, constraints and the logs stay eager around them;
 - `predict`/`evaluate` steps compile the forward pass.
 
-Inside these graphs a short recurrence runs unrolled (`birnn.ops.traced_rnn`),
-so a whole step of a small recurrent model is one graph; long sequences keep
-their fused kernel call outside the graph.
+Inside these graphs the recurrences call birnn's native kernels
+(`birnn.ops.native_graph`: the forward kernel in the forward graph, the
+backward kernel in the backward graph), or run unrolled
+(`birnn.ops.traced_rnn`) in short inference sequences and where the native
+kernels cannot run; so a whole step of a recurrent model is one graph. Only
+a long sequence that the native kernels cannot take keeps its fused kernel
+call outside the graph.
 
 A model's first training step after `compile()` runs eagerly: it builds what
 the step creates lazily (weights, loss and metric objects, optimizer slots),

@@ -36,11 +36,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from birnn.ops import masks, native_keras, native_rnn, packed_rnn, side_by_side, traced_rnn
+from birnn.ops import (
+    masks,
+    native_graph,
+    native_keras,
+    native_rnn,
+    packed_rnn,
+    side_by_side,
+    traced_rnn,
+)
 from birnn.ops.outside_graphs import outside_graphs
 from birnn.ops.rnn_weights import torch_weights
 
@@ -93,15 +101,31 @@ def _kernel(
     """One call of a fused kernel: `(outputs, final_states)`.
 
     States are `(directions, batch, units)`; `outputs` has the layout of `inputs`.
-    Under `torch.compile`, a sequence of up to `traced_rnn.MAX_TRACED_STEPS`
-    steps runs as traceable ops (`birnn.ops.traced_rnn`), so the recurrence
-    joins the compiled graph; a longer one calls the kernel outside the graph.
+    Under `torch.compile` the recurrence joins the compiled graph: as birnn's
+    native kernels where `native_graph.wanted` (one operator in the forward
+    graph, one in the backward graph), else, for a sequence of up to
+    `traced_rnn.MAX_TRACED_STEPS` steps, as traceable ops (`birnn.ops.traced_rnn`);
+    a longer one calls the kernel outside the graph.
     """
     steps = inputs.shape[1 if batch_first else 0]
-    if torch.compiler.is_compiling() and steps <= traced_rnn.MAX_TRACED_STEPS:
-        return traced_rnn.kernel(
-            kind, inputs, states, weights, has_biases, bidirectional, batch_first
-        )
+    if torch.compiler.is_compiling():
+        if native_graph.wanted([inputs, *states, *weights], steps):
+            unique = native_graph.distinct([*states, *weights])
+            count = len(states)
+            return native_rnn.kernel(
+                kind,
+                inputs,
+                unique[:count],
+                unique[count:],
+                has_biases,
+                bidirectional,
+                batch_first,
+                bidirectional and native_graph.concurrent(),
+            )
+        if steps <= traced_rnn.MAX_TRACED_STEPS:
+            return traced_rnn.kernel(
+                kind, inputs, states, weights, has_biases, bidirectional, batch_first
+            )
     return _opaque_kernel(kind, inputs, states, weights, has_biases, bidirectional, batch_first)
 
 
@@ -114,13 +138,28 @@ def _native_keras_kernel(
 ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
     """`_kernel`'s result from one or two directions' Keras-layout weights
     `(kernel, recurrent_kernel, bias)`, natively in one autograd node
-    (`birnn.ops.native_keras`); `None` where the native kernels are not usable
-    (then `_kernel` runs on the weights in PyTorch's layout, `_torch_layout`)."""
+    (`birnn.ops.native_keras`), also inside a compiled graph; `None` where the
+    native kernels are not usable (then `_kernel` runs on the weights in
+    PyTorch's layout, `_torch_layout`)."""
     tensors = [inputs, *states, *(w for direction in directions for w in direction)]
-    if not native_rnn.usable(tensors):
+    if native_rnn.usable(tensors):
+        concurrent = len(directions) == 2 and side_by_side.wanted_natively()
+        return native_keras.kernel(kind, inputs, states, directions, batch_first, concurrent)
+    if not native_graph.wanted(tensors, inputs.shape[1 if batch_first else 0]):
         return None
-    concurrent = len(directions) == 2 and side_by_side.wanted_natively()
-    return native_keras.kernel(kind, inputs, states, directions, batch_first, concurrent)
+    # Inside a graph being traced: no tensor may enter the kernel's autograd function twice.
+    unique = native_graph.distinct(tensors[1:])
+    count = len(states)
+    distinct_states = [t for t in unique[:count] if t is not None]
+    weights = unique[count:]
+    distinct_directions = [
+        (cast(torch.Tensor, weights[i]), cast(torch.Tensor, weights[i + 1]), weights[i + 2])
+        for i in range(0, len(weights), 3)
+    ]
+    concurrent = len(directions) == 2 and native_graph.concurrent()
+    return native_keras.kernel(
+        kind, inputs, distinct_states, distinct_directions, batch_first, concurrent
+    )
 
 
 def _torch_layout(kind: str, directions: list[native_keras.KerasWeights]) -> list[torch.Tensor]:

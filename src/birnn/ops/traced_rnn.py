@@ -5,10 +5,12 @@
 or two directions) and returns the same `(outputs, final_states)`. The time
 loop is a Python loop, so TorchDynamo unrolls it: one graph holds every step,
 inductor fuses each step's gate arithmetic, and AOTAutograd derives a single
-backward graph. That pays for short sequences, where a fused kernel call costs
-more in per-call overhead than its arithmetic; for long ones the unrolled graph
-takes too long to compile, so `fused_rnn` keeps its opaque kernel call there
-(`MAX_TRACED_STEPS`).
+backward graph. `fused_rnn` uses it where birnn's native kernels cannot join
+the graph (`birnn.ops.native_graph`: CUDA, half precision, autocast, kernels
+off), and in inference on short sequences, where inductor's fused loops beat
+the kernel call. For long sequences the unrolled graph takes too long to
+compile (`MAX_TRACED_STEPS`): there the native kernels, or else the opaque
+kernel call outside the graph.
 
 Both directions run in one batched matrix product per step (`torch.bmm` over a
 leading direction axis), which halves the operations in the graph.
@@ -20,7 +22,8 @@ import torch
 
 __all__ = ["MAX_TRACED_STEPS", "kernel"]
 
-#: Longest sequence that runs unrolled when `torch.compile` traces a fused RNN call.
+#: Longest sequence that runs unrolled when `torch.compile` traces a fused RNN call
+#: (and, with the native kernels usable, the longest inference sequence that does).
 #: Compile time grows with the number of unrolled steps (each adds its operations to
 #: the forward and backward graphs), while the win of tracing — no per-call kernel
 #: overhead, fused gate arithmetic — shrinks as the arithmetic of a long sequence
