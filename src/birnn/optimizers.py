@@ -367,7 +367,13 @@ class Optimizer(torch.optim.Optimizer):
         self._apply_update(None)
 
     def _apply_update(self, closure: Any) -> Any:
-        return self._torch_class.step(self, closure)
+        # torch wraps a class's `step` with the step hooks the first time an instance of
+        # that very class is made (a plain `torch.optim.SGD`, say). This optimizer's own
+        # `step` has run its hooks already: the update goes around that wrapper.
+        update: Callable[..., Any] = self._torch_class.step
+        if getattr(update, "hooked", False):
+            update = getattr(update, "__wrapped__")  # noqa: B009 (typed as an overload)
+        return update(self, closure)
 
     # ------------------------------------------------------------------ config
     # ------------------------------------------------------------------ copies

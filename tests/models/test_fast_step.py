@@ -131,3 +131,34 @@ def test_an_unbuilt_optimizer_raises_as_step_does():
     opt = optimizers.SGD()
     with pytest.raises(RuntimeError, match="not bound to any parameters"):
         opt.fast_step()
+
+
+@pytest.mark.parametrize(
+    "name,torch_class",
+    [
+        ("SGD", torch.optim.SGD),
+        ("Adam", torch.optim.Adam),
+        ("AdamW", torch.optim.AdamW),
+        ("Adagrad", torch.optim.Adagrad),
+        ("Adadelta", torch.optim.Adadelta),
+        ("Adamax", torch.optim.Adamax),
+        ("RMSprop", torch.optim.RMSprop),
+    ],
+)
+def test_hooks_run_once_per_step_after_a_plain_torch_optimizer_exists(name, torch_class):
+    """torch wraps a class's `step` with the hooks the first time one of its instances
+    is made. birnn's optimizers run their update through their torch class's `step`: once
+    a plain torch optimizer of that class exists, its wrapper must not run the hooks a
+    second time."""
+    torch_class([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    optimizer = getattr(optimizers, name)()
+    model = _model(optimizer)
+    model.train_on_batch(*_batch())
+    calls: list = []
+    pre = optimizer.register_step_pre_hook(lambda *args: calls.append("pre"))
+    post = optimizer.register_step_post_hook(lambda *args: calls.append("post"))
+    model.train_on_batch(*_batch())
+    optimizer.step()
+    pre.remove()
+    post.remove()
+    assert calls == ["pre", "post", "pre", "post"]
