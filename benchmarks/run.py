@@ -658,11 +658,25 @@ def run_peers(
                 if merged is None:
                     merged = result
                 else:
-                    merged["medians"].update(result["medians"])
-                    merged["jit_compile"].update(result["jit_compile"])
+                    _add_rows(merged, result)
             if merged is not None:
                 results[name] = merged
     return results, notes
+
+
+def merge_peers(merged: dict[str, dict], found: dict[str, dict]) -> None:
+    """Adds one `run_peers` call's results (`found`) to `merged`, peer by peer."""
+    for name, result in found.items():
+        if name not in merged:
+            merged[name] = result
+        else:
+            _add_rows(merged[name], result)
+
+
+def _add_rows(into: dict, result: dict) -> None:
+    """Adds the rows of one `peers.py` result to another of the same peer."""
+    into["medians"].update(result["medians"])
+    into["jit_compile"].update(result["jit_compile"])
 
 
 # ---------------------------------------------------------------- report
@@ -803,8 +817,8 @@ def render_peers(
         "defaults otherwise; masked rows: `Masking(0.0)` on zero-padded inputs), against "
         "hand-written torch (`nn.LSTM/GRU(bidirectional=True)`, packed sequences when "
         f"masked). birnn, hand torch and Keras-torch run {where}, timed in turns; "
-        "Keras-TF and Keras-JAX in a fresh process of their own per row "
-        "(`benchmarks/peers.py`), with the "
+        "Keras-TF and Keras-JAX in a fresh process of their own per row, right after the "
+        "row's own process (`benchmarks/peers.py`), with the "
         "same inputs and the same timing rule. Median ms per step; the fastest in bold. "
         "birnn runs eagerly by default; *birnn jit_compile=True* is the same model compiled "
         "with `compile(jit_compile=True)` (seed rows only; its compilation is not timed), "
@@ -979,6 +993,17 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.peer_rows:
         rows = [row for row in rows if row.peer]
 
+    want_peers = not args.no_peers and DEVICE.type == "cpu" and any(row.peer for row in rows)
+    pythons = peer_pythons() if want_peers else {}
+    timing = {
+        "repeats": repeats,
+        "warmup": warmup,
+        "min_seconds": min_seconds,
+        "block_seconds": block_seconds,
+        "threads": args.threads,
+    }
+    peers: dict[str, dict] = {}
+    peer_notes: list[str] = []
     results = []
     for row in rows:
         if args.in_process:
@@ -992,17 +1017,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         print(
             f"{row.name}: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in medians.items()), flush=True
         )
-    peers, peer_notes = {}, []
-    peer_rows = [row for row, _ in results if row.peer]
-    if not args.no_peers and peer_rows and DEVICE.type == "cpu":
-        timing = {
-            "repeats": repeats,
-            "warmup": warmup,
-            "min_seconds": min_seconds,
-            "block_seconds": block_seconds,
-            "threads": args.threads,
-        }
-        peers, peer_notes = run_peers(peer_rows, peer_pythons(), timing)
+        if row.peer and pythons:
+            # Right after the row's own process, so that a slow or fast spell of a shared
+            # machine (minutes long) falls on one row's implementations alike.
+            found, notes = run_peers([row], pythons, timing)
+            merge_peers(peers, found)
+            peer_notes += notes
+            pythons = {name: python for name, python in pythons.items() if name in found}
     memory = None
     if not args.no_memory and DEVICE.type == "cpu":
         steps = 2 if args.quick else 5

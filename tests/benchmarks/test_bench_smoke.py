@@ -142,3 +142,48 @@ def test_a_failing_peer_is_reported_not_fatal(tmp_path):
     peers, notes = run.run_peers([run._quick(run.ROWS[0])], {"keras-jax": (broken, "jax")}, timing)
     assert peers == {}
     assert notes == ["keras-jax failed (exit 3): no keras here"]
+
+
+def test_each_rows_peers_run_right_after_it_and_a_failed_peer_stops(tmp_path, monkeypatch):
+    """Row by row: the row's own process, then its peers, so that a slow spell of the
+    machine falls on one row's implementations alike; a peer that fails once is not
+    started again, and the table still renders."""
+    run = _load()
+    calls: list = []
+
+    def row_alone(row, *args):
+        calls.append(("row", row.name))
+        return {"birnn-model": 1.0, "torch": 2.0}, 0
+
+    def peers_of(rows, pythons, timing):
+        (row,) = rows
+        calls.append(("peers", row.name, sorted(pythons)))
+        result = {
+            "medians": {row.name: 1.5},
+            "jit_compile": {row.name: "True"},
+            "versions": {"keras": "3"},
+        }
+        found = {"keras-jax": result} if "keras-jax" in pythons else {}
+        notes = ["keras-tf failed (exit 3): broken"] if "keras-tf" in pythons else []
+        return found, notes
+
+    monkeypatch.setattr(run, "time_row_alone", row_alone)
+    monkeypatch.setattr(run, "run_peers", peers_of)
+    monkeypatch.setattr(
+        run, "peer_pythons", lambda: {"keras-tf": ("tf", "tensorflow"), "keras-jax": ("j", "jax")}
+    )
+    quick = [arg for arg in QUICK if arg != "--no-peers"]
+    output = tmp_path / "RESULTS.md"
+    args = [*quick, "--rows", "seed model", "--only", "birnn-model,torch", "--output", str(output)]
+    assert run.main(args) == 0
+    seed_rows = [row.name for row in run.ROWS if row.name.startswith("seed model")]
+    assert calls == [
+        ("row", seed_rows[0]),
+        ("peers", seed_rows[0], ["keras-jax", "keras-tf"]),
+        ("row", seed_rows[1]),
+        ("peers", seed_rows[1], ["keras-jax"]),
+    ]
+    table = output.read_text()
+    assert "keras-tf failed (exit 3): broken" in table
+    for name in seed_rows:
+        assert next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
