@@ -56,6 +56,13 @@ def _activation(
     return x.new_empty(shape)
 
 
+def _sizes(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor) -> tuple:
+    """A forward kernel's `(time, batch, directions, units, few)` from its arguments
+    (`x` time-major), `few` saying whether its activations are unit-major."""
+    units = h0.shape[2]
+    return x.shape[0], x.shape[1], w_ih.shape[0], units, units < FEW_UNITS
+
+
 def _slots(keep: bool, time: int, needed: int) -> int:
     """As the kernels: every step's activations when kept for backward, else a ring."""
     return time if keep else torch.sym_min(time, needed)
@@ -80,9 +87,7 @@ def _lstm_forward(
     concurrent: bool,
     keep_activations: bool,
 ) -> list[torch.Tensor]:
-    time, batch = x.shape[0], x.shape[1]
-    directions, units = w_ih.shape[0], h0.shape[2]
-    few = units < FEW_UNITS
+    time, batch, directions, units, few = _sizes(x, h0, w_ih)
     own, carried = _slots(keep_activations, time, 1), _slots(keep_activations, time, 2)
     y, h_n = _outputs(x, directions, units, batch_first)
     return [
@@ -132,9 +137,7 @@ def _gru_forward(
     concurrent: bool,
     keep_activations: bool,
 ) -> list[torch.Tensor]:
-    time, batch = x.shape[0], x.shape[1]
-    directions, units = w_ih.shape[0], h0.shape[2]
-    few = units < FEW_UNITS
+    time, batch, directions, units, few = _sizes(x, h0, w_ih)
     own = _slots(keep_activations, time, 1)
     y, h_n = _outputs(x, directions, units, batch_first)
     return [
