@@ -9,9 +9,10 @@ Usage::
 The rows marked `peer` also make the peers table: birnn's `Model` against hand
 torch, Keras on torch, and Keras 3 on TensorFlow and on JAX. Those two run
 `peers.py` in their own virtual environments (`.bench/keras-tf`,
-`.bench/keras-jax`, created by `make bench-peers`), one process per backend and row, on
-the same inputs (handed over as `.npz` files) with the same timing loop
-(`timing.py`); a missing environment is reported and the rest still runs.
+`.bench/keras-jax`, created by `make bench-peers`), one process per backend and row,
+each started right after the row's own process, on the same inputs (handed over as `.npz`
+files) with the same timing loop (`timing.py`); a missing environment is reported and the
+rest still runs.
 
 Every row is a `Bidirectional` layer (or the seed model) doing the same work in
 each implementation, with the same sizes and inputs:
