@@ -32,8 +32,8 @@ from birnn.ops import threads
 # (`birnn.ops.threads`). At such sizes a second thread saves nothing, while the
 # OpenMP regions that torch opens even for tiny matrix products and softmaxes wait
 # for it and leave it spinning: on the seed model (about 7e5) the train step at one
-# thread took 0.92-0.97x the wall time of two and half the CPU time on a quiet
-# machine, 0.83x the wall time with another process on the second core; at 1.4e6
+# thread took 0.90-0.97x the wall time of two and half the CPU time on a lightly
+# loaded machine, 0.83x the wall time with other processes running; at 1.4e6
 # to 3.4e6 two threads were level or up to 13% faster, the native kernels running
 # both directions at once (`benchmarks/step_threads.py`).
 _ONE_THREAD_STEP_WORK = 1.0e6
