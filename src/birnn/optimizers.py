@@ -124,6 +124,12 @@ class _LearningRate(float):
         return np.asarray(float(self), dtype="float32")
 
 
+def _without_step_hooks(step: Callable[..., Any]) -> Callable[..., Any]:
+    """The function inside torch's step-hook wrapper of an optimizer class's `step`
+    (what torch puts on the class when it makes the first instance), else `step`."""
+    return step.__wrapped__ if getattr(step, "hooked", False) else step  # type: ignore[attr-defined]
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base of birnn's optimizers: Keras's constructor, deferred `torch.optim` binding.
 
@@ -328,10 +334,9 @@ class Optimizer(torch.optim.Optimizer):
         """
         self._check_built()
         step = type(self).step
-        unwrapped = getattr(step, "__wrapped__", None)
+        unwrapped = _without_step_hooks(step)
         if (
-            unwrapped is None
-            or not getattr(step, "hooked", False)  # not torch's wrapper
+            unwrapped is step  # not torch's wrapper
             or "step" in self.__dict__  # replaced on this instance
             or self._optimizer_step_pre_hooks
             or self._optimizer_step_post_hooks
@@ -370,10 +375,7 @@ class Optimizer(torch.optim.Optimizer):
         # torch wraps a class's `step` with the step hooks the first time an instance of
         # that very class is made (a plain `torch.optim.SGD`, say). This optimizer's own
         # `step` has run its hooks already: the update goes around that wrapper.
-        update: Callable[..., Any] = self._torch_class.step
-        if getattr(update, "hooked", False):
-            update = getattr(update, "__wrapped__")  # noqa: B009 (typed as an overload)
-        return update(self, closure)
+        return _without_step_hooks(self._torch_class.step)(self, closure)
 
     # ------------------------------------------------------------------ config
     # ------------------------------------------------------------------ copies
