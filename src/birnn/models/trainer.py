@@ -440,13 +440,13 @@ class Trainer:
         if self._compiled_metrics is not None:
             for _, _, m in self._compiled_metrics.metrics or []:
                 values[m.name] = m.result()
-        if len(values) == 1:  # the loss alone: one value to read, no stack to build
-            loss = values["loss"]
-            if loss.numel() == 1:
-                return {"loss": loss.float().item()}
         keys = sorted(values)
         scalar = [k for k in keys if values[k].numel() == 1]
-        floats = torch.stack([values[k].float().reshape(()) for k in scalar]).cpu().tolist()
+        floats: list[Any]
+        if len(scalar) == 1:  # the loss alone, usually: one value to read, no stack to build
+            floats = [values[scalar[0]].float().item()]
+        else:
+            floats = torch.stack([values[k].float().reshape(()) for k in scalar]).cpu().tolist()
         logs = dict(zip(scalar, floats))
         for k in keys:
             if k not in logs:
