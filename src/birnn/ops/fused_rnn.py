@@ -110,13 +110,12 @@ def _kernel(
     steps = inputs.shape[1 if batch_first else 0]
     if torch.compiler.is_compiling():
         if native_graph.wanted([inputs, *states, *weights], steps):
-            unique = native_graph.distinct([*states, *weights])
-            count = len(states)
+            unique_states, unique_weights = native_graph.distinct_parts(states, weights)
             return native_rnn.kernel(
                 kind,
                 inputs,
-                unique[:count],
-                unique[count:],
+                unique_states,
+                unique_weights,
                 has_biases,
                 bidirectional,
                 batch_first,
@@ -148,10 +147,7 @@ def _native_keras_kernel(
     if not native_graph.wanted(tensors, inputs.shape[1 if batch_first else 0]):
         return None
     # Inside a graph being traced: no tensor may enter the kernel's autograd function twice.
-    unique = native_graph.distinct(tensors[1:])
-    count = len(states)
-    distinct_states = [t for t in unique[:count] if t is not None]
-    weights = unique[count:]
+    distinct_states, weights = native_graph.distinct_parts(states, tensors[1 + len(states) :])
     distinct_directions = [
         (cast(torch.Tensor, weights[i]), cast(torch.Tensor, weights[i + 1]), weights[i + 2])
         for i in range(0, len(weights), 3)

@@ -28,13 +28,21 @@ time than the kernel call takes (`docs/jit_compile.md` has the numbers).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 
 from birnn.ops import native_build, native_rnn, side_by_side, traced_rnn
 
-__all__ = ["FEW_UNITS", "concurrent", "distinct", "register_fakes", "usable", "wanted"]
+__all__ = [
+    "FEW_UNITS",
+    "concurrent",
+    "distinct",
+    "distinct_parts",
+    "register_fakes",
+    "usable",
+    "wanted",
+]
 
 #: Below this many units the kernels keep their activations unit-major,
 #: `(..., gates * units, batch)` per step, else batch-major; it is the C++
@@ -42,7 +50,6 @@ __all__ = ["FEW_UNITS", "concurrent", "distinct", "register_fakes", "usable", "w
 #: (`tests/fused/test_native_graph.py` compares them with the real kernels').
 FEW_UNITS = 16
 
-_DTYPES = (torch.float32, torch.float64)
 _T = TypeVar("_T", bound=torch.Tensor | None)
 _registered = False
 
@@ -228,10 +235,9 @@ def usable(tensors: Sequence[torch.Tensor | None]) -> bool:
     if not torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return False
     present = [t for t in tensors if t is not None]
-    dtype = present[0].dtype
-    if dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
+    if not native_rnn.dtypes_supported(present):
         return False
-    if any(t.dtype != dtype or t.device.type != "cpu" for t in present):
+    if any(t.device.type != "cpu" for t in present):
         return False
     return _loaded() and native_rnn.enabled()
 
@@ -272,6 +278,14 @@ def distinct(tensors: Sequence[_T]) -> list[_T]:
             seen.add(id(tensor))
         result.append(tensor)
     return result
+
+
+def distinct_parts(
+    states: Sequence[torch.Tensor], weights: Sequence[_T]
+) -> tuple[list[torch.Tensor], list[_T]]:
+    """`distinct` over a kernel call's states and weights together, split back."""
+    unique = distinct([*cast(Sequence[_T], states), *weights])
+    return cast(list[torch.Tensor], unique[: len(states)]), unique[len(states) :]
 
 
 def wanted(tensors: Sequence[torch.Tensor | None], steps: int) -> bool:

@@ -32,7 +32,16 @@ from torch.autograd.function import once_differentiable
 
 from birnn.ops import execution, native_build
 
-__all__ = ["WeightLayout", "enabled", "kernel", "run", "set_enabled", "stack_directions", "usable"]
+__all__ = [
+    "WeightLayout",
+    "dtypes_supported",
+    "enabled",
+    "kernel",
+    "run",
+    "set_enabled",
+    "stack_directions",
+    "usable",
+]
 
 _DTYPES = (torch.float32, torch.float64)
 _enabled = True
@@ -64,14 +73,18 @@ def usable(tensors: Sequence[torch.Tensor | None]) -> bool:
     kernels for the LSTM and the GRU, in training and in inference.
     """
     present = [t for t in tensors if t is not None]
-    dtype = present[0].dtype
-    if dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
-        return False
-    if any(tensor.dtype != dtype for tensor in present):
-        return False
-    if not execution.plain_eager_cpu(present):
+    if not dtypes_supported(present) or not execution.plain_eager_cpu(present):
         return False
     return enabled()
+
+
+def dtypes_supported(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether the kernels compute in the dtype of `tensors`: one dtype, float32 or
+    float64, outside CPU autocast (which would compute in another)."""
+    dtype = tensors[0].dtype
+    if dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
+        return False
+    return all(tensor.dtype == dtype for tensor in tensors)
 
 
 def stack_directions(parts: Sequence[torch.Tensor]) -> torch.Tensor:
